@@ -1,0 +1,50 @@
+# Archway. `make help` lists the targets; `make run` and `make test` are the two that matter.
+# Areas add their own targets in mk/*.mk and hook into the aggregate targets below through
+# DEPS_TARGETS, TEST_TARGETS and RUN_PREREQS.
+SHELL        := /bin/bash
+.SHELLFLAGS  := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+GO           ?= go
+BIN          := $(CURDIR)/bin
+export PATH  := $(BIN):$(PATH)
+export GOFLAGS ?= -buildvcs=false
+
+DEPS_TARGETS :=
+TEST_TARGETS :=
+RUN_PREREQS  :=
+
+include $(sort $(wildcard mk/*.mk))
+
+.PHONY: help deps test test-go lint vet staticcheck fuzz bench build run
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: $(DEPS_TARGETS) ## install or build everything the tests need (idempotent)
+
+build: ## build every binary into ./bin
+	$(GO) build -o $(BIN)/ ./gateway ./backends/... ./bench/...
+
+vet: ## go vet
+	$(GO) vet ./...
+
+staticcheck: $(BIN)/staticcheck ## staticcheck
+	$(BIN)/staticcheck ./...
+
+lint: vet staticcheck ## go vet and staticcheck
+
+test-go: ## go test -race -shuffle=on ./...
+	$(GO) test -race -shuffle=on -timeout 20m ./...
+
+test: deps lint test-go $(TEST_TARGETS) ## the full suite, as CI runs it
+
+FUZZTIME ?= 20s
+fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+bench: ## microbenchmarks with allocations (the nginx comparison is bench-nginx)
+	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,0 +1,3 @@
+module github.com/archway-gateway/archway
+
+go 1.26
