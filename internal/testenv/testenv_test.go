@@ -1,0 +1,80 @@
+package testenv
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func redisPing(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+func TestRedisStartsKillsAndRestarts(t *testing.T) {
+	r := StartRedis(t)
+	if got, err := redisPing(r.Addr); err != nil || got != "+PONG" {
+		t.Fatalf("PING = %q, %v; want +PONG", got, err)
+	}
+	r.Kill()
+	if _, err := redisPing(r.Addr); err == nil {
+		t.Fatal("redis still answers after Kill")
+	}
+	r.Restart(t)
+	if got, err := redisPing(r.Addr); err != nil || got != "+PONG" {
+		t.Fatalf("PING after restart = %q, %v; want +PONG", got, err)
+	}
+}
+
+func TestPostgresStarts(t *testing.T) {
+	pg := StartPostgres(t)
+	if !strings.HasPrefix(pg.DSN, "postgres://") {
+		t.Fatalf("DSN = %q", pg.DSN)
+	}
+	if pg.Port != 0 {
+		if err := WaitTCP(net.JoinHostPort(pg.host, strconv.Itoa(pg.Port)), time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestMissingSkipsLocallyAndFailsUnderCI runs this test binary again with a test that calls
+// Missing: without CI it must skip, with CI=true it must fail.
+func TestMissingSkipsLocallyAndFailsUnderCI(t *testing.T) {
+	if os.Getenv("TESTENV_CHILD") == "1" {
+		Missing(t, "archway-no-such-binary is not installed")
+		return
+	}
+	for _, tc := range []struct {
+		ci       string
+		wantFail bool
+		wantText string
+	}{
+		{ci: "", wantFail: false, wantText: "SKIP"},
+		{ci: "true", wantFail: true, wantText: "CI=true: archway-no-such-binary is not installed (run `make deps`)"},
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestMissingSkipsLocallyAndFailsUnderCI$", "-test.v")
+		cmd.Env = append(os.Environ(), "TESTENV_CHILD=1", "CI="+tc.ci)
+		out, err := cmd.CombinedOutput()
+		if failed := err != nil; failed != tc.wantFail {
+			t.Errorf("CI=%q: failed=%v, want %v\n%s", tc.ci, failed, tc.wantFail, out)
+		}
+		if !strings.Contains(string(out), tc.wantText) {
+			t.Errorf("CI=%q: output lacks %q:\n%s", tc.ci, tc.wantText, out)
+		}
+	}
+}
