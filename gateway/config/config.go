@@ -1,0 +1,253 @@
+// Package config loads, defaults and validates routes.yaml.
+//
+// The lifecycle is Load (or Parse) → defaults applied → validated. A *Config that Load returns
+// is complete and valid; callers treat it as immutable and never modify it, so one value can be
+// shared by the running gateway, the admin API and a reload in progress.
+//
+// Every problem is reported at once, each with file:line:column and the field path, e.g.
+//
+//	routes.yaml:14:15: routes[1].upstream: undefined upstream "prodcts" (did you mean "products"?)
+//
+// This package is a leaf: it imports no other Archway package.
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole of routes.yaml. See docs/configuration.md for every field and default.
+type Config struct {
+	Server    Server               `yaml:"server"`
+	Admin     Admin                `yaml:"admin"`
+	AccessLog AccessLog            `yaml:"access_log"`
+	Upstreams map[string]*Upstream `yaml:"upstreams"`
+	Routes    []*Route             `yaml:"routes"`
+
+	// File is where the configuration was read from, for messages.
+	File      string              `yaml:"-"`
+	positions map[string]Position // field path → where it was written
+}
+
+// Server configures the public listener.
+type Server struct {
+	Listen         string   `yaml:"listen"`
+	ReadTimeout    Duration `yaml:"read_timeout"`
+	WriteTimeout   Duration `yaml:"write_timeout"`
+	IdleTimeout    Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes Size     `yaml:"max_header_bytes"`
+	MaxBodyBytes   Size     `yaml:"max_body_bytes"`
+	TrustedProxies []CIDR   `yaml:"trusted_proxies,omitempty"`
+	ShutdownGrace  Duration `yaml:"shutdown_grace"`
+	// EncodedSlashes decides what a %2F in a path means: "keep" leaves it encoded, inside its
+	// segment (it never splits segments for matching), "reject" answers 400.
+	EncodedSlashes string `yaml:"encoded_slashes"`
+	// HealthPath is answered by the gateway itself with 200, before any route.
+	HealthPath string `yaml:"health_path"`
+	// SecurityHeaders are added to every response that does not carry them already. Left out, it
+	// is the original nginx set; an empty mapping turns them all off. Routes override them with
+	// headers.response.set and headers.response.remove.
+	SecurityHeaders map[string]string `yaml:"security_headers"`
+}
+
+// Admin configures the admin API listener.
+type Admin struct {
+	Listen string `yaml:"listen"`
+	Token  Secret `yaml:"token,omitempty"`
+}
+
+// AccessLog configures the one-line-per-request JSON log.
+type AccessLog struct {
+	Enabled *bool  `yaml:"enabled"`
+	Output  string `yaml:"output"` // stdout, stderr or a file path
+}
+
+// On reports whether access logging is enabled.
+func (a AccessLog) On() bool { return a.Enabled != nil && *a.Enabled }
+
+// Upstream is a named set of targets and how to reach them.
+type Upstream struct {
+	Balance           string   `yaml:"balance"`
+	Targets           []Target `yaml:"targets"`
+	MaxFails          int      `yaml:"max_fails"`
+	FailTimeout       Duration `yaml:"fail_timeout"`
+	ConnectTimeout    Duration `yaml:"connect_timeout"`
+	Timeout           Duration `yaml:"timeout"`
+	MaxConnsPerTarget int      `yaml:"max_conns_per_target"`
+	QueueTimeout      Duration `yaml:"queue_timeout"`
+	IdleConnTimeout   Duration `yaml:"idle_conn_timeout"`
+	MaxResponseBytes  Size     `yaml:"max_response_bytes"`
+}
+
+// Route maps matching requests to an upstream.
+type Route struct {
+	Name        string   `yaml:"name"`
+	Match       Match    `yaml:"match"`
+	StripPrefix string   `yaml:"strip_prefix,omitempty"`
+	AddPrefix   string   `yaml:"add_prefix,omitempty"`
+	Upstream    string   `yaml:"upstream"`
+	Timeout     Duration `yaml:"timeout"`
+	Headers     Headers  `yaml:"headers,omitempty"`
+}
+
+// Match selects requests. Exactly one of Path (exact) and PathPrefix is set; Host and Methods
+// narrow it further when set.
+type Match struct {
+	Path       string   `yaml:"path,omitempty"`
+	PathPrefix string   `yaml:"path_prefix,omitempty"`
+	Host       string   `yaml:"host,omitempty"`
+	Methods    []string `yaml:"methods,omitempty"`
+}
+
+// Headers changes request headers on the way to the upstream and response headers on the way back.
+type Headers struct {
+	Request  HeaderOps `yaml:"request,omitempty"`
+	Response HeaderOps `yaml:"response,omitempty"`
+}
+
+// HeaderOps are applied in the order remove, set, add. Set replaces every existing copy.
+type HeaderOps struct {
+	Set    map[string]string `yaml:"set,omitempty"`
+	Add    map[string]string `yaml:"add,omitempty"`
+	Remove []string          `yaml:"remove,omitempty"`
+}
+
+// Load reads, defaults and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse defaults and validates a configuration held in memory; file names it in messages.
+// Environment references (${NAME}, ${NAME:-default}) are expanded from the process environment.
+func Parse(data []byte, file string) (*Config, error) {
+	return ParseWithEnv(data, file, lookupEnvDefault)
+}
+
+// ParseWithEnv is Parse with the environment given as a lookup function.
+func ParseWithEnv(data []byte, file string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	errs := &ErrorList{file: file}
+	cfg := &Config{File: file, positions: map[string]Position{}}
+
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			errs.add(Position{}, "", "the configuration is empty")
+		} else {
+			errs.add(yamlErrorPosition(err), "", yamlErrorMessage(err))
+		}
+		return nil, errs
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		errs.add(Position{extra.Line, extra.Column}, "", "more than one YAML document; routes.yaml holds exactly one")
+		return nil, errs
+	}
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+		errs.add(Position{}, "", "the configuration is empty")
+		return nil, errs
+	}
+	d := &decoder{errs: errs, positions: cfg.positions, lookupEnv: lookupEnv}
+	d.decode(root.Content[0], reflect.ValueOf(cfg).Elem(), "")
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	cfg.applyDefaults()
+	cfg.validate(errs)
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Position returns where the field at path (e.g. "routes[1].upstream") was written, or the
+// position of its nearest written parent, or the zero Position.
+func (c *Config) Position(path string) Position {
+	for path != "" {
+		if p, ok := c.positions[path]; ok {
+			return p
+		}
+		path = parentPath(path)
+	}
+	return Position{}
+}
+
+func parentPath(path string) string {
+	for i := len(path) - 1; i >= 0; i-- {
+		switch path[i] {
+		case '.':
+			return path[:i]
+		case '[':
+			return path[:i]
+		}
+	}
+	return ""
+}
+
+// Redacted renders the effective configuration (defaults filled in) as YAML with secrets
+// replaced by "[redacted]". It is what the admin API shows and what diffs compare.
+func (c *Config) Redacted() []byte {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		// Every field type marshals; failing here is a programming error.
+		panic(fmt.Sprintf("config: marshal: %v", err))
+	}
+	_ = enc.Close()
+	return buf.Bytes()
+}
+
+// Digest is a short stable hash of the effective configuration, secrets included (so rotating
+// a token is a change), for telling versions apart.
+func (c *Config) Digest() string {
+	raw := *c
+	raw.Admin.Token = ""
+	sum := sha256.New()
+	sum.Write(raw.Redacted())
+	sum.Write([]byte(c.Admin.Token))
+	return hex.EncodeToString(sum.Sum(nil))[:12]
+}
+
+// RouteByName returns the route named name, or nil.
+func (c *Config) RouteByName(name string) *Route {
+	for _, r := range c.Routes {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// yamlErrorPosition extracts the line yaml.v3 names. It is the line where the enclosing block
+// starts rather than the offending character, so the column is left out.
+func yamlErrorPosition(err error) Position {
+	var line int
+	if _, scanErr := fmt.Sscanf(err.Error(), "yaml: line %d:", &line); scanErr == nil {
+		return Position{Line: line}
+	}
+	return Position{}
+}
+
+func yamlErrorMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if strings.HasPrefix(msg, "line ") {
+		if _, rest, ok := strings.Cut(msg, ": "); ok {
+			msg = rest
+		}
+	}
+	return "invalid YAML: " + msg
+}

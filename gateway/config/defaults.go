@@ -1,0 +1,110 @@
+package config
+
+import (
+	"strings"
+	"time"
+)
+
+// Defaults. docs/configuration.md lists the same values; a test keeps the two in step.
+const (
+	DefaultListen            = ":8080"
+	DefaultReadTimeout       = Duration(30 * time.Second)
+	DefaultWriteTimeout      = Duration(30 * time.Second)
+	DefaultIdleTimeout       = Duration(90 * time.Second)
+	DefaultMaxHeaderBytes    = Size(16 << 10)
+	DefaultMaxBodyBytes      = Size(50 << 20)
+	DefaultShutdownGrace     = Duration(15 * time.Second)
+	DefaultEncodedSlashes    = "keep"
+	DefaultHealthPath        = "/health"
+	DefaultAdminListen       = "127.0.0.1:9901"
+	DefaultAccessLogOutput   = "stdout"
+	DefaultBalance           = "least_conn"
+	DefaultMaxFails          = 3
+	DefaultFailTimeout       = Duration(30 * time.Second)
+	DefaultConnectTimeout    = Duration(5 * time.Second)
+	DefaultUpstreamTimeout   = Duration(30 * time.Second)
+	DefaultMaxConnsPerTarget = 512
+	DefaultQueueTimeout      = Duration(1 * time.Second)
+	DefaultIdleConnTimeout   = Duration(30 * time.Second)
+	DefaultMaxResponseBytes  = Size(1 << 30)
+)
+
+// DefaultSecurityHeaders are the headers the original nginx configuration added to every
+// response.
+func DefaultSecurityHeaders() map[string]string {
+	return map[string]string{
+		"X-Frame-Options":         "SAMEORIGIN",
+		"X-Content-Type-Options":  "nosniff",
+		"Referrer-Policy":         "strict-origin-when-cross-origin",
+		"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; frame-ancestors 'self'",
+	}
+}
+
+func (c *Config) applyDefaults() {
+	s := &c.Server
+	setDefault(&s.Listen, DefaultListen)
+	setDefault(&s.ReadTimeout, DefaultReadTimeout)
+	setDefault(&s.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&s.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&s.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDefault(&s.MaxBodyBytes, DefaultMaxBodyBytes)
+	setDefault(&s.ShutdownGrace, DefaultShutdownGrace)
+	setDefault(&s.EncodedSlashes, DefaultEncodedSlashes)
+	setDefault(&s.HealthPath, DefaultHealthPath)
+	if s.SecurityHeaders == nil {
+		s.SecurityHeaders = DefaultSecurityHeaders()
+	}
+
+	if _, written := c.positions["admin.listen"]; !written {
+		c.Admin.Listen = DefaultAdminListen
+	}
+	setDefault(&c.AccessLog.Output, DefaultAccessLogOutput)
+	if c.AccessLog.Enabled == nil {
+		on := true
+		c.AccessLog.Enabled = &on
+	}
+
+	for name, u := range c.Upstreams {
+		if u == nil {
+			u = &Upstream{}
+			c.Upstreams[name] = u
+		}
+		setDefault(&u.Balance, DefaultBalance)
+		if _, written := c.positions["upstreams."+name+".max_fails"]; !written {
+			u.MaxFails = DefaultMaxFails
+		}
+		setDefault(&u.FailTimeout, DefaultFailTimeout)
+		setDefault(&u.ConnectTimeout, DefaultConnectTimeout)
+		setDefault(&u.Timeout, DefaultUpstreamTimeout)
+		setDefault(&u.MaxConnsPerTarget, DefaultMaxConnsPerTarget)
+		setDefault(&u.QueueTimeout, DefaultQueueTimeout)
+		setDefault(&u.IdleConnTimeout, DefaultIdleConnTimeout)
+		setDefault(&u.MaxResponseBytes, DefaultMaxResponseBytes)
+		for i := range u.Targets {
+			setDefault(&u.Targets[i].Weight, 1)
+		}
+	}
+
+	for i, r := range c.Routes {
+		if r == nil {
+			r = &Route{}
+			c.Routes[i] = r
+		}
+		for j, m := range r.Match.Methods {
+			r.Match.Methods[j] = strings.ToUpper(m)
+		}
+		r.Match.Host = strings.ToLower(r.Match.Host)
+		if r.Timeout == 0 {
+			if u := c.Upstreams[r.Upstream]; u != nil {
+				r.Timeout = u.Timeout
+			}
+		}
+	}
+}
+
+func setDefault[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
+	}
+}
