@@ -1,0 +1,214 @@
+package upstream
+
+import (
+	"bufio"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// Dialer opens a connection to addr within timeout. The zero Settings dial TCP; tests dial
+// in-memory listeners.
+type Dialer func(addr string, timeout time.Duration) (net.Conn, error)
+
+// Settings are how one target's connections are made and kept. Two targets with the same address
+// and equal Settings share nothing but are interchangeable: a reload keeps the existing Target
+// (and its warm connections) only when its Settings are unchanged.
+type Settings struct {
+	ConnectTimeout   time.Duration
+	IdleTimeout      time.Duration // idle keep-alive connections older than this are closed
+	QueueTimeout     time.Duration // how long a request waits for a connection slot at MaxConns
+	MaxConns         int
+	MaxResponseBytes int64
+	Dial             Dialer `json:"-"`
+}
+
+// Buffer sizes of an upstream connection. The read buffer bounds the upstream's response header.
+const (
+	connReadBufferSize  = 8 << 10
+	connWriteBufferSize = 4 << 10
+)
+
+// pool is the keep-alive connection pool of one target. It is lock-free: connections live in
+// fixed slots, and two index stacks hold the idle slots and the free (unconnected) slots. A
+// goroutine that pops an index owns that slot until it pushes the index back, so a pconn is
+// only ever touched by its one owner.
+type pool struct {
+	addr     string
+	settings Settings
+	slots    []*pconn
+	idle     indexStack
+	free     indexStack
+	draining atomic.Bool
+	dials    atomic.Uint64
+	open     atomic.Int64
+}
+
+// pconn is one upstream connection and its buffers, owned by whoever popped its slot index.
+type pconn struct {
+	pool     *pool
+	index    int
+	conn     net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	lastUsed int64  // unix nanoseconds of the last release
+	uses     uint64 // completed exchanges on this connection; > 0 means it was reused
+}
+
+func newPool(addr string, s Settings) *pool {
+	p := &pool{
+		addr:     addr,
+		settings: s,
+		slots:    make([]*pconn, s.MaxConns),
+		idle:     newIndexStack(s.MaxConns),
+		free:     newIndexStack(s.MaxConns),
+	}
+	for i := s.MaxConns - 1; i >= 0; i-- {
+		p.free.push(i)
+	}
+	return p
+}
+
+// acquire returns a connection: the most recently used idle one, or a new one. At MaxConns it
+// waits for a slot until QueueTimeout or the deadline, whichever is first.
+func (p *pool) acquire(deadline time.Time, now int64) (*pconn, error) {
+	if pc := p.popIdle(now); pc != nil {
+		return pc, nil
+	}
+	i := p.free.pop()
+	if i < 0 {
+		return p.waitForSlot(deadline)
+	}
+	return p.dial(i, deadline)
+}
+
+func (p *pool) popIdle(now int64) *pconn {
+	for {
+		i := p.idle.pop()
+		if i < 0 {
+			return nil
+		}
+		pc := p.slots[i]
+		if now-pc.lastUsed > int64(p.settings.IdleTimeout) {
+			p.discard(pc)
+			continue
+		}
+		return pc
+	}
+}
+
+// waitForSlot polls for an idle connection or a free slot with a growing sleep. It only runs
+// when the target is at MaxConns, which is overload, not the steady state.
+func (p *pool) waitForSlot(deadline time.Time) (*pconn, error) {
+	limit := time.Now().Add(p.settings.QueueTimeout)
+	if !deadline.IsZero() && deadline.Before(limit) {
+		limit = deadline
+	}
+	sleep := 20 * time.Microsecond
+	for {
+		now := time.Now()
+		if pc := p.popIdle(now.UnixNano()); pc != nil {
+			return pc, nil
+		}
+		if i := p.free.pop(); i >= 0 {
+			return p.dial(i, deadline)
+		}
+		if !now.Before(limit) {
+			return nil, errNoFreeConns
+		}
+		time.Sleep(min(sleep, limit.Sub(now)))
+		sleep = min(sleep*2, 2*time.Millisecond)
+	}
+}
+
+func (p *pool) dial(i int, deadline time.Time) (*pconn, error) {
+	timeout := p.settings.ConnectTimeout
+	if !deadline.IsZero() {
+		timeout = min(timeout, time.Until(deadline))
+	}
+	var conn net.Conn
+	var err error
+	if timeout <= 0 {
+		err = errDialNoTime
+	} else if p.settings.Dial != nil {
+		conn, err = p.settings.Dial(p.addr, timeout)
+	} else {
+		conn, err = net.DialTimeout("tcp", p.addr, timeout)
+	}
+	if err != nil {
+		p.free.push(i)
+		return nil, err
+	}
+	pc := p.slots[i]
+	if pc == nil {
+		pc = &pconn{
+			pool: p, index: i,
+			br: bufio.NewReaderSize(conn, connReadBufferSize),
+			bw: bufio.NewWriterSize(conn, connWriteBufferSize),
+		}
+		p.slots[i] = pc
+	} else {
+		pc.br.Reset(conn)
+		pc.bw.Reset(conn)
+	}
+	pc.conn = conn
+	pc.uses = 0
+	p.dials.Add(1)
+	p.open.Add(1)
+	return pc, nil
+}
+
+// release returns a connection after a complete exchange: to the idle stack when it can carry
+// another request, closed otherwise.
+func (p *pool) release(pc *pconn, reusable bool, now int64) {
+	if !reusable || p.draining.Load() {
+		p.discard(pc)
+		return
+	}
+	pc.lastUsed = now
+	pc.uses++
+	p.idle.push(pc.index)
+	// A drain that started between the check above and the push has already swept the idle
+	// stack; sweep again so this connection does not linger.
+	if p.draining.Load() {
+		p.closeIdle()
+	}
+}
+
+// discard closes a connection and frees its slot.
+func (p *pool) discard(pc *pconn) {
+	_ = pc.conn.Close()
+	pc.conn = nil
+	p.open.Add(-1)
+	p.free.push(pc.index)
+}
+
+func (p *pool) closeIdle() {
+	for i := p.idle.pop(); i >= 0; i = p.idle.pop() {
+		p.discard(p.slots[i])
+	}
+}
+
+// drain stops keeping connections: idle ones close now, busy ones when their exchange ends.
+// Requests may still use the pool (a request of an old snapshot finishing after a reload); they
+// just do not leave connections behind.
+func (p *pool) drain() {
+	p.draining.Store(true)
+	p.closeIdle()
+}
+
+// reapIdle closes idle connections unused for longer than IdleTimeout. With a LIFO pool the
+// stale ones sink to the bottom, where a steady load never reaches them.
+func (p *pool) reapIdle(now int64) {
+	var keep []int
+	for i := p.idle.pop(); i >= 0; i = p.idle.pop() {
+		if pc := p.slots[i]; now-pc.lastUsed > int64(p.settings.IdleTimeout) {
+			p.discard(pc)
+		} else {
+			keep = append(keep, i)
+		}
+	}
+	for k := len(keep) - 1; k >= 0; k-- {
+		p.idle.push(keep[k])
+	}
+}

@@ -1,0 +1,288 @@
+package upstream
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/archway-gateway/archway/gateway/balancer"
+	"github.com/valyala/fasthttp"
+)
+
+// bufferLimit is the largest response body read whole into memory; larger and chunked bodies
+// stream to the client through a bodyStream.
+const bufferLimit = 64 << 10
+
+// Health is how a target is doing, as /upstreams shows it.
+type Health uint8
+
+const (
+	Healthy  Health = iota
+	Ejected         // passive health: max_fails failures within fail_timeout
+	Draining        // removed from the configuration; finishing what it has
+)
+
+func (h Health) String() string {
+	return [...]string{"healthy", "ejected", "draining"}[h]
+}
+
+// Target is one address of an upstream: its keep-alive pool and its live state, all atomics.
+// The registry shares a Target between every snapshot that names the same upstream and address
+// with equal Settings, so counters and warm connections survive a reload. Safe for concurrent use.
+type Target struct {
+	Upstream string
+	Addr     string
+	id       uint64
+	pool     *pool
+	weight   atomic.Int32
+
+	inflight  atomic.Int64
+	requests  atomic.Uint64
+	failures  atomic.Uint64 // failures that counted toward max_fails
+	ejections atomic.Uint64
+
+	// Passive health, nginx's max_fails/fail_timeout: failures are counted in a window that
+	// starts at the first failure and lasts fail_timeout; max_fails of them eject the target for
+	// fail_timeout. After that it is on probation: one success clears it, one failure ejects it
+	// again at once.
+	windowStart  atomic.Int64
+	failCount    atomic.Int32
+	ejectedUntil atomic.Int64
+	probation    atomic.Bool
+}
+
+var _ balancer.Endpoint = (*Target)(nil)
+
+func newTarget(upstreamName, addr string, weight int, s Settings) *Target {
+	t := &Target{
+		Upstream: upstreamName,
+		Addr:     addr,
+		id:       balancer.HashBytes([]byte(addr)),
+		pool:     newPool(addr, s),
+	}
+	t.weight.Store(int32(max(weight, 1)))
+	return t
+}
+
+// InFlight implements balancer.Endpoint.
+func (t *Target) InFlight() int64 { return t.inflight.Load() }
+
+// Weight implements balancer.Endpoint.
+func (t *Target) Weight() int { return int(t.weight.Load()) }
+
+// ID implements balancer.Endpoint.
+func (t *Target) ID() uint64 { return t.id }
+
+// Available implements balancer.Endpoint: not ejected. A draining target stays available to the
+// old snapshot that still lists it; new snapshots no longer do.
+func (t *Target) Available(now int64) bool { return now >= t.ejectedUntil.Load() }
+
+// Health reports the target's state at time now.
+func (t *Target) Health(now int64) Health {
+	switch {
+	case t.pool.draining.Load():
+		return Draining
+	case now < t.ejectedUntil.Load():
+		return Ejected
+	}
+	return Healthy
+}
+
+// Stats is a snapshot of a target's counters.
+type Stats struct {
+	InFlight  int64
+	Requests  uint64
+	Failures  uint64
+	Ejections uint64
+	OpenConns int64
+	Dials     uint64
+	// RecentFailures is the count in the current fail_timeout window.
+	RecentFailures int32
+	EjectedUntil   time.Time
+}
+
+// Stats reads the counters.
+func (t *Target) Stats() Stats {
+	s := Stats{
+		InFlight: t.inflight.Load(), Requests: t.requests.Load(), Failures: t.failures.Load(),
+		Ejections: t.ejections.Load(), OpenConns: t.pool.open.Load(), Dials: t.pool.dials.Load(),
+		RecentFailures: t.failCount.Load(),
+	}
+	if until := t.ejectedUntil.Load(); until > 0 {
+		s.EjectedUntil = time.Unix(0, until)
+	}
+	return s
+}
+
+// Health policy of one upstream, passed in by the caller because it belongs to the config
+// snapshot while the Target outlives snapshots.
+type passivePolicy struct {
+	maxFails    int32
+	failTimeout int64 // nanoseconds
+}
+
+// recordFailure counts a failure at time now and ejects the target when max_fails is reached.
+func (t *Target) recordFailure(now int64, p passivePolicy) {
+	t.failures.Add(1)
+	if p.maxFails <= 0 {
+		return
+	}
+	if t.probation.Load() {
+		t.eject(now, p)
+		return
+	}
+	start := t.windowStart.Load()
+	if now-start > p.failTimeout && t.windowStart.CompareAndSwap(start, now) {
+		t.failCount.Store(0)
+	}
+	if t.failCount.Add(1) >= p.maxFails {
+		t.eject(now, p)
+	}
+}
+
+func (t *Target) eject(now int64, p passivePolicy) {
+	prev := t.ejectedUntil.Load()
+	if prev > now {
+		return // already ejected
+	}
+	if t.ejectedUntil.CompareAndSwap(prev, now+p.failTimeout) {
+		t.ejections.Add(1)
+		t.failCount.Store(0)
+		t.probation.Store(true)
+	}
+}
+
+// recordSuccess ends probation after an ejection.
+func (t *Target) recordSuccess() {
+	if t.probation.Load() {
+		t.probation.Store(false)
+		t.failCount.Store(0)
+	}
+}
+
+// Exchange describes one round trip. It is owned by the caller and reused across requests.
+type Exchange struct {
+	Deadline time.Time // absolute response deadline (the route's timeout)
+	Timeout  time.Duration
+	Now      int64 // unix nanoseconds at the start
+	Head     bool  // HEAD request: the response has no body whatever it declares
+	policy   passivePolicy
+}
+
+// Do sends req to the target and reads the response into resp. A body up to 64 KiB is read
+// whole and the connection returned to the pool before Do returns; a larger or chunked body is
+// left as resp's body stream, which holds the connection until fasthttp has written it to the
+// client and closed it. Do never retries: that is the caller's decision, made from the *Error.
+//
+// req must carry no hop-by-hop headers and must not ask for a protocol upgrade: the connection
+// goes back to a shared pool.
+func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *Exchange) error {
+	t.inflight.Add(1)
+	t.requests.Add(1)
+	pc, err := t.pool.acquire(x.Deadline, x.Now)
+	if err != nil {
+		t.inflight.Add(-1)
+		e := dialError(t.Addr, err)
+		if e.Kind.countsAsFailure() {
+			t.recordFailure(x.Now, x.policy)
+		}
+		return e
+	}
+	reused := pc.uses > 0
+	if err := pc.conn.SetDeadline(x.Deadline); err != nil {
+		return t.fail(pc, x, KindWrite, err)
+	}
+	if err := req.Write(pc.bw); err != nil {
+		return t.fail(pc, x, t.writeKind(reused, err), err)
+	}
+	if err := pc.bw.Flush(); err != nil {
+		return t.fail(pc, x, t.writeKind(reused, err), err)
+	}
+
+	for {
+		if err := resp.Header.Read(pc.br); err != nil {
+			switch {
+			case isTimeout(err):
+				return t.fail(pc, x, KindTimeout, err)
+			case reused && isPeerClosed(err):
+				return t.fail(pc, x, KindStale, err)
+			case isPeerClosed(err):
+				return t.fail(pc, x, KindRead, err)
+			}
+			return t.fail(pc, x, KindProtocol, err)
+		}
+		code := resp.Header.StatusCode()
+		if code == fasthttp.StatusSwitchingProtocols {
+			return t.fail(pc, x, KindProtocol, errUpgrade)
+		}
+		if code >= 200 || code < 100 {
+			break
+		}
+		// 1xx interim responses (100 Continue, 103 Early Hints) are consumed here.
+	}
+
+	reusable := !resp.Header.ConnectionClose()
+	code := resp.Header.StatusCode()
+	if x.Head || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified {
+		resp.SkipBody = true
+		t.finish(pc, reusable, x.Now)
+		t.recordSuccess()
+		return nil
+	}
+	limit := t.pool.settings.MaxResponseBytes
+	switch cl := resp.Header.ContentLength(); {
+	case cl >= 0 && cl <= bufferLimit:
+		if err := resp.ReadBody(pc.br, 0); err != nil {
+			kind := KindRead
+			if isTimeout(err) {
+				kind = KindTimeout
+			}
+			return t.fail(pc, x, kind, err)
+		}
+		t.finish(pc, reusable, x.Now)
+	case cl > 0 && int64(cl) > limit:
+		return t.fail(pc, x, KindTooLarge, errTooLarge)
+	case cl >= 0:
+		resp.SetBodyStream(newBodyStream(pc, t, framingFixed, int64(cl), limit, x.Timeout, reusable), cl)
+	case cl == -1:
+		resp.SetBodyStream(newBodyStream(pc, t, framingChunked, 0, limit, x.Timeout, reusable), -1)
+	default:
+		resp.SetBodyStream(newBodyStream(pc, t, framingClose, 0, limit, x.Timeout, false), -1)
+	}
+	t.recordSuccess()
+	return nil
+}
+
+func (t *Target) writeKind(reused bool, err error) Kind {
+	if reused && isPeerClosed(err) {
+		return KindStale
+	}
+	if isTimeout(err) {
+		return KindTimeout
+	}
+	return KindWrite
+}
+
+// fail discards the connection and classifies the failure.
+func (t *Target) fail(pc *pconn, x *Exchange, kind Kind, err error) error {
+	t.pool.discard(pc)
+	t.inflight.Add(-1)
+	if kind.countsAsFailure() {
+		t.recordFailure(x.Now, x.policy)
+	}
+	return &Error{Kind: kind, Addr: t.Addr, Err: err}
+}
+
+// finish ends an exchange whose response was read completely (or abandoned); now stamps the
+// connection's last use for idle expiry.
+func (t *Target) finish(pc *pconn, reusable bool, now int64) {
+	t.pool.release(pc, reusable, now)
+	t.inflight.Add(-1)
+}
+
+// IsNotSent reports whether err is an upstream failure that happened before the request could
+// have reached the upstream.
+func IsNotSent(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.NotSent()
+}
