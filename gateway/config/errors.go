@@ -44,6 +44,16 @@ type ErrorList struct {
 	errs []*Error
 }
 
+// NewErrorList starts an empty list of problems in file.
+func NewErrorList(file string) *ErrorList { return &ErrorList{file: file} }
+
+// Add records a problem found outside this package (for example a setting that cannot change
+// without a restart).
+func (l *ErrorList) Add(pos Position, path, msg string) { l.add(pos, path, msg) }
+
+// Err returns the list as an error, or nil when it is empty.
+func (l *ErrorList) Err() error { return l.err() }
+
 func (l *ErrorList) add(pos Position, path, msg string) {
 	l.errs = append(l.errs, &Error{File: l.file, Pos: pos, Path: path, Msg: msg})
 }

@@ -34,9 +34,12 @@ const (
 	KindProtocol
 	// KindTooLarge: the response declared a body over max_response_bytes.
 	KindTooLarge
+	// KindClient: reading the client's request body failed while it was being sent (over the
+	// size limit, broken, too slow). The client's fault, never counted against the target.
+	KindClient
 )
 
-var kindNames = [...]string{"", "connect", "connect_timeout", "no_free_conns", "stale", "write", "timeout", "read", "protocol", "too_large"}
+var kindNames = [...]string{"", "connect", "connect_timeout", "no_free_conns", "stale", "write", "timeout", "read", "protocol", "too_large", "client"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -50,6 +53,9 @@ type Error struct {
 	Kind Kind
 	Addr string
 	Err  error
+	// Written is set when the request was written to the connection before it failed, so the
+	// upstream may have received it.
+	Written bool
 }
 
 func (e *Error) Error() string {
@@ -62,8 +68,12 @@ func (e *Error) Unwrap() error { return e.Err }
 // POST included, may be retried on another target.
 func (e *Error) NotSent() bool {
 	switch e.Kind {
-	case KindConnect, KindConnectTimeout, KindNoFreeConns, KindStale:
+	case KindConnect, KindConnectTimeout, KindNoFreeConns:
 		return true
+	case KindStale:
+		// Broken while writing to a connection the upstream had closed: it never read the
+		// request. Broken after writing (EOF instead of a response): it may have.
+		return !e.Written
 	}
 	return false
 }

@@ -166,7 +166,10 @@ type Exchange struct {
 	Timeout  time.Duration
 	Now      int64 // unix nanoseconds at the start
 	Head     bool  // HEAD request: the response has no body whatever it declares
-	policy   passivePolicy
+	// ClientBody, when the request body streams from the client, reports why reading it
+	// failed; Do then blames the client (KindClient), not the target.
+	ClientBody interface{ Err() error }
+	policy     passivePolicy
 }
 
 // Do sends req to the target and reads the response into resp. A body up to 64 KiB is read
@@ -193,10 +196,10 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *Exchange)
 		return t.fail(pc, x, KindWrite, err)
 	}
 	if err := req.Write(pc.bw); err != nil {
-		return t.fail(pc, x, t.writeKind(reused, err), err)
+		return t.failWrite(pc, x, reused, err)
 	}
 	if err := pc.bw.Flush(); err != nil {
-		return t.fail(pc, x, t.writeKind(reused, err), err)
+		return t.failWrite(pc, x, reused, err)
 	}
 
 	for {
@@ -205,7 +208,9 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *Exchange)
 			case isTimeout(err):
 				return t.fail(pc, x, KindTimeout, err)
 			case reused && isPeerClosed(err):
-				return t.fail(pc, x, KindStale, err)
+				e := t.fail(pc, x, KindStale, err).(*Error)
+				e.Written = true
+				return e
 			case isPeerClosed(err):
 				return t.fail(pc, x, KindRead, err)
 			}
@@ -253,14 +258,19 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *Exchange)
 	return nil
 }
 
-func (t *Target) writeKind(reused bool, err error) Kind {
-	if reused && isPeerClosed(err) {
-		return KindStale
+func (t *Target) failWrite(pc *pconn, x *Exchange, reused bool, err error) error {
+	if x.ClientBody != nil {
+		if cerr := x.ClientBody.Err(); cerr != nil {
+			return t.fail(pc, x, KindClient, cerr)
+		}
 	}
-	if isTimeout(err) {
-		return KindTimeout
+	switch {
+	case reused && isPeerClosed(err):
+		return t.fail(pc, x, KindStale, err)
+	case isTimeout(err):
+		return t.fail(pc, x, KindTimeout, err)
 	}
-	return KindWrite
+	return t.fail(pc, x, KindWrite, err)
 }
 
 // fail discards the connection and classifies the failure.

@@ -1,0 +1,138 @@
+// Package metrics holds the gateway's Prometheus metrics. The request path only touches atomics
+// and client_golang histograms resolved when a config snapshot is built, so recording a request
+// takes no lock and allocates nothing; series are produced at scrape time by collectors that
+// read those atomics.
+package metrics
+
+import (
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Methods are the method label values, indexed like the proxy's method numbers; the last one
+// stands for any other method.
+var Methods = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"}
+
+const numCodes = 600
+
+// DurationBuckets are the request duration histogram buckets, in seconds: fine below 10 ms where
+// a gateway's own cost lives, coarse up to the 30 s proxy timeout.
+var DurationBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// RouteStats are the counters of one route. They outlive config snapshots: a reload that keeps
+// a route keeps its counters. Safe for concurrent use.
+type RouteStats struct {
+	Name     string
+	requests [len(Methods)][numCodes]atomic.Uint64
+	bytesIn  atomic.Uint64
+	bytesOut atomic.Uint64
+	duration prometheus.Histogram
+	upstream prometheus.Histogram
+}
+
+// Record counts one finished request. method is an index into Methods (-1 for other methods).
+func (s *RouteStats) Record(method, code int, d, upstream time.Duration, in, out int64) {
+	if method < 0 || method >= len(Methods) {
+		method = len(Methods) - 1
+	}
+	if code < 0 || code >= numCodes {
+		code = 0
+	}
+	s.requests[method][code].Add(1)
+	s.bytesIn.Add(uint64(max(in, 0)))
+	s.bytesOut.Add(uint64(max(out, 0)))
+	s.duration.Observe(d.Seconds())
+	if upstream > 0 {
+		s.upstream.Observe(upstream.Seconds())
+	}
+}
+
+// Requests returns how many requests with method index m ended with code.
+func (s *RouteStats) Requests(m, code int) uint64 { return s.requests[m][code].Load() }
+
+// Registry keeps RouteStats by route name across snapshots.
+type Registry struct {
+	mu     sync.Mutex
+	routes map[string]*RouteStats
+	live   atomic.Pointer[[]*RouteStats] // the routes of the current snapshot, for collection
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{routes: map[string]*RouteStats{}} }
+
+// Route returns the stats of the named route, creating them on first use.
+func (r *Registry) Route(name string) *RouteStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.routes[name]; ok {
+		return s
+	}
+	s := &RouteStats{
+		Name: name,
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "archway_request_duration_seconds", Help: "Time from the first byte of a request to the handler's end, by route.",
+			Buckets: DurationBuckets, ConstLabels: prometheus.Labels{"route": name},
+		}),
+		upstream: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "archway_upstream_duration_seconds", Help: "Time spent waiting for upstream responses, by route.",
+			Buckets: DurationBuckets, ConstLabels: prometheus.Labels{"route": name},
+		}),
+	}
+	r.routes[name] = s
+	return s
+}
+
+// SetLive makes the given routes the ones /metrics reports and forgets all others, so a route
+// removed by a reload stops being exported (its counters would otherwise linger forever).
+func (r *Registry) SetLive(routes []*RouteStats) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keep := map[string]bool{}
+	for _, s := range routes {
+		keep[s.Name] = true
+	}
+	for name := range r.routes {
+		if !keep[name] {
+			delete(r.routes, name)
+		}
+	}
+	sorted := append([]*RouteStats(nil), routes...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	r.live.Store(&sorted)
+}
+
+var (
+	descRequests = prometheus.NewDesc("archway_requests_total", "Requests answered, by route, method and status code.", []string{"route", "method", "code"}, nil)
+	descBytesIn  = prometheus.NewDesc("archway_request_body_bytes_total", "Request body bytes received, by route.", []string{"route"}, nil)
+	descBytesOut = prometheus.NewDesc("archway_response_body_bytes_total", "Response body bytes sent, by route.", []string{"route"}, nil)
+)
+
+// Describe implements prometheus.Collector. The collector is unchecked: its label sets vary
+// with the configuration.
+func (r *Registry) Describe(chan<- *prometheus.Desc) {}
+
+// Collect implements prometheus.Collector.
+func (r *Registry) Collect(ch chan<- prometheus.Metric) {
+	live := r.live.Load()
+	if live == nil {
+		return
+	}
+	for _, s := range *live {
+		for m := range Methods {
+			for code := range numCodes {
+				if n := s.requests[m][code].Load(); n > 0 {
+					ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(n), s.Name, Methods[m], strconv.Itoa(code))
+				}
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(descBytesIn, prometheus.CounterValue, float64(s.bytesIn.Load()), s.Name)
+		ch <- prometheus.MustNewConstMetric(descBytesOut, prometheus.CounterValue, float64(s.bytesOut.Load()), s.Name)
+		s.duration.Collect(ch)
+		s.upstream.Collect(ch)
+	}
+}

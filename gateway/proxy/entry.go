@@ -1,0 +1,228 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/archway-gateway/archway/gateway/accesslog"
+	"github.com/archway-gateway/archway/gateway/protocol"
+	"github.com/archway-gateway/archway/gateway/router"
+	"github.com/valyala/fasthttp"
+)
+
+// Entry is the gateway's fasthttp handler. It holds the live snapshot in one atomic pointer:
+// Store publishes a new configuration, and every request loads the pointer once and uses that
+// snapshot to its end. Safe for concurrent use.
+type Entry struct {
+	snapshot atomic.Pointer[Snapshot]
+	logger   *slog.Logger
+}
+
+// NewEntry returns an entry serving s. logger receives panics and internal errors.
+func NewEntry(s *Snapshot, logger *slog.Logger) *Entry {
+	e := &Entry{logger: logger}
+	e.snapshot.Store(s)
+	return e
+}
+
+// Store publishes a new snapshot. Requests already running finish on the one they loaded.
+func (e *Entry) Store(s *Snapshot) { e.snapshot.Store(s) }
+
+// Load returns the live snapshot.
+func (e *Entry) Load() *Snapshot { return e.snapshot.Load() }
+
+var (
+	healthBody = []byte(`{"status":"ok"}` + "\n")
+	allowAll   = strings.Join(protocol.Methods[:], ", ")
+)
+
+// Handle serves one request.
+func (e *Entry) Handle(ctx *fasthttp.RequestCtx) {
+	x := acquireExchange(ctx, e.snapshot.Load())
+	defer func() {
+		if r := recover(); r != nil {
+			e.logger.Error("panic serving request", "panic", r, "path", string(x.Path), "request_id", string(x.RequestID))
+			WriteError(x, fmt.Errorf("%w: internal error", ErrBadGatewayInternal))
+			e.finish(x)
+		}
+		releaseExchange(x)
+	}()
+	e.serve(x)
+	e.finish(x)
+}
+
+// ErrBadGatewayInternal marks a bug in the gateway itself (a recovered panic): 502, logged.
+var ErrBadGatewayInternal = errors.New("gateway error")
+
+func (e *Entry) serve(x *Exchange) {
+	ctx := x.Ctx
+	s := x.Snapshot
+	hdr := &ctx.Request.Header
+	raw := hdr.RawHeaders()
+
+	x.Peer = peerAddr(ctx)
+	if err := protocol.ScanHeaders(raw, &x.Facts); err != nil {
+		x.ClientIP = x.Peer
+		WriteError(x, err)
+		return
+	}
+	x.PeerTrusted = s.trusted(x.Peer)
+	resolveClientIP(x, raw)
+	ensureRequestID(x, raw)
+
+	method := hdr.Method()
+	switch protocol.ClassifyMethod(method) {
+	case protocol.MethodRefused:
+		WriteError(x, ErrMethodRefused)
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, allowAll)
+		return
+	case protocol.MethodUnknown:
+		WriteError(x, ErrNotImplemented)
+		return
+	}
+	x.Method = protocol.MethodIndex(method)
+
+	path, query, err := protocol.SplitTarget(hdr.RequestURI())
+	if err == nil {
+		x.Path, err = protocol.NormalizePath(x.pathBuf[:0], path, s.RejectEncodedSlash)
+		x.pathBuf = x.Path
+	}
+	if err != nil {
+		WriteError(x, err)
+		return
+	}
+	x.Query = query
+
+	if string(x.Path) == string(s.HealthPath) {
+		ctx.Response.Header.SetContentType("application/json")
+		ctx.Response.SetBodyRaw(healthBody)
+		return
+	}
+
+	route, outcome, allow := s.Table.Match(hdr.Host(), x.Path, x.Method)
+	switch outcome {
+	case router.NotFound:
+		WriteError(x, ErrNoRoute)
+		return
+	case router.MethodNotAllowed:
+		WriteError(x, ErrMethodNotAllowed)
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, allowHeader(allow))
+		return
+	}
+	x.Route = route
+	if int64(hdr.ContentLength()) > s.MaxBodyBytes {
+		// fasthttp refuses this itself only when bodies are not streamed; here they are.
+		WriteError(x, ErrBodyTooLarge)
+		return
+	}
+	route.Handler.Serve(x)
+}
+
+// finish completes the response (request id, security and route headers), then records metrics
+// and the access log line.
+func (e *Entry) finish(x *Exchange) {
+	ctx := x.Ctx
+	s := x.Snapshot
+	resp := &ctx.Response.Header
+	if len(x.RequestID) > 0 {
+		resp.SetBytesKV(hXRequestID, x.RequestID)
+	}
+	security := s.SecurityHeaders
+	stats := s.Unmatched
+	if r := x.Route; r != nil {
+		security, stats = r.SecurityHeaders, r.Stats
+		if !r.ResponseHeaders.Empty() {
+			applyResponseOps(resp, &r.ResponseHeaders)
+		}
+	}
+	for i := range security {
+		if len(resp.PeekBytes(security[i].Key)) == 0 {
+			resp.SetBytesKV(security[i].Key, security[i].Value)
+		}
+	}
+
+	code := resp.StatusCode()
+	elapsed := time.Since(ctx.Time())
+	in := int64(max(ctx.Request.Header.ContentLength(), 0))
+	out := int64(max(resp.ContentLength(), 0))
+	stats.Record(x.Method, code, elapsed, x.UpstreamDuration, in, out)
+
+	if s.AccessLog != nil {
+		logRequest(s.AccessLog, x, code, elapsed, in, out)
+	}
+}
+
+func logRequest(l *accesslog.Logger, x *Exchange, code int, elapsed time.Duration, in, out int64) {
+	hdr := &x.Ctx.Request.Header
+	e := accesslog.Entry{
+		RequestID: x.RequestID, ClientIP: x.ClientIP.String(), Method: hdr.Method(), Path: x.Path,
+		Query: x.Query, Status: code, BytesIn: in, BytesOut: out, Duration: elapsed,
+		UpstreamTime: x.UpstreamDuration, Attempts: x.Attempts, UserAgent: hdr.UserAgent(),
+		Referer: hdr.Referer(), Err: x.Err,
+	}
+	if x.Route != nil {
+		e.Route = x.Route.Name
+		e.Upstream = x.Route.Upstream.Name
+	}
+	if x.Target != nil {
+		e.Target = x.Target.Addr
+	}
+	if len(e.Path) == 0 {
+		e.Path = hdr.RequestURI()
+	}
+	l.Log(&e)
+}
+
+func allowHeader(mask uint32) string {
+	var b strings.Builder
+	for i, m := range protocol.Methods {
+		if mask&(1<<uint(i)) != 0 {
+			if b.Len() > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(m)
+		}
+	}
+	return b.String()
+}
+
+func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	return netip.IPv4Unspecified()
+}
+
+// HandleParseError answers requests fasthttp could not parse: a header block over
+// server.max_header_bytes (431), a body over the limit (413), malformed framing (400). The
+// connection is closed: what follows on it cannot be trusted to start a new request.
+func (e *Entry) HandleParseError(ctx *fasthttp.RequestCtx, err error) {
+	s := e.snapshot.Load()
+	var small *fasthttp.ErrSmallBuffer
+	var cause error
+	switch {
+	case errors.As(err, &small):
+		cause = ErrHeaderTooLarge
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		cause = ErrBodyTooLarge
+	default:
+		cause = fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	x := acquireExchange(ctx, s)
+	defer releaseExchange(x)
+	x.Peer = peerAddr(ctx)
+	x.ClientIP = x.Peer
+	x.Method = -1
+	ensureRequestID(x, nil)
+	WriteError(x, cause)
+	ctx.Response.SetConnectionClose()
+	e.finish(x)
+}

@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"errors"
+
+	"github.com/archway-gateway/archway/gateway/protocol"
+	"github.com/archway-gateway/archway/gateway/upstream"
+	"github.com/valyala/fasthttp"
+)
+
+// Errors the gateway answers itself. Policies (rate limits, auth) add their own by implementing
+// StatusError; this file is the one place where errors become HTTP statuses.
+var (
+	ErrNoRoute           = errors.New("no route matches this request")
+	ErrMethodNotAllowed  = errors.New("method not allowed on this route")
+	ErrMethodRefused     = errors.New("method not allowed")
+	ErrNotImplemented    = errors.New("method not implemented")
+	ErrNoTarget          = errors.New("no upstream target available")
+	ErrBodyTooLarge      = errors.New("request body too large")
+	ErrHeaderTooLarge    = errors.New("request header too large")
+	ErrBadRequest        = errors.New("bad request")
+	ErrRequestBodyBroken = errors.New("request body could not be read")
+	ErrRequestTimeout    = errors.New("request timed out")
+)
+
+// StatusError is implemented by errors that carry their own status, such as a policy's 401 or
+// 429. Status also returns whether the connection must close after the answer.
+type StatusError interface {
+	error
+	Status() (code int, closeConn bool)
+}
+
+// Status maps an error to the HTTP status the client gets, and reports whether the connection
+// must be closed afterwards: after a malformed request nothing more on that connection can be
+// trusted to be parsed correctly.
+func Status(err error) (code int, closeConn bool) {
+	var se StatusError
+	if errors.As(err, &se) {
+		return se.Status()
+	}
+	var ue *upstream.Error
+	if errors.As(err, &ue) {
+		switch ue.Kind {
+		case upstream.KindClient:
+			return Status(ue.Err)
+		case upstream.KindTimeout, upstream.KindConnectTimeout:
+			return fasthttp.StatusGatewayTimeout, false
+		case upstream.KindNoFreeConns:
+			return fasthttp.StatusServiceUnavailable, false
+		}
+		return fasthttp.StatusBadGateway, false
+	}
+	switch {
+	case errors.Is(err, ErrNoRoute):
+		return fasthttp.StatusNotFound, false
+	case errors.Is(err, ErrMethodNotAllowed), errors.Is(err, ErrMethodRefused):
+		return fasthttp.StatusMethodNotAllowed, false
+	case errors.Is(err, ErrNotImplemented):
+		return fasthttp.StatusNotImplemented, true
+	case errors.Is(err, ErrNoTarget):
+		return fasthttp.StatusServiceUnavailable, false
+	case errors.Is(err, ErrBodyTooLarge):
+		return fasthttp.StatusRequestEntityTooLarge, true
+	case errors.Is(err, ErrHeaderTooLarge):
+		return fasthttp.StatusRequestHeaderFieldsTooLarge, true
+	case errors.Is(err, ErrRequestTimeout):
+		return fasthttp.StatusRequestTimeout, true
+	case errors.Is(err, ErrRequestBodyBroken), errors.Is(err, ErrBadRequest), isProtocolError(err):
+		return fasthttp.StatusBadRequest, true
+	}
+	return fasthttp.StatusBadGateway, false
+}
+
+func isProtocolError(err error) bool {
+	for _, e := range []error{
+		protocol.ErrPathNotOrigin, protocol.ErrPathBadEscape, protocol.ErrPathBadChar, protocol.ErrPathEncodedSlash,
+		protocol.ErrPathEncodedNUL, protocol.ErrObsFold, protocol.ErrHeaderName, protocol.ErrHeaderUnderscore,
+		protocol.ErrHeaderSyntax, protocol.ErrFramingConflict, protocol.ErrTransferEncoding, protocol.ErrHostUserinfo,
+		protocol.ErrTooManyHopFields,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// Public messages: a client learns what class of problem it hit, never internal addresses.
+func message(code int, err error) string {
+	switch code {
+	case fasthttp.StatusBadGateway:
+		return "upstream error"
+	case fasthttp.StatusGatewayTimeout:
+		return "upstream timed out"
+	case fasthttp.StatusServiceUnavailable:
+		if errors.Is(err, ErrNoTarget) {
+			return ErrNoTarget.Error()
+		}
+		var se StatusError
+		if errors.As(err, &se) {
+			return err.Error()
+		}
+		return "upstream busy"
+	}
+	return err.Error()
+}
+
+// WriteError answers the exchange with err's status and a JSON body
+// {"error": "...", "request_id": "..."}, replacing whatever response was being built.
+func WriteError(x *Exchange, err error) {
+	x.Err = err
+	code, closeConn := Status(err)
+	writeErrorResponse(x.Ctx, code, message(code, err), x.RequestID, closeConn)
+}
+
+func writeErrorResponse(ctx *fasthttp.RequestCtx, code int, msg string, requestID []byte, closeConn bool) {
+	resp := &ctx.Response
+	resp.Reset()
+	resp.SetStatusCode(code)
+	resp.Header.SetContentType("application/json")
+	// Build the body in the response's own buffer: AppendBody copies, and copying into an
+	// empty buffer that already has capacity allocates nothing.
+	var b [256]byte
+	body := append(b[:0], `{"error":`...)
+	body = appendJSONString(body, msg)
+	body = append(body, `,"request_id":`...)
+	body = appendJSONString(body, string(requestID))
+	body = append(body, "}\n"...)
+	resp.AppendBody(body)
+	if closeConn {
+		resp.SetConnectionClose()
+	}
+}
+
+// appendJSONString appends s as a JSON string literal.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
+}

@@ -1,0 +1,186 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/archway-gateway/archway/gateway/balancer"
+	"github.com/archway-gateway/archway/gateway/protocol"
+	"github.com/archway-gateway/archway/gateway/upstream"
+)
+
+// bufferBodyLimit is the largest request body read whole before forwarding; such a request can
+// be sent again on a fresh connection. Larger and chunked bodies stream to the upstream.
+const bufferBodyLimit = 64 << 10
+
+// Forwarder is the last handler of a proxied route: it carries the request to a target of the
+// route's upstream and leaves the upstream's response in the exchange's response.
+type Forwarder struct {
+	Route *Route
+}
+
+var _ Handler = (*Forwarder)(nil)
+
+// Serve implements Handler.
+func (f *Forwarder) Serve(x *Exchange) {
+	r := f.Route
+	ctx := x.Ctx
+	req := &ctx.Request
+	raw := req.Header.RawHeaders()
+
+	replayable, err := prepareBody(x)
+	if err != nil {
+		WriteError(x, err)
+		return
+	}
+	stripRequestHopByHop(&req.Header, &x.Facts, raw)
+	setForwardedHeaders(x, raw)
+	if !r.RequestHeaders.Empty() {
+		applyRequestOps(&req.Header, &r.RequestHeaders)
+	}
+	req.SetRequestURIBytes(upstreamTarget(x, r))
+
+	now := time.Now()
+	x.up.Now = now.UnixNano()
+	x.up.Deadline = now.Add(r.Timeout)
+	x.up.Timeout = r.Timeout
+	x.up.Head = x.Method == 1
+	key := uint64(0)
+	if r.Upstream.Policy == "ip_hash" {
+		key = balancer.HashBytes(x.ClientIP.AsSlice())
+	}
+
+	for attempt := 0; ; attempt++ {
+		t, _ := r.Upstream.Pick(key, 0, x.up.Now)
+		if t == nil {
+			WriteError(x, ErrNoTarget)
+			return
+		}
+		x.Target = t
+		x.Attempts++
+		start := time.Now()
+		err := r.Upstream.Do(t, req, &ctx.Response, &x.up)
+		x.UpstreamDuration += time.Since(start)
+		if err == nil {
+			stripResponseHopByHop(&ctx.Response.Header)
+			return
+		}
+		// A keep-alive connection the upstream had closed: repeat once on a fresh connection
+		// when repeating is safe. Any other failure is final here (retries to other targets are
+		// a route policy).
+		if attempt == 0 && replayable && staleRetryable(err, x.Method) {
+			continue
+		}
+		WriteError(x, err)
+		return
+	}
+}
+
+func staleRetryable(err error, method int) bool {
+	var ue *upstream.Error
+	if !errors.As(err, &ue) || ue.Kind != upstream.KindStale {
+		return false
+	}
+	return ue.NotSent() || protocol.IsIdempotent(method)
+}
+
+// upstreamTarget builds the request target sent upstream: the normalised path with the route's
+// prefix rewrite, and the query as the client sent it.
+func upstreamTarget(x *Exchange, r *Route) []byte {
+	path := x.Path
+	if len(r.StripPrefix) > 0 && len(path) >= len(r.StripPrefix) && string(path[:len(r.StripPrefix)]) == string(r.StripPrefix) {
+		path = path[len(r.StripPrefix):]
+	}
+	buf := append(x.scratch[:0], r.AddPrefix...)
+	if len(path) == 0 || path[0] != '/' {
+		buf = append(buf, '/')
+	}
+	buf = append(buf, path...)
+	if len(x.Query) > 0 {
+		buf = append(buf, '?')
+		buf = append(buf, x.Query...)
+	}
+	x.scratch = buf
+	return buf
+}
+
+// prepareBody decides how the request body travels. A declared length over the limit was
+// refused by the entry. A small declared body is read whole, so the request can be repeated; a
+// large one streams, bounded by its declared length; a chunked one streams through a counter
+// that fails at the limit, because fasthttp's own limit does not apply to streamed bodies.
+func prepareBody(x *Exchange) (replayable bool, err error) {
+	req := &x.Ctx.Request
+	stream := req.BodyStream()
+	if stream == nil {
+		return true, nil
+	}
+	cl := req.Header.ContentLength()
+	switch {
+	case cl >= 0 && cl <= bufferBodyLimit:
+		buf := x.body.buf[:0]
+		if cap(buf) < cl {
+			buf = make([]byte, cl)
+		}
+		buf = buf[:cl]
+		if _, err := io.ReadFull(stream, buf); err != nil {
+			return false, clientBodyError(err)
+		}
+		x.body.buf = buf
+		req.SetBodyRaw(buf) // the body now lives in the exchange; the stream stays with the server
+		return true, nil
+	case cl >= 0:
+		return false, nil
+	default:
+		x.body.reset(stream, x.Snapshot.MaxBodyBytes)
+		req.SetBodyStream(&x.body, -1)
+		x.up.ClientBody = &x.body
+		return false, nil
+	}
+}
+
+func clientBodyError(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return ErrRequestTimeout
+	}
+	return ErrRequestBodyBroken
+}
+
+// limitedBody streams a chunked request body to the upstream and fails once it exceeds the
+// limit. It records why it failed so the transport can blame the client, not the target.
+type limitedBody struct {
+	r    io.Reader
+	left int64
+	err  error
+	buf  []byte // holds a small body read whole (prepareBody); reused across requests
+}
+
+func (b *limitedBody) reset(r io.Reader, limit int64) {
+	b.r, b.left, b.err = r, limit, nil
+}
+
+// Read implements io.Reader.
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.r.Read(p)
+	if int64(n) > b.left {
+		b.err = ErrBodyTooLarge
+		return 0, b.err
+	}
+	b.left -= int64(n)
+	if err != nil && err != io.EOF {
+		b.err = clientBodyError(err)
+		return n, b.err
+	}
+	return n, err
+}
+
+// Err reports why reading the body failed, if it did.
+func (b *limitedBody) Err() error { return b.err }

@@ -1,0 +1,286 @@
+// Package server runs the gateway: it compiles configurations into snapshots, serves the public
+// listener with fasthttp, applies reloads atomically and shuts down gracefully.
+//
+// Config lifecycle: load → default → validate (package config) → build an immutable snapshot →
+// swap one atomic pointer → commit, which drains what the old snapshot had and the new one does
+// not. A failed step leaves the running snapshot untouched.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/metrics"
+	"github.com/archway-gateway/archway/gateway/proxy"
+	"github.com/archway-gateway/archway/gateway/upstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+)
+
+// Options configure a Gateway beyond routes.yaml.
+type Options struct {
+	// ConfigPath is the file Reload re-reads.
+	ConfigPath string
+	Logger     *slog.Logger
+	// Dial replaces TCP for upstream connections (tests).
+	Dial upstream.Dialer
+	// Middlewares compose route policies; see MiddlewareFactory.
+	Middlewares []MiddlewareFactory
+	// Registerer receives the gateway's metrics; nil means a fresh registry (see Gatherer).
+	Registerer prometheus.Registerer
+}
+
+// ReloadResult describes the last attempt to change the configuration.
+type ReloadResult struct {
+	Version uint64    `json:"version"`
+	Digest  string    `json:"digest"`
+	Source  string    `json:"source"`
+	At      time.Time `json:"at"`
+	OK      bool      `json:"ok"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// Gateway is a running Archway. Its methods are safe for concurrent use; reloads are serialised.
+type Gateway struct {
+	opts    Options
+	logger  *slog.Logger
+	entry   *proxy.Entry
+	build   builder
+	server  *fasthttp.Server
+	metrics *gatewayMetrics
+
+	reloadMu   sync.Mutex // serialises Apply/Reload; never taken by requests
+	version    atomic.Uint64
+	lastReload atomic.Pointer[ReloadResult]
+
+	ctx    context.Context // ends at Shutdown; owns the registry's reaper
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New compiles cfg and prepares a gateway; Serve starts it.
+func New(cfg *config.Config, opts Options) (*Gateway, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &Gateway{
+		opts:   opts,
+		logger: opts.Logger,
+		build: builder{
+			registry:    upstream.NewRegistry(opts.Dial),
+			metrics:     metrics.NewRegistry(),
+			middlewares: opts.Middlewares,
+		},
+		ctx: ctx, cancel: cancel, done: make(chan struct{}),
+	}
+	snap, err := g.build.build(cfg, 1)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	g.version.Store(1)
+	g.entry = proxy.NewEntry(snap, opts.Logger)
+	g.commit(snap, nil)
+	g.lastReload.Store(&ReloadResult{Version: 1, Digest: cfg.Digest(), Source: "start", At: time.Now(), OK: true})
+
+	metrics, err := newGatewayMetrics(g, reg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	g.metrics = metrics
+	g.metrics.reloadResult("start", true)
+
+	s := cfg.Server
+	g.server = &fasthttp.Server{
+		Handler:                      g.entry.Handle,
+		ErrorHandler:                 g.entry.HandleParseError,
+		ReadTimeout:                  s.ReadTimeout.D(),
+		WriteTimeout:                 s.WriteTimeout.D(),
+		IdleTimeout:                  s.IdleTimeout.D(),
+		ReadBufferSize:               int(s.MaxHeaderBytes.Bytes()),
+		WriteBufferSize:              16 << 10,
+		MaxRequestBodySize:           int(min(s.MaxBodyBytes.Bytes(), 1<<62)),
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		TCPKeepalive:                 true,
+		SecureErrorLogMessage:        true,
+		Logger:                       fasthttpLogger{opts.Logger},
+	}
+	go func() {
+		g.build.registry.Run(ctx, 5*time.Second)
+		close(g.done)
+	}()
+	return g, nil
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (g *Gateway) Serve(ln net.Listener) error {
+	err := g.server.Serve(ln)
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections, lets requests in flight finish within the context's
+// deadline (server.shutdown_grace), closes idle keep-alive connections, then releases upstream
+// connections. It returns the context's error if requests were still running at the deadline.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	err := g.server.ShutdownWithContext(ctx)
+	g.cancel()
+	<-g.done
+	if s := g.entry.Load(); s.AccessLog != nil {
+		_ = s.AccessLog.Close()
+	}
+	return err
+}
+
+// Snapshot returns the live snapshot.
+func (g *Gateway) Snapshot() *proxy.Snapshot { return g.entry.Load() }
+
+// Config returns the live configuration.
+func (g *Gateway) Config() *config.Config { return g.entry.Load().Config }
+
+// LastReload returns the result of the last configuration change attempt.
+func (g *Gateway) LastReload() ReloadResult { return *g.lastReload.Load() }
+
+// OpenConnections is the number of client connections open now.
+func (g *Gateway) OpenConnections() int32 { return g.server.GetOpenConnectionsCount() }
+
+// Reload re-reads the configuration file and applies it. source names who asked ("api",
+// "signal") for the record.
+func (g *Gateway) Reload(source string) (ReloadResult, error) {
+	cfg, err := config.Load(g.opts.ConfigPath)
+	if err != nil {
+		return g.recordFailure(source, err), err
+	}
+	return g.Apply(cfg, source)
+}
+
+// Apply makes cfg the running configuration. cfg must come from config.Load or config.Parse
+// (defaulted and valid). Settings baked into the listener cannot change without a restart; a
+// config changing them is refused as a whole.
+func (g *Gateway) Apply(cfg *config.Config, source string) (ReloadResult, error) {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	old := g.entry.Load()
+	if err := restartOnly(old.Config, cfg); err != nil {
+		return g.recordFailure(source, err), err
+	}
+	version := g.version.Load() + 1
+	snap, err := g.build.build(cfg, version)
+	if err != nil {
+		g.build.registry.Commit(upstreamsOf(old)) // sweep targets the failed build registered
+		return g.recordFailure(source, err), err
+	}
+	g.version.Store(version)
+	g.entry.Store(snap)
+	g.commit(snap, old)
+	res := ReloadResult{Version: version, Digest: cfg.Digest(), Source: source, At: time.Now(), OK: true}
+	g.lastReload.Store(&res)
+	g.metrics.reloadResult(source, true)
+	g.logger.Info("configuration applied", "version", version, "digest", res.Digest, "source", source)
+	return res, nil
+}
+
+// Check builds cfg without publishing it, to validate what only building can tell (e.g. an
+// access log file that cannot be opened) and the restart-only settings.
+func (g *Gateway) Check(cfg *config.Config) error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	old := g.entry.Load()
+	if err := restartOnly(old.Config, cfg); err != nil {
+		return err
+	}
+	snap, err := g.build.build(cfg, 0)
+	if err == nil && snap.AccessLog != nil && snap.AccessLog != old.AccessLog {
+		_ = snap.AccessLog.Close()
+	}
+	g.build.registry.Commit(upstreamsOf(old))
+	return err
+}
+
+// commit finishes a swap: metrics follow the new routes, upstream targets no longer referenced
+// drain, and a replaced access log closes once requests that may still write to it are done.
+func (g *Gateway) commit(snap, old *proxy.Snapshot) {
+	stats := []*metrics.RouteStats{snap.Unmatched}
+	for _, r := range snap.Routes {
+		stats = append(stats, r.Stats)
+	}
+	g.build.metrics.SetLive(stats)
+	g.build.registry.Commit(upstreamsOf(snap))
+	g.build.accessLog = snap.AccessLog
+	if old != nil && old.AccessLog != nil && old.AccessLog != snap.AccessLog {
+		l := old.AccessLog
+		grace := old.Config.Server.WriteTimeout.D() + old.Config.Server.ReadTimeout.D()
+		time.AfterFunc(grace, func() { _ = l.Close() })
+	}
+}
+
+func upstreamsOf(s *proxy.Snapshot) []*upstream.Upstream {
+	ups := make([]*upstream.Upstream, 0, len(s.Upstreams))
+	for _, u := range s.Upstreams {
+		ups = append(ups, u)
+	}
+	return ups
+}
+
+func (g *Gateway) recordFailure(source string, err error) ReloadResult {
+	res := ReloadResult{Version: g.version.Load(), Digest: g.Config().Digest(), Source: source, At: time.Now(), Error: err.Error()}
+	g.lastReload.Store(&res)
+	if g.metrics != nil {
+		g.metrics.reloadResult(source, false)
+	}
+	g.logger.Warn("configuration rejected; the running configuration stays", "source", source, "error", err.Error())
+	return res
+}
+
+// restartOnly refuses changes to settings the listener was started with.
+func restartOnly(old, new *config.Config) error {
+	type field struct {
+		path     string
+		old, new any
+	}
+	fields := []field{
+		{"server.listen", old.Server.Listen, new.Server.Listen},
+		{"server.read_timeout", old.Server.ReadTimeout, new.Server.ReadTimeout},
+		{"server.write_timeout", old.Server.WriteTimeout, new.Server.WriteTimeout},
+		{"server.idle_timeout", old.Server.IdleTimeout, new.Server.IdleTimeout},
+		{"server.max_header_bytes", old.Server.MaxHeaderBytes, new.Server.MaxHeaderBytes},
+		{"admin.listen", old.Admin.Listen, new.Admin.Listen},
+	}
+	errs := config.NewErrorList(new.File)
+	for _, f := range fields {
+		if f.old != f.new {
+			errs.Add(new.Position(f.path), f.path, fmt.Sprintf("changing it needs a restart (running: %v)", f.old))
+		}
+	}
+	return errs.Err()
+}
+
+// fasthttpLogger sends fasthttp's own messages to the structured log at debug level: they are
+// about single misbehaving clients, already answered by the error handler.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
+}
+
+var _ fasthttp.Logger = fasthttpLogger{}
