@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -295,4 +296,35 @@ func TestNewConsulValidates(t *testing.T) {
 	if _, err := NewConsul(client, ConsulOptions{}); err == nil {
 		t.Fatal("empty service accepted")
 	}
+}
+
+// TestConsulSourceNoticesAHungAgent stops the agent with SIGSTOP: connections are accepted by the
+// kernel but nothing answers. The request deadline (Wait + jitter + 5s) must turn that into an
+// error snapshot instead of a watch that waits forever.
+func TestConsulSourceNoticesAHungAgent(t *testing.T) {
+	env := startConsul(t)
+	env.register(t, "users", "users-1", 9001)
+	out := env.watch(t, ConsulOptions{Service: "users", Wait: time.Second, Backoff: fastBackoff})
+	next(t, out, 5*time.Second, "the instance", hasIDs("users-1"))
+
+	proc := env.consul.Process()
+	if err := proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = proc.Signal(syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	start := time.Now()
+	s := next(t, out, 10*time.Second, "an error from the hung agent", func(s Snapshot) bool { return s.Err != nil })
+	t.Logf("hung agent noticed after %s: %v", time.Since(start), s.Err)
+	if !slices.Equal(ids(s.Endpoints), []string{"users-1"}) {
+		t.Fatalf("error snapshot carries %v; want the last good set", ids(s.Endpoints))
+	}
+	resume()
+	next(t, out, 10*time.Second, "recovery after SIGCONT", hasIDs("users-1"))
 }
