@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -76,5 +77,41 @@ func TestMissingSkipsLocallyAndFailsUnderCI(t *testing.T) {
 		if !strings.Contains(string(out), tc.wantText) {
 			t.Errorf("CI=%q: output lacks %q:\n%s", tc.ci, tc.wantText, out)
 		}
+	}
+}
+
+func TestConsulStartsKillsAndRestarts(t *testing.T) {
+	c := StartConsul(t)
+	var leader string
+	if err := getJSON(http.DefaultClient, c.URL()+"/v1/status/leader", &leader); err != nil || leader == "" {
+		t.Fatalf("leader = %q, %v; want a leader", leader, err)
+	}
+	// A registration through the agent, to show that a restart loses it.
+	req, _ := http.NewRequest(http.MethodPut, c.URL()+"/v1/agent/service/register",
+		strings.NewReader(`{"Name":"probe","ID":"probe-1","Port":1234}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("register: %s", resp.Status)
+	}
+	var services map[string]any
+	if err := getJSON(http.DefaultClient, c.URL()+"/v1/agent/services", &services); err != nil || services["probe-1"] == nil {
+		t.Fatalf("agent services = %v, %v; want probe-1", services, err)
+	}
+
+	c.Kill()
+	if err := getJSON(http.DefaultClient, c.URL()+"/v1/status/leader", &leader); err == nil {
+		t.Fatal("consul still answers after Kill")
+	}
+	c.Restart(t)
+	services = nil
+	if err := getJSON(http.DefaultClient, c.URL()+"/v1/agent/services", &services); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := services["probe-1"]; ok {
+		t.Fatal("registration survived a restart; dev agents must start empty")
 	}
 }
