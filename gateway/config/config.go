@@ -162,15 +162,39 @@ func ParseWithEnv(data []byte, file string, lookupEnv func(string) (string, bool
 	}
 	d := &decoder{errs: errs, positions: cfg.positions, lookupEnv: lookupEnv}
 	d.decode(root.Content[0], reflect.ValueOf(cfg).Elem(), "")
-	if err := errs.err(); err != nil {
-		return nil, err
-	}
+	decodeErrs := len(errs.errs)
+	// Validate even when some fields failed to decode, so one run reports every problem; a
+	// field that failed to decode is left at its zero value, and what validation would say
+	// about that zero value is noise, so such follow-on errors are dropped.
 	cfg.applyDefaults()
 	cfg.validate(errs)
+	if decodeErrs > 0 {
+		errs.errs = dropFollowOn(errs.errs, decodeErrs)
+	}
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// dropFollowOn removes validation errors (those after the first n) about a field, or inside a
+// field, that already has a decoding error.
+func dropFollowOn(errs []*Error, n int) []*Error {
+	out := errs[:n]
+	for _, v := range errs[n:] {
+		followOn := false
+		for _, d := range errs[:n] {
+			if v.Path == d.Path || strings.HasPrefix(v.Path, d.Path+".") || strings.HasPrefix(v.Path, d.Path+"[") ||
+				strings.HasPrefix(d.Path, v.Path+".") || strings.HasPrefix(d.Path, v.Path+"[") {
+				followOn = true
+				break
+			}
+		}
+		if !followOn {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // Position returns where the field at path (e.g. "routes[1].upstream") was written, or the

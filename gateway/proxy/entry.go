@@ -201,6 +201,25 @@ func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	return netip.IPv4Unspecified()
 }
 
+// HandleExpect decides a request carrying "Expect: 100-continue" before its body is read: a
+// declared body over server.max_body_bytes is refused with 413 at once, so the client never
+// sends it; anything else continues.
+func (e *Entry) HandleExpect(ctx *fasthttp.RequestCtx) int {
+	s := e.snapshot.Load()
+	if int64(ctx.Request.Header.ContentLength()) <= s.MaxBodyBytes {
+		return fasthttp.StatusContinue
+	}
+	x := acquireExchange(ctx, s)
+	defer releaseExchange(x)
+	x.Peer = peerAddr(ctx)
+	x.ClientIP = x.Peer
+	x.Method = protocol.MethodIndex(ctx.Method())
+	ensureRequestID(x, nil)
+	WriteError(x, ErrBodyTooLarge)
+	e.finish(x)
+	return fasthttp.StatusRequestEntityTooLarge
+}
+
 // HandleParseError answers requests fasthttp could not parse: a header block over
 // server.max_header_bytes (431), a body over the limit (413), malformed framing (400). The
 // connection is closed: what follows on it cannot be trusted to start a new request.

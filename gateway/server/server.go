@@ -108,6 +108,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.server = &fasthttp.Server{
 		Handler:                      g.entry.Handle,
 		ErrorHandler:                 g.entry.HandleParseError,
+		ExpectHandler:                g.entry.HandleExpect,
 		ReadTimeout:                  s.ReadTimeout.D(),
 		WriteTimeout:                 s.WriteTimeout.D(),
 		IdleTimeout:                  s.IdleTimeout.D(),

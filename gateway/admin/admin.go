@@ -1,0 +1,265 @@
+// Package admin serves the admin API: the effective configuration, reloads (from the file or a
+// YAML body, with a dry run that shows the diff), the routes and the live state of every
+// upstream target, plus /health and /metrics. It uses net/http: nothing here is on the request
+// path of proxied traffic.
+package admin
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/proxy"
+	"github.com/archway-gateway/archway/gateway/server"
+	"github.com/archway-gateway/archway/gateway/upstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Gateway is what the admin API needs from the running gateway.
+type Gateway interface {
+	Snapshot() *proxy.Snapshot
+	LastReload() server.ReloadResult
+	Reload(source string) (server.ReloadResult, error)
+	Apply(cfg *config.Config, source string) (server.ReloadResult, error)
+	Check(cfg *config.Config) error
+}
+
+var _ Gateway = (*server.Gateway)(nil)
+
+// maxConfigBody bounds a PUT /config body.
+const maxConfigBody = 1 << 20
+
+// Handler returns the admin API. gatherer serves /metrics.
+func Handler(g Gateway, gatherer prometheus.Gatherer, logger *slog.Logger) http.Handler {
+	a := &api{g: g, logger: logger}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}))
+	mux.HandleFunc("GET /config", a.auth(a.getConfig))
+	mux.HandleFunc("PUT /config", a.auth(a.putConfig))
+	mux.HandleFunc("POST /reload", a.auth(a.reload))
+	mux.HandleFunc("GET /routes", a.auth(a.routes))
+	mux.HandleFunc("GET /upstreams", a.auth(a.upstreams))
+	return mux
+}
+
+type api struct {
+	g      Gateway
+	logger *slog.Logger
+}
+
+// auth requires "Authorization: Bearer <admin.token>" when a token is configured. The token is
+// read from the live configuration, so rotating it takes effect at the next reload.
+func (a *api) auth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token := a.g.Snapshot().Config.Admin.Token.Reveal()
+		if token != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="archway-admin"`)
+				writeJSON(w, http.StatusUnauthorized, errorBody{Error: "missing or wrong admin token"})
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
+type errorBody struct {
+	Error  string        `json:"error"`
+	Errors []configError `json:"errors,omitempty"`
+}
+
+type configError struct {
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Path    string `json:"path,omitempty"`
+	Message string `json:"message"`
+	Text    string `json:"text"`
+}
+
+func configErrors(err error) []configError {
+	var list *config.ErrorList
+	if !errors.As(err, &list) {
+		return []configError{{Message: err.Error(), Text: err.Error()}}
+	}
+	var out []configError
+	for _, e := range list.Errors() {
+		out = append(out, configError{File: e.File, Line: e.Pos.Line, Column: e.Pos.Column, Path: e.Path, Message: e.Msg, Text: e.Error()})
+	}
+	return out
+}
+
+type configResponse struct {
+	Version    uint64              `json:"version"`
+	Digest     string              `json:"digest"`
+	LastReload server.ReloadResult `json:"last_reload"`
+	Config     string              `json:"config"`
+}
+
+func (a *api) getConfig(w http.ResponseWriter, r *http.Request) {
+	s := a.g.Snapshot()
+	if r.URL.Query().Get("format") == "yaml" {
+		w.Header().Set("Content-Type", "application/yaml")
+		w.Header().Set("X-Archway-Config-Version", fmt.Sprint(s.Version))
+		_, _ = w.Write(s.Config.Redacted())
+		return
+	}
+	writeJSON(w, http.StatusOK, configResponse{
+		Version: s.Version, Digest: s.Config.Digest(), LastReload: a.g.LastReload(), Config: string(s.Config.Redacted()),
+	})
+}
+
+type applyResponse struct {
+	Applied bool                `json:"applied"`
+	DryRun  bool                `json:"dry_run"`
+	Result  *server.ReloadResult `json:"result,omitempty"`
+	Diff    string              `json:"diff"`
+}
+
+// putConfig applies a YAML body as the running configuration, or with ?dry_run=true only
+// validates it and returns the diff against the running one. The file on disk is not touched:
+// a later POST /reload or SIGHUP re-reads it.
+func (a *api) putConfig(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxConfigBody+1))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "reading the body: " + err.Error()})
+		return
+	}
+	if len(body) > maxConfigBody {
+		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: "configuration over 1 MiB"})
+		return
+	}
+	cfg, err := config.Parse(body, "PUT /config")
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid configuration; the running configuration stays", Errors: configErrors(err)})
+		return
+	}
+	running := a.g.Snapshot().Config
+	diff := config.Diff(running, cfg)
+	if r.URL.Query().Get("dry_run") == "true" {
+		if err := a.g.Check(cfg); err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "configuration cannot be applied", Errors: configErrors(err)})
+			return
+		}
+		writeJSON(w, http.StatusOK, applyResponse{DryRun: true, Diff: diff})
+		return
+	}
+	res, err := a.g.Apply(cfg, "api")
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "configuration cannot be applied; the running configuration stays", Errors: configErrors(err)})
+		return
+	}
+	writeJSON(w, http.StatusOK, applyResponse{Applied: true, Result: &res, Diff: diff})
+}
+
+func (a *api) reload(w http.ResponseWriter, _ *http.Request) {
+	res, err := a.g.Reload("api")
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, struct {
+			errorBody
+			Result server.ReloadResult `json:"result"`
+		}{errorBody{Error: "reload rejected; the running configuration stays", Errors: configErrors(err)}, res})
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+type routeView struct {
+	Name        string   `json:"name"`
+	Path        string   `json:"path,omitempty"`
+	PathPrefix  string   `json:"path_prefix,omitempty"`
+	Host        string   `json:"host,omitempty"`
+	Methods     []string `json:"methods,omitempty"`
+	Upstream    string   `json:"upstream"`
+	StripPrefix string   `json:"strip_prefix,omitempty"`
+	AddPrefix   string   `json:"add_prefix,omitempty"`
+	Timeout     string   `json:"timeout"`
+}
+
+func (a *api) routes(w http.ResponseWriter, _ *http.Request) {
+	cfg := a.g.Snapshot().Config
+	out := make([]routeView, 0, len(cfg.Routes))
+	for _, rc := range cfg.Routes {
+		out = append(out, routeView{
+			Name: rc.Name, Path: rc.Match.Path, PathPrefix: rc.Match.PathPrefix, Host: rc.Match.Host,
+			Methods: rc.Match.Methods, Upstream: rc.Upstream, StripPrefix: rc.StripPrefix, AddPrefix: rc.AddPrefix,
+			Timeout: rc.Timeout.D().String(),
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type targetView struct {
+	Addr           string     `json:"addr"`
+	Weight         int        `json:"weight"`
+	Health         string     `json:"health"`
+	InFlight       int64      `json:"in_flight"`
+	Requests       uint64     `json:"requests"`
+	Failures       uint64     `json:"failures"`
+	RecentFailures int32      `json:"recent_failures"`
+	Ejections      uint64     `json:"ejections"`
+	EjectedUntil   *time.Time `json:"ejected_until,omitempty"`
+	OpenConns      int64      `json:"open_connections"`
+	Dials          uint64     `json:"dials"`
+}
+
+type upstreamView struct {
+	Name    string       `json:"name"`
+	Balance string       `json:"balance"`
+	Targets []targetView `json:"targets"`
+}
+
+func (a *api) upstreams(w http.ResponseWriter, _ *http.Request) {
+	s := a.g.Snapshot()
+	now := time.Now()
+	names := make([]string, 0, len(s.Upstreams))
+	for n := range s.Upstreams {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]upstreamView, 0, len(names))
+	for _, n := range names {
+		u := s.Upstreams[n]
+		v := upstreamView{Name: n, Balance: u.Policy}
+		for _, t := range u.Targets() {
+			v.Targets = append(v.Targets, newTargetView(t, now))
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func newTargetView(t *upstream.Target, now time.Time) targetView {
+	st := t.Stats()
+	v := targetView{
+		Addr: t.Addr, Weight: t.Weight(), Health: t.Health(now.UnixNano()).String(), InFlight: st.InFlight,
+		Requests: st.Requests, Failures: st.Failures, RecentFailures: st.RecentFailures, Ejections: st.Ejections,
+		OpenConns: st.OpenConns, Dials: st.Dials,
+	}
+	if st.EjectedUntil.After(now) {
+		until := st.EjectedUntil
+		v.EjectedUntil = &until
+	}
+	return v
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
