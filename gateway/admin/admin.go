@@ -123,10 +123,10 @@ func (a *api) getConfig(w http.ResponseWriter, r *http.Request) {
 }
 
 type applyResponse struct {
-	Applied bool                `json:"applied"`
-	DryRun  bool                `json:"dry_run"`
+	Applied bool                 `json:"applied"`
+	DryRun  bool                 `json:"dry_run"`
 	Result  *server.ReloadResult `json:"result,omitempty"`
-	Diff    string              `json:"diff"`
+	Diff    string               `json:"diff"`
 }
 
 // putConfig applies a YAML body as the running configuration, or with ?dry_run=true only
