@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 func redisPing(addr string) (string, error) {
@@ -76,5 +79,26 @@ func TestMissingSkipsLocallyAndFailsUnderCI(t *testing.T) {
 		if !strings.Contains(string(out), tc.wantText) {
 			t.Errorf("CI=%q: output lacks %q:\n%s", tc.ci, tc.wantText, out)
 		}
+	}
+}
+
+func TestPostgresCreateDatabaseIsFreshAndDropped(t *testing.T) {
+	pg := StartPostgres(t)
+	var dsn string
+	t.Run("create", func(t *testing.T) {
+		dsn = pg.CreateDatabase(t)
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "CREATE TABLE t (id int)"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The subtest's cleanup dropped the database, even though nothing closed it explicitly.
+	if _, err := pgx.Connect(context.Background(), dsn); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("connect after cleanup: err = %v; want database does not exist", err)
 	}
 }
