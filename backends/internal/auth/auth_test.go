@@ -439,3 +439,33 @@ func TestRequire(t *testing.T) {
 		})
 	}
 }
+
+// A service that starts before the users service must not reject tokens for a whole refresh
+// interval: without any keys, fetches are retried every second.
+func TestJWKSClientRetriesSoonWhileItHasNoKeys(t *testing.T) {
+	key := newKey(t)
+	issuer := auth.NewEd25519Issuer(key, auth.IssuerConfig{})
+	srv := newJWKSServer(t, issuer.JWKS())
+	srv.fail.Store(true) // users is not up yet
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	client := auth.NewJWKSClient(srv.URL, auth.JWKSOptions{Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	verifier, _ := auth.NewVerifier(auth.VerifierConfig{Keys: client})
+	token, _, _ := issuer.Issue(1, "a@b.c", auth.RoleCustomer)
+	ctx := context.Background()
+	if _, err := verifier.Verify(ctx, token); err == nil {
+		t.Fatal("verified without keys")
+	}
+	clock.Add(int64(500 * time.Millisecond))
+	if _, err := verifier.Verify(ctx, token); err == nil || srv.hits.Load() != 1 {
+		t.Fatalf("second try within 1 s: err %v, fetches %d; want rejection without a fetch", err, srv.hits.Load())
+	}
+	srv.fail.Store(false) // users is up
+	clock.Add(int64(600 * time.Millisecond))
+	if _, err := verifier.Verify(ctx, token); err != nil {
+		t.Fatalf("after users came up: %v", err)
+	}
+	if got := srv.hits.Load(); got != 2 {
+		t.Fatalf("fetches = %d; want 2", got)
+	}
+}

@@ -16,6 +16,9 @@ import (
 type JWKSOptions struct {
 	// MinRefreshInterval is the least time between two fetches, successful or not (30 s).
 	MinRefreshInterval time.Duration
+	// RetryWithoutKeys replaces MinRefreshInterval while no fetch has succeeded yet (1 s): a
+	// service that starts before the users service must not reject every token for 30 s.
+	RetryWithoutKeys time.Duration
 	// Timeout bounds one fetch (5 s).
 	Timeout time.Duration
 	// HTTPClient fetches the set; a client with Timeout when nil.
@@ -28,7 +31,8 @@ type JWKSOptions struct {
 // /.well-known/jwks.json). Keys are fetched on first use and cached. A kid that is not cached
 // triggers a refetch, at most once per MinRefreshInterval however many requests ask, so a flood
 // of tokens with made-up kids cannot turn into a flood of fetches. A failed fetch keeps the last
-// good keys. Safe for concurrent use.
+// good keys. Until a first fetch succeeds, fetches may happen once per RetryWithoutKeys
+// instead. Safe for concurrent use.
 type JWKSClient struct {
 	url  string
 	opts JWKSOptions
@@ -47,6 +51,9 @@ var _ KeySource = (*JWKSClient)(nil)
 func NewJWKSClient(url string, opts JWKSOptions) *JWKSClient {
 	if opts.MinRefreshInterval == 0 {
 		opts.MinRefreshInterval = 30 * time.Second
+	}
+	if opts.RetryWithoutKeys == 0 {
+		opts.RetryWithoutKeys = time.Second
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 5 * time.Second
@@ -76,11 +83,14 @@ func (c *JWKSClient) PublicKey(ctx context.Context, kid string) (ed25519.PublicK
 		return k, nil
 	}
 	c.mu.RLock()
-	last := c.lastFetch
+	last, interval := c.lastFetch, c.opts.MinRefreshInterval
+	if c.keys == nil {
+		interval = c.opts.RetryWithoutKeys
+	}
 	c.mu.RUnlock()
-	if !last.IsZero() && c.opts.Now().Sub(last) < c.opts.MinRefreshInterval {
-		return nil, fmt.Errorf("%w: kid %q (next refresh of %s allowed in %s)", ErrUnknownKey, kid, c.url,
-			(c.opts.MinRefreshInterval - c.opts.Now().Sub(last)).Round(time.Second))
+	if since := c.opts.Now().Sub(last); !last.IsZero() && since < interval {
+		return nil, fmt.Errorf("%w: kid %q (next fetch of %s allowed in %s)", ErrUnknownKey, kid, c.url,
+			(interval - since).Round(100*time.Millisecond))
 	}
 	if err := c.refresh(ctx); err != nil {
 		return nil, fmt.Errorf("%w: kid %q: %w", ErrUnknownKey, kid, err)
