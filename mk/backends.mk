@@ -21,3 +21,13 @@ admin: ## create or promote an admin: make admin ADMIN_EMAIL=... ADMIN_PASSWORD=
 
 test-backends: ## the backends' and test infrastructure's tests only (race, shuffled)
 	$(GO) test -race -shuffle=on ./backends/... ./internal/...
+
+# The docs/api.md examples are run with curl by backends/internal/apidocs.
+DEPS_TARGETS += backends-deps
+.PHONY: backends-deps
+backends-deps: ## install curl if missing (runs the docs/api.md examples)
+	@if ! command -v curl >/dev/null 2>&1; then \
+	  echo "installing: curl"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends curl ca-certificates >/dev/null; \
+	fi

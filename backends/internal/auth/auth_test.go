@@ -469,3 +469,52 @@ func TestJWKSClientRetriesSoonWhileItHasNoKeys(t *testing.T) {
 		t.Fatalf("fetches = %d; want 2", got)
 	}
 }
+
+// A service built from flags fetches the keys in the background and keeps retrying while the
+// users service is down, so the keys are there once it is up, before any request asks.
+func TestVerifierSettingsPrefetchUntilUsersIsUp(t *testing.T) {
+	issuer := auth.NewEd25519Issuer(newKey(t), auth.IssuerConfig{})
+	srv := newJWKSServer(t, issuer.JWKS())
+	srv.fail.Store(true)
+	settings := &auth.VerifierSettings{JWKSURL: srv.URL, Issuer: auth.DefaultIssuer, Audience: auth.DefaultAudience}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	verifier, err := settings.NewVerifier(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitHits := func(n int32) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for srv.hits.Load() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("fetches = %d; want %d by now", srv.hits.Load(), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitHits(2) // the first attempt failed and was retried
+	srv.fail.Store(false)
+	waitHits(srv.hits.Load() + 1) // the next retry succeeds
+	before := srv.hits.Load()
+	token, _, _ := issuer.Issue(1, "a@b.c", auth.RoleCustomer)
+	if _, err := verifier.Verify(ctx, token); err != nil {
+		t.Fatalf("Verify after the prefetch: %v", err)
+	}
+	if srv.hits.Load() != before {
+		t.Fatal("Verify had to fetch: the prefetch did not leave the keys cached")
+	}
+}
+
+func TestVerifierSettingsHS256(t *testing.T) {
+	secret := strings.Repeat("z", 32)
+	v, err := (&auth.VerifierSettings{Secret: secret}).NewVerifier(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, _ := auth.NewHS256Issuer([]byte(secret), auth.IssuerConfig{})
+	token, _, _ := iss.Issue(9, "h@s.io", auth.RoleAdmin)
+	if _, err := v.Verify(context.Background(), token); err != nil {
+		t.Fatal(err)
+	}
+}

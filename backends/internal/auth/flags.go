@@ -33,9 +33,10 @@ func RegisterVerifierFlags(fs *config.FlagSet) *VerifierSettings {
 	return s
 }
 
-// NewVerifier builds the Verifier the settings describe. In JWKS mode it starts one background
-// fetch, bounded by the client's timeout, so the first request usually finds the keys cached; a
-// failure there is only logged (the keys are fetched again on first use).
+// NewVerifier builds the Verifier the settings describe. In JWKS mode it also starts fetching
+// the keys in the background, retrying with backoff (1 s doubling to 30 s) until a fetch
+// succeeds or ctx ends, so a service that starts before the users service has the keys soon
+// after users is up, before the first request needs them.
 func (s *VerifierSettings) NewVerifier(ctx context.Context, log *slog.Logger) (*Verifier, error) {
 	cfg := VerifierConfig{Issuer: s.Issuer, Audience: s.Audience}
 	if s.Secret != "" {
@@ -48,10 +49,22 @@ func (s *VerifierSettings) NewVerifier(ctx context.Context, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	go func() {
-		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		_ = client.Refresh(fctx) // logged by the client on failure
-	}()
+	go prefetch(ctx, client)
 	return v, nil
+}
+
+// prefetch is owned by the ctx passed to NewVerifier and stops when it ends.
+func prefetch(ctx context.Context, client *JWKSClient) {
+	backoff := time.Second
+	for {
+		if client.Refresh(ctx) == nil { // failures are logged by the client
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
 }
