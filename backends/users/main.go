@@ -180,4 +180,3 @@ func createAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fmt.Fprintln(stdout, string(out))
 	return 0
 }
-
