@@ -16,9 +16,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/archway-gateway/archway/backends/internal/api"
 	"github.com/archway-gateway/archway/backends/internal/auth"
 	"github.com/archway-gateway/archway/backends/internal/config"
 	"github.com/archway-gateway/archway/backends/internal/server"
@@ -164,8 +166,13 @@ func createAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	svc := &service{store: store, cost: s.bcryptCost}
 	nu, err := svc.validateNewUser(email, password, first, last)
 	if err != nil {
-		fmt.Fprintln(stderr, "users create-admin:", err.Error())
-		return 2
+		var apiErr *api.Error
+		if errors.As(err, &apiErr) {
+			fmt.Fprintln(stderr, "users create-admin: -"+flagName(apiErr.Field)+":", strings.TrimPrefix(apiErr.Message, apiErr.Field+": "))
+			return 2
+		}
+		fmt.Fprintln(stderr, "users create-admin:", err)
+		return 1
 	}
 	user, created, err := store.EnsureAdmin(ctx, nu)
 	if err != nil {
@@ -179,4 +186,15 @@ func createAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	out, _ := json.Marshal(map[string]any{"action": action, "user": user})
 	fmt.Fprintln(stdout, string(out))
 	return 0
+}
+
+// flagName maps a validation field to the create-admin flag that sets it.
+func flagName(field string) string {
+	switch field {
+	case "firstName":
+		return "first-name"
+	case "lastName":
+		return "last-name"
+	}
+	return field
 }

@@ -47,6 +47,9 @@ func TestCreateAdminThenLogin(t *testing.T) {
 		if code := run(ctx, args, &out, &errOut); code != 2 {
 			t.Fatalf("%v: exit %d; want 2 (%s)", args, code, errOut.String())
 		}
+		if args[len(args)-1] == "short" && !strings.Contains(errOut.String(), "-password: must be at least 8 characters") {
+			t.Fatalf("short password: stderr %q does not name the flag", errOut.String())
+		}
 	}
 
 	// The binary's serve path on the same database: the admin logs in and gets an admin token.
