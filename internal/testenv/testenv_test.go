@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 func redisPing(addr string) (string, error) {
@@ -113,5 +116,26 @@ func TestConsulStartsKillsAndRestarts(t *testing.T) {
 	}
 	if _, ok := services["probe-1"]; ok {
 		t.Fatal("registration survived a restart; dev agents must start empty")
+	}
+}
+
+func TestPostgresCreateDatabaseIsFreshAndDropped(t *testing.T) {
+	pg := StartPostgres(t)
+	var dsn string
+	t.Run("create", func(t *testing.T) {
+		dsn = pg.CreateDatabase(t)
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "CREATE TABLE t (id int)"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The subtest's cleanup dropped the database, even though nothing closed it explicitly.
+	if _, err := pgx.Connect(context.Background(), dsn); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("connect after cleanup: err = %v; want database does not exist", err)
 	}
 }

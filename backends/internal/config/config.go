@@ -1,0 +1,127 @@
+// Package config reads a service's settings from command-line flags with environment-variable
+// fallbacks: a flag given on the command line wins, else its environment variable, else the
+// default. Every flag's usage line names its variable.
+//
+// Typical use in a service's main:
+//
+//	fs := config.NewFlagSet("products")
+//	common := config.RegisterCommon(fs, "products", ":3002")
+//	var usersURL string
+//	fs.StringVar(&usersURL, "users-url", "USERS_URL", "http://127.0.0.1:3001", "users service base URL")
+//	if err := fs.Parse(os.Args[1:]); err != nil { ... }
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FlagSet is a flag.FlagSet whose flags fall back to environment variables. Define flags, then
+// call Parse once. Not safe for concurrent use.
+type FlagSet struct {
+	*flag.FlagSet
+	// LookupEnv reads the environment; os.LookupEnv unless replaced before flags are defined.
+	LookupEnv func(string) (string, bool)
+	envErrs   []error
+}
+
+// NewFlagSet returns an empty FlagSet that reports errors (flag.ContinueOnError).
+func NewFlagSet(name string) *FlagSet {
+	return &FlagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), LookupEnv: os.LookupEnv}
+}
+
+// StringVar defines a string flag whose default is the environment variable env when set.
+func (f *FlagSet) StringVar(p *string, name, env, def, usage string) {
+	if v, ok := f.LookupEnv(env); ok {
+		def = v
+	}
+	f.FlagSet.StringVar(p, name, def, withEnv(usage, env))
+}
+
+// IntVar defines an int flag with an environment fallback.
+func (f *FlagSet) IntVar(p *int, name, env string, def int, usage string) {
+	if v, ok := f.LookupEnv(env); ok {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			f.envErrs = append(f.envErrs, fmt.Errorf("environment %s=%q: not an integer", env, v))
+		} else {
+			def = n
+		}
+	}
+	f.FlagSet.IntVar(p, name, def, withEnv(usage, env))
+}
+
+// DurationVar defines a time.Duration flag ("30s", "24h") with an environment fallback.
+func (f *FlagSet) DurationVar(p *time.Duration, name, env string, def time.Duration, usage string) {
+	if v, ok := f.LookupEnv(env); ok {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil {
+			f.envErrs = append(f.envErrs, fmt.Errorf("environment %s=%q: not a duration", env, v))
+		} else {
+			def = d
+		}
+	}
+	f.FlagSet.DurationVar(p, name, def, withEnv(usage, env))
+}
+
+func withEnv(usage, env string) string { return usage + " (env " + env + ")" }
+
+// Parse parses args and reports environment values that did not parse, naming the variable.
+func (f *FlagSet) Parse(args []string) error {
+	if err := f.FlagSet.Parse(args); err != nil {
+		return err
+	}
+	return errors.Join(f.envErrs...)
+}
+
+// Common holds the settings every backend service has.
+type Common struct {
+	Addr            string
+	DatabaseURL     string // postgres://... or postgresql://... for PostgreSQL; else a SQLite file
+	LogLevel        string
+	MaxBodyBytes    int
+	ReadTimeout     time.Duration
+	WriteTimeout    time.Duration
+	ShutdownTimeout time.Duration
+}
+
+// RegisterCommon defines the flags every service has on f and returns where Parse puts them:
+//
+//	-addr              ADDR              listen address (defaultAddr)
+//	-database-url      DATABASE_URL      postgres://... or a SQLite file (./data/<service>.db)
+//	-log-level         LOG_LEVEL         debug, info, warn, error (info)
+//	-max-body-bytes    MAX_BODY_BYTES    largest request body (1 MiB)
+//	-read-timeout      READ_TIMEOUT      (10s)
+//	-write-timeout     WRITE_TIMEOUT     (10s)
+//	-shutdown-timeout  SHUTDOWN_TIMEOUT  grace for in-flight requests on SIGTERM (10s)
+func RegisterCommon(f *FlagSet, service, defaultAddr string) *Common {
+	c := &Common{}
+	f.StringVar(&c.Addr, "addr", "ADDR", defaultAddr, "listen address")
+	f.StringVar(&c.DatabaseURL, "database-url", "DATABASE_URL", "./data/"+service+".db",
+		"postgres://... for PostgreSQL, else the SQLite database file")
+	f.StringVar(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	f.IntVar(&c.MaxBodyBytes, "max-body-bytes", "MAX_BODY_BYTES", 1<<20, "largest accepted request body in bytes")
+	f.DurationVar(&c.ReadTimeout, "read-timeout", "READ_TIMEOUT", 10*time.Second, "time allowed to read a request")
+	f.DurationVar(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 10*time.Second, "time allowed to write a response")
+	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second,
+		"how long in-flight requests may finish after SIGTERM")
+	return c
+}
+
+// Logger returns a JSON logger writing to w at the configured level, with the service name on
+// every line.
+func (c *Common) Logger(w io.Writer, service string) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", c.LogLevel, err)
+	}
+	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	return slog.New(h).With("service", service), nil
+}

@@ -1,0 +1,280 @@
+// Package server is the shape every backend service shares: a fasthttp server with a router,
+// request ids, JSON errors, JSON access logs, Prometheus metrics by route pattern, GET /health
+// and GET /metrics, a request body limit, timeouts, panic recovery and graceful shutdown.
+//
+// A service builds one Server, registers its api.Handlers with Handle, and calls Serve or
+// ListenAndServe with a context that is cancelled on SIGTERM/SIGINT.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/archway-gateway/archway/backends/internal/api"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultMaxBodyBytes    = 1 << 20
+	DefaultReadTimeout     = 10 * time.Second
+	DefaultWriteTimeout    = 10 * time.Second
+	DefaultIdleTimeout     = 60 * time.Second
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultHealthTimeout   = 2 * time.Second
+)
+
+// Config configures a Server. Zero durations and sizes take the defaults above.
+type Config struct {
+	Service         string       // service name: the "service" label of metrics and log lines
+	Addr            string       // listen address for ListenAndServe, e.g. ":3001"
+	Logger          *slog.Logger // access and error logs; slog.Default() when nil
+	MaxBodyBytes    int          // larger request bodies get a 413
+	ReadTimeout     time.Duration
+	WriteTimeout    time.Duration
+	IdleTimeout     time.Duration
+	ShutdownTimeout time.Duration // how long in-flight requests may take to finish on shutdown
+	// Health checks the service's dependencies (its database) for GET /health; an error makes
+	// the answer a 503. Nil means always healthy.
+	Health        func(ctx context.Context) error
+	HealthTimeout time.Duration
+}
+
+// Server is one service's HTTP server. Register routes before Serve; it is not safe to register
+// routes while serving. Serve may be called once.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	router   *router.Router
+	registry *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	http     *fasthttp.Server
+}
+
+// New builds a Server with GET /health and GET /metrics already registered.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	setDefault(&cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	setDefault(&cfg.ReadTimeout, DefaultReadTimeout)
+	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&cfg.ShutdownTimeout, DefaultShutdownTimeout)
+	setDefault(&cfg.HealthTimeout, DefaultHealthTimeout)
+
+	s := &Server{cfg: cfg, log: cfg.Logger, router: router.New(), registry: prometheus.NewRegistry()}
+	labels := prometheus.Labels{"service": cfg.Service}
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "http_requests_total", Help: "HTTP requests served, by route pattern, method and status.",
+		ConstLabels: labels,
+	}, []string{"route", "method", "status"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "http_request_duration_seconds", Help: "Time to serve HTTP requests, by route pattern and method.",
+		ConstLabels: labels, Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"route", "method"})
+	s.registry.MustRegister(s.requests, s.latency,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	s.router.NotFound = s.instrument("unmatched", func(*fasthttp.RequestCtx) error {
+		return api.NotFound("no such endpoint")
+	})
+	s.router.MethodNotAllowed = s.instrument("unmatched", func(ctx *fasthttp.RequestCtx) error {
+		return api.Errorf(http.StatusMethodNotAllowed, "method %s not allowed", ctx.Method())
+	})
+	s.router.PanicHandler = nil // recovery happens in instrument, where the route is known
+
+	metrics := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	s.Handle(http.MethodGet, "/metrics", func(ctx *fasthttp.RequestCtx) error { metrics(ctx); return nil })
+	s.Handle(http.MethodGet, "/health", s.health)
+
+	s.http = &fasthttp.Server{
+		Handler:            s.router.Handler,
+		ErrorHandler:       s.parseError,
+		Name:               cfg.Service,
+		MaxRequestBodySize: cfg.MaxBodyBytes,
+		ReadTimeout:        cfg.ReadTimeout,
+		WriteTimeout:       cfg.WriteTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		CloseOnShutdown:    true,
+		Logger:             slogPrintf{s.log},
+	}
+	return s
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Handle registers h for method and pattern (fasthttp/router syntax: "/products/{id}"). The
+// pattern, never the raw path, labels the route's metrics and log lines.
+func (s *Server) Handle(method, pattern string, h api.Handler) {
+	s.router.Handle(method, pattern, s.instrument(pattern, h))
+}
+
+// Registry is the Prometheus registry GET /metrics serves; services may add their own metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Handler returns the complete request handler, for serving over an in-memory listener in tests.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.router.Handler }
+
+// ListenAndServe listens on Config.Addr and serves until ctx is cancelled; see Serve.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is cancelled, then shuts down gracefully: it stops accepting,
+// lets in-flight requests finish for up to ShutdownTimeout, closes idle connections and
+// returns. It returns nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.log.Info("listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := s.http.ShutdownWithContext(sctx)
+	if serveErr := <-errc; serveErr != nil && err == nil {
+		err = serveErr
+	}
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// instrument wraps a handler with everything each request gets: its id, panic recovery, the
+// error response, metrics under route and one access log line.
+func (s *Server) instrument(route string, h api.Handler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		start := time.Now()
+		requestID := api.EnsureRequestID(ctx)
+		err := s.call(ctx, h)
+		if err != nil {
+			status := api.WriteError(ctx, err)
+			if status >= 500 {
+				s.log.Error("request failed", "request_id", requestID, "route", route, "error", err.Error())
+			}
+		}
+		s.observe(ctx, route, start, err)
+	}
+}
+
+func (s *Server) call(ctx *fasthttp.RequestCtx, h api.Handler) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			ctx.Response.Reset() // drop whatever the handler wrote before it panicked
+			ctx.Response.Header.Set(api.HeaderRequestID, api.RequestID(ctx))
+			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return h(ctx)
+}
+
+func (s *Server) observe(ctx *fasthttp.RequestCtx, route string, start time.Time, err error) {
+	elapsed := time.Since(start)
+	method := metricMethod(ctx.Method())
+	status := ctx.Response.StatusCode()
+	s.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	s.latency.WithLabelValues(route, method).Observe(elapsed.Seconds())
+	attrs := []slog.Attr{
+		slog.String("request_id", api.RequestID(ctx)),
+		slog.String("method", string(ctx.Method())),
+		slog.String("path", string(ctx.Path())),
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+		slog.Int("bytes_in", len(ctx.Request.Body())),
+		slog.Int("bytes_out", len(ctx.Response.Body())),
+		slog.String("remote_addr", ctx.RemoteAddr().String()),
+	}
+	if user := api.LogUser(ctx); user != "" {
+		attrs = append(attrs, slog.String("user_id", user))
+	}
+	if err != nil && status < 500 {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+}
+
+// metricMethod keeps the method label bounded: a client can send any token as a method.
+func metricMethod(m []byte) string {
+	switch string(m) {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return string(m)
+	}
+	return "OTHER"
+}
+
+// parseError answers requests fasthttp rejected before routing: oversized bodies (413) and
+// malformed requests (400), as JSON like every other error.
+func (s *Server) parseError(ctx *fasthttp.RequestCtx, err error) {
+	start := time.Now()
+	api.EnsureRequestID(ctx)
+	var apiErr *api.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		apiErr = api.Errorf(http.StatusRequestEntityTooLarge, "request body larger than %d bytes", s.cfg.MaxBodyBytes)
+	default:
+		var timeout interface{ Timeout() bool }
+		if errors.As(err, &timeout) && timeout.Timeout() {
+			apiErr = api.Errorf(http.StatusRequestTimeout, "request not received in time")
+		} else {
+			apiErr = api.Errorf(http.StatusBadRequest, "malformed HTTP request")
+		}
+	}
+	apiErr.Err = err
+	api.WriteError(ctx, apiErr)
+	s.observe(ctx, "rejected", start, apiErr)
+}
+
+type healthBody struct {
+	Status  string `json:"status"`
+	Service string `json:"service"`
+}
+
+func (s *Server) health(ctx *fasthttp.RequestCtx) error {
+	if s.cfg.Health != nil {
+		hctx, cancel := context.WithTimeout(context.Background(), s.cfg.HealthTimeout)
+		defer cancel()
+		if err := s.cfg.Health(hctx); err != nil {
+			return &api.Error{Status: http.StatusServiceUnavailable, Message: "database unreachable", Err: err}
+		}
+	}
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+	return api.WriteJSON(ctx, http.StatusOK, healthBody{Status: "ok", Service: s.cfg.Service})
+}
+
+// slogPrintf routes fasthttp's own log lines (connection errors) into the structured log.
+type slogPrintf struct{ log *slog.Logger }
+
+func (l slogPrintf) Printf(format string, args ...any) {
+	l.log.Warn("fasthttp", "detail", fmt.Sprintf(format, args...))
+}

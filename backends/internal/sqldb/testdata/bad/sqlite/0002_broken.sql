@@ -1,0 +1,2 @@
+CREATE TABLE later (id INTEGER);
+THIS IS NOT SQL;

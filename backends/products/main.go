@@ -1,0 +1,123 @@
+// Command products is the products service: the catalog (public, cacheable reads; admin writes)
+// and the stock reservations the orders service makes.
+//
+//	products [flags]                 serve (default ADDR :3002); seeds an empty database
+//	products seed [-reset=false]     restore the original catalog (make seed)
+//
+// Run `products -h` for the flags; each has an environment fallback. See docs/backends.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/archway-gateway/archway/backends/internal/auth"
+	"github.com/archway-gateway/archway/backends/internal/config"
+	"github.com/archway-gateway/archway/backends/internal/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "seed" {
+		return seed(ctx, args[1:], stdout, stderr)
+	}
+	fs := config.NewFlagSet("products")
+	fs.SetOutput(stderr)
+	common := config.RegisterCommon(fs, "products", ":3002")
+	jwt := auth.RegisterVerifierFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "products:", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "products: unknown command %q (commands: seed)\n", fs.Arg(0))
+		return 2
+	}
+	if err := serve(ctx, common, jwt, stdout); err != nil {
+		fmt.Fprintln(stderr, "products:", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, stdout io.Writer) error {
+	log, err := c.Logger(stdout, "products")
+	if err != nil {
+		return err
+	}
+	verifier, err := jwt.NewVerifier(ctx, log)
+	if err != nil {
+		return err
+	}
+	store, err := OpenStore(ctx, c.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	catalog, err := Catalog()
+	if err != nil {
+		return err
+	}
+	n, err := store.Seed(ctx, catalog, false)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		log.Info("seeded an empty catalog", "products", n)
+	}
+	srv := server.New(server.Config{
+		Service: "products", Addr: c.Addr, Logger: log, MaxBodyBytes: c.MaxBodyBytes,
+		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, ShutdownTimeout: c.ShutdownTimeout,
+		Health: store.Ping,
+	})
+	(&service{store: store, verifier: verifier}).routes(srv)
+	log.Info("products service starting", "addr", c.Addr, "engine", string(store.db.Engine()))
+	return srv.ListenAndServe(ctx)
+}
+
+func seed(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := config.NewFlagSet("products seed")
+	fs.SetOutput(stderr)
+	common := config.RegisterCommon(fs, "products", ":3002")
+	reset := fs.Bool("reset", true, "delete every product and reservation first, so the catalog gets ids 1..10 again")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "products seed:", err)
+		return 2
+	}
+	store, err := OpenStore(ctx, common.DatabaseURL)
+	if err != nil {
+		fmt.Fprintln(stderr, "products seed:", err)
+		return 1
+	}
+	defer store.Close()
+	catalog, err := Catalog()
+	if err != nil {
+		fmt.Fprintln(stderr, "products seed:", err)
+		return 1
+	}
+	n, err := store.Seed(ctx, catalog, *reset)
+	if err != nil {
+		fmt.Fprintln(stderr, "products seed:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "products seed: inserted %d products into %s\n", n, store.db.Engine())
+	return 0
+}
