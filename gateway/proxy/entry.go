@@ -179,7 +179,17 @@ func logRequest(l *accesslog.Logger, x *Exchange, code int, elapsed time.Duratio
 	l.Log(&e)
 }
 
-func allowHeader(mask uint32) string {
+// allowHeaders holds the Allow header value for every set of methods, built once.
+var allowHeaders = func() (t [1 << len(protocol.Methods)]string) {
+	for mask := range t {
+		t[mask] = buildAllowHeader(uint32(mask))
+	}
+	return t
+}()
+
+func allowHeader(mask uint32) string { return allowHeaders[mask&(1<<len(protocol.Methods)-1)] }
+
+func buildAllowHeader(mask uint32) string {
 	var b strings.Builder
 	for i, m := range protocol.Methods {
 		if mask&(1<<uint(i)) != 0 {
