@@ -23,7 +23,7 @@ help: ## list the targets
 deps: $(DEPS_TARGETS) ## install or build everything the tests need (idempotent)
 
 build: ## build every binary into ./bin
-	$(GO) build -o $(BIN)/ ./gateway ./backends/... ./bench/...
+	$(GO) build -o $(BIN)/ ./gateway ./backends/... ./internal/stack/cmd/stack
 
 vet: ## go vet
 	$(GO) vet ./...
@@ -45,6 +45,9 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+run: build $(RUN_PREREQS) ## start the whole stack: gateway on :8080, admin on 127.0.0.1:9901
+	$(BIN)/stack -bin $(BIN) -data data -config routes.yaml
 
 bench: ## microbenchmarks with allocations (the nginx comparison is bench-nginx)
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -37,6 +37,9 @@ func (f *Forwarder) Serve(x *Exchange) {
 	}
 	stripRequestHopByHop(&req.Header, &x.Facts, raw)
 	setForwardedHeaders(x, raw)
+	if len(r.StripPrefix) > 0 {
+		setForwardedPrefix(x, r.StripPrefix)
+	}
 	if !r.RequestHeaders.Empty() {
 		applyRequestOps(&req.Header, &r.RequestHeaders)
 	}

@@ -223,6 +223,22 @@ func setForwardedHeaders(x *Exchange, raw []byte) {
 	}
 }
 
+// setForwardedPrefix tells the upstream which path prefix the route stripped, so it can build
+// links that work through the gateway (Traefik's convention). A trusted proxy's own prefix
+// comes first; an untrusted client's was already deleted.
+func setForwardedPrefix(x *Exchange, stripped []byte) {
+	req := &x.Ctx.Request.Header
+	if x.PeerTrusted && x.Facts.Has(protocol.HasXForwardedPrefix) {
+		buf := append(x.scratch[:0], req.PeekBytes(hXForwardedPrefix)...)
+		buf = append(buf, stripped...)
+		x.scratch = buf
+		req.DelBytes(hXForwardedPrefix)
+		req.SetBytesKV(hXForwardedPrefix, buf)
+		return
+	}
+	req.SetBytesKV(hXForwardedPrefix, stripped)
+}
+
 // maxRequestIDLen bounds an accepted X-Request-ID; longer or odd ones are replaced.
 const maxRequestIDLen = 128
 

@@ -117,18 +117,19 @@ func TestHeadersSeenByUpstream(t *testing.T) {
 	expectStatus(t, resp, 200)
 	seen := products.last(t)
 	for _, h := range []string{"X-Secret", "Keep-Alive", "Proxy-Authorization", "Proxy", "Te", "Upgrade", "Connection",
-		"X-Forwarded-Prefix", "Forwarded", "X-Drop-Me"} {
+		"Forwarded", "X-Drop-Me"} {
 		if v, ok := seen.Headers[h]; ok {
 			t.Errorf("upstream received %s: %q", h, v)
 		}
 	}
 	want := map[string][]string{
-		"X-Forwarded-For":   {"127.0.0.1"},
-		"X-Real-Ip":         {"127.0.0.1"},
-		"X-Forwarded-Host":  {"shop.test"},
-		"X-Forwarded-Proto": {"http"},
-		"X-Env":             {"test"},
-		"X-Request-Id":      {"client-id-123"},
+		"X-Forwarded-For":    {"127.0.0.1"},
+		"X-Real-Ip":          {"127.0.0.1"},
+		"X-Forwarded-Host":   {"shop.test"},
+		"X-Forwarded-Proto":  {"http"},
+		"X-Env":              {"test"},
+		"X-Request-Id":       {"client-id-123"},
+		"X-Forwarded-Prefix": {"/api"}, // what strip_prefix removed; the client's /evil is gone
 	}
 	for h, v := range want {
 		if got := seen.Headers[h]; strings.Join(got, "|") != strings.Join(v, "|") {
@@ -169,9 +170,12 @@ func TestForwardedForFromTrustedProxy(t *testing.T) {
 	users := startUpstream(t, "users", nil)
 	cfg := strings.Replace(routingConfig(products.Addr, users.Addr), "[10.0.0.0/8]", "[127.0.0.0/8, 10.0.0.0/8]", 1)
 	gw := startGateway(t, cfg)
-	raw := "GET /api/products HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 1.2.3.4, 10.1.1.1\r\nX-Forwarded-For: 10.2.2.2\r\nX-Forwarded-Proto: https\r\nX-Real-IP: 9.9.9.9\r\n\r\n"
+	raw := "GET /api/products HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-For: 1.2.3.4, 10.1.1.1\r\nX-Forwarded-For: 10.2.2.2\r\nX-Forwarded-Proto: https\r\nX-Real-IP: 9.9.9.9\r\nX-Forwarded-Prefix: /edge\r\n\r\n"
 	expectStatus(t, rawRequest(t, gw.Addr, raw), 200)
 	seen := products.last(t)
+	if got := strings.Join(seen.Headers["X-Forwarded-Prefix"], "|"); got != "/edge/api" {
+		t.Errorf("X-Forwarded-Prefix = %q, want the trusted proxy's prefix then the stripped one", got)
+	}
 	if got := strings.Join(seen.Headers["X-Forwarded-For"], "|"); got != "1.2.3.4, 10.1.1.1, 10.2.2.2, 127.0.0.1" {
 		t.Errorf("X-Forwarded-For = %q", got)
 	}
