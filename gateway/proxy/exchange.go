@@ -41,6 +41,9 @@ type Exchange struct {
 	Facts protocol.HeaderFacts
 	// RequestID is the X-Request-ID the gateway forwards and echoes.
 	RequestID []byte
+	// Claims are the verified JWT claims of the request, set by the auth policy; nil when the
+	// request carried no verified token. Rate limits keyed by jwt:<claim> read them.
+	Claims ClaimSource
 
 	// Filled in by the forwarder, read by logs and metrics.
 	Target           *upstream.Target
@@ -72,6 +75,11 @@ func releaseExchange(x *Exchange) {
 	*x = Exchange{pathBuf: x.pathBuf[:0], scratch: x.scratch[:0]}
 	x.body.buf = bodyBuf
 	exchangePool.Put(x)
+}
+
+// ClaimSource gives access to verified token claims by name (string form).
+type ClaimSource interface {
+	Claim(name string) (string, bool)
 }
 
 // Handler serves an Exchange: it writes x.Ctx.Response, or fails with WriteError.
