@@ -97,6 +97,19 @@ type Route struct {
 	Upstream    string   `yaml:"upstream"`
 	Timeout     Duration `yaml:"timeout"`
 	Headers     Headers  `yaml:"headers,omitempty"`
+	// WebSocket lets GET requests upgrade to WebSocket on this route; each upgrade gets its own
+	// upstream connection and a tunnel.
+	WebSocket *WebSocket `yaml:"websocket,omitempty"`
+}
+
+// WebSocket configures upgrades on a route: "websocket: true", or a mapping of these fields.
+type WebSocket struct {
+	Enabled         bool     `yaml:"enabled"`
+	IdleTimeout     Duration `yaml:"idle_timeout"`
+	MaxMessageBytes Size     `yaml:"max_message_bytes"`
+	// CloseGrace is how long open tunnels survive a reload that removes their route or target
+	// before they are closed with code 1001.
+	CloseGrace Duration `yaml:"close_grace"`
 }
 
 // Match selects requests. Exactly one of Path (exact) and PathPrefix is set; Host and Methods

@@ -27,6 +27,9 @@ const (
 	DefaultQueueTimeout      = Duration(1 * time.Second)
 	DefaultIdleConnTimeout   = Duration(30 * time.Second)
 	DefaultMaxResponseBytes  = Size(1 << 30)
+	DefaultWSIdleTimeout     = Duration(5 * time.Minute)
+	DefaultWSMaxMessageBytes = Size(1 << 20)
+	DefaultWSCloseGrace      = Duration(10 * time.Second)
 )
 
 // DefaultSecurityHeaders are the headers the original nginx configuration added to every
@@ -97,6 +100,15 @@ func (c *Config) applyDefaults() {
 		if r.Timeout == 0 {
 			if u := c.Upstreams[r.Upstream]; u != nil {
 				r.Timeout = u.Timeout
+			}
+		}
+		if ws := r.WebSocket; ws != nil {
+			if !ws.Enabled {
+				r.WebSocket = nil
+			} else {
+				setDefault(&ws.IdleTimeout, DefaultWSIdleTimeout)
+				setDefault(&ws.MaxMessageBytes, DefaultWSMaxMessageBytes)
+				setDefault(&ws.CloseGrace, DefaultWSCloseGrace)
 			}
 		}
 	}

@@ -162,3 +162,50 @@ func (t Target) MarshalYAML() (any, error) {
 	}
 	return map[string]any{"addr": t.Addr, "weight": t.Weight}, nil
 }
+
+func (w *WebSocket) decodeNode(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		switch n.Value {
+		case "true":
+			w.Enabled = true
+			return nil
+		case "false":
+			w.Enabled = false
+			return nil
+		}
+		return fmt.Errorf("expected true, false or {idle_timeout, max_message_bytes, close_grace}, found %q", n.Value)
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("expected true, false or a mapping, found %s", kindName(n))
+	}
+	w.Enabled = true // a mapping turns upgrades on unless it says enabled: false
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, val := n.Content[i], n.Content[i+1]
+		var err error
+		switch key.Value {
+		case "enabled":
+			if val.Value != "true" && val.Value != "false" {
+				err = fmt.Errorf("enabled: expected true or false, found %q", val.Value)
+			}
+			w.Enabled = val.Value == "true"
+		case "idle_timeout":
+			err = w.IdleTimeout.decodeNode(val)
+		case "max_message_bytes":
+			err = w.MaxMessageBytes.decodeNode(val)
+		case "close_grace":
+			err = w.CloseGrace.decodeNode(val)
+		default:
+			err = fmt.Errorf("unknown field %q in websocket%s", key.Value, suggest(key.Value, []string{"enabled", "idle_timeout", "max_message_bytes", "close_grace"}))
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", key.Value, err)
+		}
+	}
+	return nil
+}
+
+// MarshalYAML writes the effective settings.
+func (w WebSocket) MarshalYAML() (any, error) {
+	type plain WebSocket
+	return plain(w), nil
+}

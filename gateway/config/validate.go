@@ -209,6 +209,9 @@ func (v *validator) routes() {
 			v.positive(p+".timeout", r.Timeout)
 		}
 		v.rewrite(p, r)
+		if r.WebSocket != nil && len(r.Match.Methods) > 0 && !slices.Contains(r.Match.Methods, "GET") {
+			v.errorf(p+".websocket", "WebSocket upgrades are GET requests, but the route's methods leave GET out")
+		}
 		v.headerOps(p+".headers.request", r.Headers.Request, true)
 		v.headerOps(p+".headers.response", r.Headers.Response, false)
 

@@ -29,6 +29,10 @@ func (f *Forwarder) Serve(x *Exchange) {
 	ctx := x.Ctx
 	req := &ctx.Request
 	raw := req.Header.RawHeaders()
+	if r.WebSocket != nil && isWebSocketUpgrade(x) {
+		f.serveUpgrade(x, raw)
+		return
+	}
 
 	replayable, err := prepareBody(x)
 	if err != nil {

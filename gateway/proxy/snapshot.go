@@ -30,6 +30,8 @@ type Snapshot struct {
 	SecurityHeaders []KV
 
 	AccessLog *accesslog.Logger // nil when access logging is off
+	// Tunnels is the gateway's registry of open WebSocket tunnels, shared by every snapshot.
+	Tunnels *Tunnels
 	// Unmatched counts requests that never reached a route (404, 405, 400s).
 	Unmatched *metrics.RouteStats
 }
@@ -47,6 +49,9 @@ type Route struct {
 	ResponseHeaders HeaderOps
 	// SecurityHeaders are the server's security headers minus those this route sets or removes.
 	SecurityHeaders []KV
+
+	// WebSocket is set when the route allows upgrades.
+	WebSocket *WebSocketPolicy
 
 	Stats   *metrics.RouteStats
 	Handler Handler

@@ -12,6 +12,7 @@ import (
 	"github.com/archway-gateway/archway/gateway/proxy"
 	"github.com/archway-gateway/archway/gateway/router"
 	"github.com/archway-gateway/archway/gateway/upstream"
+	"github.com/archway-gateway/archway/gateway/websocket"
 )
 
 // MiddlewareFactory builds a route policy from the route's configuration, or returns nil when
@@ -25,6 +26,7 @@ type builder struct {
 	metrics     *metrics.Registry
 	middlewares []MiddlewareFactory
 	accessLog   *accesslog.Logger // the live one, reused while its output is unchanged
+	tunnels     *proxy.Tunnels
 }
 
 // unmatchedRoute labels requests that matched no route.
@@ -43,6 +45,7 @@ func (b *builder) build(cfg *config.Config, version uint64) (*proxy.Snapshot, er
 		HealthPath:         []byte(cfg.Server.HealthPath),
 		SecurityHeaders:    headerList(cfg.Server.SecurityHeaders),
 		Unmatched:          b.metrics.Route(unmatchedRoute),
+		Tunnels:            b.tunnels,
 	}
 	for _, p := range cfg.Server.TrustedProxies {
 		s.TrustedProxies = append(s.TrustedProxies, p.Prefix)
@@ -98,6 +101,12 @@ func (b *builder) route(rc *config.Route, cfg *config.Config, s *proxy.Snapshot)
 		RequestHeaders:  headerOps(rc.Headers.Request),
 		ResponseHeaders: headerOps(rc.Headers.Response),
 		Stats:           b.metrics.Route(rc.Name),
+	}
+	if ws := rc.WebSocket; ws != nil {
+		r.WebSocket = &proxy.WebSocketPolicy{
+			Limits:     websocket.Limits{IdleTimeout: ws.IdleTimeout.D(), MaxMessageBytes: ws.MaxMessageBytes.Bytes()},
+			CloseGrace: ws.CloseGrace.D(),
+		}
 	}
 	if rc.StripPrefix != "" && rc.StripPrefix != "/" {
 		r.StripPrefix = []byte(config.CleanPrefix(rc.StripPrefix))

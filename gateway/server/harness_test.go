@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"bufio"
+	"crypto/sha1"
+	"encoding/base64"
 
 	"context"
 	"fmt"
@@ -239,3 +241,10 @@ type (
 	netConn   = net.Conn
 	netDialer = net.Dialer
 )
+
+// computeAcceptKey is RFC 6455's Sec-WebSocket-Accept for a client key.
+func computeAcceptKey(key string) string {
+	h := sha1.New()
+	h.Write([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}

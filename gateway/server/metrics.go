@@ -66,6 +66,7 @@ func newGatewayMetrics(g *Gateway, reg prometheus.Registerer) (*gatewayMetrics, 
 		}),
 		g.build.metrics,
 		upstreamCollector{g},
+		tunnelCollector{g},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -95,13 +96,32 @@ var (
 	descUpOpen      = prometheus.NewDesc("archway_upstream_open_connections", "Connections open to a target, idle or busy.", upLabels, nil)
 	descUpDials     = prometheus.NewDesc("archway_upstream_dials_total", "Connections opened to a target.", upLabels, nil)
 	descUpHealthy   = prometheus.NewDesc("archway_upstream_target_healthy", "1 when a target receives traffic, 0 while it is ejected.", upLabels, nil)
+	descUpTunnels   = prometheus.NewDesc("archway_upstream_tunnels_open", "WebSocket tunnels open to a target.", upLabels, nil)
+	descWSOpen      = prometheus.NewDesc("archway_websocket_tunnels_open", "WebSocket tunnels open, by route.", []string{"route"}, nil)
+	descWSTotal     = prometheus.NewDesc("archway_websocket_tunnels_total", "WebSocket tunnels opened, by route.", []string{"route"}, nil)
 )
+
+// tunnelCollector reports open and opened WebSocket tunnels.
+type tunnelCollector struct{ g *Gateway }
+
+func (tunnelCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descWSOpen
+	ch <- descWSTotal
+}
+
+func (c tunnelCollector) Collect(ch chan<- prometheus.Metric) {
+	open, total := c.g.build.tunnels.Counts()
+	for route, n := range total {
+		ch <- prometheus.MustNewConstMetric(descWSTotal, prometheus.CounterValue, float64(n), route)
+		ch <- prometheus.MustNewConstMetric(descWSOpen, prometheus.GaugeValue, float64(open[route]), route)
+	}
+}
 
 // upstreamCollector reports every target of the live snapshot from its atomics.
 type upstreamCollector struct{ g *Gateway }
 
 func (upstreamCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUpRequests, descUpFailures, descUpEjections, descUpInFlight, descUpOpen, descUpDials, descUpHealthy} {
+	for _, d := range []*prometheus.Desc{descUpRequests, descUpFailures, descUpEjections, descUpInFlight, descUpOpen, descUpDials, descUpHealthy, descUpTunnels} {
 		ch <- d
 	}
 }
@@ -122,6 +142,7 @@ func (c upstreamCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descUpOpen, prometheus.GaugeValue, float64(s.OpenConns), name, t.Addr)
 			ch <- prometheus.MustNewConstMetric(descUpDials, prometheus.CounterValue, float64(s.Dials), name, t.Addr)
 			ch <- prometheus.MustNewConstMetric(descUpHealthy, prometheus.GaugeValue, healthy, name, t.Addr)
+			ch <- prometheus.MustNewConstMetric(descUpTunnels, prometheus.GaugeValue, float64(t.Tunnels()), name, t.Addr)
 		}
 	}
 }

@@ -83,6 +83,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			registry:    upstream.NewRegistry(opts.Dial),
 			metrics:     metrics.NewRegistry(),
 			middlewares: opts.Middlewares,
+			tunnels:     proxy.NewTunnels(),
 		},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
@@ -144,7 +145,14 @@ func (g *Gateway) Serve(ln net.Listener) error {
 // deadline (server.shutdown_grace), closes idle keep-alive connections, then releases upstream
 // connections. It returns the context's error if requests were still running at the deadline.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	// Hijacked connections are outside fasthttp's accounting: WebSocket tunnels get a 1001
+	// close frame at once (they would never end by themselves) while HTTP requests drain.
+	tunnelsDone := make(chan error, 1)
+	go func() { tunnelsDone <- g.build.tunnels.ShutdownAll(ctx) }()
 	err := g.server.ShutdownWithContext(ctx)
+	if terr := <-tunnelsDone; err == nil {
+		err = terr
+	}
 	g.cancel()
 	<-g.done
 	if s := g.entry.Load(); s.AccessLog != nil {
@@ -228,11 +236,41 @@ func (g *Gateway) commit(snap, old *proxy.Snapshot) {
 	g.build.metrics.SetLive(stats)
 	g.build.registry.Commit(upstreamsOf(snap))
 	g.build.accessLog = snap.AccessLog
-	if old != nil && old.AccessLog != nil && old.AccessLog != snap.AccessLog {
+	if old == nil {
+		return
+	}
+	g.build.tunnels.Reconcile(maxCloseGrace(old), g.tunnelStillRouted)
+	if old.AccessLog != nil && old.AccessLog != snap.AccessLog {
 		l := old.AccessLog
 		grace := old.Config.Server.WriteTimeout.D() + old.Config.Server.ReadTimeout.D()
 		time.AfterFunc(grace, func() { _ = l.Close() })
 	}
+}
+
+// tunnelStillRouted reports whether the live configuration still has the tunnel's route with
+// WebSockets on and the tunnel's target among that route's upstream targets.
+func (g *Gateway) tunnelStillRouted(route string, target *upstream.Target) bool {
+	for _, r := range g.entry.Load().Routes {
+		if r.Name != route || r.WebSocket == nil {
+			continue
+		}
+		for _, t := range r.Upstream.Targets() {
+			if t == target {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func maxCloseGrace(s *proxy.Snapshot) time.Duration {
+	var grace time.Duration
+	for _, r := range s.Routes {
+		if r.WebSocket != nil {
+			grace = max(grace, r.WebSocket.CloseGrace)
+		}
+	}
+	return grace
 }
 
 func upstreamsOf(s *proxy.Snapshot) []*upstream.Upstream {

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"errors"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,7 @@ type Target struct {
 	weight   atomic.Int32
 
 	inflight  atomic.Int64
+	tunnels   atomic.Int64 // open upgraded connections (also counted in inflight)
 	requests  atomic.Uint64
 	failures  atomic.Uint64 // failures that counted toward max_fails
 	ejections atomic.Uint64
@@ -289,6 +291,42 @@ func (t *Target) finish(pc *pconn, reusable bool, now int64) {
 	t.pool.release(pc, reusable, now)
 	t.inflight.Add(-1)
 }
+
+// DialTunnel opens a connection for a protocol upgrade (WebSocket). It never comes from the
+// keep-alive pool and never goes back to it: an upgraded connection speaks another protocol and
+// belongs to its tunnel alone. The open tunnel counts as a request in flight, so least_conn sees
+// it, until TunnelClosed. A failed dial counts toward max_fails like any connection failure.
+func (t *Target) DialTunnel(deadline time.Time, now int64, u *Upstream) (net.Conn, error) {
+	t.requests.Add(1)
+	timeout := min(t.pool.settings.ConnectTimeout, time.Until(deadline))
+	var conn net.Conn
+	var err error
+	switch {
+	case timeout <= 0:
+		err = errDialNoTime
+	case t.pool.settings.Dial != nil:
+		conn, err = t.pool.settings.Dial(t.Addr, timeout)
+	default:
+		conn, err = net.DialTimeout("tcp", t.Addr, timeout)
+	}
+	if err != nil {
+		e := dialError(t.Addr, err)
+		t.recordFailure(now, u.passive)
+		return nil, e
+	}
+	t.inflight.Add(1)
+	t.tunnels.Add(1)
+	return conn, nil
+}
+
+// TunnelClosed ends the accounting of a connection from DialTunnel.
+func (t *Target) TunnelClosed() {
+	t.tunnels.Add(-1)
+	t.inflight.Add(-1)
+}
+
+// Tunnels is the number of upgraded connections open to the target.
+func (t *Target) Tunnels() int64 { return t.tunnels.Load() }
 
 // IsNotSent reports whether err is an upstream failure that happened before the request could
 // have reached the upstream.

@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/archway-gateway/archway/gateway/upstream"
+	"github.com/archway-gateway/archway/gateway/websocket"
+)
+
+// Tunnels tracks the open WebSocket tunnels so a reload or a shutdown can end them properly.
+// One Tunnels lives as long as the gateway, across snapshots. Its lock is taken when a tunnel
+// opens or closes and when tunnels are reconciled, never per message. Safe for concurrent use.
+type Tunnels struct {
+	mu     sync.Mutex
+	open   map[*openTunnel]struct{}
+	total  map[string]uint64 // tunnels opened, by route
+	closed chan struct{}     // signalled when a tunnel closes (for Drain)
+}
+
+type openTunnel struct {
+	route  string
+	target *upstream.Target
+	tunnel *websocket.Tunnel
+}
+
+// NewTunnels returns an empty registry.
+func NewTunnels() *Tunnels {
+	return &Tunnels{open: map[*openTunnel]struct{}{}, total: map[string]uint64{}, closed: make(chan struct{}, 1)}
+}
+
+func (ts *Tunnels) add(route string, target *upstream.Target, t *websocket.Tunnel) *openTunnel {
+	o := &openTunnel{route: route, target: target, tunnel: t}
+	ts.mu.Lock()
+	ts.open[o] = struct{}{}
+	ts.total[route]++
+	ts.mu.Unlock()
+	return o
+}
+
+func (ts *Tunnels) remove(o *openTunnel) {
+	ts.mu.Lock()
+	delete(ts.open, o)
+	ts.mu.Unlock()
+	select {
+	case ts.closed <- struct{}{}:
+	default:
+	}
+}
+
+// Reconcile is called after a configuration change. keep reports whether a tunnel's route still
+// allows WebSockets and still lists its target in the live configuration; tunnels it rejects get
+// grace to finish on their own and are then closed with 1001 unless keep changed its mind by then
+// (a later reload restored the route).
+func (ts *Tunnels) Reconcile(grace time.Duration, keep func(route string, target *upstream.Target) bool) {
+	ts.mu.Lock()
+	var doomed []*openTunnel
+	for o := range ts.open {
+		if !keep(o.route, o.target) {
+			doomed = append(doomed, o)
+		}
+	}
+	ts.mu.Unlock()
+	if len(doomed) == 0 {
+		return
+	}
+	time.AfterFunc(grace, func() {
+		for _, o := range doomed {
+			if !keep(o.route, o.target) {
+				o.tunnel.Shutdown(websocket.CloseGoingAway)
+			}
+		}
+	})
+}
+
+// ShutdownAll closes every tunnel with 1001 and waits until they are gone or ctx ends.
+func (ts *Tunnels) ShutdownAll(ctx context.Context) error {
+	ts.mu.Lock()
+	for o := range ts.open {
+		o.tunnel.Shutdown(websocket.CloseGoingAway)
+	}
+	ts.mu.Unlock()
+	for {
+		ts.mu.Lock()
+		n := len(ts.open)
+		ts.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ts.closed:
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Counts returns the open and total tunnels by route.
+func (ts *Tunnels) Counts() (open map[string]int, total map[string]uint64) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	open = map[string]int{}
+	for o := range ts.open {
+		open[o.route]++
+	}
+	total = make(map[string]uint64, len(ts.total))
+	for k, v := range ts.total {
+		total[k] = v
+	}
+	return open, total
+}
