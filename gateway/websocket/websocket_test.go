@@ -127,7 +127,7 @@ func FuzzFrameScanner(f *testing.F) {
 }
 
 // tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -149,7 +149,7 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 }
 
 // tunnelFixture: client ⇄ [gateway side: clientSide | upstreamSide] ⇄ upstream
-func tunnelFixture(t *testing.T, l Limits) (client, upstream net.Conn, tun *Tunnel, done chan Stats) {
+func tunnelFixture(t testing.TB, l Limits) (client, upstream net.Conn, tun *Tunnel, done chan Stats) {
 	client, clientSide := tcpPair(t)
 	upstreamSide, upstream := tcpPair(t)
 	tun = New(clientSide, clientSide, upstreamSide, upstreamSide, l)
@@ -249,8 +249,7 @@ func TestTunnelIdleTimeoutAndShutdown(t *testing.T) {
 // BenchmarkTunnelThroughput pushes 1 KiB masked messages from client to upstream through a
 // tunnel over loopback TCP and reports throughput.
 func BenchmarkTunnelThroughput(b *testing.B) {
-	t := &testing.T{}
-	client, upstream, _, done := tunnelFixture(t, Limits{IdleTimeout: time.Minute, MaxMessageBytes: 1 << 20})
+	client, upstream, _, done := tunnelFixture(b, Limits{IdleTimeout: time.Minute, MaxMessageBytes: 1 << 20})
 	msg := frame(true, 2, bytes.Repeat([]byte("m"), 1024), true)
 	go func() {
 		buf := make([]byte, 64<<10)
