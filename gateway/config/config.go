@@ -86,6 +86,27 @@ type Upstream struct {
 	QueueTimeout      Duration `yaml:"queue_timeout"`
 	IdleConnTimeout   Duration `yaml:"idle_conn_timeout"`
 	MaxResponseBytes  Size     `yaml:"max_response_bytes"`
+	// Outlier ejects a target that answers with bursts of 5xx (passive health covers connection
+	// failures through max_fails).
+	Outlier Outlier `yaml:"outlier"`
+	// HealthCheck probes every target; an unhealthy target gets no traffic until it recovers.
+	HealthCheck *HealthCheck `yaml:"health_check,omitempty"`
+}
+
+// Outlier configures ejection on consecutive 5xx responses.
+type Outlier struct {
+	Consecutive5xx     int      `yaml:"consecutive_5xx"` // 0 turns it off
+	EjectionTime       Duration `yaml:"ejection_time"`
+	MaxEjectionPercent int      `yaml:"max_ejection_percent"`
+}
+
+// HealthCheck configures active health checking of an upstream's targets.
+type HealthCheck struct {
+	Path      string   `yaml:"path"`
+	Interval  Duration `yaml:"interval"`
+	Timeout   Duration `yaml:"timeout"`
+	Healthy   int      `yaml:"healthy"`   // consecutive successes that bring a target back
+	Unhealthy int      `yaml:"unhealthy"` // consecutive failures that take it out
 }
 
 // Route maps matching requests to an upstream.
@@ -96,7 +117,9 @@ type Route struct {
 	AddPrefix   string   `yaml:"add_prefix,omitempty"`
 	Upstream    string   `yaml:"upstream"`
 	Timeout     Duration `yaml:"timeout"`
-	Headers     Headers  `yaml:"headers,omitempty"`
+	// Retries is how many other targets a failed request may be tried on (see docs).
+	Retries int     `yaml:"retries"`
+	Headers Headers `yaml:"headers,omitempty"`
 	// WebSocket lets GET requests upgrade to WebSocket on this route; each upgrade gets its own
 	// upstream connection and a tunnel.
 	WebSocket *WebSocket `yaml:"websocket,omitempty"`

@@ -30,6 +30,15 @@ const (
 	DefaultWSIdleTimeout     = Duration(5 * time.Minute)
 	DefaultWSMaxMessageBytes = Size(1 << 20)
 	DefaultWSCloseGrace      = Duration(10 * time.Second)
+
+	DefaultConsecutive5xx     = 5
+	DefaultEjectionTime       = Duration(30 * time.Second)
+	DefaultMaxEjectionPercent = 50
+	DefaultHealthPathCheck    = "/health"
+	DefaultCheckInterval      = Duration(5 * time.Second)
+	DefaultCheckTimeout       = Duration(1 * time.Second)
+	DefaultCheckHealthy       = 2
+	DefaultCheckUnhealthy     = 3
 )
 
 // DefaultSecurityHeaders are the headers the original nginx configuration added to every
@@ -85,6 +94,18 @@ func (c *Config) applyDefaults() {
 		setDefault(&u.MaxResponseBytes, DefaultMaxResponseBytes)
 		for i := range u.Targets {
 			setDefault(&u.Targets[i].Weight, 1)
+		}
+		if _, written := c.positions["upstreams."+name+".outlier.consecutive_5xx"]; !written {
+			u.Outlier.Consecutive5xx = DefaultConsecutive5xx
+		}
+		setDefault(&u.Outlier.EjectionTime, DefaultEjectionTime)
+		setDefault(&u.Outlier.MaxEjectionPercent, DefaultMaxEjectionPercent)
+		if hc := u.HealthCheck; hc != nil {
+			setDefault(&hc.Path, DefaultHealthPathCheck)
+			setDefault(&hc.Interval, DefaultCheckInterval)
+			setDefault(&hc.Timeout, DefaultCheckTimeout)
+			setDefault(&hc.Healthy, DefaultCheckHealthy)
+			setDefault(&hc.Unhealthy, DefaultCheckUnhealthy)
 		}
 	}
 

@@ -164,6 +164,27 @@ func (v *validator) upstreams() {
 		if u.MaxResponseBytes <= 0 {
 			v.errorf(p+".max_response_bytes", "must be greater than 0")
 		}
+		if u.Outlier.Consecutive5xx < 0 {
+			v.errorf(p+".outlier.consecutive_5xx", "must be 0 (off) or more, got %d", u.Outlier.Consecutive5xx)
+		}
+		v.positive(p+".outlier.ejection_time", u.Outlier.EjectionTime)
+		if u.Outlier.MaxEjectionPercent < 1 || u.Outlier.MaxEjectionPercent > 100 {
+			v.errorf(p+".outlier.max_ejection_percent", "must be between 1 and 100, got %d", u.Outlier.MaxEjectionPercent)
+		}
+		if hc := u.HealthCheck; hc != nil {
+			hp := p + ".health_check"
+			if !strings.HasPrefix(hc.Path, "/") {
+				v.errorf(hp+".path", "must start with /, got %q", hc.Path)
+			}
+			v.positive(hp+".interval", hc.Interval)
+			v.positive(hp+".timeout", hc.Timeout)
+			if hc.Timeout > hc.Interval {
+				v.errorf(hp+".timeout", "must not exceed the interval (%s)", hc.Interval.D())
+			}
+			if hc.Healthy < 1 || hc.Unhealthy < 1 {
+				v.errorf(hp, "healthy and unhealthy must be at least 1")
+			}
+		}
 	}
 }
 
@@ -209,6 +230,9 @@ func (v *validator) routes() {
 			v.positive(p+".timeout", r.Timeout)
 		}
 		v.rewrite(p, r)
+		if r.Retries < 0 || r.Retries > 10 {
+			v.errorf(p+".retries", "must be between 0 and 10, got %d", r.Retries)
+		}
 		if r.WebSocket != nil && len(r.Match.Methods) > 0 && !slices.Contains(r.Match.Methods, "GET") {
 			v.errorf(p+".websocket", "WebSocket upgrades are GET requests, but the route's methods leave GET out")
 		}

@@ -59,10 +59,20 @@ func (f *Forwarder) Serve(x *Exchange) {
 		key = balancer.HashBytes(x.ClientIP.AsSlice())
 	}
 
-	for attempt := 0; ; attempt++ {
-		t, _ := r.Upstream.Pick(key, 0, x.up.Now)
+	retries := r.Retries
+	if retries > 0 {
+		r.Upstream.Earn()
+	}
+	var tried uint64
+	staleRetried := false
+	var lastErr error
+	for {
+		t, idx := r.Upstream.Pick(key, tried, x.up.Now)
 		if t == nil {
-			WriteError(x, ErrNoTarget)
+			if lastErr == nil {
+				lastErr = ErrNoTarget
+			}
+			WriteError(x, lastErr)
 			return
 		}
 		x.Target = t
@@ -71,18 +81,63 @@ func (f *Forwarder) Serve(x *Exchange) {
 		err := r.Upstream.Do(t, req, &ctx.Response, &x.up)
 		x.UpstreamDuration += time.Since(start)
 		if err == nil {
+			code := ctx.Response.StatusCode()
+			r.Upstream.ObserveStatus(t, code, x.up.Now)
+			if retries > 0 && retryableStatus(code) && replayable && protocol.IsIdempotent(x.Method) && r.Upstream.Spend() {
+				retries--
+				tried |= bit(idx)
+				ctx.Response.Reset() // discards the answer (and closes its body stream)
+				continue
+			}
 			stripResponseHopByHop(&ctx.Response.Header)
 			return
 		}
+		lastErr = err
 		// A keep-alive connection the upstream had closed: repeat once on a fresh connection
-		// when repeating is safe. Any other failure is final here (retries to other targets are
-		// a route policy).
-		if attempt == 0 && replayable && staleRetryable(err, x.Method) {
+		// to the same target when repeating is safe. It is the transport's own retry and
+		// spends nothing from the route's retries.
+		if !staleRetried && replayable && staleRetryable(err, x.Method) {
+			staleRetried = true
+			continue
+		}
+		if retries > 0 && retryableError(err, x.Method, replayable) && r.Upstream.Spend() {
+			retries--
+			tried |= bit(idx)
 			continue
 		}
 		WriteError(x, err)
 		return
 	}
+}
+
+func bit(i int) uint64 {
+	if i >= 64 {
+		return 0
+	}
+	return 1 << uint(i)
+}
+
+// retryableStatus: answers that mean "this target could not serve it", worth another target.
+func retryableStatus(code int) bool { return code == 502 || code == 503 || code == 504 }
+
+// retryableError reports whether a failed attempt may be repeated on another target: any method
+// when the request cannot have reached the upstream (and its body was not consumed), idempotent
+// methods with a replayable body otherwise. A client's own body failing never is.
+func retryableError(err error, method int, replayable bool) bool {
+	var ue *upstream.Error
+	if !errors.As(err, &ue) {
+		return false
+	}
+	switch ue.Kind {
+	case upstream.KindClient, upstream.KindTooLarge:
+		return false
+	}
+	if ue.NotSent() && (replayable || ue.Kind != upstream.KindStale) {
+		// Connect-phase failures never touched a streamed body; a stale connection that broke
+		// while writing may have consumed part of one.
+		return true
+	}
+	return replayable && protocol.IsIdempotent(method)
 }
 
 func staleRetryable(err error, method int) bool {

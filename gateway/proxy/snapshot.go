@@ -41,6 +41,8 @@ type Route struct {
 	Name     string
 	Upstream *upstream.Upstream
 	Timeout  time.Duration
+	// Retries is how many other targets a failed attempt may be repeated on.
+	Retries int
 
 	StripPrefix []byte
 	AddPrefix   []byte

@@ -98,6 +98,7 @@ func (b *builder) route(rc *config.Route, cfg *config.Config, s *proxy.Snapshot)
 		Name:            rc.Name,
 		Upstream:        s.Upstreams[rc.Upstream],
 		Timeout:         rc.Timeout.D(),
+		Retries:         rc.Retries,
 		RequestHeaders:  headerOps(rc.Headers.Request),
 		ResponseHeaders: headerOps(rc.Headers.Response),
 		Stats:           b.metrics.Route(rc.Name),

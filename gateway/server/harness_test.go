@@ -248,3 +248,9 @@ func computeAcceptKey(key string) string {
 	h.Write([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
 	return base64.StdEncoding.EncodeToString(h.Sum(nil))
 }
+
+func (u *upstreamServer) requestsSnapshot() []seenRequest {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]seenRequest(nil), u.requests...)
+}

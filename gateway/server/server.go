@@ -80,7 +80,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		opts:   opts,
 		logger: opts.Logger,
 		build: builder{
-			registry:    upstream.NewRegistry(opts.Dial),
+			registry:    upstream.NewRegistry(opts.Dial, opts.Logger),
 			metrics:     metrics.NewRegistry(),
 			middlewares: opts.Middlewares,
 			tunnels:     proxy.NewTunnels(),

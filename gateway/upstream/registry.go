@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -26,15 +27,23 @@ type targetKey struct {
 // their key is unchanged; committing a snapshot drains the targets no longer referenced. The
 // registry lock is taken only while building and committing, never on the request path.
 type Registry struct {
-	dial Dialer
+	dial   Dialer
+	logger *slog.Logger
+	ctx    context.Context // owns the health checkers; ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu      sync.Mutex
 	targets map[targetKey]*Target
 }
 
 // NewRegistry returns an empty registry. dial is nil for TCP.
-func NewRegistry(dial Dialer) *Registry {
-	return &Registry{dial: dial, targets: map[targetKey]*Target{}}
+func NewRegistry(dial Dialer, logger *slog.Logger) *Registry {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Registry{dial: dial, logger: logger, ctx: ctx, cancel: cancel, targets: map[targetKey]*Target{}}
 }
 
 // Build makes the Upstream for one upstream section of a config, reusing live targets.
@@ -55,6 +64,7 @@ func (r *Registry) Build(name string, c *config.Upstream) (*Upstream, error) {
 	r.mu.Lock()
 	for i, tc := range c.Targets {
 		targets[i] = r.acquireLocked(name, tc.Addr, tc.Weight, s)
+		r.configureCheckLocked(targets[i], c.HealthCheck)
 	}
 	r.mu.Unlock()
 	u := &Upstream{
@@ -63,7 +73,13 @@ func (r *Registry) Build(name string, c *config.Upstream) (*Upstream, error) {
 		Timeout: c.Timeout.D(),
 		policy:  policy,
 		passive: passivePolicy{maxFails: int32(c.MaxFails), failTimeout: int64(c.FailTimeout.D())},
+		outlier: outlierPolicy{
+			consecutive5xx:     int32(c.Outlier.Consecutive5xx),
+			ejectionTime:       int64(c.Outlier.EjectionTime.D()),
+			maxEjectionPercent: c.Outlier.MaxEjectionPercent,
+		},
 	}
+	u.budget.credits.Store(retryInitial)
 	u.set.Store(newEndpointSet(targets))
 	return u, nil
 }
@@ -93,6 +109,7 @@ func (r *Registry) Commit(ups []*Upstream) {
 	defer r.mu.Unlock()
 	for k, t := range r.targets {
 		if !live[t] {
+			t.stopCheck()
 			t.pool.drain()
 			delete(r.targets, k)
 		}
@@ -118,11 +135,13 @@ func (r *Registry) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// Close drains every target.
+// Close stops the health checkers and drains every target.
 func (r *Registry) Close() {
+	r.cancel()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, t := range r.targets {
 		t.pool.drain()
 	}
+	r.mu.Unlock()
+	r.wg.Wait()
 }

@@ -18,13 +18,14 @@ const bufferLimit = 64 << 10
 type Health uint8
 
 const (
-	Healthy  Health = iota
-	Ejected         // passive health: max_fails failures within fail_timeout
-	Draining        // removed from the configuration; finishing what it has
+	Healthy   Health = iota
+	Ejected          // passive health: max_fails failures within fail_timeout, or a 5xx burst
+	Unhealthy        // active health checks failing
+	Draining         // removed from the configuration; finishing what it has
 )
 
 func (h Health) String() string {
-	return [...]string{"healthy", "ejected", "draining"}[h]
+	return [...]string{"healthy", "ejected", "unhealthy", "draining"}[h]
 }
 
 // Target is one address of an upstream: its keep-alive pool and its live state, all atomics.
@@ -51,6 +52,15 @@ type Target struct {
 	failCount    atomic.Int32
 	ejectedUntil atomic.Int64
 	probation    atomic.Bool
+
+	// Outlier detection: consecutive 5xx answers.
+	consecutive5xx atomic.Int32
+
+	// Active health checking (see healthcheck.go).
+	activeDown   atomic.Bool
+	check        atomic.Pointer[checkState]
+	checksPassed atomic.Uint64
+	checksFailed atomic.Uint64
 }
 
 var _ balancer.Endpoint = (*Target)(nil)
@@ -77,13 +87,17 @@ func (t *Target) ID() uint64 { return t.id }
 
 // Available implements balancer.Endpoint: not ejected. A draining target stays available to the
 // old snapshot that still lists it; new snapshots no longer do.
-func (t *Target) Available(now int64) bool { return now >= t.ejectedUntil.Load() }
+func (t *Target) Available(now int64) bool {
+	return now >= t.ejectedUntil.Load() && !t.activeDown.Load()
+}
 
 // Health reports the target's state at time now.
 func (t *Target) Health(now int64) Health {
 	switch {
 	case t.pool.draining.Load():
 		return Draining
+	case t.activeDown.Load():
+		return Unhealthy
 	case now < t.ejectedUntil.Load():
 		return Ejected
 	}
@@ -101,6 +115,9 @@ type Stats struct {
 	// RecentFailures is the count in the current fail_timeout window.
 	RecentFailures int32
 	EjectedUntil   time.Time
+	// ChecksPassed and ChecksFailed count active health check probes.
+	ChecksPassed, ChecksFailed uint64
+	Tunnels                    int64
 }
 
 // Stats reads the counters.
@@ -108,7 +125,8 @@ func (t *Target) Stats() Stats {
 	s := Stats{
 		InFlight: t.inflight.Load(), Requests: t.requests.Load(), Failures: t.failures.Load(),
 		Ejections: t.ejections.Load(), OpenConns: t.pool.open.Load(), Dials: t.pool.dials.Load(),
-		RecentFailures: t.failCount.Load(),
+		RecentFailures: t.failCount.Load(), ChecksPassed: t.checksPassed.Load(), ChecksFailed: t.checksFailed.Load(),
+		Tunnels: t.tunnels.Load(),
 	}
 	if until := t.ejectedUntil.Load(); until > 0 {
 		s.EjectedUntil = time.Unix(0, until)
@@ -142,16 +160,22 @@ func (t *Target) recordFailure(now int64, p passivePolicy) {
 	}
 }
 
-func (t *Target) eject(now int64, p passivePolicy) {
+func (t *Target) eject(now int64, p passivePolicy) { t.ejectFor(now, p.failTimeout) }
+
+// ejectFor takes the target out of rotation for d. It reports whether this call ejected it.
+func (t *Target) ejectFor(now, d int64) bool {
 	prev := t.ejectedUntil.Load()
 	if prev > now {
-		return // already ejected
+		return false // already ejected
 	}
-	if t.ejectedUntil.CompareAndSwap(prev, now+p.failTimeout) {
+	if t.ejectedUntil.CompareAndSwap(prev, now+d) {
 		t.ejections.Add(1)
 		t.failCount.Store(0)
+		t.consecutive5xx.Store(0)
 		t.probation.Store(true)
+		return true
 	}
+	return false
 }
 
 // recordSuccess ends probation after an ejection.

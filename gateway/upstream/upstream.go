@@ -22,7 +22,79 @@ type Upstream struct {
 
 	policy  balancer.Policy
 	passive passivePolicy
+	outlier outlierPolicy
+	budget  retryBudget
 	set     atomic.Pointer[endpointSet]
+}
+
+type outlierPolicy struct {
+	consecutive5xx     int32 // 0: off
+	ejectionTime       int64 // nanoseconds
+	maxEjectionPercent int
+}
+
+// ObserveStatus feeds outlier detection with the status a target answered: a run of
+// consecutive_5xx server errors ejects it for ejection_time, unless that would leave more than
+// max_ejection_percent of the upstream's targets ejected. A target that fails fast would
+// otherwise attract least_conn traffic precisely because it is quick.
+func (u *Upstream) ObserveStatus(t *Target, code int, now int64) {
+	if u.outlier.consecutive5xx == 0 {
+		return
+	}
+	if code < 500 {
+		if t.consecutive5xx.Load() != 0 { // read first: most answers are not 5xx, keep the line clean
+			t.consecutive5xx.Store(0)
+		}
+		return
+	}
+	if t.consecutive5xx.Add(1) < u.outlier.consecutive5xx {
+		return
+	}
+	targets := u.Targets()
+	ejected := 0
+	for _, o := range targets {
+		if o != t && now < o.ejectedUntil.Load() {
+			ejected++
+		}
+	}
+	if (ejected+1)*100 > u.outlier.maxEjectionPercent*len(targets) {
+		t.consecutive5xx.Store(0) // keep it in: ejecting would leave too few targets
+		return
+	}
+	t.ejectFor(now, u.outlier.ejectionTime)
+}
+
+// retryBudget caps retries at a fifth of the requests: every request of a retrying route earns
+// one credit, every retry costs five. A small initial balance lets the first failures retry.
+// Lock-free; credits are capped so a long quiet spell cannot bank a retry storm.
+type retryBudget struct {
+	credits atomic.Int64
+}
+
+const (
+	retryCost       = 5
+	retryMaxCredits = 1000
+	retryInitial    = 50
+)
+
+// Earn records a request that could be retried.
+func (u *Upstream) Earn() {
+	if u.budget.credits.Load() < retryMaxCredits {
+		u.budget.credits.Add(1)
+	}
+}
+
+// Spend reports whether a retry fits the budget, and takes its cost if so.
+func (u *Upstream) Spend() bool {
+	for {
+		c := u.budget.credits.Load()
+		if c < retryCost {
+			return false
+		}
+		if u.budget.credits.CompareAndSwap(c, c-retryCost) {
+			return true
+		}
+	}
 }
 
 // endpointSet is an immutable list of targets with the balancer's view of the same list.

@@ -347,7 +347,7 @@ func TestDrainClosesIdleNowAndBusyOnRelease(t *testing.T) {
 }
 
 func TestRegistryReusesTargetsAcrossBuilds(t *testing.T) {
-	r := NewRegistry(nil)
+	r := NewRegistry(nil, nil)
 	cfg := func(extra string) *config.Config {
 		c, err := config.Parse([]byte(`
 upstreams:
