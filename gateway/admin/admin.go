@@ -214,6 +214,9 @@ type targetView struct {
 	EjectedUntil   *time.Time `json:"ejected_until,omitempty"`
 	OpenConns      int64      `json:"open_connections"`
 	Dials          uint64     `json:"dials"`
+	Tunnels        int64      `json:"websocket_tunnels"`
+	ChecksPassed   uint64     `json:"health_checks_passed"`
+	ChecksFailed   uint64     `json:"health_checks_failed"`
 }
 
 type upstreamView struct {
@@ -247,7 +250,7 @@ func newTargetView(t *upstream.Target, now time.Time) targetView {
 	v := targetView{
 		Addr: t.Addr, Weight: t.Weight(), Health: t.Health(now.UnixNano()).String(), InFlight: st.InFlight,
 		Requests: st.Requests, Failures: st.Failures, RecentFailures: st.RecentFailures, Ejections: st.Ejections,
-		OpenConns: st.OpenConns, Dials: st.Dials,
+		OpenConns: st.OpenConns, Dials: st.Dials, Tunnels: st.Tunnels, ChecksPassed: st.ChecksPassed, ChecksFailed: st.ChecksFailed,
 	}
 	if st.EjectedUntil.After(now) {
 		until := st.EjectedUntil

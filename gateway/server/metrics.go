@@ -97,6 +97,7 @@ var (
 	descUpDials     = prometheus.NewDesc("archway_upstream_dials_total", "Connections opened to a target.", upLabels, nil)
 	descUpHealthy   = prometheus.NewDesc("archway_upstream_target_healthy", "1 when a target receives traffic, 0 while it is ejected.", upLabels, nil)
 	descUpTunnels   = prometheus.NewDesc("archway_upstream_tunnels_open", "WebSocket tunnels open to a target.", upLabels, nil)
+	descUpChecks    = prometheus.NewDesc("archway_upstream_health_checks_total", "Active health check probes of a target, by result.", []string{"upstream", "target", "result"}, nil)
 	descWSOpen      = prometheus.NewDesc("archway_websocket_tunnels_open", "WebSocket tunnels open, by route.", []string{"route"}, nil)
 	descWSTotal     = prometheus.NewDesc("archway_websocket_tunnels_total", "WebSocket tunnels opened, by route.", []string{"route"}, nil)
 )
@@ -121,7 +122,7 @@ func (c tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 type upstreamCollector struct{ g *Gateway }
 
 func (upstreamCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUpRequests, descUpFailures, descUpEjections, descUpInFlight, descUpOpen, descUpDials, descUpHealthy, descUpTunnels} {
+	for _, d := range []*prometheus.Desc{descUpRequests, descUpFailures, descUpEjections, descUpInFlight, descUpOpen, descUpDials, descUpHealthy, descUpTunnels, descUpChecks} {
 		ch <- d
 	}
 }
@@ -143,6 +144,10 @@ func (c upstreamCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descUpDials, prometheus.CounterValue, float64(s.Dials), name, t.Addr)
 			ch <- prometheus.MustNewConstMetric(descUpHealthy, prometheus.GaugeValue, healthy, name, t.Addr)
 			ch <- prometheus.MustNewConstMetric(descUpTunnels, prometheus.GaugeValue, float64(t.Tunnels()), name, t.Addr)
+			if s.ChecksPassed+s.ChecksFailed > 0 {
+				ch <- prometheus.MustNewConstMetric(descUpChecks, prometheus.CounterValue, float64(s.ChecksPassed), name, t.Addr, "pass")
+				ch <- prometheus.MustNewConstMetric(descUpChecks, prometheus.CounterValue, float64(s.ChecksFailed), name, t.Addr, "fail")
+			}
 		}
 	}
 }
