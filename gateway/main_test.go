@@ -293,3 +293,52 @@ func exitCode(err error) int {
 	}
 	return -1
 }
+
+// TestAdminAPIDocExamples runs every shell example of docs/admin-api.md against a running
+// gateway with an admin token.
+func TestAdminAPIDocExamples(t *testing.T) {
+	testenv.RequireBinary(t, "curl")
+	data, err := os.ReadFile(filepath.Join("..", "docs", "admin-api.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := slowUpstream(t, 0)
+	addr, admin := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	const token = "doc-example-admin-token-0123"
+	cfg := strings.Replace(baseConfig(addr, admin, up, "2s"), `admin: {listen: "`+admin+`"}`,
+		`admin: {listen: "`+admin+`", token: "${ARCHWAY_ADMIN_TOKEN}"}`, 1)
+	path := writeConfig(t, cfg)
+	p := &process{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(gatewayBin, "-config", path)
+	p.cmd.Env = append(os.Environ(), "ARCHWAY_ADMIN_TOKEN="+token)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+	if err := testenv.WaitTCP(admin, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(data), "```sh\n")[1:]
+	if len(blocks) < 8 {
+		t.Fatalf("found %d shell examples", len(blocks))
+	}
+	for i, b := range blocks {
+		script := b[:strings.Index(b, "```")]
+		cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+		cmd.Env = append(os.Environ(), "ADMIN=http://"+admin, "GW=http://"+addr, "TOKEN="+token, "ARCHWAY_ADMIN_TOKEN="+token)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("example %d failed: %v\n%s\n%s", i+1, err, script, out)
+			continue
+		}
+		switch {
+		case strings.Contains(script, "dry_run=true") && !strings.Contains(string(out), `"dry_run": true`):
+			t.Errorf("dry run example printed %s", out)
+		case strings.Contains(script, "%{http_code}") && strings.TrimSpace(string(out)) != "401":
+			t.Errorf("unauthorised example printed %q, want 401", out)
+		case strings.Contains(script, "/upstreams") && !strings.Contains(string(out), `"health": "healthy"`):
+			t.Errorf("/upstreams example printed %s", out)
+		}
+	}
+}

@@ -5,6 +5,7 @@
 package admin
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -142,12 +144,17 @@ func (a *api) putConfig(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: "configuration over 1 MiB"})
 		return
 	}
+	// A configuration fetched from GET /config carries "[redacted]" for the token: that means
+	// "keep the running token", so fetch, edit, PUT works without handling the secret.
+	running := a.g.Snapshot().Config
+	if tok := running.Admin.Token.Reveal(); tok != "" {
+		body = bytes.Replace(body, []byte("token: '[redacted]'"), []byte("token: "+strconv.Quote(tok)), 1)
+	}
 	cfg, err := config.Parse(body, "PUT /config")
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid configuration; the running configuration stays", Errors: configErrors(err)})
 		return
 	}
-	running := a.g.Snapshot().Config
 	diff := config.Diff(running, cfg)
 	if r.URL.Query().Get("dry_run") == "true" {
 		if err := a.g.Check(cfg); err != nil {

@@ -45,6 +45,9 @@ func ParseDuration(s string) (Duration, error) {
 	return Duration(v), nil
 }
 
+// String renders the duration as Go syntax ("30s").
+func (d Duration) String() string { return time.Duration(d).String() }
+
 // MarshalYAML renders the duration as Go syntax.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
