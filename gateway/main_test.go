@@ -251,6 +251,21 @@ func TestMetricsPassPromtool(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+	// Every archway_* family the gateway exports is documented in docs/metrics.md.
+	docs, err := os.ReadFile(filepath.Join("..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, ok := strings.CutPrefix(line, "# TYPE ")
+		if !ok {
+			continue
+		}
+		name = strings.Fields(name)[0]
+		if strings.HasPrefix(name, "archway_") && !strings.Contains(string(docs), "`"+name+"`") {
+			t.Errorf("metric %s is not documented in docs/metrics.md", name)
+		}
+	}
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(body)
 	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
