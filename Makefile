@@ -15,7 +15,7 @@ RUN_PREREQS  :=
 
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: help deps test test-go lint vet staticcheck fuzz bench build run
+.PHONY: help deps test test-go test-alloc lint vet staticcheck fuzz bench build run
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,7 +36,13 @@ lint: vet staticcheck ## go vet and staticcheck
 test-go: ## go test -race -shuffle=on ./...
 	$(GO) test -race -shuffle=on -timeout 20m ./...
 
-test: deps lint test-go $(TEST_TARGETS) ## the full suite, as CI runs it
+# Allocation counts mean nothing under the race detector (it makes sync.Pool drop objects on
+# purpose), so the tests that hold the hot path at zero allocations are built with !race and
+# run here, without it.
+test-alloc: ## the zero-allocation tests, without the race detector
+	$(GO) test -count=1 -run 'AllocatesNothing' ./...
+
+test: deps lint test-go test-alloc $(TEST_TARGETS) ## the full suite, as CI runs it
 
 FUZZTIME ?= 20s
 fuzz: ## run every fuzz target for FUZZTIME each (default 20s)

@@ -184,18 +184,6 @@ func TestNoEndpointAvailable(t *testing.T) {
 	}
 }
 
-func TestPickAllocatesNothing(t *testing.T) {
-	eps, _ := endpoints(1, 2, 3, 4)
-	for _, name := range Names {
-		p, _ := New(name)
-		p.Pick(eps, Choice{}) // builds the weighted schedule once
-		allocs := testing.AllocsPerRun(1000, func() { p.Pick(eps, Choice{Key: 42}) })
-		if allocs != 0 {
-			t.Errorf("%s: Pick allocates %.1f times", name, allocs)
-		}
-	}
-}
-
 func BenchmarkPick(b *testing.B) {
 	for _, n := range []int{2, 8, 64} {
 		weights := make([]int, n)

@@ -384,31 +384,6 @@ routes: [{name: r, match: {path_prefix: /}, upstream: app}]
 	}
 }
 
-var kilobyte = bytes.Repeat([]byte("x"), 1024)
-
-func TestDoAllocatesNothingInSteadyState(t *testing.T) {
-	b := startBackend(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBody(kilobyte) })
-	tg := newTarget("app", b.addr, 1, testSettings())
-	req := fasthttp.AcquireRequest()
-	req.SetRequestURI("/x")
-	req.Header.SetHost("b")
-	resp := &fasthttp.Response{}
-	x := newExchange(2 * time.Second)
-	for range 10 {
-		if err := tg.Do(req, resp, x); err != nil {
-			t.Fatal(err)
-		}
-	}
-	allocs := testing.AllocsPerRun(500, func() {
-		if err := tg.Do(req, resp, x); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if allocs != 0 {
-		t.Fatalf("Target.Do allocates %.1f times per request", allocs)
-	}
-}
-
 func TestChunkSizeParsing(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
@@ -448,6 +423,8 @@ func FuzzChunkedBody(f *testing.F) {
 		}
 	})
 }
+
+var kilobyte = bytes.Repeat([]byte("x"), 1024)
 
 func BenchmarkTargetDo(b *testing.B) {
 	bk := startBackend(b, func(ctx *fasthttp.RequestCtx) { ctx.SetBody(kilobyte) })

@@ -1,0 +1,36 @@
+//go:build !race
+
+// Allocation counts are only meaningful without the race detector, which makes sync.Pool drop
+// objects on purpose; `make test` runs these in a separate pass without -race.
+
+package upstream
+
+import (
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+func TestDoAllocatesNothing(t *testing.T) {
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBody(kilobyte) })
+	tg := newTarget("app", b.addr, 1, testSettings())
+	req := fasthttp.AcquireRequest()
+	req.SetRequestURI("/x")
+	req.Header.SetHost("b")
+	resp := &fasthttp.Response{}
+	x := newExchange(2 * time.Second)
+	for range 10 {
+		if err := tg.Do(req, resp, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(500, func() {
+		if err := tg.Do(req, resp, x); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("Target.Do allocates %.1f times per request", allocs)
+	}
+}
