@@ -32,6 +32,7 @@ type Config struct {
 	AccessLog AccessLog            `yaml:"access_log"`
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
 	Routes    []*Route             `yaml:"routes"`
+	Redis     Redis                `yaml:"redis,omitempty"`
 
 	// File is where the configuration was read from, for messages.
 	File      string              `yaml:"-"`
@@ -97,6 +98,9 @@ type Route struct {
 	Upstream    string   `yaml:"upstream"`
 	Timeout     Duration `yaml:"timeout"`
 	Headers     Headers  `yaml:"headers,omitempty"`
+	// RateLimit and Cache are the route's policies; nil when it has none.
+	RateLimit *RateLimit `yaml:"rate_limit,omitempty"`
+	Cache     *Cache     `yaml:"cache,omitempty"`
 }
 
 // Match selects requests. Exactly one of Path (exact) and PathPrefix is set; Host and Methods
@@ -240,9 +244,12 @@ func (c *Config) Redacted() []byte {
 func (c *Config) Digest() string {
 	raw := *c
 	raw.Admin.Token = ""
+	raw.Redis.Password = ""
 	sum := sha256.New()
 	sum.Write(raw.Redacted())
 	sum.Write([]byte(c.Admin.Token))
+	sum.Write([]byte{0})
+	sum.Write([]byte(c.Redis.Password))
 	return hex.EncodeToString(sum.Sum(nil))[:12]
 }
 
