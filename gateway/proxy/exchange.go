@@ -41,6 +41,10 @@ type Exchange struct {
 	Facts protocol.HeaderFacts
 	// RequestID is the X-Request-ID the gateway forwards and echoes.
 	RequestID []byte
+	// Claims are the verified claims of the request's credentials, set by an authentication
+	// middleware that runs before the policies reading them (rate_limit key jwt:<claim>); nil
+	// when the request carried no verified credentials.
+	Claims ClaimGetter
 
 	// Filled in by the forwarder, read by logs and metrics.
 	Target           *upstream.Target
@@ -72,6 +76,12 @@ func releaseExchange(x *Exchange) {
 	*x = Exchange{pathBuf: x.pathBuf[:0], scratch: x.scratch[:0]}
 	x.body.buf = bodyBuf
 	exchangePool.Put(x)
+}
+
+// ClaimGetter reads verified claims. The returned slice is valid until the exchange is released
+// and must not be modified.
+type ClaimGetter interface {
+	Claim(name string) (value []byte, ok bool)
 }
 
 // Handler serves an Exchange: it writes x.Ctx.Response, or fails with WriteError.
