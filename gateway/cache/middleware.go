@@ -549,8 +549,7 @@ func (m *middleware) refresh(x *proxy.Exchange, e *Entry, key []byte) {
 		Path: append([]byte(nil), x.Path...), Query: append([]byte(nil), x.Query...),
 		ClientIP: x.ClientIP, Peer: x.Peer, RequestID: append([]byte(nil), x.RequestID...),
 	}
-	key = append([]byte(nil), key...)
-	primary := m.primaryKeyOf(key, e)
+	primary := primaryKeyOf(append([]byte(nil), key...))
 	go func() {
 		defer reg.refreshDone()
 		defer fasthttp.ReleaseRequest(req)
@@ -566,7 +565,7 @@ func (m *middleware) refresh(x *proxy.Exchange, e *Entry, key []byte) {
 }
 
 // primaryKeyOf strips the variant part of a variant's key.
-func (m *middleware) primaryKeyOf(key []byte, e *Entry) []byte {
+func primaryKeyOf(key []byte) []byte {
 	if i := bytes.IndexByte(key, 1); i >= 0 {
 		return key[:i]
 	}

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 )
 
-// numShards splits a store so concurrent lookups rarely share a lock.
+// numShards splits a store's index so concurrent lookups rarely share a lock.
 const numShards = 16
 
 // entryOverhead approximates what an entry costs besides its key, headers and body (the entry,
@@ -20,8 +20,10 @@ const entryOverhead = 160
 // passed. That keeps popular entries through scans of one-off URLs, as LRU does not, at the cost
 // of one atomic store per hit instead of a list move under a lock.
 //
-// Keys are the full cache keys; lookups hash them with a random seed and compare the key, so a
-// collision can never serve the wrong response. Safe for concurrent use.
+// Lookups take one of 16 index shard locks for a map read; inserts, evictions and purges (the
+// miss path) also take the store's list lock, always before a shard lock. Keys are the full
+// cache keys; lookups hash them with a random seed and compare the key, so a collision can never
+// serve the wrong response. Safe for concurrent use.
 type Store struct {
 	seed   maphash.Seed
 	shards [numShards]storeShard
@@ -29,16 +31,17 @@ type Store struct {
 	bytes  atomic.Int64
 	items  atomic.Int64
 
+	listMu     sync.Mutex
+	head, tail *node // head: newest
+	hand       *node
+
 	evictions atomic.Uint64
-	next      atomic.Uint32 // the shard the next budget-driven eviction starts at
 }
 
 type storeShard struct {
-	mu         sync.Mutex
-	m          map[uint64]*node
-	head, tail *node // head: newest
-	hand       *node
-	_          [24]byte
+	mu sync.Mutex
+	m  map[uint64]*node
+	_  [48]byte
 }
 
 type node struct {
@@ -61,7 +64,7 @@ func NewStore(budget int64) *Store {
 // Hash returns the lookup hash of a key.
 func (s *Store) Hash(key []byte) uint64 { return maphash.Bytes(s.seed, key) }
 
-// Get returns the entry stored under key, or nil.
+// Get returns the entry stored under key (whose hash is h), or nil.
 func (s *Store) Get(h uint64, key []byte) *Entry {
 	sh := &s.shards[h%numShards]
 	sh.mu.Lock()
@@ -84,121 +87,107 @@ func (s *Store) Put(e *Entry) {
 		return
 	}
 	h := s.Hash([]byte(e.Key))
+	n := &node{e: e, hash: h}
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
 	sh := &s.shards[h%numShards]
 	sh.mu.Lock()
-	if old := sh.m[h]; old != nil {
-		sh.unlink(old)
-		delete(sh.m, h)
+	old := sh.m[h]
+	sh.m[h] = n
+	sh.mu.Unlock()
+	if old != nil {
+		s.unlink(old)
 		s.bytes.Add(-old.e.Size())
 		s.items.Add(-1)
 	}
-	n := &node{e: e, hash: h}
-	sh.m[h] = n
-	sh.pushHead(n)
+	s.pushHead(n)
 	s.bytes.Add(size)
 	s.items.Add(1)
-	sh.mu.Unlock()
-	s.enforce(int(h % numShards))
+	s.enforce()
 }
 
 // SetBudget changes the budget and evicts down to it.
 func (s *Store) SetBudget(budget int64) {
 	s.budget.Store(budget)
-	s.enforce(0)
+	s.listMu.Lock()
+	s.enforce()
+	s.listMu.Unlock()
 }
 
-func (s *Store) enforce(start int) {
-	for i := 0; s.bytes.Load() > s.budget.Load() && i < 2*numShards; i++ {
-		sh := &s.shards[(start+i)%numShards]
-		sh.mu.Lock()
-		for s.bytes.Load() > s.budget.Load() && sh.tail != nil {
-			s.evictOne(sh)
-		}
-		sh.mu.Unlock()
-	}
-}
-
-// evictOne runs the SIEVE hand once around at most; sh.mu is held.
-func (s *Store) evictOne(sh *storeShard) {
-	n := sh.hand
-	if n == nil {
-		n = sh.tail
-	}
-	for n.visited.Load() {
-		n.visited.Store(false)
-		n = n.prev
+// enforce evicts until the store is within budget; listMu is held.
+func (s *Store) enforce() {
+	for s.bytes.Load() > s.budget.Load() && s.tail != nil {
+		n := s.hand
 		if n == nil {
-			n = sh.tail
+			n = s.tail
 		}
+		for n.visited.Load() {
+			n.visited.Store(false)
+			if n = n.prev; n == nil {
+				n = s.tail
+			}
+		}
+		s.hand = n.prev
+		s.remove(n)
+		s.evictions.Add(1)
 	}
-	sh.hand = n.prev
-	sh.unlink(n)
-	delete(sh.m, n.hash)
+}
+
+// remove takes n out of the list and the index; listMu is held.
+func (s *Store) remove(n *node) {
+	s.unlink(n)
+	sh := &s.shards[n.hash%numShards]
+	sh.mu.Lock()
+	if sh.m[n.hash] == n {
+		delete(sh.m, n.hash)
+	}
+	sh.mu.Unlock()
 	s.bytes.Add(-n.e.Size())
 	s.items.Add(-1)
-	s.evictions.Add(1)
 }
 
-func (sh *storeShard) pushHead(n *node) {
-	n.next = sh.head
-	if sh.head != nil {
-		sh.head.prev = n
+func (s *Store) pushHead(n *node) {
+	n.next = s.head
+	if s.head != nil {
+		s.head.prev = n
 	}
-	sh.head = n
-	if sh.tail == nil {
-		sh.tail = n
+	s.head = n
+	if s.tail == nil {
+		s.tail = n
 	}
 }
 
-func (sh *storeShard) unlink(n *node) {
-	if sh.hand == n {
-		sh.hand = n.prev
+func (s *Store) unlink(n *node) {
+	if s.hand == n {
+		s.hand = n.prev
 	}
 	if n.prev != nil {
 		n.prev.next = n.next
 	} else {
-		sh.head = n.next
+		s.head = n.next
 	}
 	if n.next != nil {
 		n.next.prev = n.prev
 	} else {
-		sh.tail = n.prev
+		s.tail = n.prev
 	}
 	n.prev, n.next = nil, nil
-}
-
-// Delete removes the entry stored under key.
-func (s *Store) Delete(key []byte) {
-	h := s.Hash(key)
-	sh := &s.shards[h%numShards]
-	sh.mu.Lock()
-	if n := sh.m[h]; n != nil && n.e.Key == string(key) {
-		sh.unlink(n)
-		delete(sh.m, h)
-		s.bytes.Add(-n.e.Size())
-		s.items.Add(-1)
-	}
-	sh.mu.Unlock()
 }
 
 // Purge removes the entries whose path starts with pathPrefix ("" or "/": all) and returns how
 // many it removed.
 func (s *Store) Purge(pathPrefix string) int {
 	all := pathPrefix == "" || pathPrefix == "/"
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
 	removed := 0
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		for h, n := range sh.m {
-			if all || strings.HasPrefix(n.e.Path, pathPrefix) {
-				sh.unlink(n)
-				delete(sh.m, h)
-				s.bytes.Add(-n.e.Size())
-				s.items.Add(-1)
-				removed++
-			}
+	for n := s.head; n != nil; {
+		next := n.next
+		if all || strings.HasPrefix(n.e.Path, pathPrefix) {
+			s.remove(n)
+			removed++
 		}
-		sh.mu.Unlock()
+		n = next
 	}
 	return removed
 }
