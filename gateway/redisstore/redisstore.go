@@ -54,6 +54,7 @@ func New(ctx context.Context, cfg config.Redis, logger *slog.Logger) *Store {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	quietClientLog.Do(func() { redis.SetLogger(clientLog{logger}) })
 	t := cfg.Timeout.D()
 	s := &Store{
 		Timeout: t, KeyPrefix: cfg.KeyPrefix, cfg: cfg,
@@ -86,6 +87,16 @@ func New(ctx context.Context, cfg config.Redis, logger *slog.Logger) *Store {
 	s.stop = cancel
 	go s.runProber(pctx)
 	return s
+}
+
+// quietClientLog sends go-redis's own log (one line per failed dial) to the first store's
+// logger at debug level: the breaker already reports an outage once, at warn.
+var quietClientLog sync.Once
+
+type clientLog struct{ l *slog.Logger }
+
+func (c clientLog) Printf(ctx context.Context, format string, v ...any) {
+	c.l.Debug(fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 // Config is the configuration the store was built from.
