@@ -343,4 +343,32 @@ routes:
 	if got < want*0.95 || got > want*1.05 {
 		t.Fatalf("admitted %.0f, want %.0f ±5%%", got, want)
 	}
+
+	// Redis dies: both processes fall back to their local buckets, and a request costs at most
+	// about the 50ms Redis timeout, then nothing once each breaker is open.
+	srv.Kill()
+	time.Sleep(1100 * time.Millisecond) // let the local buckets (idle until now) refill
+	var worst, settled time.Duration
+	ok := 0
+	for i := range 40 {
+		start := time.Now()
+		resp, err := client.Get(urls[i%2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		d := time.Since(start)
+		worst = max(worst, d)
+		if i >= 10 {
+			settled = max(settled, d)
+		}
+		if resp.StatusCode == 200 {
+			ok++
+		}
+	}
+	t.Logf("Redis killed: %d/40 admitted by local fallback; slowest request %v, slowest after the breakers opened %v", ok, worst, settled)
+	if ok < 20 || worst > 200*time.Millisecond || settled > 50*time.Millisecond {
+		t.Fatalf("outage: %d admitted, worst %v, settled %v", ok, worst, settled)
+	}
 }
