@@ -24,6 +24,7 @@ import (
 
 	"github.com/archway-gateway/archway/gateway/admin"
 	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/policies"
 	"github.com/archway-gateway/archway/gateway/server"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -78,7 +79,14 @@ func serve(ctx context.Context, configPath string, logger *slog.Logger, stdout i
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	gw, err := server.New(cfg, server.Options{ConfigPath: configPath, Logger: logger, Registerer: reg})
+	pol := policies.New(logger)
+	defer pol.Close()
+	if err := pol.Register(reg); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	opts := server.Options{ConfigPath: configPath, Logger: logger, Registerer: reg}
+	pol.Options(&opts)
+	gw, err := server.New(cfg, opts)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -94,7 +102,7 @@ func serve(ctx context.Context, configPath string, logger *slog.Logger, stdout i
 			return fmt.Errorf("admin listen: %w", err)
 		}
 		adminSrv = &http.Server{
-			Handler:           admin.Handler(gw, reg, logger),
+			Handler:           admin.Handler(gw, reg, logger, admin.WithCache(pol.Caches)),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,

@@ -6,6 +6,7 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/archway-gateway/archway/gateway/cache"
 	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/gateway/proxy"
 	"github.com/archway-gateway/archway/gateway/server"
@@ -40,9 +42,26 @@ var _ Gateway = (*server.Gateway)(nil)
 // maxConfigBody bounds a PUT /config body.
 const maxConfigBody = 1 << 20
 
+// CachePurger removes cached responses: of every route (route ""), or of one, only under
+// pathPrefix when it is set.
+type CachePurger interface {
+	Purge(ctx context.Context, route, pathPrefix string) (cache.PurgeResult, error)
+}
+
+var _ CachePurger = (*cache.Registry)(nil)
+
+// Option adds an optional part to the admin API.
+type Option func(*api)
+
+// WithCache serves DELETE /cache with p.
+func WithCache(p CachePurger) Option { return func(a *api) { a.cache = p } }
+
 // Handler returns the admin API. gatherer serves /metrics.
-func Handler(g Gateway, gatherer prometheus.Gatherer, logger *slog.Logger) http.Handler {
+func Handler(g Gateway, gatherer prometheus.Gatherer, logger *slog.Logger, opts ...Option) http.Handler {
 	a := &api{g: g, logger: logger}
+	for _, o := range opts {
+		o(a)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -53,12 +72,44 @@ func Handler(g Gateway, gatherer prometheus.Gatherer, logger *slog.Logger) http.
 	mux.HandleFunc("POST /reload", a.auth(a.reload))
 	mux.HandleFunc("GET /routes", a.auth(a.routes))
 	mux.HandleFunc("GET /upstreams", a.auth(a.upstreams))
+	if a.cache != nil {
+		mux.HandleFunc("DELETE /cache", a.auth(a.purgeCache))
+	}
 	return mux
 }
 
 type api struct {
 	g      Gateway
 	logger *slog.Logger
+	cache  CachePurger
+}
+
+// purgeCache removes cached responses: DELETE /cache (everything), ?route=NAME (one route),
+// and &prefix=/PATH (only paths starting with it; with or without a route).
+func (a *api) purgeCache(w http.ResponseWriter, r *http.Request) {
+	route, prefix := r.URL.Query().Get("route"), r.URL.Query().Get("prefix")
+	if prefix != "" && !strings.HasPrefix(prefix, "/") {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "prefix must start with /"})
+		return
+	}
+	res, err := a.cache.Purge(r.Context(), route, prefix)
+	switch {
+	case errors.Is(err, cache.ErrUnknownRoute):
+		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("route %q has no cache", route)})
+		return
+	case err != nil:
+		// Memory is purged; the shared tier may still hold entries until they expire.
+		a.logger.Warn("cache purge: redis tier", "error", err.Error())
+		writeJSON(w, http.StatusBadGateway, struct {
+			errorBody
+			Result cache.PurgeResult `json:"result"`
+		}{errorBody{Error: "memory purged; the Redis tier failed: " + err.Error()}, res})
+		return
+	}
+	if res.Routes == nil {
+		res.Routes = []string{}
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 // auth requires "Authorization: Bearer <admin.token>" when a token is configured. The token is

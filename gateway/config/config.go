@@ -32,6 +32,7 @@ type Config struct {
 	AccessLog AccessLog            `yaml:"access_log"`
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
 	Routes    []*Route             `yaml:"routes"`
+	Redis     Redis                `yaml:"redis,omitempty"`
 
 	// File is where the configuration was read from, for messages.
 	File      string              `yaml:"-"`
@@ -120,6 +121,9 @@ type Route struct {
 	// Retries is how many other targets a failed request may be tried on (see docs).
 	Retries int     `yaml:"retries"`
 	Headers Headers `yaml:"headers,omitempty"`
+	// RateLimit and Cache are the route's policies; nil when it has none.
+	RateLimit *RateLimit `yaml:"rate_limit,omitempty"`
+	Cache     *Cache     `yaml:"cache,omitempty"`
 	// WebSocket lets GET requests upgrade to WebSocket on this route; each upgrade gets its own
 	// upstream connection and a tunnel.
 	WebSocket *WebSocket `yaml:"websocket,omitempty"`
@@ -276,9 +280,12 @@ func (c *Config) Redacted() []byte {
 func (c *Config) Digest() string {
 	raw := *c
 	raw.Admin.Token = ""
+	raw.Redis.Password = ""
 	sum := sha256.New()
 	sum.Write(raw.Redacted())
 	sum.Write([]byte(c.Admin.Token))
+	sum.Write([]byte{0})
+	sum.Write([]byte(c.Redis.Password))
 	return hex.EncodeToString(sum.Sum(nil))[:12]
 }
 

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+	"net/textproto"
 	"strings"
 	"time"
 )
@@ -39,6 +41,22 @@ const (
 	DefaultCheckTimeout       = Duration(1 * time.Second)
 	DefaultCheckHealthy       = 2
 	DefaultCheckUnhealthy     = 3
+
+	DefaultRedisMode            = "single"
+	DefaultRedisTimeout         = Duration(50 * time.Millisecond)
+	DefaultRedisKeyPrefix       = "archway:"
+	DefaultRedisBreakerFailures = 3
+	DefaultRedisBreakerProbe    = Duration(500 * time.Millisecond)
+
+	DefaultRateLimitKey          = "client_ip"
+	DefaultRateLimitScope        = "local"
+	DefaultRateLimitOnStoreError = "allow"
+	DefaultRateLimitMaxKeys      = 100_000
+
+	DefaultCacheTTL           = Duration(60 * time.Second)
+	DefaultCacheMaxEntryBytes = Size(1 << 20)
+	DefaultCacheMaxBytes      = Size(64 << 20)
+	DefaultCacheStore         = "memory"
 )
 
 // DefaultSecurityHeaders are the headers the original nginx configuration added to every
@@ -132,6 +150,38 @@ func (c *Config) applyDefaults() {
 				setDefault(&ws.CloseGrace, DefaultWSCloseGrace)
 			}
 		}
+		if rl := r.RateLimit; rl != nil {
+			if rl.Burst == 0 {
+				if _, written := c.positions[fmt.Sprintf("routes[%d].rate_limit.burst", i)]; !written {
+					rl.Burst = int(max(rl.Rate.N, 1))
+				}
+			}
+			setDefault(&rl.Key, DefaultRateLimitKey)
+			setDefault(&rl.Scope, DefaultRateLimitScope)
+			setDefault(&rl.OnStoreError, DefaultRateLimitOnStoreError)
+			setDefault(&rl.MaxKeys, DefaultRateLimitMaxKeys)
+		}
+		if ca := r.Cache; ca != nil {
+			if _, written := c.positions[fmt.Sprintf("routes[%d].cache.ttl", i)]; !written {
+				ca.TTL = DefaultCacheTTL
+			}
+			setDefault(&ca.MaxEntryBytes, DefaultCacheMaxEntryBytes)
+			setDefault(&ca.MaxBytes, DefaultCacheMaxBytes)
+			setDefault(&ca.Store, DefaultCacheStore)
+			for j, h := range ca.Vary {
+				ca.Vary[j] = textproto.CanonicalMIMEHeaderKey(h)
+			}
+		}
+	}
+
+	if rd := &c.Redis; rd.Enabled() {
+		setDefault(&rd.Mode, DefaultRedisMode)
+		if _, written := c.positions["redis.timeout"]; !written {
+			rd.Timeout = DefaultRedisTimeout
+		}
+		setDefault(&rd.KeyPrefix, DefaultRedisKeyPrefix)
+		setDefault(&rd.BreakerFailures, DefaultRedisBreakerFailures)
+		setDefault(&rd.BreakerProbe, DefaultRedisBreakerProbe)
 	}
 }
 

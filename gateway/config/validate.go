@@ -41,6 +41,7 @@ func (c *Config) validate(errs *ErrorList) {
 	v.accessLog()
 	v.upstreams()
 	v.routes()
+	v.redis()
 }
 
 func (v *validator) positive(path string, d Duration) {
@@ -238,6 +239,8 @@ func (v *validator) routes() {
 		}
 		v.headerOps(p+".headers.request", r.Headers.Request, true)
 		v.headerOps(p+".headers.response", r.Headers.Response, false)
+		v.rateLimit(p+".rate_limit", r.RateLimit)
+		v.cache(p+".cache", r)
 
 		key := matchKey{exact: r.Match.Path, prefix: CleanPrefix(r.Match.PathPrefix), host: r.Match.Host}
 		for _, j := range byMatch[key] {

@@ -21,6 +21,11 @@ var (
 	ErrBadRequest        = errors.New("bad request")
 	ErrRequestBodyBroken = errors.New("request body could not be read")
 	ErrRequestTimeout    = errors.New("request timed out")
+	// ErrRateLimited: the route's rate limit refused the request (429, with Retry-After).
+	ErrRateLimited = errors.New("rate limit exceeded")
+	// ErrLimitStoreUnavailable: a shared rate limit could not be checked and the route says
+	// on_store_error: deny (503).
+	ErrLimitStoreUnavailable = errors.New("rate limit store unavailable")
 )
 
 // StatusError is implemented by errors that carry their own status, such as a policy's 401 or
@@ -57,8 +62,10 @@ func Status(err error) (code int, closeConn bool) {
 		return fasthttp.StatusMethodNotAllowed, false
 	case errors.Is(err, ErrNotImplemented):
 		return fasthttp.StatusNotImplemented, true
-	case errors.Is(err, ErrNoTarget):
+	case errors.Is(err, ErrNoTarget), errors.Is(err, ErrLimitStoreUnavailable):
 		return fasthttp.StatusServiceUnavailable, false
+	case errors.Is(err, ErrRateLimited):
+		return fasthttp.StatusTooManyRequests, false
 	case errors.Is(err, ErrBodyTooLarge):
 		return fasthttp.StatusRequestEntityTooLarge, true
 	case errors.Is(err, ErrHeaderTooLarge):
@@ -95,6 +102,9 @@ func message(code int, err error) string {
 	case fasthttp.StatusServiceUnavailable:
 		if errors.Is(err, ErrNoTarget) {
 			return ErrNoTarget.Error()
+		}
+		if errors.Is(err, ErrLimitStoreUnavailable) {
+			return ErrLimitStoreUnavailable.Error()
 		}
 		var se StatusError
 		if errors.As(err, &se) {

@@ -41,9 +41,10 @@ type Exchange struct {
 	Facts protocol.HeaderFacts
 	// RequestID is the X-Request-ID the gateway forwards and echoes.
 	RequestID []byte
-	// Claims are the verified JWT claims of the request, set by the auth policy; nil when the
-	// request carried no verified token. Rate limits keyed by jwt:<claim> read them.
-	Claims ClaimSource
+	// Claims are the verified claims of the request's credentials, set by an authentication
+	// middleware that runs before the policies reading them (rate_limit key jwt:<claim>); nil
+	// when the request carried no verified credentials.
+	Claims ClaimGetter
 
 	// Filled in by the forwarder, read by logs and metrics.
 	Target           *upstream.Target
@@ -77,9 +78,10 @@ func releaseExchange(x *Exchange) {
 	exchangePool.Put(x)
 }
 
-// ClaimSource gives access to verified token claims by name (string form).
-type ClaimSource interface {
-	Claim(name string) (string, bool)
+// ClaimGetter reads verified claims. The returned slice is valid until the exchange is released
+// and must not be modified.
+type ClaimGetter interface {
+	Claim(name string) (value []byte, ok bool)
 }
 
 // Handler serves an Exchange: it writes x.Ctx.Response, or fails with WriteError.

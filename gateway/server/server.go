@@ -36,6 +36,10 @@ type Options struct {
 	Middlewares []MiddlewareFactory
 	// Registerer receives the gateway's metrics; nil means a fresh registry (see Gatherer).
 	Registerer prometheus.Registerer
+	// OnCommit is called, under the reload lock, with each configuration that becomes the
+	// running one (the first included), so state kept across reloads (rate limit buckets,
+	// caches) can drop what no live route uses. Builds that fail or only check never reach it.
+	OnCommit func(cfg *config.Config)
 }
 
 // ReloadResult describes the last attempt to change the configuration.
@@ -236,6 +240,9 @@ func (g *Gateway) commit(snap, old *proxy.Snapshot) {
 	g.build.metrics.SetLive(stats)
 	g.build.registry.Commit(upstreamsOf(snap))
 	g.build.accessLog = snap.AccessLog
+	if g.opts.OnCommit != nil {
+		g.opts.OnCommit(snap.Config)
+	}
 	if old == nil {
 		return
 	}

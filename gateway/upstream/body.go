@@ -225,3 +225,19 @@ func (s *bodyStream) Close() error {
 	bodyStreamPool.Put(s)
 	return nil
 }
+
+// Detach hands the rest of a streamed upstream response body to a new reader, so a policy can
+// put its own reader in front of it (the response cache reading a body it may store): the
+// original stream's Close becomes a no-op, and the returned reader's Close does what it would
+// have done (return the connection to the pool after a clean end, close it otherwise). It
+// returns nil when stream is not an upstream body stream or is already closed.
+func Detach(stream io.Reader) io.ReadCloser {
+	s, ok := stream.(*bodyStream)
+	if !ok || s.pc == nil {
+		return nil
+	}
+	d := bodyStreamPool.Get().(*bodyStream)
+	*d = *s
+	s.pc, s.target = nil, nil
+	return d
+}

@@ -1,0 +1,202 @@
+package cache
+
+import (
+	"hash/maphash"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// numShards splits a store's index so concurrent lookups rarely share a lock.
+const numShards = 16
+
+// entryOverhead approximates what an entry costs besides its key, headers and body (the entry,
+// its node and its map slot), so a budget of many tiny entries is honest too.
+const entryOverhead = 160
+
+// Store holds a route's entries within a byte budget, evicting with SIEVE: a hit only sets the
+// entry's visited bit; when the budget is exceeded a hand sweeps from the oldest entry toward
+// the newest, clearing visited bits and evicting the first entry not visited since the hand last
+// passed. That keeps popular entries through scans of one-off URLs, as LRU does not, at the cost
+// of one atomic store per hit instead of a list move under a lock.
+//
+// Lookups take one of 16 index shard locks for a map read; inserts, evictions and purges (the
+// miss path) also take the store's list lock, always before a shard lock. Keys are the full
+// cache keys; lookups hash them with a random seed and compare the key, so a collision can never
+// serve the wrong response. Safe for concurrent use.
+type Store struct {
+	seed   maphash.Seed
+	shards [numShards]storeShard
+	budget atomic.Int64
+	bytes  atomic.Int64
+	items  atomic.Int64
+
+	listMu     sync.Mutex
+	head, tail *node // head: newest
+	hand       *node
+
+	evictions atomic.Uint64
+}
+
+type storeShard struct {
+	mu sync.Mutex
+	m  map[uint64]*node
+	_  [48]byte
+}
+
+type node struct {
+	e          *Entry
+	hash       uint64
+	prev, next *node // prev: newer
+	visited    atomic.Bool
+}
+
+// NewStore returns an empty store holding at most budget bytes.
+func NewStore(budget int64) *Store {
+	s := &Store{seed: maphash.MakeSeed()}
+	for i := range s.shards {
+		s.shards[i].m = map[uint64]*node{}
+	}
+	s.budget.Store(budget)
+	return s
+}
+
+// Hash returns the lookup hash of a key.
+func (s *Store) Hash(key []byte) uint64 { return maphash.Bytes(s.seed, key) }
+
+// Get returns the entry stored under key (whose hash is h), or nil.
+func (s *Store) Get(h uint64, key []byte) *Entry {
+	sh := &s.shards[h%numShards]
+	sh.mu.Lock()
+	n := sh.m[h]
+	sh.mu.Unlock()
+	if n == nil || n.e.Key != string(key) {
+		return nil
+	}
+	if !n.visited.Load() {
+		n.visited.Store(true)
+	}
+	return n.e
+}
+
+// Put stores e under its key, replacing what was there, then evicts until the store is within
+// its budget. An entry larger than the whole budget is not stored.
+func (s *Store) Put(e *Entry) {
+	size := e.Size()
+	if size > s.budget.Load() {
+		return
+	}
+	h := s.Hash([]byte(e.Key))
+	n := &node{e: e, hash: h}
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	sh := &s.shards[h%numShards]
+	sh.mu.Lock()
+	old := sh.m[h]
+	sh.m[h] = n
+	sh.mu.Unlock()
+	if old != nil {
+		s.unlink(old)
+		s.bytes.Add(-old.e.Size())
+		s.items.Add(-1)
+	}
+	s.pushHead(n)
+	s.bytes.Add(size)
+	s.items.Add(1)
+	s.enforce()
+}
+
+// SetBudget changes the budget and evicts down to it.
+func (s *Store) SetBudget(budget int64) {
+	s.budget.Store(budget)
+	s.listMu.Lock()
+	s.enforce()
+	s.listMu.Unlock()
+}
+
+// enforce evicts until the store is within budget; listMu is held.
+func (s *Store) enforce() {
+	for s.bytes.Load() > s.budget.Load() && s.tail != nil {
+		n := s.hand
+		if n == nil {
+			n = s.tail
+		}
+		for n.visited.Load() {
+			n.visited.Store(false)
+			if n = n.prev; n == nil {
+				n = s.tail
+			}
+		}
+		s.hand = n.prev
+		s.remove(n)
+		s.evictions.Add(1)
+	}
+}
+
+// remove takes n out of the list and the index; listMu is held.
+func (s *Store) remove(n *node) {
+	s.unlink(n)
+	sh := &s.shards[n.hash%numShards]
+	sh.mu.Lock()
+	if sh.m[n.hash] == n {
+		delete(sh.m, n.hash)
+	}
+	sh.mu.Unlock()
+	s.bytes.Add(-n.e.Size())
+	s.items.Add(-1)
+}
+
+func (s *Store) pushHead(n *node) {
+	n.next = s.head
+	if s.head != nil {
+		s.head.prev = n
+	}
+	s.head = n
+	if s.tail == nil {
+		s.tail = n
+	}
+}
+
+func (s *Store) unlink(n *node) {
+	if s.hand == n {
+		s.hand = n.prev
+	}
+	if n.prev != nil {
+		n.prev.next = n.next
+	} else {
+		s.head = n.next
+	}
+	if n.next != nil {
+		n.next.prev = n.prev
+	} else {
+		s.tail = n.prev
+	}
+	n.prev, n.next = nil, nil
+}
+
+// Purge removes the entries whose path starts with pathPrefix ("" or "/": all) and returns how
+// many it removed.
+func (s *Store) Purge(pathPrefix string) int {
+	all := pathPrefix == "" || pathPrefix == "/"
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	removed := 0
+	for n := s.head; n != nil; {
+		next := n.next
+		if all || strings.HasPrefix(n.e.Path, pathPrefix) {
+			s.remove(n)
+			removed++
+		}
+		n = next
+	}
+	return removed
+}
+
+// Bytes is what the entries held cost against the budget.
+func (s *Store) Bytes() int64 { return s.bytes.Load() }
+
+// Len is the number of entries held.
+func (s *Store) Len() int64 { return s.items.Load() }
+
+// Evictions is the number of entries evicted to stay within the budget.
+func (s *Store) Evictions() uint64 { return s.evictions.Load() }

@@ -1,0 +1,74 @@
+package ratelimit
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/proxy"
+	"github.com/valyala/fasthttp"
+)
+
+type claims map[string]string
+
+func (c claims) Claim(name string) ([]byte, bool) { v, ok := c[name]; return []byte(v), ok }
+
+func TestMiddlewareKeys(t *testing.T) {
+	ip := netip.MustParseAddr("2001:db8:1:2::7")
+	for _, tc := range []struct {
+		key     string
+		headers []string
+		claims  proxy.ClaimGetter
+		want    string
+	}{
+		{"client_ip", nil, nil, "ip:2001:db8:1:2::/64"},
+		{"route", nil, nil, "route"},
+		{"header:X-Api-Key", []string{"X-Api-Key", "k1"}, nil, "h:k1"},
+		{"header:x-api-key", nil, nil, "ip:2001:db8:1:2::/64"},
+		{"jwt:sub", nil, claims{"sub": "u1"}, "j:u1"},
+		{"jwt:sub", nil, nil, "ip:2001:db8:1:2::/64"},
+		{"jwt:sub", nil, claims{"other": "x"}, "ip:2001:db8:1:2::/64"},
+	} {
+		reg := NewRegistry()
+		route := &config.Route{Name: "r", RateLimit: &config.RateLimit{Rate: config.Rate{N: 10, Per: time.Second}, Burst: 1, Key: tc.key, Scope: "local", MaxKeys: 10}}
+		m := reg.Middleware(route, nil)(proxy.HandlerFunc(func(*proxy.Exchange) {})).(*middleware)
+		ctx := &fasthttp.RequestCtx{}
+		for i := 0; i+1 < len(tc.headers); i += 2 {
+			ctx.Request.Header.Set(tc.headers[i], tc.headers[i+1])
+		}
+		x := &proxy.Exchange{Ctx: ctx, ClientIP: ip, Claims: tc.claims}
+		if got := string(m.appendKey(nil, x)); got != tc.want {
+			t.Errorf("key %s: %q, want %q", tc.key, got, tc.want)
+		}
+	}
+}
+
+func newTestMiddleware(burst int) (proxy.Handler, *proxy.Exchange) {
+	reg := NewRegistry()
+	route := &config.Route{Name: "r", RateLimit: &config.RateLimit{Rate: config.Rate{N: 1_000_000, Per: time.Second}, Burst: burst, Key: "client_ip", Scope: "local", MaxKeys: 100}}
+	h := reg.Middleware(route, nil)(proxy.HandlerFunc(func(x *proxy.Exchange) { x.Ctx.Response.SetStatusCode(200) }))
+	x := &proxy.Exchange{Ctx: &fasthttp.RequestCtx{}, ClientIP: netip.MustParseAddr("192.0.2.1"), RequestID: []byte("id")}
+	return h, x
+}
+
+func TestMiddlewareAllocatesNothing(t *testing.T) {
+	h, x := newTestMiddleware(1_000_000)
+	h.Serve(x)
+	if n := testing.AllocsPerRun(1000, func() { x.Ctx.Response.Reset(); h.Serve(x) }); n != 0 {
+		t.Fatalf("a limited route's request allocates %.1f times", n)
+	}
+	if !strings.Contains(x.Ctx.Response.Header.String(), "\r\nRateLimit-Limit: 1000000\r\n") {
+		t.Fatalf("headers: %s", x.Ctx.Response.Header.String())
+	}
+}
+
+func BenchmarkMiddlewareLocal(b *testing.B) {
+	h, x := newTestMiddleware(1_000_000)
+	b.ReportAllocs()
+	for range b.N {
+		x.Ctx.Response.Reset()
+		h.Serve(x)
+	}
+}
