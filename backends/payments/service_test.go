@@ -244,7 +244,9 @@ func TestConcurrentIdenticalRequestsChargeOnce(t *testing.T) {
 	replies := make([]reply, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { replies[i] = call(t, "POST", h.url+"/payments", h.customer, body, "Idempotency-Key", "same-key") })
+		wg.Go(func() {
+			replies[i] = call(t, "POST", h.url+"/payments", h.customer, body, "Idempotency-Key", "same-key")
+		})
 	}
 	wg.Wait()
 	replayed := 0
