@@ -91,10 +91,12 @@ func bearerToken(ctx *fasthttp.RequestCtx) string {
 	return ""
 }
 
-// peerContext is the context of the calls a request makes to other services and of its writes
-// that follow them: not the request's own, which ends when the server starts shutting down,
-// because stock that was reserved must still be recorded or released.
-func peerContext(ctx *fasthttp.RequestCtx) context.Context { return context.WithoutCancel(ctx) }
+// peerContext is the context of the calls a request makes to other services and of the writes
+// that follow them. Not the request's own: that ends when the server starts shutting down, and
+// stock that was reserved must still be recorded or released. Nor derived from it: fasthttp
+// recycles a RequestCtx when its handler returns, while net/http may still read values of a
+// request's context from a background dial. Every call has its own timeout.
+func peerContext(*fasthttp.RequestCtx) context.Context { return context.Background() }
 
 // newRef returns a random order reference, the order_id of its reservations at products.
 func newRef() string {

@@ -174,9 +174,10 @@ func (s *service) create(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	// The request's own context ends when the server starts shutting down; a charge that has
-	// started must still be recorded.
-	dbctx := context.WithoutCancel(ctx)
+	// Not the request's context: that ends when the server starts shutting down, and a charge
+	// that has started must still be recorded. Nor derived from it: fasthttp recycles a
+	// RequestCtx when its handler returns.
+	dbctx := context.Background()
 	p, claimed, err := s.store.Begin(dbctx, NewPayment{
 		UserID: userID, IdempotencyKey: key, Fingerprint: fingerprint(*req.OrderID, *req.Amount, currency, card),
 		OrderID: *req.OrderID, Amount: *req.Amount, Currency: currency, CardBrand: cardBrand(card.Number), CardLast4: card.Last4(),
