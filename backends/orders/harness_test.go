@@ -114,6 +114,7 @@ func (p *faultProxy) clear()                            { p.hook.Store(nil) }
 type ordersInstance struct {
 	url   string
 	store *Store
+	stop  func() // shuts it down (also done at cleanup)
 }
 
 type stack struct {
@@ -222,8 +223,9 @@ func startOrders(t *testing.T, dbURL, productsURL, paymentsURL string, ping time
 			t.Error(err)
 		}
 	})
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &ordersInstance{url: "http://" + ln.Addr().String(), store: store}
+	stop := sync.OnceFunc(func() { cancel(); wg.Wait() })
+	t.Cleanup(stop)
+	return &ordersInstance{url: "http://" + ln.Addr().String(), store: store, stop: stop}
 }
 
 type reply struct {
