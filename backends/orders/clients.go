@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/archway-gateway/archway/backends/internal/api"
 	"github.com/archway-gateway/archway/backends/internal/money"
@@ -135,8 +136,8 @@ func (p *paymentsClient) Charge(ctx context.Context, token, requestID, key strin
 	case http.StatusBadRequest:
 		var e struct{ Error, Field string }
 		_ = json.Unmarshal(r.body, &e)
-		if e.Field == "" || e.Field == "Idempotency-Key" {
-			return paymentResult{}, unexpected("payments", r) // our request was bad, not the client's
+		if e.Field != "card" && !strings.HasPrefix(e.Field, "card.") {
+			return paymentResult{}, unexpected("payments", r) // our part of the request was bad, not the client's card
 		}
 		return paymentResult{}, &api.Error{Status: http.StatusBadRequest, Field: e.Field, Message: e.Error}
 	case http.StatusUnprocessableEntity:

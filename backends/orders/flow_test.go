@@ -312,3 +312,16 @@ func TestListAndGetOrders(t *testing.T) {
 		}
 	}
 }
+
+func TestPayZeroTotal(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	r := call(t, "POST", s.productsURL+"/products", s.admin, `{"name":"Muestra","price":0,"category":"Misc","inventory":5}`)
+	if r.status != 201 {
+		t.Fatal(r.raw)
+	}
+	id := s.placeOrder(t, fmt.Sprintf(`{"items":[{"product_id":%v,"quantity":1}],"shipping_address":"x"}`, r.object(t)["id"]))
+	if r := call(t, "POST", fmt.Sprintf("%s/orders/%d/pay", s.orders[0].url, id), s.customer, cardBody("4242424242424242")); r.status != 409 ||
+		!strings.Contains(r.raw, "nothing to charge") {
+		t.Fatalf("paying a free order: %d %s; want 409", r.status, r.raw)
+	}
+}

@@ -75,6 +75,16 @@ func newPeerClient(service string, peer Peer, opts ClientOptions) *peerClient {
 	return &peerClient{service: service, peer: peer, opts: opts, http: &http.Client{Transport: transport}}
 }
 
+// worstCase is the longest a call can take with every attempt timing out.
+func (c *peerClient) worstCase() time.Duration {
+	d, backoff := c.opts.Timeout, c.opts.Backoff
+	for range c.opts.Retries {
+		d += backoff + c.opts.Timeout
+		backoff *= 2
+	}
+	return d
+}
+
 // peerCall is one request to a peer.
 type peerCall struct {
 	method, path string

@@ -98,6 +98,13 @@ func TestPeerClientTimesOutEachAttempt(t *testing.T) {
 	}
 }
 
+func TestPeerClientWorstCase(t *testing.T) {
+	c := newPeerClient("svc", StaticPeer("http://x"), ClientOptions{Timeout: 5 * time.Second, Retries: 2, Backoff: 100 * time.Millisecond})
+	if got, want := c.worstCase(), 15*time.Second+300*time.Millisecond; got != want {
+		t.Fatalf("worstCase = %s; want %s", got, want)
+	}
+}
+
 type failingPeer struct{}
 
 func (failingPeer) BaseURL() (string, error) { return "", errors.New("no instances") }

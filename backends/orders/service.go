@@ -32,9 +32,9 @@ const (
 	maxItems      = 50
 	maxQuantity   = 1000
 	maxAddressLen = 500
-	// payClaim is how long a payment call owns an order: longer than the payments client can
-	// take with its retries, so a claim only lapses when this instance died mid-payment.
-	payClaim = 60 * time.Second
+	// claimMargin is added to the payments client's worst case to make a payment's claim on an
+	// order (see payClaim).
+	claimMargin = 30 * time.Second
 )
 
 // transitions are the allowed status changes.
@@ -403,6 +403,10 @@ func (s *service) releaseCancelled(ctx *fasthttp.RequestCtx, o Order) error {
 	return api.WriteJSON(ctx, http.StatusOK, o)
 }
 
+// payClaim is how long a payment call owns an order: longer than the payments client can take
+// with all its retries, so a claim only lapses when its instance died mid-payment.
+func (s *service) payClaim() time.Duration { return s.payments.c.worstCase() + claimMargin }
+
 // pay charges the order's total to a card through payments. The idempotency key is derived from
 // the order and its attempt number, which moves on only after a decline: a retry after an
 // unknown outcome reuses the key, so an order is never charged twice.
@@ -426,8 +430,11 @@ func (s *service) pay(ctx *fasthttp.RequestCtx) error {
 	if o.Status != StatusPending {
 		return api.Conflict(fmt.Sprintf("the order is %s; only pending orders can be paid", o.Status))
 	}
+	if o.Total <= 0 {
+		return api.Conflict("the order's total is 0.00: there is nothing to charge (an admin can mark it paid)")
+	}
 	pctx := peerContext(ctx)
-	attempt, err := s.store.ClaimPayment(pctx, o.ID, payClaim)
+	attempt, err := s.store.ClaimPayment(pctx, o.ID, s.payClaim())
 	if errors.Is(err, ErrChanged) {
 		return s.changedError(pctx, o.ID, StatusPaid)
 	}
