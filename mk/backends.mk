@@ -1,7 +1,7 @@
 # Reference backends (backends/<name>): build, seed, admin account, targeted tests.
 # Each binary reads DATABASE_URL (and its other settings) from the environment; see docs/backends.md.
 
-BACKENDS := users products
+BACKENDS := users products orders payments
 
 .PHONY: backends seed admin test-backends
 

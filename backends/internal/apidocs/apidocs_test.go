@@ -74,15 +74,21 @@ func parseExamples(t *testing.T, path string) []example {
 }
 
 // gateway stands in for the gateway's routes: /api/auth/* and /api/users/* to users,
-// /api/products/* to products, /api stripped, X-Forwarded-Prefix set.
-func gateway(t *testing.T, usersURL, productsURL string) string {
-	users, _ := url.Parse(usersURL)
-	products, _ := url.Parse(productsURL)
+// /api/products/* to products, /api/orders/* and /api/ws/orders (a WebSocket) to orders,
+// /api/payments/* to payments; /api stripped, X-Forwarded-Prefix set.
+func gateway(t *testing.T, services map[string]string) string {
+	targets := map[string]*url.URL{}
+	for name, raw := range services {
+		targets[name], _ = url.Parse(raw)
+	}
 	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		path := strings.TrimPrefix(r.In.URL.Path, "/api")
-		target := users
-		if strings.HasPrefix(path, "/products") {
-			target = products
+		target := targets["users"]
+		for prefix, name := range map[string]string{"/products": "products", "/orders": "orders",
+			"/ws/orders": "orders", "/payments": "payments"} {
+			if path == prefix || strings.HasPrefix(path, prefix+"/") {
+				target = targets[name]
+			}
 		}
 		r.SetURL(target)
 		r.Out.URL.Path, r.Out.URL.RawPath = path, ""
@@ -108,7 +114,9 @@ func TestAPIDocExamples(t *testing.T) {
 		"POST /api/auth/register", "POST /api/auth/login", "GET /api/users/me", "GET /api/users/{id}",
 		"GET /api/.well-known/jwks.json", "GET /api/products", "GET /api/products/{id}", "POST /api/products",
 		"PUT /api/products/{id}", "PUT /api/products/{id}/inventory", "POST /api/products/{id}/reserve",
-		"POST /api/products/{id}/release",
+		"POST /api/products/{id}/release", "POST /api/orders", "GET /api/orders", "GET /api/orders/{id}",
+		"POST /api/orders/{id}/pay", "PUT /api/orders/{id}/status", "GET /api/ws/orders", "POST /api/payments",
+		"GET /api/payments/{id}",
 	} {
 		if !documented[want] {
 			t.Errorf("docs/api.md does not document %s", want)
@@ -117,11 +125,12 @@ func TestAPIDocExamples(t *testing.T) {
 
 	dir := t.TempDir()
 	build := exec.Command("go", "build", "-o", dir+"/",
-		"github.com/archway-gateway/archway/backends/users", "github.com/archway-gateway/archway/backends/products")
+		"github.com/archway-gateway/archway/backends/users", "github.com/archway-gateway/archway/backends/products",
+		"github.com/archway-gateway/archway/backends/orders", "github.com/archway-gateway/archway/backends/payments")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	usersAddr, productsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	usersAddr, productsAddr, ordersAddr, paymentsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	usersDB := filepath.Join(dir, "users.db")
 	common := []string{"-bcrypt-cost", "4", "-database-url", usersDB, "-jwt-key-file", filepath.Join(dir, "key.pem")}
 	// users first: products fetches its keys at start (it would retry, but the test should not
@@ -130,17 +139,25 @@ func TestAPIDocExamples(t *testing.T) {
 	if err := testenv.WaitTCP(usersAddr, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	jwks := "http://" + usersAddr + "/.well-known/jwks.json"
 	testenv.StartProcess(t, "products", filepath.Join(dir, "products"), []string{"-addr", productsAddr,
-		"-database-url", filepath.Join(dir, "products.db"), "-jwks-url", "http://" + usersAddr + "/.well-known/jwks.json"},
-		testenv.ProcessOptions{})
-	if err := testenv.WaitTCP(productsAddr, 20*time.Second); err != nil {
-		t.Fatal(err)
+		"-database-url", filepath.Join(dir, "products.db"), "-jwks-url", jwks}, testenv.ProcessOptions{})
+	testenv.StartProcess(t, "payments", filepath.Join(dir, "payments"), []string{"-addr", paymentsAddr,
+		"-database-url", filepath.Join(dir, "payments.db"), "-jwks-url", jwks}, testenv.ProcessOptions{})
+	testenv.StartProcess(t, "orders", filepath.Join(dir, "orders"), []string{"-addr", ordersAddr,
+		"-database-url", filepath.Join(dir, "orders.db"), "-jwks-url", jwks,
+		"-products-url", "http://" + productsAddr, "-payments-url", "http://" + paymentsAddr}, testenv.ProcessOptions{})
+	for _, addr := range []string{productsAddr, paymentsAddr, ordersAddr} {
+		if err := testenv.WaitTCP(addr, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if out, err := exec.Command(filepath.Join(dir, "users"), append([]string{"create-admin",
 		"-email", "admin@example.com", "-password", "admin-pass-1"}, common...)...).CombinedOutput(); err != nil {
 		t.Fatalf("create-admin: %v\n%s", err, out)
 	}
-	api := gateway(t, "http://"+usersAddr, "http://"+productsAddr)
+	api := gateway(t, map[string]string{"users": "http://" + usersAddr, "products": "http://" + productsAddr,
+		"orders": "http://" + ordersAddr, "payments": "http://" + paymentsAddr})
 	env := map[string]string{"API": api, "USERS_URL": "http://" + usersAddr}
 	env["ADMIN_TOKEN"] = login(t, api, `{"email":"admin@example.com","password":"admin-pass-1"}`)
 

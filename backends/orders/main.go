@@ -1,0 +1,148 @@
+// Command orders is the orders service: orders priced from products with their stock reserved
+// there, payment through payments, status changes, and a WebSocket that pushes every status
+// change of a user's orders, whichever instance made it.
+//
+//	orders [flags]    serve (default ADDR :3003; instances may share one database)
+//
+// Run `orders -h` for the flags; each has an environment fallback. See docs/backends.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/archway-gateway/archway/backends/internal/auth"
+	"github.com/archway-gateway/archway/backends/internal/config"
+	"github.com/archway-gateway/archway/backends/internal/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// settings are the orders service's own flags.
+type settings struct {
+	productsURL  string
+	paymentsURL  string
+	peerTimeout  time.Duration
+	peerRetries  int
+	currency     string
+	pollInterval time.Duration
+	pingInterval time.Duration
+}
+
+func register(fs *config.FlagSet) *settings {
+	s := &settings{}
+	fs.StringVar(&s.productsURL, "products-url", "PRODUCTS_URL", "http://127.0.0.1:3002", "base URL of the products service")
+	fs.StringVar(&s.paymentsURL, "payments-url", "PAYMENTS_URL", "http://127.0.0.1:3004", "base URL of the payments service")
+	fs.DurationVar(&s.peerTimeout, "peer-timeout", "PEER_TIMEOUT", 5*time.Second,
+		"timeout of one attempt of a call to products or payments")
+	fs.IntVar(&s.peerRetries, "peer-retries", "PEER_RETRIES", 2,
+		"extra attempts of an idempotent call to products or payments after a connection error, timeout, 502, 503 or 504")
+	fs.StringVar(&s.currency, "currency", "CURRENCY", "USD", "ISO 4217 currency of prices and payments")
+	fs.DurationVar(&s.pollInterval, "events-poll-interval", "EVENTS_POLL_INTERVAL", DefaultPollInterval,
+		"how often the order change feed is read for WebSocket pushes (changes made by another instance)")
+	fs.DurationVar(&s.pingInterval, "ws-ping-interval", "WS_PING_INTERVAL", DefaultPingInterval,
+		"WebSocket ping interval; a client silent for two intervals is disconnected")
+	return s
+}
+
+func (s *settings) validate() error {
+	switch {
+	case s.peerTimeout <= 0:
+		return errors.New("peer timeout must be positive")
+	case s.peerRetries < 0 || s.peerRetries > 10:
+		return fmt.Errorf("peer retries %d is outside 0..10", s.peerRetries)
+	case len(s.currency) != 3 || strings.ToUpper(s.currency) != s.currency || strings.ContainsFunc(s.currency, func(r rune) bool { return r < 'A' || r > 'Z' }):
+		return fmt.Errorf("currency %q must be three upper-case letters such as USD", s.currency)
+	case s.pollInterval < 10*time.Millisecond || s.pollInterval > 10*time.Second:
+		return fmt.Errorf("events poll interval %s is outside 10ms..10s", s.pollInterval)
+	case s.pingInterval < time.Second:
+		return fmt.Errorf("WebSocket ping interval %s is below 1s", s.pingInterval)
+	}
+	return nil
+}
+
+// run is main without the process: it returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := config.NewFlagSet("orders")
+	fs.SetOutput(stderr)
+	common := config.RegisterCommon(fs, "orders", ":3003")
+	jwt := auth.RegisterVerifierFlags(fs)
+	s := register(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "orders:", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "orders: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if err := serve(ctx, common, jwt, s, stdout); err != nil {
+		fmt.Fprintln(stderr, "orders:", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, s *settings, stdout io.Writer) error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	products, err := ParsePeer("products", s.productsURL)
+	if err != nil {
+		return err
+	}
+	payments, err := ParsePeer("payments", s.paymentsURL)
+	if err != nil {
+		return err
+	}
+	log, err := c.Logger(stdout, "orders")
+	if err != nil {
+		return err
+	}
+	verifier, err := jwt.NewVerifier(ctx, log)
+	if err != nil {
+		return err
+	}
+	store, err := OpenStore(ctx, c.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	feed, err := NewFeed(ctx, store, log, s.pollInterval)
+	if err != nil {
+		return err
+	}
+	srv := server.New(server.Config{
+		Service: "orders", Addr: c.Addr, Logger: log, MaxBodyBytes: c.MaxBodyBytes,
+		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, ShutdownTimeout: c.ShutdownTimeout,
+		Health: store.Ping,
+	})
+	opts := ClientOptions{Timeout: s.peerTimeout, Retries: s.peerRetries}
+	(&service{store: store, verifier: verifier, feed: feed, currency: s.currency, log: log,
+		products: &productsClient{newPeerClient("products", products, opts)},
+		payments: &paymentsClient{newPeerClient("payments", payments, opts)},
+		ws:       wsSettings{PingInterval: s.pingInterval},
+	}).routes(srv)
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	feedDone := make(chan struct{})
+	go func() { defer close(feedDone); feed.Run(feedCtx) }()
+	defer func() { stopFeed(); <-feedDone }() // before the store closes
+	log.Info("orders service starting", "addr", c.Addr, "engine", string(store.db.Engine()),
+		"products", string(products), "payments", string(payments))
+	return srv.ListenAndServe(ctx)
+}
