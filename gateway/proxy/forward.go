@@ -156,7 +156,10 @@ func upstreamTarget(x *Exchange, r *Route) []byte {
 		path = path[len(r.StripPrefix):]
 	}
 	buf := append(x.scratch[:0], r.AddPrefix...)
-	if len(path) == 0 || path[0] != '/' {
+	switch {
+	case len(path) == 0 && len(r.AddPrefix) == 0:
+		buf = append(buf, '/') // the whole path was stripped
+	case len(path) > 0 && path[0] != '/':
 		buf = append(buf, '/')
 	}
 	buf = append(buf, path...)

@@ -35,6 +35,11 @@ routes:
   - name: users-host
     match: {path_prefix: /, host: "*.users.test"}
     upstream: users
+  - name: users-health
+    match: {path: /health/users}
+    strip_prefix: /health/users
+    add_prefix: /health
+    upstream: users
 `, products, users)
 }
 
@@ -54,6 +59,7 @@ func TestRoutingAndRewrite(t *testing.T) {
 		{"GET", "/api/%70roducts/1", "", 200, "products /products/1"},
 		{"POST", "/api/auth/login", "", 200, "users /v1/auth/login"},
 		{"GET", "/anything", "a.users.test", 200, "users /anything"},
+		{"GET", "/health/users", "", 200, "users /health"},
 		{"GET", "/api/productsX", "", 404, ""},
 		{"GET", "/nothing/here", "", 404, ""},
 		{"DELETE", "/api/products/1", "", 405, ""},

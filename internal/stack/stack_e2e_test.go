@@ -1,0 +1,318 @@
+package stack_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/archway-gateway/archway/internal/stack"
+	"github.com/archway-gateway/archway/internal/testenv"
+	"github.com/fasthttp/websocket"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "archway-stack-bin")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./gateway", "./backends/users", "./backends/products", "./backends/orders", "./backends/payments")
+	cmd.Dir = testenv.RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the stack: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// running is a whole stack on free ports with the repository's routes.yaml.
+type running struct {
+	*stack.Stack
+	gw   string // http://127.0.0.1:port
+	ws   string // ws://127.0.0.1:port
+	opts stack.Options
+}
+
+func startStack(t *testing.T) *running {
+	t.Helper()
+	free := testenv.FreePorts(t, 8)
+	ports := stack.Ports{Gateway: free[0], Admin: free[1], Users: free[2], Products1: free[3], Products2: free[4], Orders1: free[5], Orders2: free[6], Payments: free[7]}
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	o := stack.Options{
+		BinDir: binDir, DataDir: t.TempDir(), Config: filepath.Join(testenv.RepoRoot(), "routes.yaml"),
+		Ports: ports, Out: lockedBuffer{&logs, &mu}, Env: []string{"BCRYPT_COST=4"},
+	}
+	s, err := stack.Start(context.Background(), o)
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, logs.String())
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(10 * time.Second); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("stack output:\n%s", logs.String())
+			mu.Unlock()
+		}
+	})
+	return &running{Stack: s, gw: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), ws: fmt.Sprintf("ws://127.0.0.1:%d", ports.Gateway), opts: o}
+}
+
+type lockedBuffer struct {
+	b  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// call does one JSON request through the gateway. clientIP, when set, arrives as
+// X-Forwarded-For from 127.0.0.1, a trusted proxy in routes.yaml: rate limits key on it, as they
+// would for clients behind a load balancer.
+func call(t *testing.T, method, url, token, clientIP string, body any, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if clientIP != "" {
+		req.Header.Set("X-Forwarded-For", clientIP)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: %d %s: %v", method, url, resp.StatusCode, raw, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+type authResp struct {
+	Token string `json:"token"`
+	User  struct {
+		ID int64 `json:"id"`
+	} `json:"user"`
+}
+
+type product struct {
+	ID        int64   `json:"id"`
+	Name      string  `json:"name"`
+	Price     float64 `json:"price"`
+	Inventory int     `json:"inventory"`
+	Category  string  `json:"category"`
+}
+
+type order struct {
+	ID     int64   `json:"id"`
+	Status string  `json:"status"`
+	Total  float64 `json:"total"`
+	Error  string  `json:"error"`
+}
+
+func register(t *testing.T, s *running, email, ip string) authResp {
+	t.Helper()
+	var a authResp
+	if code := call(t, "POST", s.gw+"/api/auth/register", "", ip, map[string]string{
+		"email": email, "password": "correct-horse-1", "firstName": "Test", "lastName": "Shopper"}, &a); code != 201 {
+		t.Fatalf("register %s: %d", email, code)
+	}
+	return a
+}
+
+// TestShopperJourney walks a shopper through the gateway: register, log in, browse and search,
+// order two items, pay with 4242..., see "paid" arrive on the WebSocket, and find the
+// inventory decreased. Then the unhappy paths: a declined card, a wrong password, someone
+// else's order.
+func TestShopperJourney(t *testing.T) {
+	s := startStack(t)
+	const ip = "198.51.100.10"
+	register(t, s, "ada@example.com", ip)
+	var login authResp
+	if code := call(t, "POST", s.gw+"/api/auth/login", "", ip, map[string]string{"email": "ADA@example.com", "password": "correct-horse-1"}, &login); code != 200 || login.Token == "" {
+		t.Fatalf("login: %d", code)
+	}
+	token := login.Token
+
+	var all []product
+	if code := call(t, "GET", s.gw+"/api/products", "", ip, nil, &all); code != 200 || len(all) != 10 {
+		t.Fatalf("catalog: %d, %d products", code, len(all))
+	}
+	var found []product
+	if code := call(t, "GET", s.gw+"/api/products?search=monitor", "", ip, nil, &found); code != 200 || len(found) != 1 || found[0].Name != "Monitor 4K" {
+		t.Fatalf("search: %d %+v", code, found)
+	}
+	laptop, mouse := all[0], all[7]
+	if laptop.Name != "Laptop Gaming" || mouse.Name != "Mouse Inalámbrico" {
+		t.Fatalf("unexpected catalog order: %s, %s", laptop.Name, mouse.Name)
+	}
+
+	// The WebSocket, through the gateway, authenticated by the subprotocol.
+	dialer := websocket.Dialer{Subprotocols: []string{"archway.bearer", token}, HandshakeTimeout: 5 * time.Second}
+	ws, resp, err := dialer.Dial(s.ws+"/api/ws/orders", http.Header{"X-Forwarded-For": {ip}})
+	if err != nil {
+		t.Fatalf("websocket through the gateway: %v (%v)", err, resp)
+	}
+	defer ws.Close()
+	events := make(chan map[string]any, 16)
+	go func() {
+		for {
+			var m map[string]any
+			if err := ws.ReadJSON(&m); err != nil {
+				close(events)
+				return
+			}
+			events <- m
+		}
+	}()
+
+	var o order
+	body := map[string]any{"items": []map[string]any{{"product_id": laptop.ID, "quantity": 1}, {"product_id": mouse.ID, "quantity": 2}}, "shipping_address": "1 Main St, Springfield"}
+	if code := call(t, "POST", s.gw+"/api/orders", token, ip, body, &o); code != 201 || o.Status != "pending" {
+		t.Fatalf("order: %d %+v", code, o)
+	}
+	if want := laptop.Price + 2*mouse.Price; fmt.Sprintf("%.2f", o.Total) != fmt.Sprintf("%.2f", want) {
+		t.Fatalf("total %.2f, want %.2f (prices from the catalog)", o.Total, want)
+	}
+	card := map[string]any{"card": map[string]any{"number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": time.Now().Year() + 2, "cvc": "123"}}
+	var paid order
+	if code := call(t, "POST", fmt.Sprintf("%s/api/orders/%d/pay", s.gw, o.ID), token, ip, card, &paid); code != 200 || paid.Status != "paid" {
+		t.Fatalf("pay: %d %+v", code, paid)
+	}
+	deadline := time.After(10 * time.Second)
+	for gotPaid := false; !gotPaid; {
+		select {
+		case m, ok := <-events:
+			if !ok {
+				t.Fatal("the WebSocket closed before reporting paid")
+			}
+			if m["type"] == "order_status" && m["status"] == "paid" && m["order_id"] == float64(o.ID) {
+				gotPaid = true
+			}
+		case <-deadline:
+			t.Fatal("no paid status on the WebSocket within 10s")
+		}
+	}
+	var after product
+	call(t, "GET", fmt.Sprintf("%s/api/products/%d", s.gw, laptop.ID), "", ip, nil, &after)
+	if after.Inventory != laptop.Inventory-1 {
+		t.Fatalf("laptop inventory %d, want %d", after.Inventory, laptop.Inventory-1)
+	}
+
+	// A declined card: 402 with the reason, the order stays pending.
+	var o2, declined order
+	call(t, "POST", s.gw+"/api/orders", token, ip, map[string]any{"items": []map[string]any{{"product_id": mouse.ID, "quantity": 1}}, "shipping_address": "1 Main St"}, &o2)
+	card["card"].(map[string]any)["number"] = "4000000000000002"
+	if code := call(t, "POST", fmt.Sprintf("%s/api/orders/%d/pay", s.gw, o2.ID), token, ip, card, &declined); code != 402 || !strings.Contains(declined.Error, "declined") {
+		t.Fatalf("declined card: %d %+v", code, declined)
+	}
+	var still order
+	call(t, "GET", fmt.Sprintf("%s/api/orders/%d", s.gw, o2.ID), token, ip, nil, &still)
+	if still.Status != "pending" {
+		t.Fatalf("after a decline the order is %q, want pending", still.Status)
+	}
+
+	// A wrong password.
+	if code := call(t, "POST", s.gw+"/api/auth/login", "", ip, map[string]string{"email": "ada@example.com", "password": "wrong-password"}, nil); code != 401 {
+		t.Fatalf("wrong password: %d, want 401", code)
+	}
+	// Someone else's order.
+	other := register(t, s, "bob@example.com", ip)
+	if code := call(t, "GET", fmt.Sprintf("%s/api/orders/%d", s.gw, o.ID), other.Token, ip, nil, nil); code != 404 {
+		t.Fatalf("another user's order: %d, want 404", code)
+	}
+}
+
+// TestScarceStock: 50 shoppers order the same product, of which 10 are in stock, at once.
+// Exactly 10 orders succeed, the inventory ends at 0, and no order is lost.
+func TestScarceStock(t *testing.T) {
+	s := startStack(t)
+	// An admin sets the inventory of one product to 10.
+	users := exec.Command(filepath.Join(binDir, "users"), "create-admin", "-email", "admin@example.com", "-password", "admin-password-1")
+	users.Env = append(os.Environ(), "DATABASE_URL="+filepath.Join(s.opts.DataDir, "users.db"), "BCRYPT_COST=4")
+	if out, err := users.CombinedOutput(); err != nil {
+		t.Fatalf("create-admin: %v\n%s", err, out)
+	}
+	var admin authResp
+	if code := call(t, "POST", s.gw+"/api/auth/login", "", "203.0.113.1", map[string]string{"email": "admin@example.com", "password": "admin-password-1"}, &admin); code != 200 {
+		t.Fatalf("admin login: %d", code)
+	}
+	const productID = 4
+	if code := call(t, "PUT", fmt.Sprintf("%s/api/products/%d/inventory", s.gw, productID), admin.Token, "203.0.113.1", map[string]int{"inventory": 10}, nil); code != 200 {
+		t.Fatalf("set inventory: %d", code)
+	}
+
+	const shoppers = 50
+	tokens := make([]string, shoppers)
+	for i := range tokens {
+		tokens[i] = register(t, s, fmt.Sprintf("shopper%d@example.com", i), fmt.Sprintf("198.51.100.%d", 100+i)).Token
+	}
+	var wg sync.WaitGroup
+	codes := make([]int, shoppers)
+	for i := range shoppers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = call(t, "POST", s.gw+"/api/orders", tokens[i], fmt.Sprintf("198.51.100.%d", 100+i),
+				map[string]any{"items": []map[string]any{{"product_id": productID, "quantity": 1}}, "shipping_address": "somewhere"}, nil)
+		}()
+	}
+	wg.Wait()
+	created, conflicts := 0, 0
+	for _, c := range codes {
+		switch c {
+		case 201:
+			created++
+		case 409:
+			conflicts++
+		default:
+			t.Errorf("unexpected status %d", c)
+		}
+	}
+	if created != 10 || conflicts != 40 {
+		t.Fatalf("%d created, %d refused; want 10 and 40", created, conflicts)
+	}
+	var p product
+	call(t, "GET", fmt.Sprintf("%s/api/products/%d", s.gw, productID), "", "203.0.113.1", nil, &p)
+	if p.Inventory != 0 {
+		t.Fatalf("inventory %d, want 0", p.Inventory)
+	}
+	stored := 0
+	for i := range shoppers {
+		var mine []order
+		call(t, "GET", s.gw+"/api/orders", tokens[i], fmt.Sprintf("198.51.100.%d", 100+i), nil, &mine)
+		stored += len(mine)
+	}
+	if stored != created {
+		t.Fatalf("%d orders stored, %d answered 201: an order was lost or invented", stored, created)
+	}
+}
