@@ -1,0 +1,70 @@
+import { useId } from 'react';
+import { Link } from '../lib/router';
+import { formatCents, formatPrice, toCents } from '../lib/money';
+import { maxFor, useCart, type CartLine } from '../state/cart';
+import { PageHeading } from '../components/PageHeading';
+
+export function CartPage() {
+  const cart = useCart();
+  return (
+    <>
+      <PageHeading title="Your cart">Your cart</PageHeading>
+      {cart.lines.length === 0 ? (
+        <p className="empty">
+          Your cart is empty. <Link to="/">Browse the catalog</Link>.
+        </p>
+      ) : (
+        <>
+          <ul className="cart-lines" aria-label="Items in your cart">
+            {cart.lines.map((l) => (
+              <CartRow key={l.productId} line={l} />
+            ))}
+          </ul>
+          <div className="cart-summary">
+            <p className="total">
+              Total <strong>{formatCents(cart.totalCents)}</strong>
+            </p>
+            <Link to="/checkout" className="button primary">
+              Go to checkout
+            </Link>
+          </div>
+        </>
+      )}
+    </>
+  );
+}
+
+function CartRow({ line }: { line: CartLine }) {
+  const cart = useCart();
+  const id = useId();
+  const max = Math.max(1, maxFor(line));
+  return (
+    <li className="cart-line">
+      <div className="cart-line-name">
+        <Link to={`/products/${line.productId}`}>{line.name}</Link>
+        <span className="unit">{formatPrice(line.price)} each</span>
+      </div>
+      <div className="field qty">
+        <label htmlFor={id}>
+          Quantity<span className="visually-hidden"> of {line.name}</span>
+        </label>
+        <input
+          id={id}
+          type="number"
+          inputMode="numeric"
+          min={1}
+          max={max}
+          value={line.quantity}
+          onChange={(e) => {
+            const q = parseInt(e.target.value, 10);
+            if (Number.isFinite(q) && q > 0) cart.setQuantity(line.productId, q);
+          }}
+        />
+      </div>
+      <p className="line-total">{formatCents(toCents(line.price) * line.quantity)}</p>
+      <button type="button" className="link-button" onClick={() => cart.remove(line.productId)}>
+        Remove<span className="visually-hidden"> {line.name}</span>
+      </button>
+    </li>
+  );
+}
