@@ -29,9 +29,8 @@ export function Layout({ children }: { children: ReactNode }) {
                 </Link>
               </li>
               <li>
-                <Link to="/cart" aria-current={current('/cart')}>
+                <Link to="/cart" aria-current={current('/cart')} aria-label={`Cart, ${count} ${count === 1 ? 'item' : 'items'}`}>
                   Cart <span className="count">({count})</span>
-                  <span className="visually-hidden"> {count === 1 ? 'item' : 'items'}</span>
                 </Link>
               </li>
               {user ? (

@@ -1,4 +1,4 @@
-import { useId } from 'react';
+import { useEffect, useId, useState } from 'react';
 import { Link } from '../lib/router';
 import { formatCents, formatPrice, toCents } from '../lib/money';
 import { maxFor, useCart, type CartLine } from '../state/cart';
@@ -38,6 +38,9 @@ function CartRow({ line }: { line: CartLine }) {
   const cart = useCart();
   const id = useId();
   const max = Math.max(1, maxFor(line));
+  // The field holds what is typed (it may be empty for a moment); the cart takes valid numbers.
+  const [draft, setDraft] = useState(String(line.quantity));
+  useEffect(() => setDraft(String(line.quantity)), [line.quantity]);
   return (
     <li className="cart-line">
       <div className="cart-line-name">
@@ -54,16 +57,18 @@ function CartRow({ line }: { line: CartLine }) {
           inputMode="numeric"
           min={1}
           max={max}
-          value={line.quantity}
+          value={draft}
           onChange={(e) => {
+            setDraft(e.target.value);
             const q = parseInt(e.target.value, 10);
             if (Number.isFinite(q) && q > 0) cart.setQuantity(line.productId, q);
           }}
+          onBlur={() => setDraft(String(line.quantity))}
         />
       </div>
       <p className="line-total">{formatCents(toCents(line.price) * line.quantity)}</p>
-      <button type="button" className="link-button" onClick={() => cart.remove(line.productId)}>
-        Remove<span className="visually-hidden"> {line.name}</span>
+      <button type="button" className="link-button" aria-label={`Remove ${line.name}`} onClick={() => cart.remove(line.productId)}>
+        Remove
       </button>
     </li>
   );

@@ -12,7 +12,7 @@ import { NotFoundPage } from './NotFoundPage';
 export function ProductPage({ id }: { id: string }) {
   const product = useResource(id, (signal) => getProduct(id, signal));
   const cart = useCart();
-  const [quantity, setQuantity] = useState(1);
+  const [quantity, setQuantity] = useState('1');
   const [added, setAdded] = useState<string | null>(null);
   const qtyId = useId();
 
@@ -26,10 +26,10 @@ export function ProductPage({ id }: { id: string }) {
   function onAdd(e: FormEvent) {
     e.preventDefault();
     if (!p || max === 0) return;
-    const q = Math.max(1, Math.min(max, quantity || 1));
+    const q = Math.max(1, Math.min(max, parseInt(quantity, 10) || 1));
     cart.add(p, q);
     setAdded(`Added ${q} × ${p.name} to your cart.`);
-    setQuantity(1);
+    setQuantity('1');
   }
 
   return (
@@ -62,7 +62,7 @@ export function ProductPage({ id }: { id: string }) {
                   max={Math.max(1, max)}
                   value={quantity}
                   disabled={max === 0}
-                  onChange={(e) => setQuantity(parseInt(e.target.value, 10) || 1)}
+                  onChange={(e) => setQuantity(e.target.value)}
                 />
               </div>
               <button type="submit" className="primary" disabled={max === 0}>
