@@ -11,10 +11,18 @@ export class ApiError extends Error {
   readonly field?: string;
   readonly retryAfter?: number; // seconds, from Retry-After on a 429 or 503
   readonly authenticated: boolean; // the request carried a token
+  readonly body: Record<string, unknown>; // the JSON error body, for fields beyond error/field
 
   constructor(
     message: string,
-    opts: { status: number; requestId?: string; field?: string; retryAfter?: number; authenticated?: boolean },
+    opts: {
+      status: number;
+      requestId?: string;
+      field?: string;
+      retryAfter?: number;
+      authenticated?: boolean;
+      body?: Record<string, unknown>;
+    },
   ) {
     super(message);
     this.name = 'ApiError';
@@ -23,6 +31,7 @@ export class ApiError extends Error {
     this.field = opts.field;
     this.retryAfter = opts.retryAfter;
     this.authenticated = opts.authenticated ?? false;
+    this.body = opts.body ?? {};
   }
 }
 
@@ -82,6 +91,7 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
       field: typeof b.field === 'string' ? b.field : undefined,
       retryAfter: parseRetryAfter(res.headers.get('Retry-After')),
       authenticated: !!opts.token,
+      body: b,
     });
   }
   return { data: body as T, headers: res.headers };

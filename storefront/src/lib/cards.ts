@@ -52,3 +52,12 @@ export function parseCard(input: CardInput, now = new Date()): { card?: Card; er
   if (Object.keys(errors).length > 0) return { errors };
   return { card: { number, exp_month: expMonth, exp_year: expYear, cvc }, errors };
 }
+
+/** Which card input a 400's `field` names ("card.number", "exp_year", "cvc"...), if any. */
+export function cardFieldFor(field: string | undefined): keyof CardInput | undefined {
+  if (!field) return undefined;
+  if (/number/i.test(field)) return 'number';
+  if (/exp/i.test(field)) return 'expiry';
+  if (/cvc|cvv/i.test(field)) return 'cvc';
+  return undefined;
+}

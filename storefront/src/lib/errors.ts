@@ -36,7 +36,7 @@ export function describeError(err: unknown, context: ErrorContext = 'load'): Err
     case 402:
       return {
         ...base,
-        message: `Payment declined: ${err.message}. Your order is saved as pending; try another card.`,
+        message: `Payment declined: ${declineReason(err)}. Your order is saved as pending; try another card.`,
       };
     case 403:
       return { ...base, message: 'You are not allowed to do that.' };
@@ -60,6 +60,36 @@ export function describeError(err: unknown, context: ErrorContext = 'load'): Err
       if (err.status >= 500) return { ...base, message: 'The shop had a problem handling that. Please try again.' };
       return { ...base, message: capitalise(err.message) };
   }
+}
+
+// The payment simulator answers Stripe's decline codes; say them in words.
+const DECLINE_CODES: Record<string, string> = {
+  generic_decline: 'the card was declined',
+  card_declined: 'the card was declined',
+  insufficient_funds: 'insufficient funds',
+  lost_card: 'the card was reported lost',
+  stolen_card: 'the card was reported stolen',
+  expired_card: 'the card has expired',
+  incorrect_cvc: 'the security code is incorrect',
+  processing_error: 'a processing error occurred',
+  live_card_in_test_mode: 'only test cards work in this shop',
+  do_not_honor: 'the card was declined',
+};
+
+/** The reason of a 402 in words: a decline code in the body, or the error text with codes replaced. */
+export function declineReason(err: ApiError): string {
+  const b = err.body;
+  const code = [b.decline_code, b.decline_reason, b.reason, b.code].find((v) => typeof v === 'string') as string | undefined;
+  if (code && DECLINE_CODES[code]) return DECLINE_CODES[code];
+  const raw = (code ?? err.message ?? '').trim();
+  const known = raw.match(/\b[a-z]+(?:_[a-z]+)+\b/g)?.find((c) => DECLINE_CODES[c]);
+  if (known) return DECLINE_CODES[known];
+  const text = raw
+    .replace(/^(payment|card)( was)? declined\s*[:-]?\s*/i, '')
+    .replace(/_/g, ' ')
+    .replace(/\.$/, '')
+    .trim();
+  return text === '' ? 'the card was declined' : text;
 }
 
 function capitalise(s: string): string {

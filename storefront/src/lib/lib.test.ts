@@ -30,6 +30,15 @@ describe('describeError', () => {
     const v = describeError(e(402, 'insufficient funds'), 'payment');
     expect(v.message).toBe('Payment declined: insufficient funds. Your order is saved as pending; try another card.');
   });
+  it('says Stripe decline codes in words, from the body or the message', () => {
+    const d = (message: string, body: Record<string, unknown> = {}) =>
+      describeError(new ApiError(message, { status: 402, body }), 'payment').message;
+    expect(d('card declined: insufficient_funds')).toMatch(/^Payment declined: insufficient funds\./);
+    expect(d('payment declined', { decline_code: 'generic_decline' })).toMatch(/^Payment declined: the card was declined\./);
+    expect(d('declined (expired_card)')).toMatch(/^Payment declined: the card has expired\./);
+    expect(d('card declined')).toMatch(/^Payment declined: the card was declined\./);
+    expect(d('something new_code_here')).toMatch(/^Payment declined: something new code here\./);
+  });
   it('words 409 for the place it happened', () => {
     expect(describeError(e(409, 'email already registered'), 'register').message).toMatch(/account with this email already exists/);
     expect(describeError(e(409, 'insufficient stock'), 'order').message).toMatch(/Not enough stock .*insufficient stock/);

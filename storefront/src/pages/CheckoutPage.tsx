@@ -1,6 +1,7 @@
 import { useRef, useState, type FormEvent } from 'react';
 import { ApiError, createOrder, payOrder } from '../lib/api';
-import { parseCard, type CardErrors, type CardInput } from '../lib/cards';
+import { cardFieldFor, parseCard, type CardErrors, type CardInput } from '../lib/cards';
+import { describeError } from '../lib/errors';
 import { formatCents, formatPrice, toCents } from '../lib/money';
 import { Link, navigate } from '../lib/router';
 import type { Order } from '../lib/types';
@@ -151,6 +152,12 @@ export function CheckoutPage() {
       return;
     }
     setError({ err, context });
+    const cardField = err instanceof ApiError && err.status === 400 ? cardFieldFor(err.field) : undefined;
+    if (context === 'payment' && cardField) {
+      setCardErrors({ [cardField]: describeError(err).message });
+      cardRefs[cardField].current?.focus();
+      return;
+    }
     requestAnimationFrame(() => alertRef.current?.scrollIntoView?.({ block: 'nearest' }));
   }
 

@@ -1,6 +1,7 @@
 import { useRef, useState, type FormEvent } from 'react';
 import { ApiError, getOrder, getProduct, payOrder } from '../lib/api';
-import { parseCard, type CardErrors, type CardInput } from '../lib/cards';
+import { cardFieldFor, parseCard, type CardErrors, type CardInput } from '../lib/cards';
+import { describeError } from '../lib/errors';
 import { formatPrice } from '../lib/money';
 import { Link, useLocation } from '../lib/router';
 import type { Order, OrderItem } from '../lib/types';
@@ -146,6 +147,11 @@ function PayPending({ order, token, onPaid }: { order: Order; token: string; onP
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return expire(href);
       setError(err);
+      const cardField = err instanceof ApiError && err.status === 400 ? cardFieldFor(err.field) : undefined;
+      if (cardField) {
+        setErrors({ [cardField]: describeError(err).message });
+        refs[cardField].current?.focus();
+      }
     } finally {
       setBusy(false);
     }

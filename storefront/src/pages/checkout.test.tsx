@@ -180,3 +180,20 @@ describe('cart', () => {
     expect(qty).toHaveValue(3);
   });
 });
+
+describe('checkout card errors from the server', () => {
+  it('shows a 400 naming the card number at that field', async () => {
+    signedIn();
+    withCart([line]);
+    mockApi({
+      'POST /orders': { status: 201, body: order({ id: 57 }) },
+      'POST /orders/:id/pay': { status: 400, body: { error: 'card.number: fails the Luhn check', field: 'card.number', request_id: 'c1' } },
+    });
+    renderAt('/checkout');
+    await fillAddress();
+    await useCard(/Use test card 4242/);
+    await userEvent.click(screen.getByRole('button', { name: /Place order and pay/ }));
+    await waitFor(() => expect(screen.getByLabelText(/Card number/)).toHaveFocus());
+    expect(screen.getByLabelText(/Card number/)).toHaveAccessibleDescription('Card.number: fails the Luhn check.');
+  });
+});
