@@ -14,7 +14,7 @@ DEPS_TARGETS += storefront-deps
 RUN_PREREQS  += storefront-build
 TEST_TARGETS += storefront-test
 
-.PHONY: storefront-deps storefront-build storefront-test storefront-e2e storefront-dev
+.PHONY: storefront-deps storefront-build storefront-test storefront-e2e storefront-dev storefront-screenshot
 
 # npm writes node_modules/.package-lock.json on every install: it is the stamp that the
 # installed tree matches the lock file.
@@ -30,14 +30,18 @@ $(SF)/dist/index.html: $(SF_SOURCES) $(SF_STAMP_DEPS)
 
 storefront-build: $(SF)/dist/index.html ## type-check and build storefront/dist when its sources changed
 
-storefront-test: $(SF_STAMP_DEPS) $(SF)/dist/index.html ## storefront component tests (Vitest) and the bundle size budget
+storefront-test: $(SF_STAMP_DEPS) $(SF)/dist/index.html ## storefront component tests (Vitest), bundle size budget, browser UI check
 	cd $(SF) && npx --no-install vitest run
 	cd $(SF) && node scripts/check-size.mjs
+	cd $(SF) && node browser/ui-check.mjs
+
+storefront-screenshot: $(SF_STAMP_DEPS) $(SF)/dist/index.html ## regenerate docs/img/storefront.png (the README picture)
+	cd $(SF) && node browser/ui-check.mjs --readme
 
 # Buys a product in headless Chromium against the running stack (gateway + backends); see
 # storefront/README.md for what it needs. STOREFRONT_E2E_URL points it at a running gateway.
 storefront-e2e: $(SF_STAMP_DEPS) $(SF)/dist/index.html ## browser end-to-end test against the whole stack
-	cd $(SF) && node e2e/run.mjs
+	cd $(SF) && node browser/e2e.mjs
 
 storefront-dev: $(SF_STAMP_DEPS) ## Vite dev server on :5173, /api proxied to the gateway on :8080
 	cd $(SF) && $(NPM) run dev

@@ -7,13 +7,15 @@ interface Props {
   /** Overrides the wording picked from the status. */
   message?: string;
   children?: React.ReactNode;
+  /** Offers a "Try again" button (for loads; forms retry by submitting again). */
+  onRetry?: () => void;
 }
 
 /**
  * An error the shopper should read now: role="alert" so screen readers announce it. For a 429
  * the seconds count down on screen, while assistive technology hears the sentence once.
  */
-export function ErrorAlert({ error, context, message, children }: Props) {
+export function ErrorAlert({ error, context, message, children, onRetry }: Props) {
   const view = describeError(error, context);
   const text = message ?? view.message;
   const remaining = useCountdown(view.retryAfter, error);
@@ -28,6 +30,13 @@ export function ErrorAlert({ error, context, message, children }: Props) {
         <p>{text}</p>
       )}
       {children}
+      {onRetry && (
+        <p>
+          <button type="button" className="small" onClick={onRetry}>
+            Try again
+          </button>
+        </p>
+      )}
       {view.requestId && <p className="request-id">Reference: {view.requestId}</p>}
     </div>
   );

@@ -44,7 +44,9 @@ export function CatalogPage() {
   const heading = category ? category : 'All products';
   const list = products.data?.products;
   const countText =
-    products.data == null
+    products.error != null
+      ? ''
+      : products.data == null
       ? 'Loading products…'
       : products.data.total != null
         ? `${products.data.total} ${products.data.total === 1 ? 'product' : 'products'}${search ? ` matching “${search}”` : ''}${totalPages && totalPages > 1 ? `, page ${page} of ${totalPages}` : ''}`
@@ -86,7 +88,15 @@ export function CatalogPage() {
         {countText}
       </p>
 
-      {products.error != null && <ErrorAlert error={products.error} />}
+      {products.error != null && (
+        <ErrorAlert
+          error={products.error}
+          onRetry={() => {
+            products.reload();
+            if (categories.error != null) categories.reload();
+          }}
+        />
+      )}
 
       <div className="catalog" aria-busy={products.loading}>
         {list == null && products.error == null ? (

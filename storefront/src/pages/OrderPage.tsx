@@ -70,7 +70,7 @@ export function OrderPage({ id }: { id: string }) {
       <p className="visually-hidden" role="status" aria-live="polite">
         {announcement}
       </p>
-      {order.error != null && <ErrorAlert error={order.error} />}
+      {order.error != null && <ErrorAlert error={order.error} onRetry={order.reload} />}
       {o ? (
         <div className="order-detail">
           <dl className="facts">

@@ -51,7 +51,7 @@ export function OrdersPage() {
       <p className="visually-hidden" role="status" aria-live="polite">
         {announcement}
       </p>
-      {orders.error != null && <ErrorAlert error={orders.error} />}
+      {orders.error != null && <ErrorAlert error={orders.error} onRetry={orders.reload} />}
       {orders.data == null && orders.error == null ? (
         <p className="loading">Loading your orders…</p>
       ) : orders.data && orders.data.length === 0 ? (

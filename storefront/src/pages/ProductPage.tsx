@@ -37,7 +37,7 @@ export function ProductPage({ id }: { id: string }) {
       <p className="breadcrumb">
         <Link to="/">‹ Back to catalog</Link>
       </p>
-      {product.error != null && <ErrorAlert error={product.error} />}
+      {product.error != null && <ErrorAlert error={product.error} onRetry={product.reload} />}
       {p ? (
         <div className="product-layout">
           <ProductArt product={p} large />

@@ -87,3 +87,22 @@ function productsHandlerBody(path: string) {
   const id = parseInt(path.split('/').pop()!, 10);
   return catalog.find((p) => p.id === id);
 }
+
+describe('catalog errors', () => {
+  it('offers to try again after a failure, and recovers', async () => {
+    let fail = true;
+    const ok = productsHandler();
+    mockApi({
+      'GET /products': (c) => (fail ? { status: 503, body: { error: 'upstream unavailable', request_id: 'u1' } } : ok(c)),
+    });
+    renderAt('/');
+    const alert = await screen.findByRole('alert');
+    expect(alert).toHaveTextContent('The shop is temporarily unavailable. Please try again in a moment.');
+    expect(screen.queryByText('Loading products…')).not.toBeInTheDocument();
+    fail = false;
+    await userEvent.click(within(alert).getByRole('button', { name: 'Try again' }));
+    expect(await screen.findByRole('list', { name: 'Products' })).toBeInTheDocument();
+    await waitFor(() => expect(within(screen.getByLabelText('Category')).getByRole('option', { name: 'Furniture' })).toBeInTheDocument());
+    expect(screen.queryByRole('alert')).not.toBeInTheDocument();
+  });
+});

@@ -4,6 +4,7 @@ import { App } from '../App';
 import { AUTH_KEY } from '../state/auth';
 import { CART_KEY, type CartLine } from '../state/cart';
 import type { Order, Product, User } from '../lib/types';
+import catalogJSON from './catalog.json';
 
 export interface Call {
   method: string;
@@ -113,26 +114,8 @@ export function renderAt(path: string) {
   return render(<App />);
 }
 
-export const catalog: Product[] = [
-  ['Laptop Gaming', 'Laptop para gaming de alta performance', 1299.99, 'Electronics', 50],
-  ['Smartphone Pro', 'Smartphone con cámara profesional', 899.99, 'Electronics', 100],
-  ['Auriculares Bluetooth', 'Auriculares inalámbricos con cancelación de ruido', 199.99, 'Electronics', 200],
-  ['Mesa de Oficina', 'Mesa ergonómica para oficina', 299.99, 'Furniture', 30],
-  ['Silla Gaming', 'Silla ergonómica para gaming', 399.99, 'Furniture', 25],
-  ['Monitor 4K', 'Monitor 27 pulgadas 4K', 449.99, 'Electronics', 40],
-  ['Teclado Mecánico', 'Teclado mecánico RGB', 129.99, 'Electronics', 75],
-  ['Mouse Inalámbrico', 'Mouse ergonómico inalámbrico', 59.99, 'Electronics', 150],
-  ['Webcam HD', 'Webcam 1080p para streaming', 89.99, 'Electronics', 60],
-  ['Escritorio Standing', 'Escritorio ajustable en altura', 599.99, 'Furniture', 15],
-].map(([name, description, price, category, inventory], i) => ({
-  id: i + 1,
-  name: name as string,
-  description: description as string,
-  price: price as number,
-  category: category as string,
-  inventory: inventory as number,
-  created_at: '2026-01-31T12:00:00Z',
-}));
+// The products service's seed catalog (backends/products/seed), shared with the browser UI check.
+export const catalog: Product[] = catalogJSON;
 
 /** The products service's list endpoint over `catalog`, with its filters and headers. */
 export function productsHandler(products: Product[] = catalog): Handler {

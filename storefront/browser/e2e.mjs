@@ -11,7 +11,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO, artifactsDir, assert, axe, launch, layoutShift, overflowX, skip, steps, watchLayoutShift } from './browser.mjs';
+import { REPO, artifactsDir, assert, axe, launch, layoutShift, overflowX, skip, steps, watchLayoutShift } from './chromium.mjs';
 
 const START_TIMEOUT_MS = Number(process.env.STOREFRONT_E2E_START_TIMEOUT ?? 240) * 1000;
 const LIVE_TIMEOUT_MS = 20_000;
