@@ -131,6 +131,8 @@ try {
     await shopper.getByRole('heading', { level: 1, name: 'Furniture' }).waitFor();
     await shopper.getByRole('searchbox', { name: 'Search products' }).fill('gaming');
     await shopper.getByRole('button', { name: 'Search' }).click();
+    await shopper.getByRole('status').getByText(/matching “gaming”/).waitFor();
+    await shopper.locator('.catalog[aria-busy="false"]').waitFor();
     await shopper.getByRole('link', { name: 'Silla Gaming' }).waitFor();
     assert((await shopper.getByRole('list', { name: 'Products' }).getByRole('listitem').count()) === 1, 'Furniture + "gaming" should be one product');
     await shopper.goto(`${base}/`);
@@ -160,6 +162,8 @@ try {
   await t.step('open a product and add it to the cart', async () => {
     await shopper.getByRole('searchbox', { name: 'Search products' }).fill('auriculares');
     await shopper.getByRole('button', { name: 'Search' }).click();
+    await shopper.getByRole('status').getByText(/matching “auriculares”/).waitFor();
+    await shopper.locator('.catalog[aria-busy="false"]').waitFor();
     const link = shopper.getByRole('list', { name: 'Products' }).getByRole('link').first();
     productName = (await link.textContent()).trim();
     await link.click();

@@ -2,6 +2,8 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 
 export interface Resource<T> {
   data: T | undefined;
+  /** The key the shown data was loaded for (it lags the requested key while the next loads). */
+  dataKey: string | null;
   error: unknown;
   loading: boolean;
   reload: () => void;
@@ -15,6 +17,7 @@ export interface Resource<T> {
  */
 export function useResource<T>(key: string | null, load: (signal: AbortSignal) => Promise<T>): Resource<T> {
   const [data, setData] = useState<T | undefined>(undefined);
+  const [dataKey, setDataKey] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [loading, setLoading] = useState<boolean>(key != null);
   const [nonce, setNonce] = useState(0);
@@ -32,6 +35,7 @@ export function useResource<T>(key: string | null, load: (signal: AbortSignal) =
       (d) => {
         if (ctl.signal.aborted) return;
         setData(d);
+        setDataKey(key);
         setError(null);
         setLoading(false);
       },
@@ -45,5 +49,5 @@ export function useResource<T>(key: string | null, load: (signal: AbortSignal) =
   }, [key, nonce]);
 
   const reload = useCallback(() => setNonce((n) => n + 1), []);
-  return { data, error, loading, reload, set: setData };
+  return { data, dataKey, error, loading, reload, set: setData };
 }

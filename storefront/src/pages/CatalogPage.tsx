@@ -34,6 +34,8 @@ export function CatalogPage() {
   const key = JSON.stringify({ category, search, page });
   const products = useResource(key, (signal) => listProducts({ category, search, page, limit: PAGE_SIZE }, signal));
 
+  // The count describes the results on screen, which lag the URL while the next page loads.
+  const shown = products.dataKey ? (JSON.parse(products.dataKey) as { category: string; search: string; page: number }) : null;
   const totalPages = products.data?.total != null ? Math.max(1, Math.ceil(products.data.total / PAGE_SIZE)) : null;
 
   function onSearch(e: FormEvent) {
@@ -43,14 +45,17 @@ export function CatalogPage() {
 
   const heading = category ? category : 'All products';
   const list = products.data?.products;
+  const total = products.data?.total;
   const countText =
     products.error != null
       ? ''
-      : products.data == null
-      ? 'Loading products…'
-      : products.data.total != null
-        ? `${products.data.total} ${products.data.total === 1 ? 'product' : 'products'}${search ? ` matching “${search}”` : ''}${totalPages && totalPages > 1 ? `, page ${page} of ${totalPages}` : ''}`
-        : `${list?.length ?? 0} products`;
+      : products.data == null || shown == null
+        ? 'Loading products…'
+        : total != null
+          ? `${total} ${total === 1 ? 'product' : 'products'}${shown.search ? ` matching “${shown.search}”` : ''}${
+              totalPages && totalPages > 1 ? `, page ${shown.page} of ${totalPages}` : ''
+            }`
+          : `${list?.length ?? 0} products`;
 
   return (
     <>
@@ -129,12 +134,12 @@ export function CatalogPage() {
         ) : null}
       </div>
 
-      {products.data && (
+      {products.data && shown && (
         <Pagination
-          page={page}
+          page={shown.page}
           totalPages={totalPages}
           hasNext={products.data.hasNext}
-          hrefFor={(p) => catalogHref(category, search, p)}
+          hrefFor={(p) => catalogHref(shown.category, shown.search, p)}
         />
       )}
     </>

@@ -106,3 +106,23 @@ describe('catalog errors', () => {
     expect(screen.queryByRole('alert')).not.toBeInTheDocument();
   });
 });
+
+describe('catalog while loading', () => {
+  it('describes the results on screen, not the search still loading', async () => {
+    let release: () => void = () => {};
+    const ok = productsHandler();
+    mockApi({
+      'GET /products': async (c) => {
+        if (c.path.includes('search=gaming')) await new Promise<void>((r) => (release = r));
+        return ok(c);
+      },
+    });
+    renderAt('/');
+    await screen.findByRole('list', { name: 'Products' });
+    await userEvent.type(screen.getByRole('searchbox', { name: 'Search products' }), 'gaming{Enter}');
+    await waitFor(() => expect(document.querySelector('.catalog')).toHaveAttribute('aria-busy', 'true'));
+    expect(screen.getByRole('status')).toHaveTextContent('10 products, page 1 of 2');
+    release();
+    await waitFor(() => expect(screen.getByRole('status')).toHaveTextContent('2 products matching “gaming”'));
+  });
+});
