@@ -209,6 +209,38 @@ try {
     await page.locator('[data-live="open"]').waitFor();
   });
 
+  await t.step('every page at 320 px: no sideways scroll, no axe violations', async () => {
+    await page.setViewportSize({ width: 320, height: 700 });
+    await page.evaluate(() =>
+      localStorage.setItem('archway.cart', JSON.stringify([{ productId: 3, name: 'Auriculares Bluetooth', price: 199.99, inventory: 200, quantity: 2 }])),
+    );
+    for (const [path, ready] of [
+      ['/products/3', 'Auriculares Bluetooth'],
+      ['/cart', 'Your cart'],
+      ['/checkout', 'Checkout'],
+      ['/orders', 'My orders'],
+      ['/orders/2001', 'Order #2001'],
+    ]) {
+      await page.goto(`${base}${path}`);
+      await page.getByRole('heading', { level: 1, name: ready }).waitFor();
+      await page.waitForLoadState('networkidle');
+      const over = await overflowX(page);
+      assert(over <= 0, `${path} scrolls sideways by ${over} px at 320 px`);
+      const v = await axe(page);
+      assert(v.length === 0, `axe on ${path}: ${JSON.stringify(v)}`);
+      await page.screenshot({ path: join(out, `phone${path.replaceAll('/', '-')}.png`), fullPage: true });
+    }
+    await page.evaluate(() => localStorage.removeItem('archway.cart'));
+    await page.goto(`${base}/register`);
+    await page.getByRole('button', { name: 'Create account' }).click();
+    await page.getByText('Enter your first name.').waitFor();
+    assert((await overflowX(page)) <= 0, '/register scrolls sideways at 320 px');
+    const v = await axe(page);
+    assert(v.length === 0, `axe on /register with errors: ${JSON.stringify(v)}`);
+    await page.screenshot({ path: join(out, 'phone-register-errors.png'), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
   await t.step('429: "too many requests, try again in N s" counts down from Retry-After, then Try again works', async () => {
     state.throttle = 2; // the products page and the categories
     await page.goto(`${base}/`);

@@ -72,7 +72,7 @@ export function ProductPage({ id }: { id: string }) {
             {max === 0 && p.inventory > 0 && <p className="hint">You have all available units in your cart.</p>}
             <div className="status-slot" role="status" aria-live="polite">
               {added && (
-                <p className="notice">
+                <p className="notice success">
                   {added} <Link to="/cart">View cart</Link>
                 </p>
               )}
