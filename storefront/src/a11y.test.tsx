@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { screen } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import axe from 'axe-core';
@@ -12,6 +12,11 @@ async function violations(): Promise<string[]> {
 }
 
 describe('accessibility (axe-core)', () => {
+  beforeEach(() => {
+    // axe probes fonts with a canvas, which jsdom lacks; without one it skips that probe.
+    vi.spyOn(HTMLCanvasElement.prototype, 'getContext').mockReturnValue(null);
+  });
+
   it('catalog', async () => {
     mockApi({ 'GET /products': productsHandler() });
     renderAt('/');

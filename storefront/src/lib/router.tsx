@@ -27,6 +27,8 @@ export function navigate(to: string, opts: { replace?: boolean } = {}) {
   if (to === snapshot()) return;
   if (opts.replace) window.history.replaceState(null, '', to);
   else window.history.pushState(null, '', to);
+  // A new page starts at the top, as a full page load would (Back keeps the browser's restore).
+  window.scrollTo(0, 0);
   notify();
 }
 

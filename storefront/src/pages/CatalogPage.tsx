@@ -1,4 +1,4 @@
-import { useEffect, useId, useState, type FormEvent } from 'react';
+import { useEffect, useId, useRef, useState, type FormEvent } from 'react';
 import { listCategories, listProducts } from '../lib/api';
 import { navigate, useLocation } from '../lib/router';
 import { useResource } from '../lib/useResource';
@@ -27,6 +27,16 @@ export function CatalogPage() {
 
   const [query, setQuery] = useState(search);
   useEffect(() => setQuery(search), [search]);
+
+  // Turning a page replaces the list (and maybe the link just used): start reading at the heading.
+  const firstPage = useRef(true);
+  useEffect(() => {
+    if (firstPage.current) {
+      firstPage.current = false;
+      return;
+    }
+    document.querySelector<HTMLElement>('main h1')?.focus();
+  }, [page]);
   const searchId = useId();
   const categoryId = useId();
 

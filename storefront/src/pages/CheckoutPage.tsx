@@ -177,7 +177,7 @@ export function CheckoutPage() {
     <>
       <PageHeading title="Checkout">Checkout</PageHeading>
       <div className="checkout-layout">
-        <form className="stack checkout-form" onSubmit={onSubmit} noValidate aria-describedby="checkout-note">
+        <form className="stack checkout-form" onSubmit={onSubmit} noValidate aria-describedby={pending ? 'checkout-note' : undefined}>
           <div ref={alertRef}>
             {error && (
               <ErrorAlert error={error.err} context={error.context}>

@@ -20,6 +20,7 @@ describe('catalog', () => {
 
     await userEvent.click(within(nav).getByRole('link', { name: /Next/ }));
     await waitFor(() => expect(screen.getByRole('status')).toHaveTextContent('page 2 of 2'));
+    expect(screen.getByRole('heading', { level: 1 })).toHaveFocus();
     expect(within(screen.getByRole('list', { name: 'Products' })).getAllByRole('listitem')).toHaveLength(2);
     expect(window.location.search).toBe('?page=2');
   });
