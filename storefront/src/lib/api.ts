@@ -184,7 +184,8 @@ export async function createOrder(token: string, input: CreateOrderInput): Promi
 }
 
 export async function listOrders(token: string, signal?: AbortSignal): Promise<Order[]> {
-  const { data } = await request<unknown>('/orders', { token, signal });
+  // Newest first; 100 is the most the service returns in one page.
+  const { data } = await request<unknown>('/orders?limit=100', { token, signal });
   // The contract is a JSON array; tolerate an {orders: [...]} envelope as well.
   const arr = Array.isArray(data) ? data : (data as { orders?: unknown[] } | undefined)?.orders;
   return Array.isArray(arr) ? (arr as Order[]) : [];

@@ -47,6 +47,7 @@ export function describeError(err: unknown, context: ErrorContext = 'load'): Err
       if (context === 'register') return { ...base, message: 'An account with this email already exists. Log in instead.' };
       if (context === 'order')
         return { ...base, message: `Not enough stock for an item in your cart (${err.message}). Lower the quantity and try again.` };
+      if (context === 'payment') return { ...base, message: capitalise(err.message) };
       return { ...base, message: `Conflict: ${err.message}.` };
     case 413:
       return { ...base, message: 'That request is too large.' };

@@ -118,6 +118,7 @@ describe('parseOrderMessage', () => {
   it('builds the socket URL on the same origin with the token', () => {
     expect(ordersSocketURL('a.b c', { protocol: 'https:', host: 'shop.example' })).toBe('wss://shop.example/api/ws/orders?token=a.b%20c');
     expect(ordersSocketURL('t', { protocol: 'http:', host: 'localhost:8080' })).toBe('ws://localhost:8080/api/ws/orders?token=t');
+    expect(ordersSocketURL(undefined, { protocol: 'http:', host: 'localhost:8080' })).toBe('ws://localhost:8080/api/ws/orders');
   });
 });
 

@@ -38,13 +38,23 @@ export function parseOrderMessage(data: unknown): OrderUpdate[] {
   return [{ orderId: String(id), status, order }];
 }
 
-export function ordersSocketURL(token: string, loc: { protocol: string; host: string } = window.location): string {
+/** The socket's URL on the page's origin; with a token, the token rides in the query. */
+export function ordersSocketURL(token?: string, loc: { protocol: string; host: string } = window.location): string {
   const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${loc.host}/api/ws/orders?token=${encodeURIComponent(token)}`;
+  const base = `${scheme}//${loc.host}/api/ws/orders`;
+  return token ? `${base}?token=${encodeURIComponent(token)}` : base;
 }
+
+/** The subprotocol the orders service accepts next to the token: new WebSocket(url, [it, token]). */
+export const BEARER_PROTOCOL = 'archway.bearer';
+
+/** Closed by the server because the token expired (or was refused mid-connection). */
+const CLOSE_POLICY_VIOLATION = 1008;
 
 interface Handlers {
   onUpdate: (u: OrderUpdate) => void;
+  /** The server closed for an expired token: the shopper must log in again. */
+  onUnauthorized?: () => void;
   onState?: (s: SocketState) => void;
   /** Called after a reconnect: updates may have been missed meanwhile, so reload. */
   onResync?: () => void;
@@ -52,7 +62,9 @@ interface Handlers {
 
 /**
  * Keeps one WebSocket to /api/ws/orders open, reconnecting with capped exponential backoff.
- * Owned by one component; stop() ends it for good.
+ * The token travels as a subprotocol (["archway.bearer", token]) so it stays out of URLs and
+ * access logs; if two handshakes in a row fail before any succeeded, it falls back to ?token=
+ * (some proxies drop the subprotocol header). Owned by one component; stop() ends it for good.
  */
 export class OrdersSocket {
   private ws: WebSocket | null = null;
@@ -60,12 +72,15 @@ export class OrdersSocket {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private stopped = false;
   private everOpened = false;
-  private readonly url: string;
+  private useQuery = false;
+  private readonly token: string;
   private readonly handlers: Handlers;
+  private readonly loc?: { protocol: string; host: string };
 
-  constructor(url: string, handlers: Handlers) {
-    this.url = url;
+  constructor(token: string, handlers: Handlers, loc?: { protocol: string; host: string }) {
+    this.token = token;
     this.handlers = handlers;
+    this.loc = loc;
   }
 
   start() {
@@ -94,7 +109,9 @@ export class OrdersSocket {
     this.handlers.onState?.(this.everOpened || this.attempt > 0 ? 'reconnecting' : 'connecting');
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.url);
+      ws = this.useQuery
+        ? new WebSocket(ordersSocketURL(this.token, this.loc))
+        : new WebSocket(ordersSocketURL(undefined, this.loc), [BEARER_PROTOCOL, this.token]);
     } catch {
       this.scheduleReconnect();
       return;
@@ -110,9 +127,15 @@ export class OrdersSocket {
     ws.onmessage = (ev: MessageEvent) => {
       for (const u of parseOrderMessage(ev.data)) this.handlers.onUpdate(u);
     };
-    ws.onclose = () => {
+    ws.onclose = (ev: CloseEvent) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      if (ev?.code === CLOSE_POLICY_VIOLATION) {
+        this.stop();
+        this.handlers.onUnauthorized?.();
+        return;
+      }
+      if (!this.everOpened && !this.useQuery && this.attempt >= 1) this.useQuery = true;
       this.scheduleReconnect();
     };
     ws.onerror = () => {

@@ -17,7 +17,9 @@ describe('my orders', () => {
     expect(within(row).getByText('$89.99')).toBeInTheDocument();
 
     const ws = FakeWebSocket.last();
-    expect(ws.url).toBe(`ws://${window.location.host}/api/ws/orders?token=${encodeURIComponent(token)}`);
+    // The token rides as a subprotocol, out of the URL (and so out of access logs).
+    expect(ws.url).toBe(`ws://${window.location.host}/api/ws/orders`);
+    expect(ws.protocols).toEqual(['archway.bearer', token]);
     expect(screen.getByText('Connecting to live updates…')).toBeInTheDocument();
     ws.open();
     expect(screen.getByText('Live updates on')).toBeInTheDocument();
@@ -43,7 +45,7 @@ describe('my orders', () => {
     FakeWebSocket.last().push({ type: 'order_status', order_id: 13, status: 'pending' });
     expect(await screen.findByRole('row', { name: /#13/ })).toBeInTheDocument();
 
-    const listFetches = () => calls.filter((c) => c.path === '/orders').length;
+    const listFetches = () => calls.filter((c) => c.path === '/orders?limit=100').length;
     const before = listFetches();
     FakeWebSocket.last().drop();
     expect(screen.getByText('Live updates interrupted, reconnecting…')).toBeInTheDocument();
@@ -54,6 +56,18 @@ describe('my orders', () => {
     FakeWebSocket.last().open();
     await waitFor(() => expect(listFetches()).toBe(before + 1));
     vi.useRealTimers();
+  });
+
+  it('sends the shopper to log in when the socket closes for an expired token', async () => {
+    FakeWebSocket.install();
+    signedIn();
+    mockApi({ 'GET /orders': { body: [order({ id: 12 })] } });
+    renderAt('/orders');
+    await screen.findByRole('row', { name: /#12/ });
+    FakeWebSocket.last().open();
+    FakeWebSocket.last().drop(1008);
+    expect(await screen.findByText('Your session has expired. Please log in again.')).toBeInTheDocument();
+    expect(window.location.pathname).toBe('/login');
   });
 
   it('sends the shopper to log in when the token is refused', async () => {
@@ -106,7 +120,7 @@ describe('OrdersSocket', () => {
     vi.useFakeTimers();
     FakeWebSocket.install();
     const states: string[] = [];
-    const s = new OrdersSocket('ws://x/api/ws/orders?token=t', { onUpdate: () => {}, onState: (x) => states.push(x) });
+    const s = new OrdersSocket('t', { onUpdate: () => {}, onState: (x) => states.push(x) }, { protocol: 'http:', host: 'x' });
     s.start();
     FakeWebSocket.last().drop();
     vi.advanceTimersByTime(999);
@@ -122,6 +136,28 @@ describe('OrdersSocket', () => {
     vi.advanceTimersByTime(60_000);
     expect(FakeWebSocket.instances).toHaveLength(3);
     expect(states.at(-1)).toBe('closed');
+    vi.useRealTimers();
+  });
+
+  it('falls back to ?token= when the subprotocol handshake keeps failing, and stops on 1008', () => {
+    vi.useFakeTimers();
+    FakeWebSocket.install();
+    let unauthorized = 0;
+    const s = new OrdersSocket('tok', { onUpdate: () => {}, onUnauthorized: () => unauthorized++ }, { protocol: 'https:', host: 'shop' });
+    s.start();
+    expect(FakeWebSocket.last().url).toBe('wss://shop/api/ws/orders');
+    FakeWebSocket.last().drop();
+    vi.advanceTimersByTime(1000);
+    expect(FakeWebSocket.last().protocols).toEqual(['archway.bearer', 'tok']);
+    FakeWebSocket.last().drop();
+    vi.advanceTimersByTime(2000);
+    expect(FakeWebSocket.last().url).toBe('wss://shop/api/ws/orders?token=tok');
+    expect(FakeWebSocket.last().protocols).toEqual([]);
+    FakeWebSocket.last().open();
+    FakeWebSocket.last().drop(1008);
+    expect(unauthorized).toBe(1);
+    vi.advanceTimersByTime(60_000);
+    expect(FakeWebSocket.instances).toHaveLength(3);
     vi.useRealTimers();
   });
 });

@@ -61,8 +61,10 @@ export class FakeWebSocket {
   onclose: ((e: CloseEvent) => void) | null = null;
   onerror: ((e: Event) => void) | null = null;
   closed = false;
-  constructor(url: string) {
+  protocols: string[];
+  constructor(url: string, protocols?: string | string[]) {
     this.url = url;
+    this.protocols = protocols == null ? [] : Array.isArray(protocols) ? protocols : [protocols];
     FakeWebSocket.instances.push(this);
   }
   open() {
@@ -72,9 +74,9 @@ export class FakeWebSocket {
   push(data: unknown) {
     act(() => this.onmessage?.(new MessageEvent('message', { data: typeof data === 'string' ? data : JSON.stringify(data) })));
   }
-  drop() {
+  drop(code = 1006) {
     this.readyState = 3;
-    act(() => this.onclose?.(new CloseEvent('close', { code: 1006 })));
+    act(() => this.onclose?.(new CloseEvent('close', { code })));
   }
   close() {
     this.closed = true;
