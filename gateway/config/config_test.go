@@ -105,3 +105,32 @@ func TestRedactedRoundTrips(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParse: the loader never panics, and whatever it accepts renders to YAML that loads back to
+// the same effective configuration.
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*/*.yaml")
+	for _, file := range files {
+		if data, err := os.ReadFile(file); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Add([]byte("upstreams: {a: {targets: [\"h:1\"]}}\nroutes: [{name: r, match: {path: /x}, upstream: a, websocket: true}]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseWithEnv(data, "fuzz.yaml", testEnv)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("an error without a message")
+			}
+			return
+		}
+		rendered := []byte(strings.ReplaceAll(string(cfg.Redacted()), "'[redacted]'", "s3cret-s3cret-s3cret"))
+		again, err := ParseWithEnv(rendered, "rendered.yaml", testEnv)
+		if err != nil {
+			t.Fatalf("accepted config renders to one that does not load:\n%v\n%s", err, rendered)
+		}
+		if string(again.Redacted()) != string(cfg.Redacted()) {
+			t.Fatalf("round trip changed the config:\n%s\n---\n%s", cfg.Redacted(), again.Redacted())
+		}
+	})
+}
