@@ -5,7 +5,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -15,7 +14,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -195,13 +193,10 @@ func (a *api) putConfig(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: "configuration over 1 MiB"})
 		return
 	}
-	// A configuration fetched from GET /config carries "[redacted]" for the token: that means
-	// "keep the running token", so fetch, edit, PUT works without handling the secret.
+	// A configuration fetched from GET /config carries "[redacted]" for its secrets: that means
+	// "keep the running value", so fetch, edit, PUT works without handling secrets.
 	running := a.g.Snapshot().Config
-	if tok := running.Admin.Token.Reveal(); tok != "" {
-		body = bytes.Replace(body, []byte("token: '[redacted]'"), []byte("token: "+strconv.Quote(tok)), 1)
-	}
-	cfg, err := config.Parse(body, "PUT /config")
+	cfg, err := config.ParseUpdate(body, "PUT /config", running)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid configuration; the running configuration stays", Errors: configErrors(err)})
 		return

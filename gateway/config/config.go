@@ -33,6 +33,8 @@ type Config struct {
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
 	Routes    []*Route             `yaml:"routes"`
 	Redis     Redis                `yaml:"redis,omitempty"`
+	// Consul is the agent upstreams with a consul section discover their targets from.
+	Consul *Consul `yaml:"consul,omitempty"`
 
 	// File is where the configuration was read from, for messages.
 	File      string              `yaml:"-"`
@@ -92,6 +94,36 @@ type Upstream struct {
 	Outlier Outlier `yaml:"outlier"`
 	// HealthCheck probes every target; an unhealthy target gets no traffic until it recovers.
 	HealthCheck *HealthCheck `yaml:"health_check,omitempty"`
+	// Consul discovers the targets instead of listing them (exclusive with Targets).
+	Consul *UpstreamConsul `yaml:"consul,omitempty"`
+}
+
+// Consul is the Consul agent the gateway talks to.
+type Consul struct {
+	Address    string `yaml:"address"`
+	Token      Secret `yaml:"token,omitempty"`
+	Datacenter string `yaml:"datacenter,omitempty"`
+	// Register, when set, registers the gateway itself as a service.
+	Register *ConsulRegister `yaml:"register,omitempty"`
+}
+
+// ConsulRegister registers the gateway in Consul with a health check on its health path.
+type ConsulRegister struct {
+	Service string   `yaml:"service"`
+	ID      string   `yaml:"id,omitempty"`
+	Address string   `yaml:"address"` // where others reach the gateway
+	Tags    []string `yaml:"tags,omitempty"`
+}
+
+// UpstreamConsul selects an upstream's targets from Consul: the passing instances of a service.
+type UpstreamConsul struct {
+	Service    string   `yaml:"service"`
+	Tags       []string `yaml:"tags,omitempty"`
+	Datacenter string   `yaml:"datacenter,omitempty"`
+	// OnEmpty is what happens when Consul reports zero passing instances: keep_last keeps the
+	// last set for KeepLastFor, fail serves none (503).
+	OnEmpty     string   `yaml:"on_empty"`
+	KeepLastFor Duration `yaml:"keep_last_for"`
 }
 
 // Outlier configures ejection on consecutive 5xx responses.
@@ -176,8 +208,27 @@ func Parse(data []byte, file string) (*Config, error) {
 	return ParseWithEnv(data, file, lookupEnvDefault)
 }
 
+// ParseUpdate parses a configuration meant to replace running (the admin API's PUT /config): a
+// secret written as "[redacted]", as GET /config shows it, keeps the running value.
+func ParseUpdate(data []byte, file string, running *Config) (*Config, error) {
+	return parse(data, file, lookupEnvDefault, running.secrets())
+}
+
+// secrets returns the configuration's secrets by field path.
+func (c *Config) secrets() map[string]string {
+	m := map[string]string{"admin.token": string(c.Admin.Token), "redis.password": string(c.Redis.Password)}
+	if c.Consul != nil {
+		m["consul.token"] = string(c.Consul.Token)
+	}
+	return m
+}
+
 // ParseWithEnv is Parse with the environment given as a lookup function.
 func ParseWithEnv(data []byte, file string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	return parse(data, file, lookupEnv, nil)
+}
+
+func parse(data []byte, file string, lookupEnv func(string) (string, bool), keepSecrets map[string]string) (*Config, error) {
 	errs := &ErrorList{file: file}
 	cfg := &Config{File: file, positions: map[string]Position{}}
 
@@ -200,7 +251,7 @@ func ParseWithEnv(data []byte, file string, lookupEnv func(string) (string, bool
 		errs.add(Position{}, "", "the configuration is empty")
 		return nil, errs
 	}
-	d := &decoder{errs: errs, positions: cfg.positions, lookupEnv: lookupEnv}
+	d := &decoder{errs: errs, positions: cfg.positions, lookupEnv: lookupEnv, keepSecrets: keepSecrets}
 	d.decode(root.Content[0], reflect.ValueOf(cfg).Elem(), "")
 	decodeErrs := len(errs.errs)
 	// Validate even when some fields failed to decode, so one run reports every problem; a
@@ -281,11 +332,19 @@ func (c *Config) Digest() string {
 	raw := *c
 	raw.Admin.Token = ""
 	raw.Redis.Password = ""
+	var consulToken Secret
+	if c.Consul != nil {
+		consul := *c.Consul
+		consulToken, consul.Token = consul.Token, ""
+		raw.Consul = &consul
+	}
 	sum := sha256.New()
 	sum.Write(raw.Redacted())
 	sum.Write([]byte(c.Admin.Token))
 	sum.Write([]byte{0})
 	sum.Write([]byte(c.Redis.Password))
+	sum.Write([]byte{0})
+	sum.Write([]byte(consulToken))
 	return hex.EncodeToString(sum.Sum(nil))[:12]
 }
 

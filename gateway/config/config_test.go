@@ -134,3 +134,37 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestParseUpdateKeepsRedactedSecrets: a configuration fetched from GET /config (secrets shown
+// as "[redacted]") keeps the running secrets when it is sent back; a new value replaces them.
+func TestParseUpdateKeepsRedactedSecrets(t *testing.T) {
+	src := `
+admin: {listen: "0.0.0.0:9901", token: "admin-token-0123456789"}
+redis: {addrs: ["127.0.0.1:6379"], password: "redis-pass"}
+consul: {address: "127.0.0.1:8500", token: "consul-token"}
+upstreams: {app: {targets: ["127.0.0.1:1"]}}
+routes: [{name: a, match: {path_prefix: /}, upstream: app}]
+`
+	running, err := Parse([]byte(src), "running.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := running.Redacted()
+	if strings.Contains(string(shown), "admin-token") || strings.Contains(string(shown), "redis-pass") || strings.Contains(string(shown), "consul-token") {
+		t.Fatalf("a secret leaked into the rendering:\n%s", shown)
+	}
+	back, err := ParseUpdate(shown, "put.yaml", running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Admin.Token != running.Admin.Token || back.Redis.Password != running.Redis.Password || back.Consul.Token != running.Consul.Token {
+		t.Fatal("a redacted secret did not keep its running value")
+	}
+	changed, err := ParseUpdate([]byte(strings.Replace(string(shown), "token: '[redacted]'", "token: new-admin-token-0123456", 1)), "put.yaml", running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed.Admin.Token != "new-admin-token-0123456" || changed.Consul.Token != "consul-token" {
+		t.Fatalf("tokens after an edit: admin %q, consul %q", changed.Admin.Token, changed.Consul.Token)
+	}
+}

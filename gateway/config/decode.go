@@ -32,7 +32,12 @@ type decoder struct {
 	errs      *ErrorList
 	positions map[string]Position
 	lookupEnv func(string) (string, bool)
+	// keepSecrets maps field paths to the running configuration's secrets: a secret written
+	// as "[redacted]" (as GET /config shows it) keeps the running value.
+	keepSecrets map[string]string
 }
+
+var secretType = reflect.TypeFor[Secret]()
 
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
 	d.errs.add(Position{n.Line, n.Column}, path, fmt.Sprintf(format, args...))
@@ -168,6 +173,11 @@ func (d *decoder) decodeScalar(n *yaml.Node, v reflect.Value, path string) {
 	}
 	switch v.Kind() {
 	case reflect.String:
+		if v.Type() == secretType && s == redacted {
+			if kept, ok := d.keepSecrets[path]; ok {
+				s = kept
+			}
+		}
 		v.SetString(s)
 	case reflect.Bool:
 		b, err := strconv.ParseBool(s)
@@ -369,12 +379,14 @@ func (c CIDR) MarshalYAML() (any, error) { return c.String(), nil }
 // Secret is a string that is never printed: the admin API and logs show "[redacted]".
 type Secret string
 
+const redacted = "[redacted]"
+
 // MarshalYAML redacts non-empty secrets.
 func (s Secret) MarshalYAML() (any, error) {
 	if s == "" {
 		return "", nil
 	}
-	return "[redacted]", nil
+	return redacted, nil
 }
 
 // String redacts the secret so %v never leaks it.

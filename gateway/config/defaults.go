@@ -42,6 +42,11 @@ const (
 	DefaultCheckHealthy       = 2
 	DefaultCheckUnhealthy     = 3
 
+	DefaultConsulAddress  = "127.0.0.1:8500"
+	DefaultConsulService  = "archway"
+	DefaultConsulOnEmpty  = "keep_last"
+	DefaultConsulKeepLast = Duration(5 * time.Minute)
+
 	DefaultRedisMode            = "single"
 	DefaultRedisTimeout         = Duration(50 * time.Millisecond)
 	DefaultRedisKeyPrefix       = "archway:"
@@ -85,6 +90,13 @@ func (c *Config) applyDefaults() {
 		s.SecurityHeaders = DefaultSecurityHeaders()
 	}
 
+	if cs := c.Consul; cs != nil {
+		setDefault(&cs.Address, DefaultConsulAddress)
+		if r := cs.Register; r != nil {
+			setDefault(&r.Service, DefaultConsulService)
+			setDefault(&r.Address, "127.0.0.1")
+		}
+	}
 	if _, written := c.positions["admin.listen"]; !written {
 		c.Admin.Listen = DefaultAdminListen
 	}
@@ -118,6 +130,10 @@ func (c *Config) applyDefaults() {
 		}
 		setDefault(&u.Outlier.EjectionTime, DefaultEjectionTime)
 		setDefault(&u.Outlier.MaxEjectionPercent, DefaultMaxEjectionPercent)
+		if uc := u.Consul; uc != nil {
+			setDefault(&uc.OnEmpty, DefaultConsulOnEmpty)
+			setDefault(&uc.KeepLastFor, DefaultConsulKeepLast)
+		}
 		if hc := u.HealthCheck; hc != nil {
 			setDefault(&hc.Path, DefaultHealthPathCheck)
 			setDefault(&hc.Interval, DefaultCheckInterval)

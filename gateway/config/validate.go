@@ -39,6 +39,7 @@ func (c *Config) validate(errs *ErrorList) {
 	v.server()
 	v.admin()
 	v.accessLog()
+	v.consul()
 	v.upstreams()
 	v.routes()
 	v.redis()
@@ -136,8 +137,13 @@ func (v *validator) upstreams() {
 		if !slices.Contains(balancePolicies, u.Balance) {
 			v.errorf(p+".balance", "unknown policy %q; one of %s%s", u.Balance, strings.Join(balancePolicies, ", "), suggest(u.Balance, balancePolicies))
 		}
-		if len(u.Targets) == 0 {
-			v.errorf(p+".targets", "at least one target is required")
+		switch {
+		case u.Consul != nil && len(u.Targets) > 0:
+			v.errorf(p+".consul", "targets and consul are exclusive: list the targets or discover them")
+		case u.Consul != nil:
+			v.upstreamConsul(p+".consul", u.Consul)
+		case len(u.Targets) == 0:
+			v.errorf(p+".targets", "at least one target is required (or a consul section to discover them)")
 		}
 		seen := map[string]int{}
 		for i, t := range u.Targets {
@@ -185,6 +191,35 @@ func (v *validator) upstreams() {
 			if hc.Healthy < 1 || hc.Unhealthy < 1 {
 				v.errorf(hp, "healthy and unhealthy must be at least 1")
 			}
+		}
+	}
+}
+
+func (v *validator) upstreamConsul(p string, uc *UpstreamConsul) {
+	if v.c.Consul == nil {
+		v.errorf(p, "needs the top-level consul section (the agent's address)")
+	}
+	if uc.Service == "" {
+		v.errorf(p+".service", "required")
+	}
+	if uc.OnEmpty != "keep_last" && uc.OnEmpty != "fail" {
+		v.errorf(p+".on_empty", "must be keep_last or fail, got %q", uc.OnEmpty)
+	}
+	v.positive(p+".keep_last_for", uc.KeepLastFor)
+}
+
+func (v *validator) consul() {
+	cs := v.c.Consul
+	if cs == nil {
+		return
+	}
+	v.targetAddr("consul.address", cs.Address)
+	if r := cs.Register; r != nil {
+		if !routeNameRE.MatchString(r.Service) {
+			v.errorf("consul.register.service", "invalid service name %q", r.Service)
+		}
+		if ip, err := netip.ParseAddr(r.Address); err == nil && ip.IsUnspecified() {
+			v.errorf("consul.register.address", "must be an address others can reach, not %s", r.Address)
 		}
 	}
 }
