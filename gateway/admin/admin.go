@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/archway-gateway/archway/discovery"
 	"github.com/archway-gateway/archway/gateway/cache"
 	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/gateway/proxy"
@@ -33,6 +34,7 @@ type Gateway interface {
 	Reload(source string) (server.ReloadResult, error)
 	Apply(cfg *config.Config, source string) (server.ReloadResult, error)
 	Check(cfg *config.Config) error
+	DiscoveryState(upstream string) (discovery.State, bool)
 }
 
 var _ Gateway = (*server.Gateway)(nil)
@@ -273,9 +275,47 @@ type targetView struct {
 }
 
 type upstreamView struct {
-	Name    string       `json:"name"`
-	Balance string       `json:"balance"`
-	Targets []targetView `json:"targets"`
+	Name      string         `json:"name"`
+	Balance   string         `json:"balance"`
+	Discovery *discoveryView `json:"discovery,omitempty"`
+	Targets   []targetView   `json:"targets"`
+}
+
+// discoveryView is how Consul feeds an upstream: "ok", "kept_last" (Consul says zero instances;
+// the last set is kept until keep_until), "empty", "pending" (no answer yet); stale when Consul
+// is unreachable and the last known endpoints are served.
+type discoveryView struct {
+	Source      string     `json:"source"`
+	Service     string     `json:"service"`
+	Status      string     `json:"status"`
+	Stale       bool       `json:"stale"`
+	Error       string     `json:"error,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+	UpdatedAt   *time.Time `json:"updated_at,omitempty"`
+	KeepUntil   *time.Time `json:"keep_until,omitempty"`
+	Index       uint64     `json:"index"`
+}
+
+func newDiscoveryView(st discovery.State) *discoveryView {
+	v := &discoveryView{Source: "consul", Service: st.Service, Status: st.Status.String(), Stale: st.Stale(), Index: st.Index}
+	if st.SourceErr != nil {
+		v.Error = st.SourceErr.Error()
+	}
+	if st.LastError != nil {
+		v.LastError = st.LastError.Error()
+		at := st.LastErrorAt
+		v.LastErrorAt = &at
+	}
+	if !st.UpdatedAt.IsZero() {
+		at := st.UpdatedAt
+		v.UpdatedAt = &at
+	}
+	if !st.KeepUntil.IsZero() {
+		at := st.KeepUntil
+		v.KeepUntil = &at
+	}
+	return v
 }
 
 func (a *api) upstreams(w http.ResponseWriter, _ *http.Request) {
@@ -290,6 +330,9 @@ func (a *api) upstreams(w http.ResponseWriter, _ *http.Request) {
 	for _, n := range names {
 		u := s.Upstreams[n]
 		v := upstreamView{Name: n, Balance: u.Policy}
+		if st, ok := a.g.DiscoveryState(n); ok {
+			v.Discovery = newDiscoveryView(st)
+		}
 		for _, t := range u.Targets() {
 			v.Targets = append(v.Targets, newTargetView(t, now))
 		}

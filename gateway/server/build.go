@@ -27,6 +27,7 @@ type builder struct {
 	middlewares []MiddlewareFactory
 	accessLog   *accesslog.Logger // the live one, reused while its output is unchanged
 	tunnels     *proxy.Tunnels
+	discovery   *discoveryManager
 }
 
 // unmatchedRoute labels requests that matched no route.
@@ -51,7 +52,15 @@ func (b *builder) build(cfg *config.Config, version uint64) (*proxy.Snapshot, er
 		s.TrustedProxies = append(s.TrustedProxies, p.Prefix)
 	}
 	for _, name := range sortedNames(cfg.Upstreams) {
-		u, err := b.registry.Build(name, cfg.Upstreams[name])
+		uc := cfg.Upstreams[name]
+		var discovered []upstream.TargetSpec
+		if uc.Consul != nil {
+			var err error
+			if discovered, err = b.discovery.endpoints(cfg, name, uc.Consul); err != nil {
+				return nil, fmt.Errorf("upstream %s: %w", name, err)
+			}
+		}
+		u, err := b.registry.Build(name, uc, discovered)
 		if err != nil {
 			return nil, err
 		}

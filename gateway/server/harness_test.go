@@ -254,3 +254,14 @@ func (u *upstreamServer) requestsSnapshot() []seenRequest {
 	defer u.mu.Unlock()
 	return append([]seenRequest(nil), u.requests...)
 }
+
+// tryGet is get without failing the test: for load loops running in goroutines.
+func tryGet(url string) (response, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Headers: resp.Header, Body: string(b)}, err
+}

@@ -67,6 +67,7 @@ func newGatewayMetrics(g *Gateway, reg prometheus.Registerer) (*gatewayMetrics, 
 		g.build.metrics,
 		upstreamCollector{g},
 		tunnelCollector{g},
+		discoveryCollector{g},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -149,5 +150,38 @@ func (c upstreamCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descUpChecks, prometheus.CounterValue, float64(s.ChecksFailed), name, t.Addr, "fail")
 			}
 		}
+	}
+}
+
+var (
+	descDiscEndpoints = prometheus.NewDesc("archway_discovery_endpoints", "Endpoints service discovery serves an upstream now.", []string{"upstream"}, nil)
+	descDiscStale     = prometheus.NewDesc("archway_discovery_stale", "1 while Consul is unreachable and the last known endpoints are served.", []string{"upstream"}, nil)
+	descDiscErrors    = prometheus.NewDesc("archway_discovery_errors_total", "Failed Consul queries for an upstream's service.", []string{"upstream"}, nil)
+	descDiscStatus    = prometheus.NewDesc("archway_discovery_status", "Discovery status of an upstream (1 for the current one): ok, kept_last, empty or pending.", []string{"upstream", "status"}, nil)
+)
+
+// discoveryCollector reports the state of every upstream fed by Consul.
+type discoveryCollector struct{ g *Gateway }
+
+func (discoveryCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descDiscEndpoints, descDiscStale, descDiscErrors, descDiscStatus} {
+		ch <- d
+	}
+}
+
+func (c discoveryCollector) Collect(ch chan<- prometheus.Metric) {
+	for name := range c.g.Config().Upstreams {
+		st, ok := c.g.DiscoveryState(name)
+		if !ok {
+			continue
+		}
+		stale := 0.0
+		if st.Stale() {
+			stale = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descDiscEndpoints, prometheus.GaugeValue, float64(len(st.Endpoints)), name)
+		ch <- prometheus.MustNewConstMetric(descDiscStale, prometheus.GaugeValue, stale, name)
+		ch <- prometheus.MustNewConstMetric(descDiscErrors, prometheus.CounterValue, float64(st.Errors), name)
+		ch <- prometheus.MustNewConstMetric(descDiscStatus, prometheus.GaugeValue, 1, name, st.Status.String())
 	}
 }

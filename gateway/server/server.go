@@ -13,10 +13,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"reflect"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/archway-gateway/archway/discovery"
 	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/gateway/metrics"
 	"github.com/archway-gateway/archway/gateway/proxy"
@@ -68,6 +71,9 @@ type Gateway struct {
 	ctx    context.Context // ends at Shutdown; owns the registry's reaper
 	cancel context.CancelFunc
 	done   chan struct{}
+	// stopRegistration deregisters the gateway from Consul: first thing at shutdown, so
+	// discovery stops sending traffic before the listener drains.
+	stopRegistration context.CancelFunc
 }
 
 // New compiles cfg and prepares a gateway; Serve starts it.
@@ -80,11 +86,13 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		reg = prometheus.NewRegistry()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	registry := upstream.NewRegistry(opts.Dial, opts.Logger)
 	g := &Gateway{
 		opts:   opts,
 		logger: opts.Logger,
 		build: builder{
-			registry:    upstream.NewRegistry(opts.Dial, opts.Logger),
+			registry:    registry,
+			discovery:   newDiscoveryManager(ctx, registry, opts.Logger),
 			metrics:     metrics.NewRegistry(),
 			middlewares: opts.Middlewares,
 			tunnels:     proxy.NewTunnels(),
@@ -129,11 +137,53 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		SecureErrorLogMessage:        true,
 		Logger:                       fasthttpLogger{opts.Logger},
 	}
+	registered := make(chan struct{})
+	regCtx, regCancel := context.WithCancel(ctx)
+	g.stopRegistration = regCancel
+	go func() {
+		defer close(registered)
+		g.register(regCtx, cfg)
+	}()
 	go func() {
 		g.build.registry.Run(ctx, 5*time.Second)
+		g.build.discovery.close()
+		<-registered
 		close(g.done)
 	}()
 	return g, nil
+}
+
+// register keeps the gateway registered in Consul (consul.register) until ctx ends, then
+// deregisters it.
+func (g *Gateway) register(ctx context.Context, cfg *config.Config) {
+	if cfg.Consul == nil || cfg.Consul.Register == nil {
+		return
+	}
+	r := cfg.Consul.Register
+	_, portText, _ := net.SplitHostPort(cfg.Server.Listen)
+	port, _ := strconv.Atoi(portText)
+	client, err := discovery.NewClient(discovery.ClientConfig{Address: cfg.Consul.Address, Token: cfg.Consul.Token.Reveal(), Datacenter: cfg.Consul.Datacenter})
+	if err != nil {
+		g.logger.Error("consul registration", "error", err.Error())
+		return
+	}
+	reg, err := discovery.NewRegistrar(client, discovery.Registration{
+		Service: r.Service, ID: r.ID, Address: r.Address, Port: port, Tags: r.Tags,
+		Meta:  map[string]string{"version": Version},
+		Check: discovery.HTTPCheck{Path: cfg.Server.HealthPath},
+	}, discovery.RegistrarOptions{Logger: g.logger.With("component", "registration")})
+	if err != nil {
+		g.logger.Error("consul registration", "error", err.Error())
+		return
+	}
+	if err := reg.Run(ctx); err != nil {
+		g.logger.Warn("consul deregistration failed; Consul removes the instance once its check stays critical", "error", err.Error())
+	}
+}
+
+// DiscoveryState reports what service discovery serves an upstream, when it does.
+func (g *Gateway) DiscoveryState(upstreamName string) (discovery.State, bool) {
+	return g.build.discovery.state(g.Config(), upstreamName)
 }
 
 // Serve accepts connections on ln until Shutdown.
@@ -149,6 +199,7 @@ func (g *Gateway) Serve(ln net.Listener) error {
 // deadline (server.shutdown_grace), closes idle keep-alive connections, then releases upstream
 // connections. It returns the context's error if requests were still running at the deadline.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.stopRegistration()
 	// Hijacked connections are outside fasthttp's accounting: WebSocket tunnels get a 1001
 	// close frame at once (they would never end by themselves) while HTTP requests drain.
 	tunnelsDone := make(chan error, 1)
@@ -239,6 +290,7 @@ func (g *Gateway) commit(snap, old *proxy.Snapshot) {
 	}
 	g.build.metrics.SetLive(stats)
 	g.build.registry.Commit(upstreamsOf(snap))
+	g.build.discovery.commit(snap.Config, snap.Upstreams)
 	g.build.accessLog = snap.AccessLog
 	if g.opts.OnCommit != nil {
 		g.opts.OnCommit(snap.Config)
@@ -311,14 +363,23 @@ func restartOnly(old, new *config.Config) error {
 		{"server.idle_timeout", old.Server.IdleTimeout, new.Server.IdleTimeout},
 		{"server.max_header_bytes", old.Server.MaxHeaderBytes, new.Server.MaxHeaderBytes},
 		{"admin.listen", old.Admin.Listen, new.Admin.Listen},
+		{"consul.register", registration(old), registration(new)},
 	}
 	errs := config.NewErrorList(new.File)
 	for _, f := range fields {
-		if f.old != f.new {
+		if !reflect.DeepEqual(f.old, f.new) {
 			errs.Add(new.Position(f.path), f.path, fmt.Sprintf("changing it needs a restart (running: %v)", f.old))
 		}
 	}
 	return errs.Err()
+}
+
+func registration(c *config.Config) string {
+	if c.Consul == nil || c.Consul.Register == nil {
+		return "none"
+	}
+	r := c.Consul.Register
+	return fmt.Sprintf("%s %s %s %v at %s", r.Service, r.ID, r.Address, r.Tags, c.Consul.Address)
 }
 
 // fasthttpLogger sends fasthttp's own messages to the structured log at debug level: they are

@@ -35,6 +35,13 @@ type Registry struct {
 
 	mu      sync.Mutex
 	targets map[targetKey]*Target
+	live    []*Upstream // the upstreams of the live snapshot, as of the last Commit
+}
+
+// TargetSpec is one target to build: from the configuration or from service discovery.
+type TargetSpec struct {
+	Addr   string
+	Weight int
 }
 
 // NewRegistry returns an empty registry. dial is nil for TCP.
@@ -46,8 +53,10 @@ func NewRegistry(dial Dialer, logger *slog.Logger) *Registry {
 	return &Registry{dial: dial, logger: logger, ctx: ctx, cancel: cancel, targets: map[targetKey]*Target{}}
 }
 
-// Build makes the Upstream for one upstream section of a config, reusing live targets.
-func (r *Registry) Build(name string, c *config.Upstream) (*Upstream, error) {
+// Build makes the Upstream for one upstream section of a config, reusing live targets. The
+// targets are the section's own, or discovered: an upstream with a consul section starts with
+// the endpoints discovery knows now and follows it through Replace.
+func (r *Registry) Build(name string, c *config.Upstream, discovered []TargetSpec) (*Upstream, error) {
 	policy, err := balancer.New(c.Balance)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", name, err)
@@ -60,19 +69,22 @@ func (r *Registry) Build(name string, c *config.Upstream) (*Upstream, error) {
 		MaxResponseBytes: c.MaxResponseBytes.Bytes(),
 		Dial:             r.dial,
 	}
-	targets := make([]*Target, len(c.Targets))
-	r.mu.Lock()
-	for i, tc := range c.Targets {
-		targets[i] = r.acquireLocked(name, tc.Addr, tc.Weight, s)
-		r.configureCheckLocked(targets[i], c.HealthCheck)
+	specs := discovered
+	if c.Consul == nil {
+		specs = make([]TargetSpec, len(c.Targets))
+		for i, tc := range c.Targets {
+			specs[i] = TargetSpec{Addr: tc.Addr, Weight: tc.Weight}
+		}
 	}
-	r.mu.Unlock()
 	u := &Upstream{
-		Name:    name,
-		Policy:  c.Balance,
-		Timeout: c.Timeout.D(),
-		policy:  policy,
-		passive: passivePolicy{maxFails: int32(c.MaxFails), failTimeout: int64(c.FailTimeout.D())},
+		Name:       name,
+		Policy:     c.Balance,
+		Timeout:    c.Timeout.D(),
+		Discovered: c.Consul != nil,
+		settings:   s,
+		health:     c.HealthCheck,
+		policy:     policy,
+		passive:    passivePolicy{maxFails: int32(c.MaxFails), failTimeout: int64(c.FailTimeout.D())},
 		outlier: outlierPolicy{
 			consecutive5xx:     int32(c.Outlier.Consecutive5xx),
 			ejectionTime:       int64(c.Outlier.EjectionTime.D()),
@@ -80,8 +92,29 @@ func (r *Registry) Build(name string, c *config.Upstream) (*Upstream, error) {
 		},
 	}
 	u.budget.credits.Store(retryInitial)
-	u.set.Store(newEndpointSet(targets))
+	r.mu.Lock()
+	u.set.Store(newEndpointSet(r.acquireAllLocked(u, specs)))
+	r.mu.Unlock()
 	return u, nil
+}
+
+func (r *Registry) acquireAllLocked(u *Upstream, specs []TargetSpec) []*Target {
+	targets := make([]*Target, len(specs))
+	for i, sp := range specs {
+		targets[i] = r.acquireLocked(u.Name, sp.Addr, sp.Weight, u.settings)
+		r.configureCheckLocked(targets[i], u.health)
+	}
+	return targets
+}
+
+// Replace gives a live upstream a new endpoint set (service discovery changed it). Targets that
+// stay keep their pools and counters; targets that leave drain: requests in flight on them
+// finish, their connections close.
+func (r *Registry) Replace(u *Upstream, specs []TargetSpec) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u.set.Store(newEndpointSet(r.acquireAllLocked(u, specs)))
+	r.sweepLocked(r.live)
 }
 
 func (r *Registry) acquireLocked(upstream, addr string, weight int, s Settings) *Target {
@@ -99,14 +132,20 @@ func (r *Registry) acquireLocked(upstream, addr string, weight int, s Settings) 
 // reference starts draining and leaves the registry. Requests of the old snapshot still using a
 // drained target finish normally; their connections close instead of returning to the pool.
 func (r *Registry) Commit(ups []*Upstream) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.live = ups
+	r.sweepLocked(ups)
+}
+
+// sweepLocked drains every target the given upstreams do not reference.
+func (r *Registry) sweepLocked(ups []*Upstream) {
 	live := map[*Target]bool{}
 	for _, u := range ups {
 		for _, t := range u.Targets() {
 			live[t] = true
 		}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for k, t := range r.targets {
 		if !live[t] {
 			t.stopCheck()

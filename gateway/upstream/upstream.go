@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/balancer"
+	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/valyala/fasthttp"
 )
 
@@ -19,6 +20,11 @@ type Upstream struct {
 	Name    string
 	Policy  string
 	Timeout time.Duration // the default response timeout of routes to this upstream
+	// Discovered is set when service discovery supplies the targets.
+	Discovered bool
+
+	settings Settings            // how targets are reached, for targets added by discovery
+	health   *config.HealthCheck // active health checking of those targets
 
 	policy  balancer.Policy
 	passive passivePolicy

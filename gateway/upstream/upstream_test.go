@@ -361,9 +361,9 @@ routes: [{name: r, match: {path_prefix: /}, upstream: app}]
 		}
 		return c
 	}
-	u1, _ := r.Build("app", cfg("").Upstreams["app"])
+	u1, _ := r.Build("app", cfg("").Upstreams["app"], nil)
 	r.Commit([]*Upstream{u1})
-	u2, _ := r.Build("app", cfg("    balance: round_robin").Upstreams["app"])
+	u2, _ := r.Build("app", cfg("    balance: round_robin").Upstreams["app"], nil)
 	if u1.Targets()[0] != u2.Targets()[0] || u1.Targets()[1] != u2.Targets()[1] {
 		t.Fatal("a policy change replaced the targets; their pools must be kept")
 	}
@@ -371,7 +371,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: app}]
 		t.Fatal("weight lost")
 	}
 	r.Commit([]*Upstream{u2})
-	u3, _ := r.Build("app", cfg("    connect_timeout: 1s").Upstreams["app"])
+	u3, _ := r.Build("app", cfg("    connect_timeout: 1s").Upstreams["app"], nil)
 	if u3.Targets()[0] == u2.Targets()[0] {
 		t.Fatal("a connection setting changed but the old target (and its pool) was kept")
 	}
