@@ -15,7 +15,7 @@ RUN_PREREQS  :=
 
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: help deps test test-go test-alloc lint vet staticcheck fuzz bench build run
+.PHONY: help deps test test-go test-alloc lint vet staticcheck fuzz bench build run run-consul
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,9 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 
 run: build $(RUN_PREREQS) ## start the whole stack: gateway on :8080, admin on 127.0.0.1:9901
 	$(BIN)/stack -bin $(BIN) -data data -config routes.yaml
+
+run-consul: build $(BIN)/consul $(RUN_PREREQS) ## the same stack, with a Consul agent: services register, the gateway discovers them
+	$(BIN)/stack -bin $(BIN) -data data -config routes.consul.yaml -consul
 
 bench: ## microbenchmarks with allocations (the nginx comparison is bench-nginx)
 	$(GO) test -run '^$$' -bench . -benchmem ./...

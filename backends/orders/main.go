@@ -102,17 +102,26 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, s 
 	if err := s.validate(); err != nil {
 		return err
 	}
-	products, err := ParsePeer("products", s.productsURL)
-	if err != nil {
-		return err
-	}
-	payments, err := ParsePeer("payments", s.paymentsURL)
-	if err != nil {
-		return err
-	}
 	log, err := c.Logger(stdout, "orders")
 	if err != nil {
 		return err
+	}
+	var products, payments Peer
+	if c.Consul != "" {
+		// With Consul, peers are found by service name and follow their instances.
+		if products, err = ConsulPeer(ctx, c.Consul, "products", log); err != nil {
+			return err
+		}
+		if payments, err = ConsulPeer(ctx, c.Consul, "payments", log); err != nil {
+			return err
+		}
+	} else {
+		if products, err = ParsePeer("products", s.productsURL); err != nil {
+			return err
+		}
+		if payments, err = ParsePeer("payments", s.paymentsURL); err != nil {
+			return err
+		}
 	}
 	verifier, err := jwt.NewVerifier(ctx, log)
 	if err != nil {
@@ -130,6 +139,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, s 
 	srv := server.New(server.Config{
 		Service: "orders", Addr: c.Addr, Logger: log, MaxBodyBytes: c.MaxBodyBytes,
 		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, ShutdownTimeout: c.ShutdownTimeout,
+		Consul: c.Consul, Advertise: c.Advertise,
 		Health: store.Ping,
 	})
 	opts := ClientOptions{Timeout: s.peerTimeout, Retries: s.peerRetries}
@@ -143,6 +153,14 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, s 
 	go func() { defer close(feedDone); feed.Run(feedCtx) }()
 	defer func() { stopFeed(); <-feedDone }() // before the store closes
 	log.Info("orders service starting", "addr", c.Addr, "engine", string(store.db.Engine()),
-		"products", string(products), "payments", string(payments))
+		"products", peerName(products), "payments", peerName(payments), "consul", c.Consul)
 	return srv.ListenAndServe(ctx)
+}
+
+// peerName describes a peer for the start-up log line.
+func peerName(p Peer) string {
+	if sp, ok := p.(StaticPeer); ok {
+		return string(sp)
+	}
+	return "consul"
 }

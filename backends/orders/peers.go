@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/archway-gateway/archway/backends/internal/api"
+	"github.com/archway-gateway/archway/discovery"
 )
 
 // Peer tells where another service is for one call. StaticPeer is a fixed address from flags or
@@ -30,6 +32,46 @@ var _ Peer = StaticPeer("")
 
 // BaseURL returns the URL itself.
 func (p StaticPeer) BaseURL() (string, error) { return string(p), nil }
+
+// resolverPeer finds a peer's instances in Consul and picks one per call, round-robin.
+type resolverPeer struct{ r *discovery.Resolver }
+
+var _ Peer = resolverPeer{}
+
+// BaseURL returns http://host:port of the next instance.
+func (p resolverPeer) BaseURL() (string, error) {
+	ep, err := p.r.Pick()
+	if err != nil {
+		return "", err
+	}
+	return "http://" + ep.HostPort(), nil
+}
+
+// ConsulPeer follows the passing instances of service in the Consul agent at addr until ctx
+// ends. It waits a little for the first answer, so a service starting next to a healthy Consul
+// can call its peers at once; calls made before any answer fail with discovery.ErrNoEndpoints.
+func ConsulPeer(ctx context.Context, addr, service string, log *slog.Logger) (Peer, error) {
+	client, err := discovery.NewClient(discovery.ClientConfig{Address: addr})
+	if err != nil {
+		return nil, fmt.Errorf("%s peer: %w", service, err)
+	}
+	src, err := discovery.NewConsul(client, discovery.ConsulOptions{Service: service, Logger: log.With("peer", service)})
+	if err != nil {
+		return nil, fmt.Errorf("%s peer: %w", service, err)
+	}
+	r, err := discovery.NewResolver(service, src, discovery.Policy{})
+	if err != nil {
+		return nil, fmt.Errorf("%s peer: %w", service, err)
+	}
+	go func() { _ = r.Run(ctx) }()
+	select {
+	case <-r.Ready():
+	case <-time.After(5 * time.Second):
+		log.Warn("no instances of a peer in Consul yet", "peer", service)
+	case <-ctx.Done():
+	}
+	return resolverPeer{r}, nil
+}
 
 // ParsePeer checks a base URL from configuration and returns it as a StaticPeer.
 func ParsePeer(name, raw string) (StaticPeer, error) {

@@ -70,6 +70,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, st
 	srv := server.New(server.Config{
 		Service: "payments", Addr: c.Addr, Logger: log, MaxBodyBytes: c.MaxBodyBytes,
 		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, ShutdownTimeout: c.ShutdownTimeout,
+		Consul: c.Consul, Advertise: c.Advertise,
 		Health: store.Ping,
 	})
 	(&service{store: store, verifier: verifier, provider: Simulator{}, now: time.Now}).routes(srv)

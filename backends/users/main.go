@@ -129,6 +129,7 @@ func serve(ctx context.Context, s *settings, stdout io.Writer) error {
 	srv := server.New(server.Config{
 		Service: "users", Addr: s.Addr, Logger: log, MaxBodyBytes: s.MaxBodyBytes,
 		ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout, ShutdownTimeout: s.ShutdownTimeout,
+		Consul: s.Consul, Advertise: s.Advertise,
 		Health: store.Ping,
 	})
 	svc.routes(srv)

@@ -108,3 +108,26 @@ func TestRepositoryRoutesYAMLIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestConsulRoutesMatchRoutes: routes.consul.yaml (make run-consul) differs from routes.yaml
+// (make run) only in where targets come from; its routes are the same.
+func TestConsulRoutesMatchRoutes(t *testing.T) {
+	plain, err := Load(filepath.Join("..", "..", "routes.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	consul, err := Load(filepath.Join("..", "..", "routes.consul.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := yaml.Marshal(plain.Routes)
+	b, _ := yaml.Marshal(consul.Routes)
+	if string(a) != string(b) {
+		t.Fatalf("the routes of routes.yaml and routes.consul.yaml differ:\n%s", Diff(&Config{Routes: plain.Routes}, &Config{Routes: consul.Routes}))
+	}
+	for name, u := range consul.Upstreams {
+		if u.Consul == nil {
+			t.Errorf("upstream %s of routes.consul.yaml does not use Consul", name)
+		}
+	}
+}

@@ -31,10 +31,13 @@ type Ports struct {
 	Products1, Products2 int
 	Orders1, Orders2     int
 	Payments             int
+	// Consul ports, used when Options.Consul is set.
+	Consul, SerfLAN, SerfWAN, ConsulServer int
 }
 
 // DefaultPorts are the ports `make run` uses.
-var DefaultPorts = Ports{Gateway: 8080, Admin: 9901, Users: 3001, Products1: 3002, Products2: 3012, Orders1: 3003, Orders2: 3013, Payments: 3004}
+var DefaultPorts = Ports{Gateway: 8080, Admin: 9901, Users: 3001, Products1: 3002, Products2: 3012, Orders1: 3003, Orders2: 3013, Payments: 3004,
+	Consul: 8500, SerfLAN: 8301, SerfWAN: 8302, ConsulServer: 8300}
 
 // Options describe a stack to start.
 type Options struct {
@@ -47,6 +50,9 @@ type Options struct {
 	Env []string
 	// StartTimeout bounds the wait for each service to become healthy (default 60 s).
 	StartTimeout time.Duration
+	// Consul runs a Consul agent (-dev) first: the services register with it, orders finds its
+	// peers through it, and the gateway (with a config that says so) discovers its targets.
+	Consul bool
 }
 
 // Service is one process of the stack.
@@ -57,6 +63,11 @@ type Service struct {
 	Env    []string
 	Addr   string // host:port it listens on
 	Health string // path answering 200 when ready
+	// StopSignal ends the process gracefully; SIGTERM when zero (Consul wants SIGINT).
+	StopSignal syscall.Signal
+	// AnyExitAfterStop accepts any exit status once Stop asked the process to end: a Consul dev
+	// agent reports errors of its own leave and exits 1 on every graceful stop.
+	AnyExitAfterStop bool
 }
 
 func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
@@ -77,8 +88,23 @@ func (o Options) Services() [][]Service {
 		"PAYMENTS_URL=http://" + addr(p.Payments),
 		"USERS_URL=http://" + addr(p.Users),
 	}
-	return [][]Service{
-		{backend("users", "users", p.Users, db("users"), "JWT_PRIVATE_KEY_FILE="+filepath.Join(o.DataDir, "users-ed25519.pem"))},
+	var groups [][]Service
+	if o.Consul {
+		peers = append(peers, "CONSUL_HTTP_ADDR="+addr(p.Consul))
+		groups = append(groups, []Service{{
+			Name: "consul", Binary: bin("consul"), Addr: addr(p.Consul), Health: "/v1/status/leader", StopSignal: syscall.SIGINT, AnyExitAfterStop: true,
+			Args: []string{"agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1", "-log-level", "warn",
+				"-http-port", fmt.Sprint(p.Consul), "-serf-lan-port", fmt.Sprint(p.SerfLAN), "-serf-wan-port", fmt.Sprint(p.SerfWAN),
+				"-server-port", fmt.Sprint(p.ConsulServer), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+				"-hcl", "disable_update_check = true"},
+		}})
+	}
+	users := backend("users", "users", p.Users, db("users"), "JWT_PRIVATE_KEY_FILE="+filepath.Join(o.DataDir, "users-ed25519.pem"))
+	if o.Consul {
+		users.Env = append(users.Env, "CONSUL_HTTP_ADDR="+addr(p.Consul))
+	}
+	return append(groups, [][]Service{
+		{users},
 		{
 			backend("products-1", "products", p.Products1, append([]string{db("products")}, peers...)...),
 			backend("products-2", "products", p.Products2, append([]string{db("products")}, peers...)...),
@@ -100,9 +126,10 @@ func (o Options) Services() [][]Service {
 				"ORDERS_1_ADDR=" + addr(p.Orders1),
 				"ORDERS_2_ADDR=" + addr(p.Orders2),
 				"PAYMENTS_ADDR=" + addr(p.Payments),
+				"CONSUL_ADDR=" + addr(p.Consul),
 			},
 		}},
-	}
+	}...)
 }
 
 // Stack is a running stack.
@@ -150,6 +177,18 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		}
 		for _, p := range s.procs[len(s.procs)-len(group):] {
 			if err := waitHealthy(ctx, p, o.StartTimeout); err != nil {
+				s.Stop(5 * time.Second)
+				return nil, err
+			}
+		}
+	}
+	if o.Consul {
+		// The gateway is up; it is ready once Consul's checks have passed and it has discovered
+		// every service: each one answers its health check through the gateway.
+		gw := s.procs[len(s.procs)-1]
+		for _, svc := range []string{"users", "products", "orders", "payments"} {
+			through := &proc{svc: Service{Name: "gateway → " + svc, Addr: gw.svc.Addr, Health: "/health/" + svc}, done: gw.done}
+			if err := waitHealthy(ctx, through, o.StartTimeout); err != nil {
 				s.Stop(5 * time.Second)
 				return nil, err
 			}
@@ -258,7 +297,11 @@ func (s *Stack) Stop(grace time.Duration) error {
 	var errs []error
 	for i := len(procs) - 1; i >= 0; i-- {
 		p := procs[i]
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+		sig := p.svc.StopSignal
+		if sig == 0 {
+			sig = syscall.SIGTERM
+		}
+		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 		select {
 		case <-p.done:
 		case <-time.After(grace):
@@ -266,7 +309,7 @@ func (s *Stack) Stop(grace time.Duration) error {
 			<-p.done
 			errs = append(errs, fmt.Errorf("%s did not stop within %s", p.svc.Name, grace))
 		}
-		if p.err != nil && !strings.Contains(p.err.Error(), "signal: terminated") {
+		if p.err != nil && !p.svc.AnyExitAfterStop && !strings.Contains(p.err.Error(), "signal: terminated") && !strings.Contains(p.err.Error(), "signal: interrupt") {
 			var ee *exec.ExitError
 			if !errors.As(p.err, &ee) || ee.ExitCode() != 0 {
 				errs = append(errs, fmt.Errorf("%s: %v", p.svc.Name, p.err))

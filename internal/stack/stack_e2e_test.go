@@ -47,15 +47,22 @@ type running struct {
 	opts stack.Options
 }
 
-func startStack(t *testing.T) *running {
+func startStack(t *testing.T, consul bool) *running {
 	t.Helper()
-	free := testenv.FreePorts(t, 8)
-	ports := stack.Ports{Gateway: free[0], Admin: free[1], Users: free[2], Products1: free[3], Products2: free[4], Orders1: free[5], Orders2: free[6], Payments: free[7]}
+	free := testenv.FreePorts(t, 12)
+	ports := stack.Ports{Gateway: free[0], Admin: free[1], Users: free[2], Products1: free[3], Products2: free[4], Orders1: free[5], Orders2: free[6], Payments: free[7],
+		Consul: free[8], SerfLAN: free[9], SerfWAN: free[10], ConsulServer: free[11]}
+	config := "routes.yaml"
+	bin := binDir
+	if consul {
+		config = "routes.consul.yaml"
+		bin = consulBinDir(t)
+	}
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	o := stack.Options{
-		BinDir: binDir, DataDir: t.TempDir(), Config: filepath.Join(testenv.RepoRoot(), "routes.yaml"),
-		Ports: ports, Out: lockedBuffer{&logs, &mu}, Env: []string{"BCRYPT_COST=4"},
+		BinDir: bin, DataDir: t.TempDir(), Config: filepath.Join(testenv.RepoRoot(), config),
+		Ports: ports, Out: lockedBuffer{&logs, &mu}, Env: []string{"BCRYPT_COST=4"}, Consul: consul,
 	}
 	s, err := stack.Start(context.Background(), o)
 	if err != nil {
@@ -154,7 +161,24 @@ func register(t *testing.T, s *running, email, ip string) authResp {
 // inventory decreased. Then the unhappy paths: a declined card, a wrong password, someone
 // else's order.
 func TestShopperJourney(t *testing.T) {
-	s := startStack(t)
+	shopperJourney(t, startStack(t, false))
+}
+
+// TestShopperJourneyWithConsul: the same journey on the stack of `make run-consul`: the services
+// register in a real Consul agent, orders finds products and payments through it, and the
+// gateway discovers every upstream.
+func TestShopperJourneyWithConsul(t *testing.T) {
+	testenv.RequireBinary(t, "consul")
+	s := startStack(t, true)
+	shopperJourney(t, s)
+	for _, name := range []string{"users", "products", "orders", "payments"} {
+		if n := len(s.gateway(t).upstreamTargets(t, s, name)); n == 0 {
+			t.Errorf("upstream %s has no discovered targets", name)
+		}
+	}
+}
+
+func shopperJourney(t *testing.T, s *running) {
 	const ip = "198.51.100.10"
 	register(t, s, "ada@example.com", ip)
 	var login authResp
@@ -246,8 +270,9 @@ func TestShopperJourney(t *testing.T) {
 		t.Fatalf("wrong password: %d, want 401", code)
 	}
 	// Someone else's order.
-	other := register(t, s, "bob@example.com", ip)
-	if code := call(t, "GET", fmt.Sprintf("%s/api/orders/%d", s.gw, o.ID), other.Token, ip, nil, nil); code != 404 {
+	const bobIP = "198.51.100.11" // another shopper, with his own rate-limit buckets
+	other := register(t, s, "bob@example.com", bobIP)
+	if code := call(t, "GET", fmt.Sprintf("%s/api/orders/%d", s.gw, o.ID), other.Token, bobIP, nil, nil); code != 404 {
 		t.Fatalf("another user's order: %d, want 404", code)
 	}
 }
@@ -255,7 +280,7 @@ func TestShopperJourney(t *testing.T) {
 // TestScarceStock: 50 shoppers order the same product, of which 10 are in stock, at once.
 // Exactly 10 orders succeed, the inventory ends at 0, and no order is lost.
 func TestScarceStock(t *testing.T) {
-	s := startStack(t)
+	s := startStack(t, false)
 	// An admin sets the inventory of one product to 10.
 	users := exec.Command(filepath.Join(binDir, "users"), "create-admin", "-email", "admin@example.com", "-password", "admin-password-1")
 	users.Env = append(os.Environ(), "DATABASE_URL="+filepath.Join(s.opts.DataDir, "users.db"), "BCRYPT_COST=4")
@@ -315,4 +340,49 @@ func TestScarceStock(t *testing.T) {
 	if stored != created {
 		t.Fatalf("%d orders stored, %d answered 201: an order was lost or invented", stored, created)
 	}
+}
+
+// consulBinDir is binDir plus the consul binary (built by make deps into ./bin).
+func consulBinDir(t *testing.T) string {
+	t.Helper()
+	consul := testenv.RequireBinary(t, "consul")
+	link := filepath.Join(binDir, "consul")
+	if _, err := os.Stat(link); err != nil {
+		if err := os.Symlink(consul, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return binDir
+}
+
+type adminView struct{ admin string }
+
+func (s *running) gateway(t *testing.T) adminView {
+	return adminView{admin: fmt.Sprintf("http://127.0.0.1:%d", s.opts.Ports.Admin)}
+}
+
+// upstreamTargets reads the targets of an upstream from the admin API.
+func (a adminView) upstreamTargets(t *testing.T, s *running, name string) []string {
+	t.Helper()
+	var ups []struct {
+		Name    string
+		Targets []struct{ Addr string }
+	}
+	resp, err := http.Get(a.admin + "/upstreams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&ups); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, u := range ups {
+		if u.Name == name {
+			for _, tg := range u.Targets {
+				out = append(out, tg.Addr)
+			}
+		}
+	}
+	return out
 }

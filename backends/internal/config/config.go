@@ -90,6 +90,11 @@ type Common struct {
 	ReadTimeout     time.Duration
 	WriteTimeout    time.Duration
 	ShutdownTimeout time.Duration
+	// Consul is the Consul agent's address; when set the service registers itself there.
+	Consul string
+	// Advertise is the address others reach the service at, for the registration; empty means
+	// the listen address's host (or 127.0.0.1 when it listens on every interface).
+	Advertise string
 }
 
 // RegisterCommon defines the flags every service has on f and returns where Parse puts them:
@@ -101,6 +106,8 @@ type Common struct {
 //	-read-timeout      READ_TIMEOUT      (10s)
 //	-write-timeout     WRITE_TIMEOUT     (10s)
 //	-shutdown-timeout  SHUTDOWN_TIMEOUT  grace for in-flight requests on SIGTERM (10s)
+//	-consul            CONSUL_HTTP_ADDR  Consul agent to register with (none)
+//	-advertise         ADVERTISE_ADDR    host others reach this instance at (the listen host)
 func RegisterCommon(f *FlagSet, service, defaultAddr string) *Common {
 	c := &Common{}
 	f.StringVar(&c.Addr, "addr", "ADDR", defaultAddr, "listen address")
@@ -112,6 +119,8 @@ func RegisterCommon(f *FlagSet, service, defaultAddr string) *Common {
 	f.DurationVar(&c.WriteTimeout, "write-timeout", "WRITE_TIMEOUT", 10*time.Second, "time allowed to write a response")
 	f.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second,
 		"how long in-flight requests may finish after SIGTERM")
+	f.StringVar(&c.Consul, "consul", "CONSUL_HTTP_ADDR", "", "Consul agent address (host:port); the service registers itself when set")
+	f.StringVar(&c.Advertise, "advertise", "ADVERTISE_ADDR", "", "host others reach this instance at, for the Consul registration")
 	return c
 }
 

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/fasthttp/router"
@@ -25,6 +26,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/archway-gateway/archway/backends/internal/api"
+	"github.com/archway-gateway/archway/discovery"
 )
 
 // Defaults for the zero fields of Config.
@@ -51,6 +53,14 @@ type Config struct {
 	// the answer a 503. Nil means always healthy.
 	Health        func(ctx context.Context) error
 	HealthTimeout time.Duration
+	// Consul, when set, is the agent the service registers with while it serves (service name
+	// Service, an HTTP check on /health), deregistering first thing at shutdown.
+	Consul string
+	// Advertise is the host in the registration; empty means the listen address's host, or
+	// 127.0.0.1 when the service listens on every interface.
+	Advertise string
+	// CheckInterval is how often Consul checks /health (default 5s).
+	CheckInterval time.Duration
 }
 
 // Server is one service's HTTP server. Register routes before Serve; it is not safe to register
@@ -151,11 +161,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(ln) }()
+	stopRegistration := s.register(ln.Addr())
+	defer stopRegistration()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	stopRegistration() // out of Consul before draining: no new traffic is sent here
 	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -167,6 +180,54 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// register keeps the service registered in Consul until the returned function is called, which
+// deregisters it and waits for that. Without a Consul address it does nothing.
+func (s *Server) register(addr net.Addr) func() {
+	if s.cfg.Consul == "" {
+		return func() {}
+	}
+	tcp, _ := addr.(*net.TCPAddr)
+	host := s.cfg.Advertise
+	if host == "" && tcp != nil && !tcp.IP.IsUnspecified() {
+		host = tcp.IP.String()
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	port := 0
+	if tcp != nil {
+		port = tcp.Port
+	}
+	client, err := discovery.NewClient(discovery.ClientConfig{Address: s.cfg.Consul})
+	if err != nil {
+		s.log.Error("consul client", "error", err.Error())
+		return func() {}
+	}
+	interval := s.cfg.CheckInterval
+	if interval == 0 {
+		interval = 5 * time.Second
+	}
+	reg, err := discovery.NewRegistrar(client, discovery.Registration{
+		Service: s.cfg.Service, Address: host, Port: port,
+		Check: discovery.HTTPCheck{Path: "/health", Interval: interval, Timeout: min(interval, 2*time.Second)},
+	}, discovery.RegistrarOptions{Logger: s.log.With("component", "registration")})
+	if err != nil {
+		s.log.Error("consul registration", "error", err.Error())
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := reg.Run(ctx); err != nil {
+			s.log.Warn("consul deregistration failed", "error", err.Error())
+		}
+	}()
+	s.log.Info("registering in consul", "consul", s.cfg.Consul, "service", s.cfg.Service, "address", net.JoinHostPort(host, strconv.Itoa(port)))
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); <-done }) }
 }
 
 // instrument wraps a handler with everything each request gets: its id, panic recovery, the

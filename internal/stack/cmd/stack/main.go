@@ -19,6 +19,7 @@ func main() {
 	bin := flag.String("bin", "bin", "directory holding the gateway and service binaries")
 	data := flag.String("data", "data", "data directory (SQLite files, signing key); kept between runs")
 	cfg := flag.String("config", "routes.yaml", "gateway configuration")
+	consul := flag.Bool("consul", false, "run a Consul agent (bin/consul, built by make deps) first; services register with it")
 	flag.Parse()
 
 	abs := func(p string) string {
@@ -31,7 +32,7 @@ func main() {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	o := stack.Options{BinDir: abs(*bin), DataDir: abs(*data), Config: abs(*cfg), Ports: stack.DefaultPorts, Out: os.Stdout}
+	o := stack.Options{BinDir: abs(*bin), DataDir: abs(*data), Config: abs(*cfg), Ports: stack.DefaultPorts, Out: os.Stdout, Consul: *consul}
 	s, err := stack.Start(ctx, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "stack:", err)
@@ -49,6 +50,9 @@ func main() {
     reload       curl -X POST http://127.0.0.1:%[2]d/reload
 
 `, p.Gateway, p.Admin)
+	if *consul {
+		fmt.Printf("    consul       http://127.0.0.1:%d/ui/  (services: curl http://127.0.0.1:%[1]d/v1/catalog/services)\n\n", p.Consul)
+	}
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
