@@ -32,6 +32,8 @@ type Config struct {
 	AccessLog AccessLog            `yaml:"access_log"`
 	Upstreams map[string]*Upstream `yaml:"upstreams"`
 	Routes    []*Route             `yaml:"routes"`
+	// JWT is how tokens are verified for routes with auth; nil when no route verifies tokens.
+	JWT *JWT `yaml:"jwt,omitempty"`
 
 	// File is where the configuration was read from, for messages.
 	File      string              `yaml:"-"`
@@ -88,15 +90,21 @@ type Upstream struct {
 	MaxResponseBytes  Size     `yaml:"max_response_bytes"`
 }
 
-// Route maps matching requests to an upstream.
+// Route maps matching requests to an upstream, or to files (Static). Exactly one of Upstream and
+// Static is set.
 type Route struct {
 	Name        string   `yaml:"name"`
 	Match       Match    `yaml:"match"`
 	StripPrefix string   `yaml:"strip_prefix,omitempty"`
 	AddPrefix   string   `yaml:"add_prefix,omitempty"`
-	Upstream    string   `yaml:"upstream"`
-	Timeout     Duration `yaml:"timeout"`
+	Upstream    string   `yaml:"upstream,omitempty"`
+	Static      *Static  `yaml:"static,omitempty"`
+	Timeout     Duration `yaml:"timeout,omitempty"`
 	Headers     Headers  `yaml:"headers,omitempty"`
+	// Auth, CORS and Compression are the route's edge policies; nil when it has none.
+	Auth        *Auth        `yaml:"auth,omitempty"`
+	CORS        *CORS        `yaml:"cors,omitempty"`
+	Compression *Compression `yaml:"compression,omitempty"`
 }
 
 // Match selects requests. Exactly one of Path (exact) and PathPrefix is set; Host and Methods
@@ -240,9 +248,17 @@ func (c *Config) Redacted() []byte {
 func (c *Config) Digest() string {
 	raw := *c
 	raw.Admin.Token = ""
+	var jwtSecret Secret
+	if c.JWT != nil {
+		jwt := *c.JWT
+		jwtSecret, jwt.Secret = jwt.Secret, ""
+		raw.JWT = &jwt
+	}
 	sum := sha256.New()
 	sum.Write(raw.Redacted())
 	sum.Write([]byte(c.Admin.Token))
+	sum.Write([]byte{0})
+	sum.Write([]byte(jwtSecret))
 	return hex.EncodeToString(sum.Sum(nil))[:12]
 }
 

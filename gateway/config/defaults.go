@@ -100,6 +100,7 @@ func (c *Config) applyDefaults() {
 			}
 		}
 	}
+	c.applyEdgeDefaults()
 }
 
 func setDefault[T comparable](field *T, def T) {
