@@ -34,6 +34,12 @@ type Options struct {
 	Dial upstream.Dialer
 	// Middlewares compose route policies; see MiddlewareFactory.
 	Middlewares []MiddlewareFactory
+	// Terminal builds the handler of static routes; see TerminalFactory.
+	Terminal TerminalFactory
+	// OnCommit is called, under the reload lock, each time a configuration goes live (at start
+	// and after every successful reload; never for a dry run or a failed build), so policies that
+	// keep state across builds (key caches, open files) release what the live one no longer uses.
+	OnCommit []func(cfg *config.Config)
 	// Registerer receives the gateway's metrics; nil means a fresh registry (see Gatherer).
 	Registerer prometheus.Registerer
 }
@@ -83,6 +89,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			registry:    upstream.NewRegistry(opts.Dial),
 			metrics:     metrics.NewRegistry(),
 			middlewares: opts.Middlewares,
+			terminal:    opts.Terminal,
 		},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
@@ -228,6 +235,9 @@ func (g *Gateway) commit(snap, old *proxy.Snapshot) {
 	g.build.metrics.SetLive(stats)
 	g.build.registry.Commit(upstreamsOf(snap))
 	g.build.accessLog = snap.AccessLog
+	for _, f := range g.opts.OnCommit {
+		f(snap.Config)
+	}
 	if old != nil && old.AccessLog != nil && old.AccessLog != snap.AccessLog {
 		l := old.AccessLog
 		grace := old.Config.Server.WriteTimeout.D() + old.Config.Server.ReadTimeout.D()
