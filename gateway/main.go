@@ -23,8 +23,12 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/admin"
+	"github.com/archway-gateway/archway/gateway/auth"
+	"github.com/archway-gateway/archway/gateway/compress"
 	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/cors"
 	"github.com/archway-gateway/archway/gateway/server"
+	"github.com/archway-gateway/archway/gateway/static"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -78,7 +82,20 @@ func serve(ctx context.Context, configPath string, logger *slog.Logger, stdout i
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	gw, err := server.New(cfg, server.Options{ConfigPath: configPath, Logger: logger, Registerer: reg})
+	// Edge policies keep state across reloads (JWKS caches with their fetchers, file servers);
+	// they live as long as this function.
+	edgeCtx, stopEdge := context.WithCancel(ctx)
+	defer stopEdge()
+	tokens := auth.NewManager(edgeCtx, logger, nil)
+	defer tokens.Close()
+	files := static.NewManager(logger)
+	defer files.Close()
+	gw, err := server.New(cfg, server.Options{
+		ConfigPath: configPath, Logger: logger, Registerer: reg,
+		Middlewares: routePolicies(tokens),
+		Terminal:    files.Handler,
+		OnCommit:    []func(*config.Config){tokens.Commit, files.Commit},
+	})
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -148,6 +165,15 @@ func shutdown(gw *server.Gateway, adminSrv *http.Server, grace time.Duration, lo
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// routePolicies are the per-route policies in the order a request meets them. CORS comes
+// first: it answers preflights (which carry no credentials) before authentication, and its
+// headers reach the browser on every answer, a 401 or 429 included. Authentication comes
+// before rate limits keyed by a claim. Compression wraps the cache (when there is one), so
+// cached bodies stay identity-encoded and one entry serves every client.
+func routePolicies(tokens *auth.Manager) []server.MiddlewareFactory {
+	return []server.MiddlewareFactory{cors.Middleware, tokens.Middleware, compress.Middleware}
 }
 
 func envOr(name, def string) string {
