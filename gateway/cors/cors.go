@@ -120,13 +120,8 @@ func (h *handler) Serve(x *proxy.Exchange) {
 	p := h.p
 	req := &x.Ctx.Request.Header
 	origin := req.PeekBytes(hOrigin)
-	if len(origin) == 0 {
-		h.next.Serve(x)
-		p.vary(x)
-		return
-	}
-	allowed := p.allowsOrigin(origin)
-	if x.Method == optionsMethod {
+	allowed := len(origin) > 0 && p.allowsOrigin(origin)
+	if len(origin) > 0 && x.Method == optionsMethod {
 		if method := req.PeekBytes(hRequestMethod); len(method) > 0 {
 			p.preflight(x, origin, allowed, method, req.PeekBytes(hRequestHeaders))
 			return
