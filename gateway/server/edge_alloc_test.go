@@ -1,0 +1,162 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/archway-gateway/archway/gateway/auth"
+	"github.com/archway-gateway/archway/gateway/auth/authtest"
+	"github.com/archway-gateway/archway/gateway/compress"
+	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/cors"
+	"github.com/archway-gateway/archway/gateway/static"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+)
+
+// edgeBench is an in-memory gateway (see inMemoryGateway) with the edge policies on a route
+// each: CORS, gzip, static files and JWT.
+type edgeBench struct {
+	g     *Gateway
+	token string
+	stop  func()
+}
+
+func newEdgeBench(tb testing.TB) *edgeBench {
+	tb.Helper()
+	ln := fasthttputil.NewInmemoryListener()
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.Response.SetBodyRaw(kilobyteJSON)
+	}}
+	go func() { _ = up.Serve(ln) }()
+
+	root := tb.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "assets"), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	for name, body := range map[string]string{"index.html": "<!doctype html>", "assets/app-DiwrgTda.js": strings.Repeat("x();", 1000)} {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(body), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	key := authtest.NewKey(tb)
+	jwks := authtest.NewJWKSServer(tb, key.JWK())
+
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+admin: {listen: ""}
+access_log: {enabled: false}
+jwt: {jwks_url: "%s", issuer: archway-users, audience: archway}
+upstreams:
+  products: {targets: ["products.internal:80"]}
+routes:
+  - name: cors
+    match: {path_prefix: /api/cors}
+    upstream: products
+    cors: {origins: ["https://shop.example.com"], credentials: true, expose_headers: [X-Request-Id]}
+  - name: gzip
+    match: {path_prefix: /api/gzip}
+    upstream: products
+    compression: {min_size: 0}
+  - name: jwt
+    match: {path_prefix: /api/jwt}
+    upstream: products
+    auth: {jwt: required, forward_claims: {sub: X-User-Id, email: X-User-Email, role: X-User-Role}}
+  - name: static
+    match: {path_prefix: /}
+    static: {root: "%s", spa_fallback: index.html}
+`, jwks.URL(), root)), "bench.yaml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tokens := auth.NewManager(ctx, logger, nil)
+	files := static.NewManager(logger)
+	g, err := New(cfg, Options{
+		Logger:      logger,
+		Dial:        func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
+		Middlewares: []MiddlewareFactory{cors.Middleware, tokens.Middleware, compress.Middleware},
+		Terminal:    files.Handler,
+		OnCommit:    []func(*config.Config){tokens.Commit, files.Commit},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !tokens.KeySet(jwks.URL()).HasKeys() {
+		if time.Now().After(deadline) {
+			tb.Fatal("no JWKS")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return &edgeBench{g: g, token: key.Token(tb, authtest.Claims("42")), stop: func() {
+		tokens.Close()
+		files.Close()
+		cancel()
+		_ = up.Shutdown()
+		_ = ln.Close()
+	}}
+}
+
+func (e *edgeBench) requests() map[string]string {
+	const head = "Host: shop.example.com\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n"
+	return map[string]string{
+		"cors":         "GET /api/cors/1 HTTP/1.1\r\n" + head + "Origin: https://shop.example.com\r\n\r\n",
+		"preflight":    "OPTIONS /api/cors/1 HTTP/1.1\r\n" + head + "Origin: https://shop.example.com\r\nAccess-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: authorization\r\n\r\n",
+		"gzip":         "GET /api/gzip/1 HTTP/1.1\r\n" + head + "Accept-Encoding: gzip, br\r\n\r\n",
+		"gzip-refused": "GET /api/gzip/1 HTTP/1.1\r\n" + head + "Accept-Encoding: identity\r\n\r\n",
+		"static":       "GET /assets/app-DiwrgTda.js HTTP/1.1\r\n" + head + "\r\n",
+		"static-304":   "GET /assets/app-DiwrgTda.js HTTP/1.1\r\n" + head + "If-Modified-Since: " + time.Now().Add(time.Hour).UTC().Format(http.TimeFormat) + "\r\n\r\n",
+		"jwt":          "GET /api/jwt/1 HTTP/1.1\r\n" + head + "Authorization: Bearer " + e.token + "\r\nX-User-Id: 1\r\n\r\n",
+		"jwt-missing":  "GET /api/jwt/1 HTTP/1.1\r\n" + head + "\r\n",
+	}
+}
+
+// TestEdgePoliciesAllocateNothing holds the edge policies' request paths at zero allocations in
+// steady state: a CORS request and preflight, a gzipped response (compression buffers circulate
+// between a pool and the response), a static file hit and its 304, a JWT-verified request with
+// forwarded claims, and a refused one.
+func TestEdgePoliciesAllocateNothing(t *testing.T) {
+	e := newEdgeBench(t)
+	defer e.stop()
+	want := map[string]int{"cors": 200, "preflight": 204, "gzip": 200, "gzip-refused": 200, "static": 200, "static-304": 304, "jwt": 200, "jwt-missing": 401}
+	for name, raw := range e.requests() {
+		t.Run(name, func(t *testing.T) {
+			d := newRequestDriver(raw)
+			for range 200 {
+				if code := d.run(t, e.g); code != want[name] {
+					t.Fatalf("status %d, want %d", code, want[name])
+				}
+			}
+			if allocs := testing.AllocsPerRun(1000, func() { d.run(t, e.g) }); allocs != 0 {
+				t.Fatalf("%.2f allocations per request in steady state, want 0", allocs)
+			}
+		})
+	}
+}
+
+// BenchmarkEdge measures each edge policy's request through the whole gateway path (entry,
+// routing, policy, in-memory upstream or file, finish).
+func BenchmarkEdge(b *testing.B) {
+	e := newEdgeBench(b)
+	defer e.stop()
+	for _, name := range []string{"cors", "preflight", "gzip", "gzip-refused", "static", "static-304", "jwt", "jwt-missing"} {
+		b.Run(name, func(b *testing.B) {
+			d := newRequestDriver(e.requests()[name])
+			b.ReportAllocs()
+			for b.Loop() {
+				d.run(b, e.g)
+			}
+		})
+	}
+}
