@@ -22,12 +22,11 @@ import (
 )
 
 var (
-	hAcceptEncoding  = []byte(fasthttp.HeaderAcceptEncoding)
-	hContentEncoding = []byte(fasthttp.HeaderContentEncoding)
-	hCacheControl    = []byte(fasthttp.HeaderCacheControl)
-	hAcceptRanges    = []byte(fasthttp.HeaderAcceptRanges)
-	hETag            = []byte(fasthttp.HeaderETag)
-	vGzip            = []byte("gzip")
+	hAcceptEncoding = []byte(fasthttp.HeaderAcceptEncoding)
+	hCacheControl   = []byte(fasthttp.HeaderCacheControl)
+	hAcceptRanges   = []byte(fasthttp.HeaderAcceptRanges)
+	hETag           = []byte(fasthttp.HeaderETag)
+	vGzip           = []byte("gzip")
 )
 
 type mediaType struct {
@@ -132,10 +131,11 @@ func (p *Policy) typeListed(ct []byte) bool {
 	return false
 }
 
-// compressor is a gzip writer for one level and the buffer it writes into, pooled.
+// compressor is a gzip writer for one level and the buffers it works in, pooled.
 type compressor struct {
-	zw  *gzip.Writer
-	out appendWriter
+	zw   *gzip.Writer
+	out  appendWriter
+	etag []byte
 }
 
 type appendWriter struct{ b []byte }
@@ -164,7 +164,7 @@ func (p *Policy) compress(resp *fasthttp.Response) {
 	streamed := resp.IsBodyStream()
 	if streamed {
 		// Read the stream whole (its declared length is at most max_size) and close it, which
-		// hands an upstream connection back to its pool.
+		// hands an upstream connection back to its pool. plain is ours now.
 		plain = resp.SwapBody(nil)
 	} else {
 		plain = resp.Body()
@@ -173,35 +173,26 @@ func (p *Policy) compress(resp *fasthttp.Response) {
 	c.zw.Reset(&c.out)
 	_, werr := c.zw.Write(plain)
 	cerr := c.zw.Close()
-	if werr != nil || cerr != nil { // appendWriter never fails; nothing to undo
+	if werr != nil || cerr != nil { // appendWriter never fails
 		return
 	}
-	// The compressed bytes become the body; the buffer the body had (or the stream's) comes
-	// back to the compressor, so buffers circulate and steady state allocates nothing.
-	old := resp.SwapBody(c.out.b)
+	// The compressed bytes are copied into the buffer the body had, which is larger: buffers
+	// stay where they were, and steady state allocates nothing.
 	if streamed {
-		old = plain
+		resp.SwapBody(append(plain[:0], c.out.b...))
+	} else {
+		resp.SetBody(c.out.b)
 	}
-	c.out.b = old[:0]
 
 	h := &resp.Header
 	h.SetContentEncodingBytes(vGzip)
-	h.SetContentLength(len(resp.Body()))
+	h.SetContentLength(len(c.out.b))
 	h.DelBytes(hAcceptRanges) // ranges of the identity body do not apply to this one
 	if etag := h.PeekBytes(hETag); len(etag) > 1 && etag[0] == '"' {
 		// A strong validator names these exact bytes; the gzipped body is other bytes.
-		weakenETag(h, etag)
+		c.etag = append(append(c.etag[:0], 'W', '/'), etag...)
+		h.SetBytesKV(hETag, c.etag)
 	}
-}
-
-func weakenETag(h *fasthttp.ResponseHeader, etag []byte) {
-	var buf [128]byte
-	if len(etag)+2 > len(buf) {
-		h.DelBytes(hETag)
-		return
-	}
-	w := append(append(buf[:0], 'W', '/'), etag...)
-	h.SetBytesKV(hETag, w)
 }
 
 // AcceptsGzip reports whether an Accept-Encoding value allows gzip: "gzip" (or "x-gzip") or "*"

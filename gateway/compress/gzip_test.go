@@ -1,6 +1,7 @@
 package compress
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/archway-gateway/archway/gateway/config"
@@ -76,6 +77,34 @@ func TestCompressible(t *testing.T) {
 		resp.AppendBody(make([]byte, tc.size))
 		if got := p.Compressible(&resp); got != tc.want {
 			t.Errorf("%s: Compressible = %v", tc.name, got)
+		}
+	}
+}
+
+// BenchmarkCompress measures gzipping a JSON response body in place, by size and level.
+func BenchmarkCompress(b *testing.B) {
+	for _, size := range []int{1 << 10, 4 << 10, 64 << 10} {
+		// A catalog page: repetitive keys, varying values, as real JSON APIs are.
+		body := []byte(`{"items":[`)
+		for i := 0; len(body) < size-100; i++ {
+			body = fmt.Appendf(body, `{"id":%d,"name":"Product %x","price":%d.%02d,"stock":%d,"tags":["t%d"]},`,
+				i*7919%100000, i*2654435761%4294967296, i*37%2000, i%100, i*13%500, i%17)
+		}
+		body = append(body[:len(body)-1], "]}"...)
+		for _, level := range []int{1, 5, 9} {
+			p := New(&config.Compression{MinSize: 0, MaxSize: 1 << 20, Level: level, Types: []string{"application/json"}})
+			b.Run(fmt.Sprintf("%dKiB/level-%d", size>>10, level), func(b *testing.B) {
+				var resp fasthttp.Response
+				b.ReportAllocs()
+				b.SetBytes(int64(len(body)))
+				for b.Loop() {
+					resp.Reset()
+					resp.Header.SetContentType("application/json")
+					resp.SetBody(body)
+					p.compress(&resp)
+				}
+				b.ReportMetric(float64(len(body))/float64(len(resp.Body())), "ratio")
+			})
 		}
 	}
 }

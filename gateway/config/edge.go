@@ -93,7 +93,7 @@ const (
 	DefaultCORSMaxAge        = Duration(10 * time.Minute)
 	DefaultCompressMinSize   = Size(1 << 10)
 	DefaultCompressMaxSize   = Size(1 << 20)
-	DefaultCompressLevel     = 5
+	DefaultCompressLevel     = 1
 	DefaultStaticIndex       = "index.html"
 	MinJWTSecretLength       = 32
 	MaxJWTLeeway             = Duration(5 * time.Minute)
