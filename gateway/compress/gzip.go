@@ -176,13 +176,14 @@ func (p *Policy) compress(resp *fasthttp.Response) {
 	if werr != nil || cerr != nil { // appendWriter never fails
 		return
 	}
-	// The compressed bytes are copied into the buffer the body had, which is larger: buffers
-	// stay where they were, and steady state allocates nothing.
-	if streamed {
-		resp.SwapBody(append(plain[:0], c.out.b...))
-	} else {
-		resp.SetBody(c.out.b)
+	// The compressed bytes are copied into the buffer the body had (larger, and detached from
+	// the response by SwapBody, so writing into it is safe even when the body was set raw):
+	// no buffer changes hands with fasthttp's pools, and steady state allocates nothing.
+	buf := plain
+	if !streamed {
+		buf = resp.SwapBody(nil)
 	}
+	resp.SwapBody(append(buf[:0], c.out.b...))
 
 	h := &resp.Header
 	h.SetContentEncodingBytes(vGzip)
