@@ -90,12 +90,9 @@ func serve(ctx context.Context, configPath string, logger *slog.Logger, stdout i
 	defer tokens.Close()
 	files := static.NewManager(logger)
 	defer files.Close()
-	gw, err := server.New(cfg, server.Options{
-		ConfigPath: configPath, Logger: logger, Registerer: reg,
-		Middlewares: routePolicies(tokens),
-		Terminal:    files.Handler,
-		OnCommit:    []func(*config.Config){tokens.Commit, files.Commit},
-	})
+	opts := server.Options{ConfigPath: configPath, Logger: logger, Registerer: reg}
+	edgeOptions(&opts, tokens, files)
+	gw, err := server.New(cfg, opts)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -167,13 +164,23 @@ func shutdown(gw *server.Gateway, adminSrv *http.Server, grace time.Duration, lo
 	return nil
 }
 
-// routePolicies are the per-route policies in the order a request meets them. CORS comes
-// first: it answers preflights (which carry no credentials) before authentication, and its
-// headers reach the browser on every answer, a 401 or 429 included. Authentication comes
-// before rate limits keyed by a claim. Compression wraps the cache (when there is one), so
-// cached bodies stay identity-encoded and one entry serves every client.
-func routePolicies(tokens *auth.Manager) []server.MiddlewareFactory {
-	return []server.MiddlewareFactory{cors.Middleware, tokens.Middleware, compress.Middleware}
+// edgeOptions puts the edge policies first on every route, in the order a request meets them,
+// and serves static routes. CORS comes first: it answers preflights (which carry no
+// credentials) before authentication, and its headers reach the browser on every answer, a 401
+// or 429 included. Authentication comes before anything keyed by a claim (rate limits).
+// Compression comes before the policies appended after it (rate limit, cache), so cached bodies
+// stay identity-encoded and one entry serves every client.
+func edgeOptions(o *server.Options, tokens *auth.Manager, files *static.Manager) {
+	o.Middlewares = append([]server.MiddlewareFactory{cors.Middleware, tokens.Middleware, compress.Middleware}, o.Middlewares...)
+	o.Terminal = files.Handler
+	prev := o.OnCommit
+	o.OnCommit = func(cfg *config.Config) {
+		if prev != nil {
+			prev(cfg)
+		}
+		tokens.Commit(cfg)
+		files.Commit(cfg)
+	}
 }
 
 func envOr(name, def string) string {

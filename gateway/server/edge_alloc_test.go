@@ -92,7 +92,10 @@ routes:
 		Dial:        func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
 		Middlewares: []MiddlewareFactory{cors.Middleware, tokens.Middleware, compress.Middleware},
 		Terminal:    files.Handler,
-		OnCommit:    []func(*config.Config){tokens.Commit, files.Commit},
+		OnCommit: func(cfg *config.Config) {
+			tokens.Commit(cfg)
+			files.Commit(cfg)
+		},
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -36,6 +36,9 @@ func withEdge(t testing.TB) (*edge, func(*server.Options)) {
 	return e, func(o *server.Options) {
 		o.Middlewares = []server.MiddlewareFactory{cors.Middleware, e.tokens.Middleware, compress.Middleware}
 		o.Terminal = e.files.Handler
-		o.OnCommit = []func(*config.Config){e.tokens.Commit, e.files.Commit}
+		o.OnCommit = func(cfg *config.Config) {
+			e.tokens.Commit(cfg)
+			e.files.Commit(cfg)
+		}
 	}
 }

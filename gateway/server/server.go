@@ -36,10 +36,10 @@ type Options struct {
 	Middlewares []MiddlewareFactory
 	// Terminal builds the handler of static routes; see TerminalFactory.
 	Terminal TerminalFactory
-	// OnCommit is called, under the reload lock, each time a configuration goes live (at start
-	// and after every successful reload; never for a dry run or a failed build), so policies that
-	// keep state across builds (key caches, open files) release what the live one no longer uses.
-	OnCommit []func(cfg *config.Config)
+	// OnCommit is called, under the reload lock, with each configuration that becomes the
+	// running one (the first included), so state kept across reloads (JWKS caches, file
+	// servers) can drop what no live route uses. Builds that fail or only check never reach it.
+	OnCommit func(cfg *config.Config)
 	// Registerer receives the gateway's metrics; nil means a fresh registry (see Gatherer).
 	Registerer prometheus.Registerer
 }
@@ -235,8 +235,8 @@ func (g *Gateway) commit(snap, old *proxy.Snapshot) {
 	g.build.metrics.SetLive(stats)
 	g.build.registry.Commit(upstreamsOf(snap))
 	g.build.accessLog = snap.AccessLog
-	for _, f := range g.opts.OnCommit {
-		f(snap.Config)
+	if g.opts.OnCommit != nil {
+		g.opts.OnCommit(snap.Config)
 	}
 	if old != nil && old.AccessLog != nil && old.AccessLog != snap.AccessLog {
 		l := old.AccessLog
