@@ -35,6 +35,8 @@ type Config struct {
 	Redis     Redis                `yaml:"redis,omitempty"`
 	// Consul is the agent upstreams with a consul section discover their targets from.
 	Consul *Consul `yaml:"consul,omitempty"`
+	// JWT is how tokens are verified for routes with auth; nil when no route verifies tokens.
+	JWT *JWT `yaml:"jwt,omitempty"`
 
 	// File is where the configuration was read from, for messages.
 	File      string              `yaml:"-"`
@@ -142,17 +144,23 @@ type HealthCheck struct {
 	Unhealthy int      `yaml:"unhealthy"` // consecutive failures that take it out
 }
 
-// Route maps matching requests to an upstream.
+// Route maps matching requests to an upstream, or to files (Static). Exactly one of Upstream and
+// Static is set.
 type Route struct {
 	Name        string   `yaml:"name"`
 	Match       Match    `yaml:"match"`
 	StripPrefix string   `yaml:"strip_prefix,omitempty"`
 	AddPrefix   string   `yaml:"add_prefix,omitempty"`
-	Upstream    string   `yaml:"upstream"`
-	Timeout     Duration `yaml:"timeout"`
+	Upstream    string   `yaml:"upstream,omitempty"`
+	Static      *Static  `yaml:"static,omitempty"`
+	Timeout     Duration `yaml:"timeout,omitempty"`
 	// Retries is how many other targets a failed request may be tried on (see docs).
 	Retries int     `yaml:"retries"`
 	Headers Headers `yaml:"headers,omitempty"`
+	// Auth, CORS and Compression are the route's edge policies; nil when it has none.
+	Auth        *Auth        `yaml:"auth,omitempty"`
+	CORS        *CORS        `yaml:"cors,omitempty"`
+	Compression *Compression `yaml:"compression,omitempty"`
 	// RateLimit and Cache are the route's policies; nil when it has none.
 	RateLimit *RateLimit `yaml:"rate_limit,omitempty"`
 	Cache     *Cache     `yaml:"cache,omitempty"`
@@ -219,6 +227,9 @@ func (c *Config) secrets() map[string]string {
 	m := map[string]string{"admin.token": string(c.Admin.Token), "redis.password": string(c.Redis.Password)}
 	if c.Consul != nil {
 		m["consul.token"] = string(c.Consul.Token)
+	}
+	if c.JWT != nil {
+		m["jwt.secret"] = string(c.JWT.Secret)
 	}
 	return m
 }
@@ -338,6 +349,12 @@ func (c *Config) Digest() string {
 		consulToken, consul.Token = consul.Token, ""
 		raw.Consul = &consul
 	}
+	var jwtSecret Secret
+	if c.JWT != nil {
+		jwt := *c.JWT
+		jwtSecret, jwt.Secret = jwt.Secret, ""
+		raw.JWT = &jwt
+	}
 	sum := sha256.New()
 	sum.Write(raw.Redacted())
 	sum.Write([]byte(c.Admin.Token))
@@ -345,6 +362,8 @@ func (c *Config) Digest() string {
 	sum.Write([]byte(c.Redis.Password))
 	sum.Write([]byte{0})
 	sum.Write([]byte(consulToken))
+	sum.Write([]byte{0})
+	sum.Write([]byte(jwtSecret))
 	return hex.EncodeToString(sum.Sum(nil))[:12]
 }
 

@@ -199,6 +199,7 @@ func (c *Config) applyDefaults() {
 		setDefault(&rd.BreakerFailures, DefaultRedisBreakerFailures)
 		setDefault(&rd.BreakerProbe, DefaultRedisBreakerProbe)
 	}
+	c.applyEdgeDefaults()
 }
 
 func setDefault[T comparable](field *T, def T) {

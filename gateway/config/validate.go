@@ -43,6 +43,7 @@ func (c *Config) validate(errs *ErrorList) {
 	v.upstreams()
 	v.routes()
 	v.redis()
+	v.jwt()
 }
 
 func (v *validator) positive(path string, d Duration) {
@@ -257,9 +258,13 @@ func (v *validator) routes() {
 			names[r.Name] = i
 		}
 		v.match(p, r)
-		if r.Upstream == "" {
-			v.errorf(p+".upstream", "required")
-		} else if _, ok := v.c.Upstreams[r.Upstream]; !ok {
+		switch {
+		case r.Upstream == "" && r.Static == nil:
+			v.errorf(p+".upstream", "required (or static, to serve files)")
+		case r.Upstream != "" && r.Static != nil:
+			v.errorf(p+".static", "a route either proxies (upstream) or serves files (static), not both")
+		case r.Upstream == "":
+		case v.c.Upstreams[r.Upstream] == nil:
 			v.errorf(p+".upstream", "undefined upstream %q%s", r.Upstream, suggest(r.Upstream, sortedKeys(v.c.Upstreams)))
 		}
 		if r.Upstream != "" && v.c.Upstreams[r.Upstream] != nil {
@@ -276,6 +281,7 @@ func (v *validator) routes() {
 		v.headerOps(p+".headers.response", r.Headers.Response, false)
 		v.rateLimit(p+".rate_limit", r.RateLimit)
 		v.cache(p+".cache", r)
+		v.edgePolicies(p, r)
 
 		key := matchKey{exact: r.Match.Path, prefix: CleanPrefix(r.Match.PathPrefix), host: r.Match.Host}
 		for _, j := range byMatch[key] {

@@ -168,7 +168,9 @@ func logRequest(l *accesslog.Logger, x *Exchange, code int, elapsed time.Duratio
 	}
 	if x.Route != nil {
 		e.Route = x.Route.Name
-		e.Upstream = x.Route.Upstream.Name
+		if x.Route.Upstream != nil { // nil on a static route
+			e.Upstream = x.Route.Upstream.Name
+		}
 	}
 	if x.Target != nil {
 		e.Target = x.Target.Addr

@@ -39,6 +39,11 @@ type StatusError interface {
 // must be closed afterwards: after a malformed request nothing more on that connection can be
 // trusted to be parsed correctly.
 func Status(err error) (code int, closeConn bool) {
+	// Policies return their refusals unwrapped; asking directly first keeps a refused request
+	// (a 401, a 429) free of the allocation errors.As makes for its target.
+	if se, ok := err.(StatusError); ok {
+		return se.Status()
+	}
 	var se StatusError
 	if errors.As(err, &se) {
 		return se.Status()
@@ -103,8 +108,8 @@ func message(code int, err error) string {
 		if errors.Is(err, ErrNoTarget) {
 			return ErrNoTarget.Error()
 		}
-		if errors.Is(err, ErrLimitStoreUnavailable) {
-			return ErrLimitStoreUnavailable.Error()
+		if _, ok := err.(StatusError); ok {
+			return err.Error()
 		}
 		var se StatusError
 		if errors.As(err, &se) {

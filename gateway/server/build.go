@@ -20,11 +20,16 @@ import (
 // wraps outermost.
 type MiddlewareFactory func(route *config.Route, cfg *config.Config) (proxy.Middleware, error)
 
+// TerminalFactory builds the last handler of a route that does not proxy (a static route). It
+// runs when a snapshot is built, like a MiddlewareFactory.
+type TerminalFactory func(route *config.Route, cfg *config.Config) (proxy.Handler, error)
+
 // builder compiles configurations into snapshots. It is used under the gateway's reload lock.
 type builder struct {
 	registry    *upstream.Registry
 	metrics     *metrics.Registry
 	middlewares []MiddlewareFactory
+	terminal    TerminalFactory
 	accessLog   *accesslog.Logger // the live one, reused while its output is unchanged
 	tunnels     *proxy.Tunnels
 	discovery   *discoveryManager
@@ -148,7 +153,18 @@ func (b *builder) route(rc *config.Route, cfg *config.Config, s *proxy.Snapshot)
 			mws = append(mws, mw)
 		}
 	}
-	r.Handler = proxy.Chain(&proxy.Forwarder{Route: r}, mws...)
+	var last proxy.Handler = &proxy.Forwarder{Route: r}
+	if rc.Static != nil {
+		if b.terminal == nil {
+			return nil, fmt.Errorf("static routes are not supported by this gateway build")
+		}
+		h, err := b.terminal(rc, cfg)
+		if err != nil {
+			return nil, err
+		}
+		last = h
+	}
+	r.Handler = proxy.Chain(last, mws...)
 	return r, nil
 }
 

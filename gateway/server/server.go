@@ -37,12 +37,15 @@ type Options struct {
 	Dial upstream.Dialer
 	// Middlewares compose route policies; see MiddlewareFactory.
 	Middlewares []MiddlewareFactory
-	// Registerer receives the gateway's metrics; nil means a fresh registry (see Gatherer).
-	Registerer prometheus.Registerer
+	// Terminal builds the handler of static routes; see TerminalFactory.
+	Terminal TerminalFactory
 	// OnCommit is called, under the reload lock, with each configuration that becomes the
 	// running one (the first included), so state kept across reloads (rate limit buckets,
-	// caches) can drop what no live route uses. Builds that fail or only check never reach it.
+	// caches, JWKS caches, file servers) can drop what no live route uses. Builds that fail or
+	// only check never reach it. Policies chain onto a hook already set.
 	OnCommit func(cfg *config.Config)
+	// Registerer receives the gateway's metrics; nil means a fresh registry (see Gatherer).
+	Registerer prometheus.Registerer
 }
 
 // ReloadResult describes the last attempt to change the configuration.
@@ -96,6 +99,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			metrics:     metrics.NewRegistry(),
 			middlewares: opts.Middlewares,
 			tunnels:     proxy.NewTunnels(),
+			terminal:    opts.Terminal,
 		},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
