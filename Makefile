@@ -1,6 +1,6 @@
 # Archway. `make help` lists the targets; `make run` and `make test` are the two that matter.
 # Areas add their own targets in mk/*.mk and hook into the aggregate targets below through
-# DEPS_TARGETS, TEST_TARGETS and RUN_PREREQS.
+# DEPS_TARGETS, TEST_TARGETS, TEST_GO_PREREQS and RUN_PREREQS.
 SHELL        := /bin/bash
 .SHELLFLAGS  := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -12,6 +12,7 @@ export GOFLAGS ?= -buildvcs=false
 DEPS_TARGETS :=
 TEST_TARGETS :=
 RUN_PREREQS  :=
+TEST_GO_PREREQS :=
 
 include $(sort $(wildcard mk/*.mk))
 
@@ -33,7 +34,7 @@ staticcheck: $(BIN)/staticcheck ## staticcheck
 
 lint: vet staticcheck ## go vet and staticcheck
 
-test-go: ## go test -race -shuffle=on ./...
+test-go: $(TEST_GO_PREREQS) ## go test -race -shuffle=on ./...
 	$(GO) test -race -shuffle=on -timeout 20m ./...
 
 # Allocation counts mean nothing under the race detector (it makes sync.Pool drop objects on

@@ -12,6 +12,8 @@ SF_SOURCES     := $(shell find $(SF)/src $(SF)/public -type f 2>/dev/null) \
 
 DEPS_TARGETS += storefront-deps
 RUN_PREREQS  += storefront-build
+# The Go suite starts the whole stack, whose gateway serves storefront/dist.
+TEST_GO_PREREQS += storefront-build
 TEST_TARGETS += storefront-test
 
 .PHONY: storefront-deps storefront-build storefront-test storefront-e2e storefront-dev storefront-screenshot

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -153,7 +154,10 @@ type Route struct {
 	AddPrefix   string   `yaml:"add_prefix,omitempty"`
 	Upstream    string   `yaml:"upstream,omitempty"`
 	Static      *Static  `yaml:"static,omitempty"`
-	Timeout     Duration `yaml:"timeout,omitempty"`
+	// Respond answers the route's requests directly (Envoy's direct_response), e.g. a 404 for
+	// unknown API paths that would otherwise reach a catch-all route.
+	Respond *Respond `yaml:"respond,omitempty"`
+	Timeout Duration `yaml:"timeout,omitempty"`
 	// Retries is how many other targets a failed request may be tried on (see docs).
 	Retries int     `yaml:"retries"`
 	Headers Headers `yaml:"headers,omitempty"`
@@ -167,6 +171,14 @@ type Route struct {
 	// WebSocket lets GET requests upgrade to WebSocket on this route; each upgrade gets its own
 	// upstream connection and a tunnel.
 	WebSocket *WebSocket `yaml:"websocket,omitempty"`
+}
+
+// Respond is a direct answer. Without a body, a status of 400 or more gets the gateway's JSON
+// error body.
+type Respond struct {
+	Status      int    `yaml:"status"`
+	Body        string `yaml:"body,omitempty"`
+	ContentType string `yaml:"content_type,omitempty"`
 }
 
 // WebSocket configures upgrades on a route: "websocket: true", or a mapping of these fields.
@@ -207,7 +219,31 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(data, path)
+	cfg, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.resolvePaths(filepath.Dir(path))
+	return cfg, nil
+}
+
+// resolvePaths makes the relative file paths of a loaded file relative to its directory, so the
+// file means the same wherever the gateway is started from.
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	if out := c.AccessLog.Output; out != "stdout" && out != "stderr" {
+		c.AccessLog.Output = abs(out)
+	}
+	for _, r := range c.Routes {
+		if r.Static != nil {
+			r.Static.Root = abs(r.Static.Root)
+		}
+	}
 }
 
 // Parse defaults and validates a configuration held in memory; file names it in messages.

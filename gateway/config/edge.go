@@ -71,8 +71,8 @@ type Compression struct {
 
 // Static serves a route from files under Root instead of an upstream.
 type Static struct {
-	// Root is the directory served; a relative path is resolved against the gateway's working
-	// directory.
+	// Root is the directory served; in a file loaded with Load a relative path is relative to
+	// the file's directory (elsewhere, to the gateway's working directory).
 	Root string `yaml:"root"`
 	// Index is the file served for a directory.
 	Index string `yaml:"index"`

@@ -258,11 +258,24 @@ func (v *validator) routes() {
 			names[r.Name] = i
 		}
 		v.match(p, r)
+		kinds := 0
+		for _, set := range []bool{r.Upstream != "", r.Static != nil, r.Respond != nil} {
+			if set {
+				kinds++
+			}
+		}
 		switch {
-		case r.Upstream == "" && r.Static == nil:
-			v.errorf(p+".upstream", "required (or static, to serve files)")
-		case r.Upstream != "" && r.Static != nil:
-			v.errorf(p+".static", "a route either proxies (upstream) or serves files (static), not both")
+		case kinds == 0:
+			v.errorf(p+".upstream", "required (or static, to serve files, or respond, to answer directly)")
+		case kinds > 1:
+			v.errorf(p, "a route either proxies (upstream), serves files (static) or answers directly (respond): one of them")
+		case r.Respond != nil:
+			if r.Respond.Status < 200 || r.Respond.Status > 599 {
+				v.errorf(p+".respond.status", "must be between 200 and 599, got %d", r.Respond.Status)
+			}
+			if strings.ContainsAny(r.Respond.ContentType, "\r\n") {
+				v.errorf(p+".respond.content_type", "contains a line break")
+			}
 		case r.Upstream == "":
 		case v.c.Upstreams[r.Upstream] == nil:
 			v.errorf(p+".upstream", "undefined upstream %q%s", r.Upstream, suggest(r.Upstream, sortedKeys(v.c.Upstreams)))

@@ -97,7 +97,8 @@ func (e *Entry) serve(x *Exchange) {
 		WriteError(x, err)
 		return
 	}
-	x.Query = query
+	x.queryBuf = append(x.queryBuf[:0], query...)
+	x.Query = x.queryBuf
 
 	if string(x.Path) == string(s.HealthPath) {
 		ctx.Response.Header.SetContentType("application/json")

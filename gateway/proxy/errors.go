@@ -164,3 +164,26 @@ func appendJSONString(dst []byte, s string) []byte {
 	}
 	return append(dst, '"')
 }
+
+// DirectResponse answers a route's requests itself (config: respond).
+type DirectResponse struct {
+	Status      int
+	Body        []byte
+	ContentType []byte
+}
+
+var _ Handler = (*DirectResponse)(nil)
+
+// Serve implements Handler.
+func (d *DirectResponse) Serve(x *Exchange) {
+	if len(d.Body) == 0 && d.Status >= 400 {
+		writeErrorResponse(x.Ctx, d.Status, fasthttp.StatusMessage(d.Status), x.RequestID, false)
+		return
+	}
+	resp := &x.Ctx.Response
+	resp.SetStatusCode(d.Status)
+	if len(d.ContentType) > 0 {
+		resp.Header.SetContentTypeBytes(d.ContentType)
+	}
+	resp.SetBodyRaw(d.Body)
+}

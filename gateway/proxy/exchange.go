@@ -28,7 +28,8 @@ type Exchange struct {
 	Method int
 	// Path is the normalised request path: what routes, limits and caches see.
 	Path []byte
-	// Query is the raw query string, without '?'.
+	// Query is the raw query string, without '?'. It is the exchange's own copy: forwarding
+	// rewrites the request target in place.
 	Query []byte
 	// ClientIP is the client's address: the peer, or the rightmost untrusted address of
 	// X-Forwarded-For when the peer is a trusted proxy.
@@ -53,8 +54,9 @@ type Exchange struct {
 	// Err is the error that produced the response, for the access log.
 	Err error
 
-	up      upstream.Exchange
-	pathBuf []byte
+	up       upstream.Exchange
+	pathBuf  []byte
+	queryBuf []byte
 	idBuf   [32]byte
 	scratch []byte
 	body    limitedBody
@@ -73,7 +75,7 @@ func acquireExchange(ctx *fasthttp.RequestCtx, s *Snapshot) *Exchange {
 
 func releaseExchange(x *Exchange) {
 	bodyBuf := x.body.buf[:0]
-	*x = Exchange{pathBuf: x.pathBuf[:0], scratch: x.scratch[:0]}
+	*x = Exchange{pathBuf: x.pathBuf[:0], queryBuf: x.queryBuf[:0], scratch: x.scratch[:0]}
 	x.body.buf = bodyBuf
 	exchangePool.Put(x)
 }

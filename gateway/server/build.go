@@ -154,6 +154,13 @@ func (b *builder) route(rc *config.Route, cfg *config.Config, s *proxy.Snapshot)
 		}
 	}
 	var last proxy.Handler = &proxy.Forwarder{Route: r}
+	if d := rc.Respond; d != nil {
+		contentType := d.ContentType
+		if contentType == "" && d.Body != "" {
+			contentType = "text/plain; charset=utf-8"
+		}
+		last = &proxy.DirectResponse{Status: d.Status, Body: []byte(d.Body), ContentType: []byte(contentType)}
+	}
 	if rc.Static != nil {
 		if b.terminal == nil {
 			return nil, fmt.Errorf("static routes are not supported by this gateway build")

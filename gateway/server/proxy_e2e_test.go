@@ -35,6 +35,12 @@ routes:
   - name: users-host
     match: {path_prefix: /, host: "*.users.test"}
     upstream: users
+  - name: api-unknown
+    match: {path_prefix: /api}
+    respond: {status: 404}
+  - name: teapot
+    match: {path: /teapot}
+    respond: {status: 200, body: "short and stout"}
   - name: users-health
     match: {path: /health/users}
     strip_prefix: /health/users
@@ -60,6 +66,8 @@ func TestRoutingAndRewrite(t *testing.T) {
 		{"POST", "/api/auth/login", "", 200, "users /v1/auth/login"},
 		{"GET", "/anything", "a.users.test", 200, "users /anything"},
 		{"GET", "/health/users", "", 200, "users /health"},
+		{"GET", "/teapot", "", 200, "short and stout"},
+		{"GET", "/api/unknown/thing", "", 404, ""},
 		{"GET", "/api/productsX", "", 404, ""},
 		{"GET", "/nothing/here", "", 404, ""},
 		{"DELETE", "/api/products/1", "", 405, ""},

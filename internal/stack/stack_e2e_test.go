@@ -386,3 +386,28 @@ func (a adminView) upstreamTargets(t *testing.T, s *running, name string) []stri
 	}
 	return out
 }
+
+// TestStorefrontInBrowser runs the storefront's browser test (storefront/browser/e2e.mjs) in
+// headless Chromium against a whole stack on free ports: a shopper browses, registers, has a
+// card declined, pays, and watches the order turn "paid" without a reload. Screenshots land in
+// storefront/test-results/e2e/.
+func TestStorefrontInBrowser(t *testing.T) {
+	testenv.RequireBinary(t, "chromium")
+	node := testenv.RequireBinary(t, "node")
+	root := testenv.RepoRoot()
+	if _, err := os.Stat(filepath.Join(root, "storefront", "node_modules", "playwright-core")); err != nil {
+		testenv.Missing(t, "the storefront's npm packages are not installed")
+	}
+	if _, err := os.Stat(filepath.Join(root, "storefront", "dist", "index.html")); err != nil {
+		testenv.Missing(t, "the storefront is not built (make storefront-build)")
+	}
+	s := startStack(t, false)
+	cmd := exec.Command(node, "browser/e2e.mjs")
+	cmd.Dir = filepath.Join(root, "storefront")
+	cmd.Env = append(os.Environ(), "STOREFRONT_E2E_URL="+s.gw)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("browser test: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}

@@ -1,6 +1,6 @@
 // Shared by the browser tests: Debian's Chromium driven by playwright-core (never a downloaded
 // browser), a fresh profile per run, artifacts under storefront/test-results/.
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,11 +60,17 @@ export async function launch({ viewport = { width: 1280, height: 800 } } = {}) {
 }
 
 const require = createRequire(import.meta.url);
-const AXE = require.resolve('axe-core/axe.min.js');
+const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
-/** Runs every axe-core rule (contrast included) on the page as rendered; returns the violations. */
+/**
+ * Runs every axe-core rule (contrast included) on the page as rendered; returns the violations.
+ * axe is injected through page.evaluate (the DevTools protocol), which the page's
+ * Content-Security-Policy does not govern: the gateway serves the storefront with
+ * `default-src 'self'`, which rightly refuses inline scripts, and the test keeps that policy on
+ * so a violation by the app itself would still show.
+ */
 export async function axe(page, { exclude = [] } = {}) {
-  if (!(await page.evaluate(() => 'axe' in window))) await page.addScriptTag({ path: AXE });
+  if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(AXE_SOURCE);
   const result = await page.evaluate(async (exclude) => {
     const r = await window.axe.run(exclude.length ? { exclude } : document, { resultTypes: ['violations'] });
     return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.map((n) => n.target.join(' ')) }));
