@@ -148,12 +148,12 @@ type HealthCheck struct {
 // Route maps matching requests to an upstream, or to files (Static). Exactly one of Upstream and
 // Static is set.
 type Route struct {
-	Name        string   `yaml:"name"`
-	Match       Match    `yaml:"match"`
-	StripPrefix string   `yaml:"strip_prefix,omitempty"`
-	AddPrefix   string   `yaml:"add_prefix,omitempty"`
-	Upstream    string   `yaml:"upstream,omitempty"`
-	Static      *Static  `yaml:"static,omitempty"`
+	Name        string  `yaml:"name"`
+	Match       Match   `yaml:"match"`
+	StripPrefix string  `yaml:"strip_prefix,omitempty"`
+	AddPrefix   string  `yaml:"add_prefix,omitempty"`
+	Upstream    string  `yaml:"upstream,omitempty"`
+	Static      *Static `yaml:"static,omitempty"`
 	// Respond answers the route's requests directly (Envoy's direct_response), e.g. a 404 for
 	// unknown API paths that would otherwise reach a catch-all route.
 	Respond *Respond `yaml:"respond,omitempty"`

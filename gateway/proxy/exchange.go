@@ -57,9 +57,9 @@ type Exchange struct {
 	up       upstream.Exchange
 	pathBuf  []byte
 	queryBuf []byte
-	idBuf   [32]byte
-	scratch []byte
-	body    limitedBody
+	idBuf    [32]byte
+	scratch  []byte
+	body     limitedBody
 }
 
 var exchangePool = sync.Pool{New: func() any {
