@@ -46,9 +46,6 @@ func TestMain(m *testing.M) {
 
 func buildPeers(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and starts the products and payments services")
-	}
 	peerBinaries.once.Do(func() {
 		dir, err := os.MkdirTemp("", "orders-peers-")
 		if err != nil {

@@ -20,9 +20,6 @@ import (
 // file, as the stack runs :3002 and :3012: the catalog is seeded once, both serve it, and
 // SIGTERM stops each cleanly.
 func TestTwoInstancesShareOneDatabase(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "products")
 	build := exec.Command("go", "build", "-o", bin, ".")

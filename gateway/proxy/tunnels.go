@@ -17,6 +17,17 @@ type Tunnels struct {
 	open   map[*openTunnel]struct{}
 	total  map[string]uint64 // tunnels opened, by route
 	closed chan struct{}     // signalled when a tunnel closes (for Drain)
+	// keep reports whether the live configuration still routes a tunnel (see Reconcile). A
+	// tunnel registering after a reload checks it itself, so a reload can never miss it.
+	keep func(route string, target *upstream.Target) bool
+}
+
+// SetKeep installs the predicate that says whether the live configuration still routes a
+// tunnel. Called once, before serving.
+func (ts *Tunnels) SetKeep(keep func(route string, target *upstream.Target) bool) {
+	ts.mu.Lock()
+	ts.keep = keep
+	ts.mu.Unlock()
 }
 
 type openTunnel struct {
@@ -30,12 +41,22 @@ func NewTunnels() *Tunnels {
 	return &Tunnels{open: map[*openTunnel]struct{}{}, total: map[string]uint64{}, closed: make(chan struct{}, 1)}
 }
 
-func (ts *Tunnels) add(route string, target *upstream.Target, t *websocket.Tunnel) *openTunnel {
+// add registers a tunnel. If a reload removed its route or target while the upgrade was under
+// way, the reload's Reconcile may have run before this, so the tunnel schedules its own close.
+func (ts *Tunnels) add(route string, target *upstream.Target, t *websocket.Tunnel, grace time.Duration) *openTunnel {
 	o := &openTunnel{route: route, target: target, tunnel: t}
 	ts.mu.Lock()
 	ts.open[o] = struct{}{}
 	ts.total[route]++
+	keep := ts.keep
 	ts.mu.Unlock()
+	if keep != nil && !keep(route, target) {
+		time.AfterFunc(grace, func() {
+			if !keep(route, target) {
+				t.Shutdown(websocket.CloseGoingAway)
+			}
+		})
+	}
 	return o
 }
 
@@ -53,8 +74,13 @@ func (ts *Tunnels) remove(o *openTunnel) {
 // allows WebSockets and still lists its target in the live configuration; tunnels it rejects get
 // grace to finish on their own and are then closed with 1001 unless keep changed its mind by then
 // (a later reload restored the route).
-func (ts *Tunnels) Reconcile(grace time.Duration, keep func(route string, target *upstream.Target) bool) {
+func (ts *Tunnels) Reconcile(grace time.Duration) {
 	ts.mu.Lock()
+	keep := ts.keep
+	if keep == nil {
+		ts.mu.Unlock()
+		return
+	}
 	var doomed []*openTunnel
 	for o := range ts.open {
 		if !keep(o.route, o.target) {

@@ -123,15 +123,17 @@ func (f *Forwarder) serveUpgrade(x *Exchange, raw []byte) {
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(client net.Conn) {
 		defer t.TunnelClosed()
+		// Registered before the client learns of the upgrade, so a reload that follows cannot
+		// miss it.
+		tun := websocket.New(client, client, conn, br, policy.Limits)
+		o := tunnels.add(routeName, t, tun, policy.CloseGrace)
+		defer tunnels.remove(o)
 		_ = client.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if _, err := client.Write(head); err != nil {
 			conn.Close()
 			return
 		}
-		tun := websocket.New(client, client, conn, br, policy.Limits)
-		o := tunnels.add(routeName, t, tun)
 		tun.Run()
-		tunnels.remove(o)
 	})
 }
 

@@ -17,9 +17,6 @@ import (
 // the tokens it issues, and forwards the identity headers the users service itself checks
 // against the token (GET /users/me refuses contradicting ones).
 func TestJWTWithTheUsersService(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and starts the users service")
-	}
 	dir := t.TempDir()
 	build := exec.Command("go", "build", "-o", dir+"/", "github.com/archway-gateway/archway/backends/users")
 	if out, err := build.CombinedOutput(); err != nil {

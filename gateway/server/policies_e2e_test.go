@@ -276,9 +276,6 @@ routes:
 // Two gateway processes sharing one Redis admit the configured rate plus burst within ±5%, not
 // twice it.
 func TestRateLimitTwoProcessesShareRedis(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the gateway")
-	}
 	srv := testenv.StartRedis(t)
 	up := startUpstream(t, "api", func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") })
 	dir := t.TempDir()

@@ -110,6 +110,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	g.version.Store(1)
 	g.entry = proxy.NewEntry(snap, opts.Logger)
+	g.build.tunnels.SetKeep(g.tunnelStillRouted)
 	g.commit(snap, nil)
 	g.lastReload.Store(&ReloadResult{Version: 1, Digest: cfg.Digest(), Source: "start", At: time.Now(), OK: true})
 
@@ -302,7 +303,7 @@ func (g *Gateway) commit(snap, old *proxy.Snapshot) {
 	if old == nil {
 		return
 	}
-	g.build.tunnels.Reconcile(maxCloseGrace(old), g.tunnelStillRouted)
+	g.build.tunnels.Reconcile(maxCloseGrace(old))
 	if old.AccessLog != nil && old.AccessLog != snap.AccessLog {
 		l := old.AccessLog
 		grace := old.Config.Server.WriteTimeout.D() + old.Config.Server.ReadTimeout.D()

@@ -100,9 +100,6 @@ func gateway(t *testing.T, services map[string]string) string {
 }
 
 func TestAPIDocExamples(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and starts the services")
-	}
 	curl := testenv.RequireBinary(t, "curl")
 	root := testenv.RepoRoot()
 	examples := parseExamples(t, filepath.Join(root, "docs", "api.md"))
