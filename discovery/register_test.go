@@ -172,12 +172,13 @@ func TestRegistrarWaitsForConsulAndReregistersAfterRestart(t *testing.T) {
 	env.deregister(t, "users-a")
 	waitFor(t, 5*time.Second, "registered again after the agent lost it", func() bool { return env.agentHas("users-a") })
 
-	for round := range 2 {
+	// A restarted dev agent starts empty (TestConsulStartsKillsAndRestarts in internal/testenv
+	// proves it), so finding the registration again means the Registrar put it back. It is not
+	// checked that it is gone right after the restart: the Registrar, resyncing every 200ms, may
+	// already have registered again by the time Restart returns on a busy machine.
+	for range 2 {
 		env.consul.Kill()
 		env.consul.Restart(t)
-		if env.agentHas("users-a") {
-			t.Fatalf("round %d: the restarted agent kept the registration; the test proves nothing", round)
-		}
 		waitFor(t, 5*time.Second, "registered again after a Consul restart", func() bool { return env.agentHas("users-a") })
 	}
 	if err := stop(); err != nil {
