@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -106,7 +107,7 @@ func (l *Logger) Log(e *Entry) {
 		slog.String("client_ip", e.ClientIP),
 		slog.String("method", string(e.Method)),
 		slog.String("path", string(e.Path)),
-		slog.String("query", string(e.Query)),
+		slog.String("query", redactQuery(e.Query)),
 		slog.String("route", e.Route),
 		slog.String("upstream", e.Upstream),
 		slog.String("target", e.Target),
@@ -150,4 +151,29 @@ func (s *syncWriter) flush() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_ = s.w.Flush()
+}
+
+// sensitiveParams are query parameters whose values never reach the log: WebSocket clients
+// authenticate with ?token=, and some clients put other credentials in URLs.
+var sensitiveParams = []string{"token", "access_token", "id_token", "jwt", "password", "api_key", "apikey", "secret"}
+
+// redactQuery replaces the values of sensitive parameters with "[redacted]".
+func redactQuery(q []byte) string {
+	if len(q) == 0 {
+		return ""
+	}
+	parts := strings.Split(string(q), "&")
+	for i, p := range parts {
+		name, _, hasValue := strings.Cut(p, "=")
+		if !hasValue {
+			continue
+		}
+		for _, s := range sensitiveParams {
+			if strings.EqualFold(name, s) {
+				parts[i] = name + "=[redacted]"
+				break
+			}
+		}
+	}
+	return strings.Join(parts, "&")
 }

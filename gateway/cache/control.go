@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"github.com/archway-gateway/archway/gateway/protocol"
+
 	"bytes"
 	"strconv"
 )
@@ -30,19 +32,19 @@ func parseCacheControl(v []byte) directives {
 			name, arg = bytes.TrimSpace(item[:i]), bytes.Trim(bytes.TrimSpace(item[i+1:]), `"`)
 		}
 		switch {
-		case equalFold(name, "no-store"):
+		case protocol.EqualFold(name, "no-store"):
 			d.noStore = true
-		case equalFold(name, "no-cache"):
+		case protocol.EqualFold(name, "no-cache"):
 			d.noCache = true
-		case equalFold(name, "private"):
+		case protocol.EqualFold(name, "private"):
 			d.private = true
-		case equalFold(name, "must-revalidate"), equalFold(name, "proxy-revalidate"):
+		case protocol.EqualFold(name, "must-revalidate"), protocol.EqualFold(name, "proxy-revalidate"):
 			d.mustRevalidate = true
-		case equalFold(name, "max-age"):
+		case protocol.EqualFold(name, "max-age"):
 			d.maxAge = seconds(arg)
-		case equalFold(name, "s-maxage"):
+		case protocol.EqualFold(name, "s-maxage"):
 			d.sMaxAge = seconds(arg)
-		case equalFold(name, "stale-while-revalidate"):
+		case protocol.EqualFold(name, "stale-while-revalidate"):
 			d.staleWhileRevalidate = seconds(arg)
 		}
 	}
@@ -56,22 +58,6 @@ func seconds(b []byte) int64 {
 		return 0
 	}
 	return min(n, 1<<31)
-}
-
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // heuristicStatus are the statuses RFC 9110 §15.1 lets a cache store without explicit

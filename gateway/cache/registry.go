@@ -15,6 +15,7 @@ import (
 	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/gateway/proxy"
 	"github.com/archway-gateway/archway/gateway/redisstore"
+	"github.com/archway-gateway/archway/gateway/routestate"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -27,9 +28,7 @@ type Registry struct {
 	ctx     context.Context
 	logger  *slog.Logger
 	running sync.WaitGroup
-	mu      sync.Mutex
-	routes  map[string]*routeCache
-	live    atomic.Pointer[[]*routeCache]
+	routes  *routestate.Registry[*routeCache]
 }
 
 // routeCache outlives snapshots.
@@ -49,7 +48,7 @@ func NewRegistry(ctx context.Context, logger *slog.Logger) *Registry {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{ctx: ctx, logger: logger, routes: map[string]*routeCache{}}
+	return &Registry{ctx: ctx, logger: logger, routes: routestate.New[*routeCache]()}
 }
 
 // Middleware builds route's cache, or returns nil when it has none. store is the Redis
@@ -74,43 +73,29 @@ func (r *Registry) Middleware(route *config.Route, store *redisstore.Store) prox
 }
 
 func (r *Registry) route(name string, c *config.Cache) *routeCache {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	vary := strings.Join(c.Vary, ",")
-	rc, ok := r.routes[name]
-	if !ok {
-		rc = &routeCache{name: name, reg: r, store: NewStore(c.MaxBytes.Bytes()), vary: vary}
-		r.routes[name] = rc
-		return rc
-	}
-	rc.store.SetBudget(c.MaxBytes.Bytes())
-	if rc.vary != vary {
-		rc.store.Purge("")
-		rc.vary = vary
-	}
-	return rc
+	return r.routes.Use(name,
+		func() *routeCache {
+			return &routeCache{name: name, reg: r, store: NewStore(c.MaxBytes.Bytes()), vary: vary}
+		},
+		func(rc *routeCache) {
+			rc.store.SetBudget(c.MaxBytes.Bytes())
+			if rc.vary != vary { // every key changes: the stored entries can never match again
+				rc.store.Purge("")
+				rc.vary = vary
+			}
+		})
 }
 
 // Commit keeps the caches of the routes cfg caches and drops every other.
 func (r *Registry) Commit(cfg *config.Config) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	keep := map[string]bool{}
-	var live []*routeCache
+	var names []string
 	for _, rc := range cfg.Routes {
 		if rc.Cache != nil {
-			keep[rc.Name] = true
-			if c := r.routes[rc.Name]; c != nil {
-				live = append(live, c)
-			}
+			names = append(names, rc.Name)
 		}
 	}
-	for name := range r.routes {
-		if !keep[name] {
-			delete(r.routes, name)
-		}
-	}
-	r.live.Store(&live)
+	r.routes.Commit(names)
 }
 
 // ErrUnknownRoute is returned by Purge for a route without a cache.
@@ -126,16 +111,9 @@ type PurgeResult struct {
 // Purge removes cached responses: of every route (route ""), or of one, and only those whose
 // path starts with pathPrefix when it is set. Shared Redis entries go too.
 func (r *Registry) Purge(ctx context.Context, route, pathPrefix string) (PurgeResult, error) {
-	live := r.live.Load()
 	var res PurgeResult
-	if live == nil {
-		if route != "" {
-			return res, ErrUnknownRoute
-		}
-		return res, nil
-	}
 	var errs []error
-	for _, rc := range *live {
+	for _, rc := range r.routes.Live() {
 		if route != "" && rc.name != route {
 			continue
 		}
@@ -157,9 +135,7 @@ func (r *Registry) Purge(ctx context.Context, route, pathPrefix string) (PurgeRe
 
 // Store returns the named route's store, or nil.
 func (r *Registry) Store(route string) *Store {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if rc := r.routes[route]; rc != nil {
+	if rc, ok := r.routes.Lookup(route); ok {
 		return rc.store
 	}
 	return nil
@@ -195,11 +171,7 @@ func (r *Registry) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (r *Registry) Collect(ch chan<- prometheus.Metric) {
-	live := r.live.Load()
-	if live == nil {
-		return
-	}
-	for _, rc := range *live {
+	for _, rc := range r.routes.Live() {
 		for _, c := range []struct {
 			result string
 			n      *atomic.Uint64

@@ -121,10 +121,10 @@ func (p *Policy) typeListed(ct []byte) bool {
 	ct = bytes.TrimRight(ct, " \t")
 	for _, t := range p.types {
 		if t.prefix {
-			if len(ct) > len(t.name) && equalFold(ct[:len(t.name)], t.name) {
+			if len(ct) > len(t.name) && bytes.EqualFold(ct[:len(t.name)], t.name) {
 				return true
 			}
-		} else if equalFold(ct, t.name) {
+		} else if bytes.EqualFold(ct, t.name) {
 			return true
 		}
 	}
@@ -218,7 +218,7 @@ func AcceptsGzip(v []byte) bool {
 			q = 0
 		}
 		switch {
-		case equalFold(coding, []byte("gzip")), equalFold(coding, []byte("x-gzip")):
+		case bytes.EqualFold(coding, []byte("gzip")), bytes.EqualFold(coding, []byte("x-gzip")):
 			gzip = q
 		case len(coding) == 1 && coding[0] == '*':
 			star = q
@@ -240,7 +240,7 @@ func qZero(params []byte) bool {
 			params = nil
 		}
 		name, val, ok := bytes.Cut(bytes.TrimSpace(p), []byte("="))
-		if !ok || !equalFold(bytes.TrimSpace(name), []byte("q")) {
+		if !ok || !bytes.EqualFold(bytes.TrimSpace(name), []byte("q")) {
 			continue
 		}
 		val = bytes.TrimSpace(val)
@@ -259,28 +259,9 @@ func qZero(params []byte) bool {
 
 func containsFold(s []byte, sub string) bool {
 	for i := 0; i+len(sub) <= len(s); i++ {
-		if equalFold(s[i:i+len(sub)], []byte(sub)) {
+		if bytes.EqualFold(s[i:i+len(sub)], []byte(sub)) {
 			return true
 		}
 	}
 	return false
-}
-
-func equalFold(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if x >= 'A' && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if y >= 'A' && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -7,10 +7,10 @@ package metrics
 import (
 	"sort"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/archway-gateway/archway/gateway/routestate"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -57,22 +57,19 @@ func (s *RouteStats) Requests(m, code int) uint64 { return s.requests[m][code].L
 
 // Registry keeps RouteStats by route name across snapshots.
 type Registry struct {
-	mu     sync.Mutex
-	routes map[string]*RouteStats
-	live   atomic.Pointer[[]*RouteStats] // the routes of the current snapshot, for collection
+	routes *routestate.Registry[*RouteStats]
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{routes: map[string]*RouteStats{}} }
+func NewRegistry() *Registry { return &Registry{routes: routestate.New[*RouteStats]()} }
 
 // Route returns the stats of the named route, creating them on first use.
 func (r *Registry) Route(name string) *RouteStats {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if s, ok := r.routes[name]; ok {
-		return s
-	}
-	s := &RouteStats{
+	return r.routes.Use(name, func() *RouteStats { return newRouteStats(name) }, nil)
+}
+
+func newRouteStats(name string) *RouteStats {
+	return &RouteStats{
 		Name: name,
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "archway_request_duration_seconds", Help: "Time from the first byte of a request to the handler's end, by route.",
@@ -83,27 +80,18 @@ func (r *Registry) Route(name string) *RouteStats {
 			Buckets: DurationBuckets, ConstLabels: prometheus.Labels{"route": name},
 		}),
 	}
-	r.routes[name] = s
-	return s
 }
 
-// SetLive makes the given routes the ones /metrics reports and forgets all others, so a route
-// removed by a reload stops being exported (its counters would otherwise linger forever).
+// SetLive makes the given routes the ones /metrics reports, in name order, and forgets all
+// others, so a route removed by a reload stops being exported (its counters would otherwise
+// linger forever).
 func (r *Registry) SetLive(routes []*RouteStats) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	keep := map[string]bool{}
-	for _, s := range routes {
-		keep[s.Name] = true
+	names := make([]string, len(routes))
+	for i, s := range routes {
+		names[i] = s.Name
 	}
-	for name := range r.routes {
-		if !keep[name] {
-			delete(r.routes, name)
-		}
-	}
-	sorted := append([]*RouteStats(nil), routes...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
-	r.live.Store(&sorted)
+	sort.Strings(names)
+	r.routes.Commit(names)
 }
 
 var (
@@ -118,11 +106,7 @@ func (r *Registry) Describe(chan<- *prometheus.Desc) {}
 
 // Collect implements prometheus.Collector.
 func (r *Registry) Collect(ch chan<- prometheus.Metric) {
-	live := r.live.Load()
-	if live == nil {
-		return
-	}
-	for _, s := range *live {
+	for _, s := range r.routes.Live() {
 		for m := range Methods {
 			for code := range numCodes {
 				if n := s.requests[m][code].Load(); n > 0 {

@@ -1,5 +1,7 @@
 package proxy
 
+import "bytes"
+
 import "github.com/valyala/fasthttp"
 
 var hVary = []byte(fasthttp.HeaderVary)
@@ -12,7 +14,7 @@ func AddVary(h *fasthttp.ResponseHeader, token []byte) {
 	for _, v := range h.PeekAll(fasthttp.HeaderVary) {
 		found := false
 		forEachToken(v, func(t []byte) {
-			if len(t) == 1 && t[0] == '*' || equalFoldASCII(t, token) {
+			if len(t) == 1 && t[0] == '*' || bytes.EqualFold(t, token) {
 				found = true
 			}
 		})
@@ -21,23 +23,4 @@ func AddVary(h *fasthttp.ResponseHeader, token []byte) {
 		}
 	}
 	h.AddBytesKV(hVary, token)
-}
-
-func equalFoldASCII(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if x >= 'A' && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if y >= 'A' && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -6,13 +6,13 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/gateway/proxy"
 	"github.com/archway-gateway/archway/gateway/redisstore"
+	"github.com/archway-gateway/archway/gateway/routestate"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
@@ -28,9 +28,7 @@ const (
 // Registry keeps each route's buckets and counters by route name, so a reload that keeps a
 // route keeps what its clients have used. Safe for concurrent use.
 type Registry struct {
-	mu     sync.Mutex
-	routes map[string]*routeState
-	live   atomic.Pointer[[]*routeState]
+	routes *routestate.Registry[*routeState]
 }
 
 // routeState outlives snapshots. Counters are read at scrape time.
@@ -44,7 +42,7 @@ type routeState struct {
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{routes: map[string]*routeState{}} }
+func NewRegistry() *Registry { return &Registry{routes: routestate.New[*routeState]()} }
 
 // Middleware builds route's rate limit, or returns nil when it has none. store is the Redis
 // connection for scope: redis.
@@ -78,45 +76,27 @@ func (r *Registry) Middleware(route *config.Route, store *redisstore.Store) prox
 }
 
 func (r *Registry) state(name string, rl *config.RateLimit) *routeState {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st, ok := r.routes[name]
-	if !ok {
-		st = &routeState{name: name, local: NewLocal(rl.Rate.Interval(), rl.Burst, rl.MaxKeys)}
-		r.routes[name] = st
-	} else {
-		st.local.Configure(rl.Rate.Interval(), rl.Burst, rl.MaxKeys)
-	}
-	return st
+	return r.routes.Use(name,
+		func() *routeState {
+			return &routeState{name: name, local: NewLocal(rl.Rate.Interval(), rl.Burst, rl.MaxKeys)}
+		},
+		func(st *routeState) { st.local.Configure(rl.Rate.Interval(), rl.Burst, rl.MaxKeys) })
 }
 
 // Commit keeps the state of the routes cfg limits and forgets every other route's.
 func (r *Registry) Commit(cfg *config.Config) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	keep := map[string]bool{}
-	var live []*routeState
+	var names []string
 	for _, rc := range cfg.Routes {
 		if rc.RateLimit != nil {
-			keep[rc.Name] = true
-			if st := r.routes[rc.Name]; st != nil {
-				live = append(live, st)
-			}
+			names = append(names, rc.Name)
 		}
 	}
-	for name := range r.routes {
-		if !keep[name] {
-			delete(r.routes, name)
-		}
-	}
-	r.live.Store(&live)
+	r.routes.Commit(names)
 }
 
 // Local returns the local buckets of the named route, or nil.
 func (r *Registry) Local(route string) *Local {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if st := r.routes[route]; st != nil {
+	if st, ok := r.routes.Lookup(route); ok {
 		return st.local
 	}
 	return nil
@@ -132,15 +112,9 @@ func (r *Registry) Run(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		r.mu.Lock()
-		locals := make([]*Local, 0, len(r.routes))
-		for _, st := range r.routes {
-			locals = append(locals, st.local)
-		}
-		r.mu.Unlock()
 		now := time.Now().UnixNano()
-		for _, l := range locals {
-			l.Sweep(now)
+		for _, st := range r.routes.All() {
+			st.local.Sweep(now)
 		}
 	}
 }
@@ -161,11 +135,7 @@ func (r *Registry) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (r *Registry) Collect(ch chan<- prometheus.Metric) {
-	live := r.live.Load()
-	if live == nil {
-		return
-	}
-	for _, st := range *live {
+	for _, st := range r.routes.Live() {
 		ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(st.allowed.Load()), st.name, "allowed")
 		ch <- prometheus.MustNewConstMetric(descDecisions, prometheus.CounterValue, float64(st.limited.Load()), st.name, "limited")
 		ch <- prometheus.MustNewConstMetric(descFallbacks, prometheus.CounterValue, float64(st.fallbacks.Load()), st.name, "local")
