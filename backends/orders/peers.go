@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/backends/internal/api"
+	"github.com/archway-gateway/archway/backends/internal/reqctx"
 	"github.com/archway-gateway/archway/discovery"
 )
 
@@ -164,6 +165,7 @@ func retryable(status int) bool {
 // (wrapping errUnavailable) means no usable answer arrived: the outcome of a non-idempotent call
 // is then unknown.
 func (c *peerClient) do(ctx context.Context, call peerCall) (peerReply, error) {
+	ctx = reqctx.Detach(ctx) // the HTTP client watches ctx from its own goroutines
 	var body []byte
 	if call.body != nil {
 		var err error

@@ -307,7 +307,7 @@ routes:
 		}
 		urls = append(urls, "http://"+addr+"/")
 	}
-	var admitted, limited atomic.Int64
+	var admitted, limited, lastAdmit atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
 	for _, u := range urls {
@@ -325,6 +325,9 @@ routes:
 					switch resp.StatusCode {
 					case 200:
 						admitted.Add(1)
+						now := int64(time.Since(start))
+						for prev := lastAdmit.Load(); now > prev && !lastAdmit.CompareAndSwap(prev, now); prev = lastAdmit.Load() {
+						}
 					case 429:
 						limited.Add(1)
 					}
@@ -333,7 +336,9 @@ routes:
 		}
 	}
 	wg.Wait()
-	elapsed := time.Since(start).Seconds()
+	// The window ends at the last admitted answer: requests still in flight at the deadline on a
+	// loaded machine would otherwise stretch it with time in which nothing could be admitted.
+	elapsed := time.Duration(lastAdmit.Load()).Seconds()
 	want := burst + rate*elapsed
 	got := float64(admitted.Load())
 	t.Logf("two gateway processes admitted %.0f (limited %d) in %.2fs; rate plus burst is %.0f: %+.1f%%", got, limited.Load(), elapsed, want, 100*(got-want)/want)

@@ -64,7 +64,9 @@ func TestLeastConnPrefersTheFastTarget(t *testing.T) {
 	if counts["fast"]+counts["slow"] != 200 {
 		t.Fatalf("counts %v", counts)
 	}
-	if counts["fast"] < 4*counts["slow"] {
+	// Round robin (below) splits 1:1 whatever the speeds; least_conn must clearly favour the
+	// fast target. (On an idle machine it is about 6:1; under heavy load fewer requests overlap.)
+	if counts["fast"] < 2*counts["slow"] {
 		t.Fatalf("least_conn sent fast %d, slow %d: want the fast target to get most requests", counts["fast"], counts["slow"])
 	}
 	// round_robin, for contrast, splits evenly regardless of speed: the test can tell them apart.

@@ -12,6 +12,8 @@
 package sqldb
 
 import (
+	"github.com/archway-gateway/archway/backends/internal/reqctx"
+
 	"context"
 	"database/sql"
 	"errors"
@@ -118,22 +120,26 @@ func (db *DB) Close() error { return db.sql.Close() }
 
 // Ping checks that the database answers a query; it is the health check.
 func (db *DB) Ping(ctx context.Context) error {
+	ctx = reqctx.Detach(ctx)
 	var one int
 	return db.sql.QueryRowContext(ctx, "SELECT 1").Scan(&one)
 }
 
 // Exec runs a statement that returns no rows.
 func (db *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = reqctx.Detach(ctx)
 	return db.sql.ExecContext(ctx, db.rebind(query), args...)
 }
 
 // Query runs a query that returns rows.
 func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = reqctx.Detach(ctx)
 	return db.sql.QueryContext(ctx, db.rebind(query), args...)
 }
 
 // QueryRow runs a query that returns at most one row.
 func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = reqctx.Detach(ctx)
 	return db.sql.QueryRowContext(ctx, db.rebind(query), args...)
 }
 
@@ -145,16 +151,19 @@ type Tx struct {
 
 // Exec runs a statement in the transaction.
 func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = reqctx.Detach(ctx)
 	return tx.tx.ExecContext(ctx, tx.db.rebind(query), args...)
 }
 
 // Query runs a query in the transaction.
 func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = reqctx.Detach(ctx)
 	return tx.tx.QueryContext(ctx, tx.db.rebind(query), args...)
 }
 
 // QueryRow runs a single-row query in the transaction.
 func (tx *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = reqctx.Detach(ctx)
 	return tx.tx.QueryRowContext(ctx, tx.db.rebind(query), args...)
 }
 
@@ -164,6 +173,7 @@ func (tx *Tx) Engine() Engine { return tx.db.engine }
 // InTx runs fn in a transaction: committed when fn returns nil, rolled back otherwise (fn's
 // error is returned as is, so sentinel errors survive).
 func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) error {
+	ctx = reqctx.Detach(ctx)
 	sqlTx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -183,6 +193,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 // the database write lock every transaction takes. Use it for once-only work such as migrations
 // and seeding when several instances start at once.
 func (db *DB) Locked(ctx context.Context, name string, fn func(tx *Tx) error) error {
+	ctx = reqctx.Detach(ctx)
 	return db.InTx(ctx, func(tx *Tx) error {
 		if db.engine == Postgres {
 			h := fnv.New64a()
