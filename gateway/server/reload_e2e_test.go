@@ -28,7 +28,7 @@ func reloadConfig(a, b, routeTimeout, extraRoute string) string {
 admin: {listen: "127.0.0.1:9901", token: "%s"}
 access_log: {enabled: false}
 upstreams:
-  app: {targets: ["%s", "%s"]}
+  app: {targets: ["%s", "%s"], max_conns_per_target: 4}
 routes:
   - {name: app, match: {path_prefix: /}, upstream: app, timeout: %s}
 %s`, adminToken, a, b, routeTimeout, extraRoute)
@@ -112,7 +112,16 @@ func TestReloadUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Each pool holds at most 4 connections; once both are full, any new upstream connection
+	// could only come from a reload replacing a pool (load alone cannot add one).
+	targets := gw.Snapshot().Upstreams["app"].Targets()
+	deadline := time.Now().Add(10 * time.Second)
+	for targets[0].Stats().OpenConns < 4 || targets[1].Stats().OpenConns < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("pools did not fill: %d and %d connections", targets[0].Stats().OpenConns, targets[1].Stats().OpenConns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	acceptedBefore := a.accepted.Load() + b.accepted.Load()
 	connsBefore := clientConns.Load()
 
