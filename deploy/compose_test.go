@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,17 +113,7 @@ func envOf(s types.ServiceConfig) map[string]string {
 	return m
 }
 
-func sortedNames(p *types.Project) []string {
-	names := slices.Collect(func(yield func(string) bool) {
-		for n := range p.Services {
-			if !yield(n) {
-				return
-			}
-		}
-	})
-	sort.Strings(names)
-	return names
-}
+func sortedNames(p *types.Project) []string { return slices.Sorted(maps.Keys(p.Services)) }
 
 // portOf returns the port of a host:port listen address.
 func portOf(t *testing.T, what, addr string) int {
@@ -182,8 +171,13 @@ func gatewayConfig(t *testing.T, s types.ServiceConfig) *config.Config {
 	}
 	host := ""
 	for _, v := range s.Volumes {
+		if v.Type != types.VolumeTypeBind {
+			continue
+		}
 		if v.Target == path {
 			host = v.Source
+		} else if rel, err := filepath.Rel(v.Target, path); err == nil && !strings.HasPrefix(rel, "..") {
+			host = filepath.Join(v.Source, rel)
 		}
 	}
 	if host == "" {
@@ -358,6 +352,45 @@ func TestComposeServicesAreRunnable(t *testing.T) {
 			if d.Condition != types.ServiceConditionHealthy {
 				t.Errorf("%s: depends on %s without waiting for it to be healthy", name, dep)
 			}
+		}
+	}
+}
+
+// TestComposeNetworks: the split of the original deployment. Only frontend reaches outside and
+// carries the published ports; the stores sit on backend alone; monitoring joins Prometheus and
+// Grafana to what they scrape without giving them the stores.
+func TestComposeNetworks(t *testing.T) {
+	p := composeProject(t)
+	if p.Networks["frontend"].Internal || !p.Networks["backend"].Internal || !p.Networks["monitoring"].Internal {
+		t.Errorf("frontend must reach outside, backend and monitoring must be internal")
+	}
+	want := map[string][]string{
+		"gateway":    {"backend", "frontend", "monitoring"},
+		"service":    {"backend", "monitoring"},
+		"consul":     {"backend", "monitoring"},
+		"redis":      {"backend"},
+		"postgres":   {"backend"},
+		"prometheus": {"frontend", "monitoring"},
+		"grafana":    {"frontend", "monitoring"},
+	}
+	for _, name := range sortedNames(p) {
+		s := p.Services[name]
+		role := name
+		switch binaryOf(s) {
+		case "":
+		case "gateway":
+			role = "gateway"
+		default:
+			role = "service"
+		}
+		got := slices.Sorted(maps.Keys(s.Networks))
+		if w, ok := want[role]; !ok {
+			t.Errorf("%s: no network rule for it in this test", name)
+		} else if !slices.Equal(got, w) {
+			t.Errorf("%s is on networks %v, want %v", name, got, w)
+		}
+		if len(s.Ports) > 0 && !slices.Contains(got, "frontend") {
+			t.Errorf("%s publishes ports without being on frontend", name)
 		}
 	}
 }

@@ -68,6 +68,8 @@ func scrape(t *testing.T, url string, into series) {
 // prometheusOwn are series Prometheus makes itself for every target, not found in any /metrics.
 var prometheusOwn = []string{"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
+var literalAlternatives = regexp.MustCompile(`^[A-Za-z0-9_-]+(\|[A-Za-z0-9_-]+)*$`)
+
 // checkSelector reports what is wrong with a selector against the live series: an unknown
 // metric, a label the metric does not carry, or an equality matcher on a value never seen.
 // job and instance are Prometheus's target labels: job must be a scrape job of prometheus.yml.
@@ -90,9 +92,15 @@ func checkSelector(sel selector, live series, jobs []string) []string {
 			for _, j := range jobs {
 				matched = matched || (m.op == "=" && j == m.value) || (m.op == "=~" && re.MatchString(j))
 			}
-			if m.op == "=" || m.op == "=~" {
-				if !matched {
-					problems = append(problems, fmt.Sprintf("%s: no scrape job %s%q in prometheus.yml", sel, m.op, m.value))
+			if (m.op == "=" || m.op == "=~") && !matched {
+				problems = append(problems, fmt.Sprintf("%s: no scrape job %s%q in prometheus.yml", sel, m.op, m.value))
+			}
+			// A list of names (a|b|c): each one is a job.
+			if m.op == "=~" && literalAlternatives.MatchString(m.value) {
+				for _, alt := range strings.Split(m.value, "|") {
+					if !slices.Contains(jobs, alt) {
+						problems = append(problems, fmt.Sprintf("%s: no scrape job %q in prometheus.yml", sel, alt))
+					}
 				}
 			}
 			continue
@@ -138,6 +146,7 @@ func TestCheckSelector(t *testing.T) {
 		{`archway_cache_requests_total{result="hits"}`, `never has result="hits"`},
 		{`archway_cache_requests_total{outcome="hit"}`, "carries no label outcome"},
 		{`archway_cache_requests_total{job="gateway"}`, "no scrape job"},
+		{`up{job=~"archway|product"}`, `no scrape job "product"`},
 		{`up{job="archway"}`, ""},
 		{`up{route="x"}`, "carries no label route"},
 	} {
