@@ -220,7 +220,12 @@ func TestBackupSQLite(t *testing.T) {
 	runDocBlock(t, docBlock(t, "sqlite-backup"), dir, nil, nil)
 
 	execSQLite(t, filepath.Join(data, "products.db"), "PRAGMA busy_timeout=10000; UPDATE products SET inventory = 0 WHERE id = 1")
-	products.Stop() // "with the stack stopped"
+	// Stopped the hard way: a crashed (or killed) service leaves its WAL behind, holding the
+	// change above; a restore that kept it would bring the change back over the backup.
+	products.Kill()
+	if _, err := os.Stat(filepath.Join(data, "products.db-wal")); err != nil {
+		t.Fatalf("the killed service left no WAL: %v", err)
+	}
 	runDocBlock(t, docBlock(t, "sqlite-restore"), dir, nil, nil)
 	_, addr := startProducts(t, filepath.Join(data, "products.db"))
 	if got := productInventory(t, addr); got != 7 {
