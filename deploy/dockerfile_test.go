@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -506,6 +507,16 @@ func TestDockerfile(t *testing.T) {
 	goLine := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(goMod)
 	if goLine == nil || !versionAtLeast(globals["GO_VERSION"], string(goLine[1])) {
 		t.Errorf("Dockerfile GO_VERSION %q is older than go.mod's go %s", globals["GO_VERSION"], goLine[1])
+	}
+	// The replay runs the stages on this machine's Go and Node: they must be the ones the
+	// Dockerfile's images carry.
+	if local := strings.TrimPrefix(runtime.Version(), "go"); !strings.HasPrefix(local, globals["GO_VERSION"]+".") && local != globals["GO_VERSION"] {
+		t.Errorf("Dockerfile GO_VERSION %s, this machine's Go is %s: the replay would not test the image's toolchain", globals["GO_VERSION"], local)
+	}
+	if out, err := exec.Command("node", "--version").Output(); err == nil {
+		if major := strings.SplitN(strings.TrimPrefix(strings.TrimSpace(string(out)), "v"), ".", 2)[0]; major != globals["NODE_VERSION"] {
+			t.Errorf("Dockerfile NODE_VERSION %s, this machine's Node is %s", globals["NODE_VERSION"], out)
+		}
 	}
 	names := []string{}
 	for _, st := range stages {

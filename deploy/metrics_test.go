@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -200,6 +201,16 @@ func TestDashboardAndAlertsUseLiveMetrics(t *testing.T) {
 	}})
 	// Discovered through Consul once products' registration check passes.
 	waitOK(t, "http://"+gateway+"/health/products", 60*time.Second)
+
+	// The images' HEALTHCHECK, with the environment compose gives each container.
+	for _, hc := range []struct{ service, env string }{{"gateway", "ARCHWAY_LISTEN=" + gateway}, {"products", "ADDR=" + products}} {
+		img := imgs[hc.service]
+		cmd := exec.Command(img.root.path(img.healthcheck[0]), img.healthcheck[1:]...)
+		cmd.Env = []string{"ARCHWAY_SERVICE=" + img.env["ARCHWAY_SERVICE"], hc.env}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("the %s image's HEALTHCHECK fails on a healthy %s: %v\n%s", hc.service, hc.service, err, out)
+		}
+	}
 
 	get := func(path string) *http.Response {
 		t.Helper()
