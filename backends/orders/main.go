@@ -10,7 +10,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -80,16 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	common := config.RegisterCommon(fs, "orders", ":3003")
 	jwt := auth.RegisterVerifierFlags(fs)
 	s := register(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, "orders:", err)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "orders: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if code, ok := fs.ParseCommandLine(args, ""); !ok {
+		return code
 	}
 	if err := serve(ctx, common, jwt, s, stdout); err != nil {
 		fmt.Fprintln(stderr, "orders:", err)

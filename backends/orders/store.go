@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io/fs"
 	"strings"
 	"time"
 
@@ -93,13 +92,8 @@ type Store struct {
 
 // OpenStore opens the database at url and applies the orders migrations.
 func OpenStore(ctx context.Context, url string) (*Store, error) {
-	db, err := sqldb.Open(ctx, url)
+	db, err := sqldb.OpenMigrated(ctx, url, "orders", migrations)
 	if err != nil {
-		return nil, err
-	}
-	sub, _ := fs.Sub(migrations, "migrations") // cannot fail: the directory is embedded
-	if err := db.Migrate(ctx, "orders", sub); err != nil {
-		db.Close()
 		return nil, err
 	}
 	return &Store{db: db, now: time.Now}, nil

@@ -9,8 +9,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -35,16 +33,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	common := config.RegisterCommon(fs, "payments", ":3004")
 	jwt := auth.RegisterVerifierFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, "payments:", err)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "payments: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if code, ok := fs.ParseCommandLine(args, ""); !ok {
+		return code
 	}
 	if err := serve(ctx, common, jwt, stdout); err != nil {
 		fmt.Fprintln(stderr, "payments:", err)

@@ -37,16 +37,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	common := config.RegisterCommon(fs, "products", ":3002")
 	jwt := auth.RegisterVerifierFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, "products:", err)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "products: unknown command %q (commands: seed)\n", fs.Arg(0))
-		return 2
+	if code, ok := fs.ParseCommandLine(args, "seed"); !ok {
+		return code
 	}
 	if err := serve(ctx, common, jwt, stdout); err != nil {
 		fmt.Fprintln(stderr, "products:", err)

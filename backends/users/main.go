@@ -64,16 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := config.NewFlagSet("users")
 	fs.SetOutput(stderr)
 	s := register(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, "users:", err)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "users: unknown command %q (commands: create-admin)\n", fs.Arg(0))
-		return 2
+	if code, ok := fs.ParseCommandLine(args, "create-admin"); !ok {
+		return code
 	}
 	if err := serve(ctx, s, stdout); err != nil {
 		fmt.Fprintln(stderr, "users:", err)

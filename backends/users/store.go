@@ -6,7 +6,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/archway-gateway/archway/backends/internal/sqldb"
@@ -48,13 +47,8 @@ type Store struct {
 
 // OpenStore opens the database at url and applies the users migrations.
 func OpenStore(ctx context.Context, url string) (*Store, error) {
-	db, err := sqldb.Open(ctx, url)
+	db, err := sqldb.OpenMigrated(ctx, url, "users", migrations)
 	if err != nil {
-		return nil, err
-	}
-	sub, _ := fs.Sub(migrations, "migrations") // cannot fail: the directory is embedded
-	if err := db.Migrate(ctx, "users", sub); err != nil {
-		db.Close()
 		return nil, err
 	}
 	return &Store{db: db, now: time.Now}, nil

@@ -81,6 +81,29 @@ func (f *FlagSet) Parse(args []string) error {
 	return errors.Join(f.envErrs...)
 }
 
+// ParseCommandLine parses a service's arguments the way every service's command line works, and
+// says whether to go on: -h printed the usage (exit 0); a bad flag or value, or an argument left
+// over, is reported on the flag set's output (exit 2). commands names the service's
+// subcommands for that message, or is empty when it has none.
+func (f *FlagSet) ParseCommandLine(args []string, commands string) (code int, ok bool) {
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		fmt.Fprintf(f.Output(), "%s: %v\n", f.Name(), err)
+		return 2, false
+	}
+	if f.NArg() > 0 {
+		if commands != "" {
+			fmt.Fprintf(f.Output(), "%s: unknown command %q (commands: %s)\n", f.Name(), f.Arg(0), commands)
+		} else {
+			fmt.Fprintf(f.Output(), "%s: unexpected argument %q\n", f.Name(), f.Arg(0))
+		}
+		return 2, false
+	}
+	return 0, true
+}
+
 // Common holds the settings every backend service has.
 type Common struct {
 	Addr            string

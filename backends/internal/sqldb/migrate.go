@@ -91,3 +91,21 @@ func (db *DB) Migrate(ctx context.Context, service string, fsys fs.FS) error {
 		return nil
 	})
 }
+
+// OpenMigrated opens the database at url and applies a service's migrations, kept in fsys under
+// "migrations" (see Migrate for the layout); the database is closed again if they fail.
+func OpenMigrated(ctx context.Context, url, service string, fsys fs.FS) (*DB, error) {
+	db, err := Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := fs.Sub(fsys, "migrations")
+	if err == nil {
+		err = db.Migrate(ctx, service, sub)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
