@@ -207,10 +207,16 @@ func start(svc Service, env []string, out *lockedWriter) (*proc, error) {
 		return nil, fmt.Errorf("start %s: %w", svc.Name, err)
 	}
 	p := &proc{svc: svc, cmd: cmd, done: make(chan struct{})}
-	go prefixLines(pr, fmt.Sprintf("%-10s | ", svc.Name), out)
+	drained := make(chan struct{})
+	go func() {
+		prefixLines(pr, fmt.Sprintf("%-10s | ", svc.Name), out)
+		close(drained)
+	}()
 	go func() {
 		p.err = cmd.Wait()
 		pw.Close()
+		// done waits for the last line so that, once Stop returns, nothing writes to Out.
+		<-drained
 		close(p.done)
 	}()
 	return p, nil
@@ -222,6 +228,9 @@ func prefixLines(r io.Reader, prefix string, out *lockedWriter) {
 	for sc.Scan() {
 		out.writeLine(prefix, sc.Bytes())
 	}
+	// A line too long for the scanner ends the loop; keep reading so the process never blocks
+	// writing to a pipe nobody reads.
+	_, _ = io.Copy(io.Discard, r)
 }
 
 type lockedWriter struct {

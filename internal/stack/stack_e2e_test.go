@@ -66,6 +66,8 @@ func startStack(t *testing.T, consul bool) *running {
 	}
 	s, err := stack.Start(context.Background(), o)
 	if err != nil {
+		mu.Lock()
+		defer mu.Unlock()
 		t.Fatalf("start: %v\n%s", err, logs.String())
 	}
 	t.Cleanup(func() {

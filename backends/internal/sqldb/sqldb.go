@@ -101,11 +101,37 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		db.SetMaxIdleConns(8)
 	}
 	d := &DB{sql: db, engine: engine}
-	if err := d.Ping(ctx); err != nil {
+	if err := d.firstPing(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", engine, err)
 	}
 	return d, nil
+}
+
+// firstPing is Ping, retried while SQLite reports the database busy. A connection's first
+// statement runs the DSN's pragmas, and switching a new file to WAL while another process does
+// the same fails with SQLITE_BUSY at once: SQLite does not call the busy handler there, so
+// busy_timeout does not cover it. Two instances of a service starting together on one file hit it.
+func (db *DB) firstPing(ctx context.Context) error {
+	deadline := time.Now().Add(BusyTimeout)
+	wait := 5 * time.Millisecond
+	for {
+		err := db.Ping(ctx)
+		if err == nil || db.engine != SQLite || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
+}
+
+func isBusy(err error) bool {
+	var liteErr *sqlite.Error
+	return errors.As(err, &liteErr) && liteErr.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // Engine returns the engine this database runs on.

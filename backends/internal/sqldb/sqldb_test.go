@@ -2,6 +2,7 @@ package sqldb_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"strings"
@@ -185,4 +186,52 @@ func TestEngines(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestOpenWhileAnotherWriterHoldsTheFile opens a database in rollback-journal mode while another
+// connection holds a write lock on it. Switching to WAL then fails with SQLITE_BUSY at once,
+// without SQLite calling the busy handler; Open must wait for the writer instead of failing, as
+// it must when two instances of a service create their database together.
+func TestOpenWhileAnotherWriterHoldsTheFile(t *testing.T) {
+	path := t.TempDir() + "/held.db"
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.SetMaxOpenConns(1)
+	ctx := context.Background()
+	if _, err := other.ExecContext(ctx, "CREATE TABLE t (x INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan error, 1)
+	go func() {
+		db, err := sqldb.Open(ctx, "sqlite:"+path)
+		if err == nil {
+			db.Close()
+		}
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		t.Fatalf("Open returned while another connection held the write lock: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-opened; err != nil {
+		t.Fatalf("Open after the writer committed: %v", err)
+	}
 }
