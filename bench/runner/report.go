@@ -155,7 +155,7 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 }
 
 func contendersOf(m map[string]map[string]stats.Summary) []string {
-	order := []string{stats.Archway, stats.ArchwayNoLimit, stats.Nginx, stats.NginxAuto}
+	order := []string{stats.Archway, stats.ArchwayBefore, stats.ArchwayNoLimit, stats.Nginx, stats.NginxAuto}
 	var out []string
 	for _, c := range order {
 		if _, ok := m[c]; ok {
@@ -240,7 +240,7 @@ func Chart(res *Result) string {
 		if strings.Contains(br.label, "nginx") {
 			color = "#f28e2b"
 		}
-		if strings.Contains(br.label, "no-limit") || strings.Contains(br.label, "auto") {
+		if strings.Contains(br.label, "no-limit") || strings.Contains(br.label, "auto") || strings.Contains(br.label, "before") {
 			color = "#bab0ac"
 		}
 		if !math.IsNaN(br.s.Median) {

@@ -40,7 +40,10 @@ type Config struct {
 	Quick      bool          // the everyday rough answer: fewer contenders
 	Profile    bool          // capture CPU and heap profiles of Archway (plain, cache)
 	Docs       string        // Markdown file whose results section is replaced; empty: none
-	Log        io.Writer
+	// Before is another gateway binary (a build of an earlier commit) run as the contender
+	// "archway-before" beside "archway", alternating with it, for before/after figures.
+	Before string
+	Log    io.Writer
 }
 
 // placement is where the proxy and the load run.
@@ -196,6 +199,14 @@ func Run(ctx context.Context, cfg Config) error {
 	var todo []*scenario
 	for _, s := range scenarios(cfg.Quick) {
 		if len(want) == 0 || want[s.name] {
+			if cfg.Before != "" {
+				for _, c := range s.contenders {
+					if c.label == stats.Archway {
+						s.contenders = append(s.contenders, contender{stats.ArchwayBefore, stats.ArchwayBefore, c.path})
+						break
+					}
+				}
+			}
 			todo = append(todo, s)
 		}
 	}
@@ -237,11 +248,12 @@ func raiseFileLimit() {
 }
 
 func (r *Runner) runPlacement(ctx context.Context, pl placement, todo []*scenario) error {
-	ports, err := freePorts(7)
+	ports, err := freePorts(9)
 	if err != nil {
 		return err
 	}
-	r.ports = map[string]int{"archway": ports[0], "admin": ports[1], "nginx": ports[2], "nginx-auto": ports[3], "up1": ports[4], "up2": ports[5], "pprof": ports[6]}
+	r.ports = map[string]int{"archway": ports[0], "admin": ports[1], "nginx": ports[2], "nginx-auto": ports[3], "up1": ports[4], "up2": ports[5], "pprof": ports[6],
+		stats.ArchwayBefore: ports[7], "admin-before": ports[8]}
 	prodPorts, err := freePorts(2)
 	if err != nil {
 		return err
@@ -349,6 +361,16 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 				d = r.cfg.Warmup
 			}
 			px := proxies[c.proxy]
+			if s.idle {
+				// Memory is measured from a fresh process each run: a Go heap does not shrink
+				// back at once, so a second 10 000 on the same process would measure the first.
+				px.stop()
+				var err error
+				if px, err = r.startProxy(ctx, pl, c.proxy, s.name); err != nil {
+					return err
+				}
+				proxies[c.proxy] = px
+			}
 			m, err := r.measure(pl, px, c, s, d)
 			if err != nil {
 				return fmt.Errorf("%s run %d: %w", c.label, i, err)
@@ -423,7 +445,7 @@ type proxyProc struct {
 }
 
 func (px *proxyProc) stop() {
-	if px.kind != "archway" && !px.proc.exited() {
+	if strings.HasPrefix(px.kind, "nginx") && !px.proc.exited() {
 		_ = px.proc.cmd.Process.Signal(syscall.SIGQUIT) // nginx: graceful stop
 	}
 	px.proc.stop(10 * time.Second)
@@ -440,9 +462,15 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind, scenario st
 	}
 	px := &proxyProc{kind: kind, dir: dir, r: r}
 	switch kind {
-	case "archway":
+	case "archway", stats.ArchwayBefore:
 		px.addr = r.env["BENCH_LISTEN"]
 		px.admin = r.env["BENCH_ADMIN"]
+		binary := r.bin("gateway")
+		if kind == stats.ArchwayBefore {
+			px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
+			px.admin = fmt.Sprintf("127.0.0.1:%d", r.ports["admin-before"])
+			binary = r.cfg.Before
+		}
 		px.conf = filepath.Join(dir, "routes.yaml")
 		if err := writeFile(px.conf, src); err != nil {
 			return nil, err
@@ -451,7 +479,8 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind, scenario st
 		for k, v := range r.env {
 			env = append(env, k+"="+v)
 		}
-		if px.proc, err = start("archway", pl.proxyCPU, env, r.bin("gateway"), "-config", px.conf); err != nil {
+		env = append(env, "BENCH_LISTEN="+px.addr, "BENCH_ADMIN="+px.admin)
+		if px.proc, err = start(kind, pl.proxyCPU, env, binary, "-config", px.conf); err != nil {
 			return nil, err
 		}
 	default:
@@ -696,7 +725,7 @@ func reloadLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Dura
 			variant := bytes.Replace(src, []byte("  - name: plain\n"),
 				[]byte(fmt.Sprintf("  - name: plain\n    headers: { response: { set: { X-Config-Generation: \"%d\" } } }\n", gen)), 1)
 			var err error
-			if px.kind == "archway" {
+			if !strings.HasPrefix(px.kind, "nginx") {
 				if err = writeFile(px.conf, variant); err == nil {
 					var resp *http.Response
 					if resp, err = client.Post("http://"+px.admin+"/reload", "", nil); err == nil {

@@ -174,6 +174,7 @@ const (
 	Nginx          = "nginx"
 	NginxAuto      = "nginx-auto"
 	ArchwayNoLimit = "archway-no-limit"
+	ArchwayBefore  = "archway-before" // an earlier build, for before/after figures
 )
 
 // Scenario names the runner uses.

@@ -72,9 +72,10 @@ func run(args []string) error {
 	quick := fs.Bool("quick", false, "the everyday rough answer: placement A, the quick scenarios, 3 short runs")
 	profile := fs.Bool("profile", false, "capture CPU and heap profiles of Archway in the plain and cache scenarios")
 	docs := fs.String("docs", "", "Markdown file whose results section is replaced (docs/benchmarks.md)")
+	before := fs.String("before", "", "a gateway binary built from an earlier commit, run as archway-before beside archway")
 	_ = fs.Parse(args)
 	cfg := runner.Config{Repo: *repo, Bin: *bin, Results: *results, Runs: *runs, Duration: *dur, Warmup: *warm,
-		Placements: strings.Split(*pls, ","), Quick: *quick, Profile: *profile, Docs: *docs}
+		Placements: strings.Split(*pls, ","), Quick: *quick, Profile: *profile, Docs: *docs, Before: *before}
 	if *scen != "" {
 		cfg.Scenarios = strings.Split(*scen, ",")
 	}
@@ -97,7 +98,10 @@ func run(args []string) error {
 			cfg.Placements = []string{"A"}
 		}
 	}
-	for _, p := range []*string{&cfg.Repo, &cfg.Bin, &cfg.Results} {
+	for _, p := range []*string{&cfg.Repo, &cfg.Bin, &cfg.Results, &cfg.Before} {
+		if *p == "" {
+			continue
+		}
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return err
