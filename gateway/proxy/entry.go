@@ -131,7 +131,7 @@ func (e *Entry) finish(x *Exchange) {
 	s := x.Snapshot
 	resp := &ctx.Response.Header
 	if len(x.RequestID) > 0 {
-		resp.SetBytesKV(hXRequestID, x.RequestID)
+		resp.SetCanonical(hXRequestID, x.RequestID)
 	}
 	security := s.SecurityHeaders
 	stats := s.Unmatched
@@ -143,7 +143,7 @@ func (e *Entry) finish(x *Exchange) {
 	}
 	for i := range security {
 		if len(resp.PeekBytes(security[i].Key)) == 0 {
-			resp.SetBytesKV(security[i].Key, security[i].Value)
+			resp.SetCanonical(security[i].Key, security[i].Value)
 		}
 	}
 
