@@ -222,6 +222,26 @@ func memKiB(root int, field string) int64 {
 	return total
 }
 
+// pssKiB sums the proportional set size over a process tree: memory shared between nginx's
+// master and workers (the binary, shared-memory zones) counted once, not once per process.
+func pssKiB(root int) int64 {
+	var total int64
+	for _, pid := range procTree(root) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+				n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+				total += n
+				break
+			}
+		}
+	}
+	return total
+}
+
 // resetPeak resets the peak RSS (VmHWM) of a process tree (Linux clear_refs 5).
 func resetPeak(root int) {
 	for _, pid := range procTree(root) {

@@ -106,8 +106,8 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 				tput = ratio(stats.MsgsPerSec)
 			}
 			mem := ratio(stats.PeakRSS)
-			if res.Headline == stats.RSS {
-				mem = ratio(stats.RSS) + " (held)"
+			if res.Headline == stats.PSS {
+				mem = ratio(stats.PSS) + " (PSS, held)"
 				tput = "–"
 			}
 			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", res.Scenario, pl, tput, ratio(stats.P50), ratio(stats.P99), ratio(stats.P999),
@@ -124,8 +124,8 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 		switch res.Headline {
 		case stats.MsgsPerSec:
 			cols[0] = stats.MsgsPerSec
-		case stats.RSS:
-			cols = []string{stats.RSS, "rss_before_mib", "kib_per_conn", stats.Steal, stats.Others}
+		case stats.PSS:
+			cols = []string{stats.PSS, stats.RSS, "pss_before_mib", "kib_per_conn", stats.Steal, stats.Others}
 		}
 		if res.Scenario == stats.ScenarioReload {
 			cols = append(cols, stats.Reloads)
@@ -257,7 +257,7 @@ func Chart(res *Result) string {
 }
 
 func metricLabel(m string) string {
-	return map[string]string{stats.RPS: "requests/s", stats.MsgsPerSec: "messages/s", stats.RSS: "RSS with 10 000 idle connections, MiB",
+	return map[string]string{stats.RPS: "requests/s", stats.MsgsPerSec: "messages/s", stats.PSS: "memory (PSS) with 10 000 idle connections, MiB",
 		stats.P50: "p50 latency, ms"}[m]
 }
 

@@ -101,7 +101,7 @@ func scenarios(quick bool) []*scenario {
 			contenders: archwayNginx("/plain"), load: wrkLoad(1000, "")},
 		{name: stats.ScenarioLatency, title: "open-loop latency at half of nginx's maximum rate", headline: stats.P50,
 			contenders: archwayNginx("/plain"), load: openLoopLoad},
-		{name: stats.ScenarioIdle, title: "10 000 idle keep-alive connections held open: memory", headline: stats.RSS,
+		{name: stats.ScenarioIdle, title: "10 000 idle keep-alive connections held open: memory", headline: stats.PSS,
 			contenders: archwayNginx("/plain"), idle: true, load: idleLoad},
 		{name: "websocket", title: "WebSocket echo, 50 connections, 128-byte messages", headline: stats.MsgsPerSec,
 			contenders: archwayNginx("/ws"), load: wsLoad},
@@ -392,7 +392,7 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 
 func brief(m map[string]float64) string {
 	var parts []string
-	for _, k := range []string{stats.RPS, stats.MsgsPerSec, stats.P50, stats.P99, stats.P999, stats.Errors, stats.CPUPerReq, stats.ProxyCPU, stats.PeakRSS, stats.RSS, stats.Steal, stats.Others, stats.Reloads} {
+	for _, k := range []string{stats.RPS, stats.MsgsPerSec, stats.P50, stats.P99, stats.P999, stats.Errors, stats.CPUPerReq, stats.ProxyCPU, stats.PeakRSS, stats.PSS, stats.RSS, stats.Steal, stats.Others, stats.Reloads} {
 		if v, ok := m[k]; ok {
 			parts = append(parts, k+"="+stats.Num(v))
 		}
@@ -676,7 +676,7 @@ const idleConns = 10000
 // the proxy's resident memory while they are open.
 func idleLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error) {
 	pid := px.proc.pid()
-	before := float64(memKiB(pid, "VmRSS")) / 1024
+	before := float64(pssKiB(pid)) / 1024
 	cmd := exec.Command(r.bin("archway-bench"), "idle", "-addr", px.addr, "-path", c.path, "-n", strconv.Itoa(idleConns))
 	if pl.loadCPU != "" {
 		cmd = exec.Command("taskset", append([]string{"-c", pl.loadCPU}, cmd.Args...)...)
@@ -695,9 +695,10 @@ func idleLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Durati
 		return nil, fmt.Errorf("idle connections: %q %v %s", line, err, stderr.String())
 	}
 	time.Sleep(min(d, 2*time.Second)) // let the proxy settle with the connections open
+	pss := float64(pssKiB(pid)) / 1024
 	rss := float64(memKiB(pid, "VmRSS")) / 1024
-	return map[string]float64{stats.RSS: rss, "rss_before_mib": before, stats.Conns: idleConns,
-		"kib_per_conn": (rss - before) * 1024 / idleConns, stats.Requests: idleConns}, nil
+	return map[string]float64{stats.PSS: pss, stats.RSS: rss, "pss_before_mib": before, stats.Conns: idleConns,
+		"kib_per_conn": (pss - before) * 1024 / idleConns, stats.Requests: idleConns}, nil
 }
 
 // reloadLoad runs wrk while the proxy's configuration is changed and reloaded every 100 ms:

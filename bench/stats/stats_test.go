@@ -95,8 +95,8 @@ func TestEvaluate(t *testing.T) {
 			Nginx:   {P50: {0.25, 0.22, 0.23}, Rate: {5000, 5000, 5000}},
 		}),
 		ScenarioIdle: table("U", map[string]map[string][]float64{
-			Archway: {RSS: {60, 61, 59}},
-			Nginx:   {RSS: {30, 31, 29}},
+			Archway: {PSS: {60, 61, 59}},
+			Nginx:   {PSS: {30, 31, 29}},
 		}),
 		ScenarioReload: table("A", map[string]map[string][]float64{
 			Archway: {Errors: {0, 0, 1}},
@@ -110,7 +110,7 @@ func TestEvaluate(t *testing.T) {
 		"≥ 0.97× Archway without it A, rate limit on":      "PASS", // 0.98
 		"≥ 2× nginx proxy_cache A, cache hits":             "MISS", // 1.95
 		"≤ nginx + 0.1 ms A, p50 at half nginx's max rate": "PASS", // +0.09
-		"≤ 2× nginx U, 10 000 idle connections: RSS":       "PASS", // 60/30 = 2.0
+		"≤ 2× nginx U, 10 000 idle connections: memory":    "PASS", // 60/30 = 2.0
 		"0 failed requests reload every 100 ms under load": "MISS", // one run failed one
 	}
 	for k, w := range want {
