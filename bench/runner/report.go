@@ -53,7 +53,7 @@ func (r *Runner) write() error {
 	r.logf("report: %s", path)
 	fmt.Fprint(r.cfg.Log, "\n"+md)
 	if r.cfg.Docs != "" {
-		return updateDocs(r.cfg.Docs, md, r.cfg.Results, r.date)
+		return UpdateDocs(r.cfg.Docs, md, r.cfg.Results, r.date)
 	}
 	return nil
 }
@@ -89,8 +89,10 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 	for _, v := range verdicts {
 		w("| %s | %s | %s | **%s** |\n", v.Target, v.Rule, v.Detail, v.Status)
 	}
-	w("\n### Archway / nginx\n\nRatios of medians (above 1 is better for Archway in req/s, below 1 in latency, CPU and memory).\n\n")
-	w("| scenario | placement | req/s (or msg/s) | p50 | p99 | p99.9 | CPU µs/req | peak RSS | errors A / n |\n|---|---|---|---|---|---|---|---|---|\n")
+	w("\n### Archway / nginx\n\nRatios of medians: above 1 is better for Archway in req/s and per CPU-second (requests served\n" +
+		"per second of the proxy's CPU time: its throughput on a core of its own, steadier than req/s on\n" +
+		"a shared machine), below 1 in latency, CPU and memory.\n\n")
+	w("| scenario | placement | req/s (or msg/s) | per CPU-second | p50 | p99 | p99.9 | CPU µs/req | peak RSS | errors A / n |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, res := range results {
 		for _, pl := range sortedKeys(res.Summary) {
 			t := res.Summary
@@ -110,7 +112,7 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 				mem = ratio(stats.PSS) + " (PSS, held)"
 				tput = "–"
 			}
-			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", res.Scenario, pl, tput, ratio(stats.P50), ratio(stats.P99), ratio(stats.P999),
+			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", res.Scenario, pl, tput, ratio(stats.Capacity), ratio(stats.P50), ratio(stats.P99), ratio(stats.P999),
 				ratio(stats.CPUPerReq), mem, stats.Num(t.Get(pl, stats.Archway, stats.Errors).Median), stats.Num(t.Get(pl, stats.Nginx, stats.Errors).Median))
 		}
 	}
@@ -120,7 +122,7 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 		for _, n := range res.Notes {
 			w("%s\n\n", n)
 		}
-		cols := []string{stats.RPS, stats.P50, stats.P90, stats.P99, stats.P999, stats.Errors, stats.CPUPerReq, stats.ProxyCPU, stats.PeakRSS, stats.Steal, stats.Others}
+		cols := []string{stats.RPS, stats.P50, stats.P90, stats.P99, stats.P999, stats.Errors, stats.CPUPerReq, stats.Capacity, stats.ProxyCPU, stats.PeakRSS, stats.Steal, stats.Others}
 		switch res.Headline {
 		case stats.MsgsPerSec:
 			cols[0] = stats.MsgsPerSec
@@ -179,8 +181,16 @@ const (
 	docsEnd   = "<!-- /results -->"
 )
 
-// updateDocs replaces the results section of the benchmarks page, with links into the results.
-func updateDocs(path, md, results, date string) error {
+// UpdateDocs replaces the results section of the benchmarks page with the report md of date,
+// its links made relative to the page.
+func UpdateDocs(path, md, results, date string) error {
+	var err error
+	if path, err = filepath.Abs(path); err != nil {
+		return err
+	}
+	if results, err = filepath.Abs(results); err != nil {
+		return err
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err

@@ -26,8 +26,8 @@ func TestReportAndChart(t *testing.T) {
 	res := sampleResult()
 	md := Report([]*Result{res}, stats.Evaluate(map[string]stats.Table{res.Scenario: res.Summary}), nil, Config{})
 	for _, want := range []string{
-		"| plain | A | 2.04 | 0.50 |", // 102/50 req/s, 1/2 ms
-		"| A, plain proxy: requests/s | ≥ 1.0× nginx | 2.04× (102 vs 50.0 req/s) | **PASS** |",
+		"| plain | A | 2.04 | – | 0.50 |", // 102/50 req/s, 1/2 ms
+		"| A, plain proxy: requests/s | ≥ 1.0× nginx | 2.04× (102 vs 50.0 req/s; per CPU-second –) | **PASS** |",
 		"| A | archway | 102 (101–103) |",
 		"![plain](2026-01-02-plain.svg)",
 	} {
@@ -51,7 +51,7 @@ func TestUpdateDocsReplacesTheResultsSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	md := "## Results\n\n![plain](2026-01-02-plain.svg) `2026-01-02-plain-cpu.pprof`\n"
-	if err := updateDocs(doc, md, filepath.Join(dir, "bench", "results"), "2026-01-02"); err != nil {
+	if err := UpdateDocs(doc, md, filepath.Join(dir, "bench", "results"), "2026-01-02"); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(doc)

@@ -421,8 +421,9 @@ func (r *Runner) measure(pl placement, px *proxyProc, c contender, s *scenario, 
 	cpu := float64(cpuTicks(pid)-cpu0) / clockTick
 	tot1, steal1, busy1 := cpuTimes()
 	m[stats.Others] = math.Max(0, float64((busy1-busy0)-(ours()-ours0))/clockTick/wall*100)
-	if n := m[stats.Requests]; n > 0 {
+	if n := m[stats.Requests]; n > 0 && cpu > 0 {
 		m[stats.CPUPerReq] = cpu * 1e6 / n
+		m[stats.Capacity] = n / cpu
 	}
 	m[stats.ProxyCPU] = cpu / wall * 100
 	m[stats.PeakRSS] = float64(memKiB(pid, "VmHWM")) / 1024

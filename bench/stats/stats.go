@@ -18,6 +18,7 @@ const (
 	Errors     = "errors"         // failed requests: socket errors, timeouts, statuses >= 400
 	Requests   = "requests"       // requests completed
 	CPUPerReq  = "cpu_us_per_req" // proxy CPU time (user+system, every process) per request, µs
+	Capacity   = "req_per_cpu_s"  // 1e6 / cpu_us_per_req: requests one fully busy core would serve
 	ProxyCPU   = "proxy_cpu_pct"  // proxy CPU time over wall time (100 = one core busy)
 	PeakRSS    = "peak_rss_mib"   // peak resident memory of the proxy during the run (all processes)
 	RSS        = "rss_mib"        // resident memory while holding idle connections (sum over processes)
@@ -205,7 +206,8 @@ func Evaluate(tables map[string]Table) []Verdict {
 	{
 		a, n := plain.Get(PlacementPinned, Archway, RPS), plain.Get(PlacementPinned, Nginx, RPS)
 		r := Ratio(a, n)
-		out = append(out, verdict("A, plain proxy: requests/s", "≥ 1.0× nginx", fmt.Sprintf("%.2f× (%s vs %s req/s)", r, Num(a.Median), Num(n.Median)), r, r >= 1.0))
+		capacity := Ratio(plain.Get(PlacementPinned, Archway, Capacity), plain.Get(PlacementPinned, Nginx, Capacity))
+		out = append(out, verdict("A, plain proxy: requests/s", "≥ 1.0× nginx", fmt.Sprintf("%.2f× (%s vs %s req/s; per CPU-second %s)", r, Num(a.Median), Num(n.Median), times(capacity, 2)), r, r >= 1.0))
 		a, n = plain.Get(PlacementPinned, Archway, CPUPerReq), plain.Get(PlacementPinned, Nginx, CPUPerReq)
 		r = Ratio(a, n)
 		out = append(out, verdict("A, plain proxy: CPU per request", "≤ 1.0× nginx", fmt.Sprintf("%.2f× (%s vs %s µs)", r, Num(a.Median), Num(n.Median)), r, r <= 1.0))
@@ -214,7 +216,8 @@ func Evaluate(tables map[string]Table) []Verdict {
 		p := pl(t)
 		a, b := t.Get(p, Archway, RPS), t.Get(p, ArchwayNoLimit, RPS)
 		r := Ratio(a, b)
-		out = append(out, verdict(p+", rate limit on", "≥ 0.97× Archway without it", fmt.Sprintf("%.3f× (%s vs %s req/s)", r, Num(a.Median), Num(b.Median)), r, r >= 0.97))
+		capacity := Ratio(t.Get(p, Archway, Capacity), t.Get(p, ArchwayNoLimit, Capacity))
+		out = append(out, verdict(p+", rate limit on", "≥ 0.97× Archway without it", fmt.Sprintf("%.3f× (%s vs %s req/s; per CPU-second %s)", r, Num(a.Median), Num(b.Median), times(capacity, 3)), r, r >= 0.97))
 	} else {
 		out = append(out, verdict("rate limit on", "≥ 0.97× Archway without it", "", math.NaN(), false))
 	}
@@ -222,7 +225,8 @@ func Evaluate(tables map[string]Table) []Verdict {
 		p := pl(t)
 		a, n := t.Get(p, Archway, RPS), t.Get(p, Nginx, RPS)
 		r := Ratio(a, n)
-		out = append(out, verdict(p+", cache hits", "≥ 2× nginx proxy_cache", fmt.Sprintf("%.2f× (%s vs %s req/s)", r, Num(a.Median), Num(n.Median)), r, r >= 2.0))
+		capacity := Ratio(t.Get(p, Archway, Capacity), t.Get(p, Nginx, Capacity))
+		out = append(out, verdict(p+", cache hits", "≥ 2× nginx proxy_cache", fmt.Sprintf("%.2f× (%s vs %s req/s; per CPU-second %s)", r, Num(a.Median), Num(n.Median), times(capacity, 2)), r, r >= 2.0))
 	} else {
 		out = append(out, verdict("cache hits", "≥ 2× nginx proxy_cache", "", math.NaN(), false))
 	}
@@ -254,6 +258,14 @@ func Evaluate(tables map[string]Table) []Verdict {
 		out = append(out, verdict("reload every 100 ms under load", "0 failed requests", "", math.NaN(), false))
 	}
 	return out
+}
+
+// times writes a ratio as "1.23×", or "–" when it was not measured.
+func times(r float64, digits int) string {
+	if math.IsNaN(r) {
+		return "–"
+	}
+	return fmt.Sprintf("%.*f×", digits, r)
 }
 
 func worst(t Table, contender string) float64 {

@@ -7,6 +7,8 @@
 //	archway-bench openloop ...       fixed-rate load, latency from when each request was due (JSON)
 //	archway-bench ws ...             WebSocket echo load (JSON)
 //	archway-bench idle ...           hold idle keep-alive connections until stdin closes
+//	archway-bench docs -report bench/results/<date>-report.md
+//	                                 put a report into docs/benchmarks.md again
 package main
 
 import (
@@ -45,6 +47,8 @@ func main() {
 		err = ws(args)
 	case "idle":
 		err = idle(args)
+	case "docs":
+		err = docs(args)
 	default:
 		err = fmt.Errorf("unknown command %q", cmd)
 	}
@@ -111,6 +115,19 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return runner.Run(ctx, cfg)
+}
+
+func docs(args []string) error {
+	fs := flag.NewFlagSet("docs", flag.ExitOnError)
+	report := fs.String("report", "", "a report written by run: bench/results/<date>-report.md")
+	page := fs.String("docs", "docs/benchmarks.md", "the page whose results section is replaced")
+	_ = fs.Parse(args)
+	md, err := os.ReadFile(*report)
+	if err != nil {
+		return err
+	}
+	date := strings.TrimSuffix(filepath.Base(*report), "-report.md")
+	return runner.UpdateDocs(*page, string(md), filepath.Dir(*report), date)
 }
 
 func upstream(args []string) error {
