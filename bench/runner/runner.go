@@ -48,12 +48,11 @@ type Config struct {
 
 // placement is where the proxy and the load run.
 type placement struct {
-	name, desc       string
-	proxyCPU         string // taskset list for the proxy; empty: unpinned
-	loadCPU          string // for the load generator and upstreams
-	gomaxprocs       int    // of Archway, the upstream and the Go load generators
-	wrkThreads       int
-	nginxWorkersAuto int // what worker_processes auto means here (the CPUs nginx may use)
+	name, desc string
+	proxyCPU   string // taskset list for the proxy; empty: unpinned
+	loadCPU    string // for the load generator and upstreams
+	gomaxprocs int    // of Archway, the upstream and the Go load generators
+	wrkThreads int
 }
 
 var placements = map[string]placement{
