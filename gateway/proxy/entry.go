@@ -132,7 +132,7 @@ func (e *Entry) finish(x *Exchange) {
 	s := x.Snapshot
 	resp := &ctx.Response.Header
 	if len(x.RequestID) > 0 {
-		resp.SetBytesKV(hXRequestID, x.RequestID)
+		resp.SetCanonical(hXRequestID, x.RequestID)
 	}
 	security := s.SecurityHeaders
 	stats := s.Unmatched
@@ -142,9 +142,18 @@ func (e *Entry) finish(x *Exchange) {
 			applyResponseOps(resp, &r.ResponseHeaders)
 		}
 	}
-	for i := range security {
-		if len(resp.PeekBytes(security[i].Key)) == 0 {
-			resp.SetBytesKV(security[i].Key, security[i].Value)
+	if len(security) <= 64 {
+		present := securityPresent(resp, security)
+		for i := range security {
+			if present&(1<<i) == 0 {
+				resp.SetCanonical(security[i].Key, security[i].Value)
+			}
+		}
+	} else {
+		for i := range security {
+			if len(resp.PeekBytes(security[i].Key)) == 0 {
+				resp.SetCanonical(security[i].Key, security[i].Value)
+			}
 		}
 	}
 
@@ -157,6 +166,27 @@ func (e *Entry) finish(x *Exchange) {
 	if s.AccessLog != nil {
 		logRequest(s.AccessLog, x, code, elapsed, in, out)
 	}
+}
+
+// securityPresent reports, bit i for security[i] (at most 64), which security headers the
+// response already carries with a value; the first copy of a name decides, as PeekBytes would.
+// One pass over the response headers replaces a lookup per security header, each of which
+// copied and normalised the name (bench: 1.1 % of the gateway's CPU proxying a GET). Names on
+// both sides are canonical: fasthttp normalises the ones it parses, snapshots canonicalise
+// configured ones.
+func securityPresent(h *fasthttp.ResponseHeader, security []KV) (present uint64) {
+	var seen uint64
+	for k, v := range h.All() {
+		for i := range security {
+			if seen&(1<<i) == 0 && string(k) == string(security[i].Key) {
+				seen |= 1 << i
+				if len(v) > 0 {
+					present |= 1 << i
+				}
+			}
+		}
+	}
+	return present
 }
 
 func logRequest(l *accesslog.Logger, x *Exchange, code int, elapsed time.Duration, in, out int64) {

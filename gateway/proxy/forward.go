@@ -66,6 +66,7 @@ func (f *Forwarder) Serve(x *Exchange) {
 	var tried uint64
 	staleRetried := false
 	var lastErr error
+	start := now // the first attempt starts now; a repeated one reads the clock again
 	for {
 		t, idx := r.Upstream.Pick(key, tried, x.up.Now)
 		if t == nil {
@@ -77,7 +78,9 @@ func (f *Forwarder) Serve(x *Exchange) {
 		}
 		x.Target = t
 		x.Attempts++
-		start := time.Now()
+		if x.Attempts > 1 {
+			start = time.Now()
+		}
 		err := r.Upstream.Do(t, req, &ctx.Response, &x.up)
 		x.UpstreamDuration += time.Since(start)
 		if err == nil {

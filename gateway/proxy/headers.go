@@ -8,7 +8,10 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Header names, as byte slices so deleting and setting them allocates nothing.
+// Header names, as byte slices so deleting and setting them allocates nothing. They are written
+// in canonical form (as fasthttp normalises names), so the request path sets them with
+// SetCanonical and skips normalising a copy of the name on every request; route and security
+// header names are canonicalised the same way when a snapshot is built.
 var (
 	hConnection       = []byte("Connection")
 	hKeepAlive        = []byte("Keep-Alive")
@@ -188,27 +191,27 @@ func setForwardedHeaders(x *Exchange, raw []byte) {
 	if f.Has(protocol.HasXForwardedFor) {
 		req.DelBytes(hXForwardedFor)
 	}
-	req.SetBytesKV(hXForwardedFor, buf)
+	req.SetCanonical(hXForwardedFor, buf)
 
 	ipStart := len(buf)
 	buf = x.ClientIP.AppendTo(buf)
 	if f.Has(protocol.HasXRealIP) {
 		req.DelBytes(hXRealIP)
 	}
-	req.SetBytesKV(hXRealIP, buf[ipStart:])
+	req.SetCanonical(hXRealIP, buf[ipStart:])
 	x.scratch = buf
 
 	if !x.PeerTrusted || !f.Has(protocol.HasXForwardedHost) {
 		if f.Has(protocol.HasXForwardedHost) {
 			req.DelBytes(hXForwardedHost)
 		}
-		req.SetBytesKV(hXForwardedHost, req.Host())
+		req.SetCanonical(hXForwardedHost, req.Host())
 	}
 	if !x.PeerTrusted || !f.Has(protocol.HasXForwardedProto) {
 		if f.Has(protocol.HasXForwardedProto) {
 			req.DelBytes(hXForwardedProto)
 		}
-		req.SetBytesKV(hXForwardedProto, vHTTP)
+		req.SetCanonical(hXForwardedProto, vHTTP)
 	}
 	if !x.PeerTrusted {
 		if f.Has(protocol.HasXForwardedPort) {
@@ -233,10 +236,10 @@ func setForwardedPrefix(x *Exchange, stripped []byte) {
 		buf = append(buf, stripped...)
 		x.scratch = buf
 		req.DelBytes(hXForwardedPrefix)
-		req.SetBytesKV(hXForwardedPrefix, buf)
+		req.SetCanonical(hXForwardedPrefix, buf)
 		return
 	}
-	req.SetBytesKV(hXForwardedPrefix, stripped)
+	req.SetCanonical(hXForwardedPrefix, stripped)
 }
 
 // maxRequestIDLen bounds an accepted X-Request-ID; longer or odd ones are replaced.
@@ -260,7 +263,7 @@ func ensureRequestID(x *Exchange, raw []byte) {
 		x.idBuf[16+i] = hex[(b>>(60-4*i))&0xF]
 	}
 	x.RequestID = x.idBuf[:]
-	x.Ctx.Request.Header.SetBytesKV(hXRequestID, x.RequestID)
+	x.Ctx.Request.Header.SetCanonical(hXRequestID, x.RequestID)
 }
 
 func validRequestID(id []byte) bool {
@@ -282,7 +285,7 @@ func applyRequestOps(h *fasthttp.RequestHeader, ops *HeaderOps) {
 	}
 	for _, kv := range ops.Set {
 		h.DelBytes(kv.Key) // every copy, then one value
-		h.SetBytesKV(kv.Key, kv.Value)
+		h.SetCanonical(kv.Key, kv.Value)
 	}
 	for _, kv := range ops.Add {
 		h.AddBytesKV(kv.Key, kv.Value)
@@ -296,7 +299,7 @@ func applyResponseOps(h *fasthttp.ResponseHeader, ops *HeaderOps) {
 	}
 	for _, kv := range ops.Set {
 		h.DelBytes(kv.Key)
-		h.SetBytesKV(kv.Key, kv.Value)
+		h.SetCanonical(kv.Key, kv.Value)
 	}
 	for _, kv := range ops.Add {
 		h.AddBytesKV(kv.Key, kv.Value)

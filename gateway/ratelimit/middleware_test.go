@@ -64,6 +64,38 @@ func TestMiddlewareAllocatesNothing(t *testing.T) {
 	}
 }
 
+// TestMiddlewareReplacesUpstreamRateLimitHeaders: an upstream's own RateLimit-* headers, in any
+// case and any number of copies, give way to the gateway's, one copy each; other headers stay.
+func TestMiddlewareReplacesUpstreamRateLimitHeaders(t *testing.T) {
+	for _, upstream := range [][]string{
+		nil,
+		{"ratelimit-limit", "5", "RateLimit-Limit", "6", "RATELIMIT-RESET", "99", "X-Ratelimit-Limit", "7"},
+		{"Ratelimit-Remaining", "0"},
+	} {
+		reg := NewRegistry()
+		route := &config.Route{Name: "r", RateLimit: &config.RateLimit{Rate: config.Rate{N: 10, Per: time.Second}, Burst: 3, Key: "route", Scope: "local", MaxKeys: 10}}
+		h := reg.Middleware(route, nil)(proxy.HandlerFunc(func(x *proxy.Exchange) {
+			for i := 0; i+1 < len(upstream); i += 2 {
+				x.Ctx.Response.Header.Add(upstream[i], upstream[i+1])
+			}
+		}))
+		x := &proxy.Exchange{Ctx: &fasthttp.RequestCtx{}, ClientIP: netip.MustParseAddr("192.0.2.1")}
+		h.Serve(x)
+		got := map[string][]string{}
+		for k, v := range x.Ctx.Response.Header.All() {
+			got[strings.ToLower(string(k))] = append(got[strings.ToLower(string(k))], string(v))
+		}
+		for name, want := range map[string]string{"ratelimit-limit": "3", "ratelimit-remaining": "2", "ratelimit-reset": "1"} {
+			if len(got[name]) != 1 || got[name][0] != want {
+				t.Errorf("upstream %q: %s = %q, want one copy %q", upstream, name, got[name], want)
+			}
+		}
+		if len(upstream) > 6 && strings.Join(got["x-ratelimit-limit"], ",") != "7" {
+			t.Errorf("upstream %q: X-Ratelimit-Limit = %q, want it untouched", upstream, got["x-ratelimit-limit"])
+		}
+	}
+}
+
 func BenchmarkMiddlewareLocal(b *testing.B) {
 	h, x := newTestMiddleware(1_000_000)
 	b.ReportAllocs()

@@ -24,9 +24,11 @@ type Settings struct {
 }
 
 // Buffer sizes of an upstream connection. The read buffer bounds the upstream's response header.
+// The write buffer holds a request's header and a body of up to about 15 KiB, so such a request
+// leaves in one write: with 4 KiB a 4 KiB POST took two (bench: post scenario).
 const (
 	connReadBufferSize  = 8 << 10
-	connWriteBufferSize = 4 << 10
+	connWriteBufferSize = 16 << 10
 )
 
 // pool is the keep-alive connection pool of one target. It is lock-free: connections live in

@@ -3,6 +3,7 @@ package upstream
 import (
 	"errors"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -227,6 +228,11 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *Exchange)
 	if err := pc.bw.Flush(); err != nil {
 		return t.failWrite(pc, x, reused, err)
 	}
+	// The upstream cannot have answered yet: a read now would fail with EAGAIN and park this
+	// goroutine on the netpoller. Let the other runnable requests go first; under load the
+	// answer is usually there when this goroutine runs again, which saves that system call and
+	// a park. With nothing else to run, Gosched returns at once.
+	runtime.Gosched()
 
 	for {
 		if err := resp.Header.Read(pc.br); err != nil {

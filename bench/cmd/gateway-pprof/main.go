@@ -1,0 +1,66 @@
+// Command gateway-pprof is the gateway as cmd gateway builds it (config, policies, server), with
+// net/http/pprof on a side listener, so the benchmark can profile the request path under load
+// without a profiling endpoint in the product. It serves no admin API and ignores SIGHUP.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/policies"
+	"github.com/archway-gateway/archway/gateway/server"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func main() {
+	configPath := flag.String("config", "routes.yaml", "configuration file")
+	pprofAddr := flag.String("pprof", "127.0.0.1:6060", "net/http/pprof listen address")
+	flag.Parse()
+	if err := run(*configPath, *pprofAddr); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway-pprof:", err)
+		os.Exit(1)
+	}
+}
+
+func run(configPath, pprofAddr string) error {
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	pol := policies.New(logger)
+	defer pol.Close()
+	if err := pol.Register(reg); err != nil {
+		return err
+	}
+	opts := server.Options{ConfigPath: configPath, Logger: logger, Registerer: reg}
+	pol.Options(&opts)
+	gw, err := server.New(cfg, opts)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return err
+	}
+	go func() { _ = http.ListenAndServe(pprofAddr, nil) }()
+	errc := make(chan error, 1)
+	go func() { errc <- gw.Serve(ln) }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-sig:
+	case err := <-errc:
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,236 @@
+// Package loadgen holds the load the benchmark makes besides wrk: an open-loop generator that
+// sends at a fixed rate and measures latency from when each request was due (so a stalled
+// server cannot hide its tail by slowing the sender: no coordinated omission), a holder of idle
+// keep-alive connections, and a WebSocket echo client.
+package loadgen
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+)
+
+// Result of an open-loop or WebSocket run. Latencies are in microseconds.
+type Result struct {
+	Sent, Completed, Errors int64
+	Elapsed                 time.Duration
+	Hist                    *hdrhistogram.Histogram
+}
+
+// Percentile returns a latency percentile in milliseconds.
+func (r *Result) Percentile(p float64) float64 {
+	return float64(r.Hist.ValueAtQuantile(p)) / 1000
+}
+
+func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, 60_000_000, 3) }
+
+// OpenLoop sends GET path to addr at rate requests per second for d over conns keep-alive
+// connections. Request i is due at start + i/rate; its latency is measured from then, so time
+// spent waiting for a free connection counts. Requests still unanswered 5 s after d are errors.
+func OpenLoop(addr, path string, rate float64, d time.Duration, conns int) (*Result, error) {
+	total := int64(rate * d.Seconds())
+	if total <= 0 || conns <= 0 {
+		return nil, errors.New("openloop: rate, duration and connections must be positive")
+	}
+	raw := []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: archway-bench\r\n\r\n")
+	due := make(chan int64, total)
+	start := time.Now()
+	stopAt := start.Add(d + 5*time.Second)
+	var sent, completed, failed atomic.Int64
+
+	go func() { // the schedule: never waits for the workers
+		defer close(due)
+		interval := float64(time.Second) / rate
+		for i := int64(0); i < total; {
+			now := int64(time.Since(start))
+			for ; i < total && float64(i)*interval <= float64(now); i++ {
+				due <- i
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+
+	hists := make([]*hdrhistogram.Histogram, conns)
+	var wg sync.WaitGroup
+	for w := range conns {
+		hists[w] = newHist()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := hists[w]
+			var c net.Conn
+			var br *bufio.Reader
+			var resp fasthttp.Response
+			interval := float64(time.Second) / rate
+			for i := range due {
+				intended := start.Add(time.Duration(float64(i) * interval))
+				if time.Now().After(stopAt) {
+					failed.Add(1)
+					continue
+				}
+				if c == nil {
+					var err error
+					if c, err = net.DialTimeout("tcp", addr, 2*time.Second); err != nil {
+						c = nil
+						failed.Add(1)
+						continue
+					}
+					br = bufio.NewReaderSize(c, 16<<10)
+				}
+				sent.Add(1)
+				_ = c.SetDeadline(stopAt)
+				_, err := c.Write(raw)
+				if err == nil {
+					err = resp.Read(br)
+				}
+				if err != nil || resp.StatusCode() >= 400 {
+					failed.Add(1)
+					if err != nil {
+						c.Close()
+						c = nil
+					}
+					continue
+				}
+				_ = h.RecordValue(max(1, time.Since(intended).Microseconds()))
+				completed.Add(1)
+				if resp.ConnectionClose() {
+					c.Close()
+					c = nil
+				}
+			}
+			if c != nil {
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	res := &Result{Sent: sent.Load(), Completed: completed.Load(), Errors: failed.Load(), Elapsed: time.Since(start), Hist: newHist()}
+	for _, h := range hists {
+		res.Hist.Merge(h)
+	}
+	return res, nil
+}
+
+// Idle opens n connections to addr, sends one GET path on each and reads the answer, so the
+// proxy has served a request on every one, then leaves them open and idle. Close them with the
+// returned function.
+func Idle(addr, path string, n, parallel int) (closeAll func(), err error) {
+	raw := []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\n\r\n")
+	conns := make([]net.Conn, n)
+	var next atomic.Int64
+	var firstErr error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var resp fasthttp.Response
+			br := bufio.NewReaderSize(nil, 4096)
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err == nil {
+					_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+					if _, err = c.Write(raw); err == nil {
+						br.Reset(c)
+						err = resp.Read(br)
+					}
+					_ = c.SetDeadline(time.Time{})
+				}
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("idle connection %d: %w", i, err)
+					}
+					mu.Unlock()
+					if c != nil {
+						c.Close()
+					}
+					continue
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	closeAll = func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}
+	if firstErr != nil {
+		closeAll()
+		return nil, firstErr
+	}
+	return closeAll, nil
+}
+
+// WSEcho opens conns WebSocket connections to url and on each sends a message of size bytes,
+// waits for its echo and sends the next, for d. Completed counts echoed messages.
+func WSEcho(url string, conns, size int, d time.Duration) (*Result, error) {
+	msg := make([]byte, size)
+	for i := range msg {
+		msg[i] = 'a' + byte(i%26)
+	}
+	cs := make([]*websocket.Conn, conns)
+	dialer := websocket.Dialer{HandshakeTimeout: 5 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 4096}
+	for i := range cs {
+		c, _, err := dialer.Dial(url, nil)
+		if err != nil {
+			for _, o := range cs[:i] {
+				o.Close()
+			}
+			return nil, fmt.Errorf("websocket dial: %w", err)
+		}
+		cs[i] = c
+	}
+	var completed, failed atomic.Int64
+	hists := make([]*hdrhistogram.Histogram, conns)
+	start := time.Now()
+	end := start.Add(d)
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		hists[i] = newHist()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			_ = c.SetReadDeadline(end.Add(5 * time.Second))
+			for time.Now().Before(end) {
+				t := time.Now()
+				if err := c.WriteMessage(websocket.BinaryMessage, msg); err != nil {
+					failed.Add(1)
+					return
+				}
+				_, got, err := c.ReadMessage()
+				if err != nil || len(got) != size {
+					failed.Add(1)
+					return
+				}
+				_ = hists[i].RecordValue(max(1, time.Since(t).Microseconds()))
+				completed.Add(1)
+			}
+			_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		}()
+	}
+	wg.Wait()
+	res := &Result{Sent: completed.Load() + failed.Load(), Completed: completed.Load(), Errors: failed.Load(), Elapsed: time.Since(start), Hist: newHist()}
+	for _, h := range hists {
+		res.Hist.Merge(h)
+	}
+	return res, nil
+}

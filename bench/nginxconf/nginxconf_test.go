@@ -1,0 +1,172 @@
+package nginxconf
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/internal/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// benchEnv pins the addresses bench/routes.yaml reads from the environment.
+func benchEnv(name string) (string, bool) {
+	v, ok := map[string]string{
+		"BENCH_LISTEN":     ":18080",
+		"BENCH_ADMIN":      "127.0.0.1:19901",
+		"BENCH_UPSTREAM_1": "127.0.0.1:18001",
+		"BENCH_UPSTREAM_2": "127.0.0.1:18002",
+		"BENCH_PRODUCTS_1": "127.0.0.1:18003",
+		"BENCH_PRODUCTS_2": "127.0.0.1:18004",
+	}[name]
+	return v, ok
+}
+
+func loadBenchConfig(t *testing.T) *config.Config {
+	t.Helper()
+	path := filepath.Join(testenv.RepoRoot(), "bench", "routes.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.ParseWithEnv(data, path, benchEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestGolden keeps the nginx translation of bench/routes.yaml reviewable: a change to the
+// generator shows up as a diff of testdata/bench.nginx.conf (regenerate with -update).
+func TestGolden(t *testing.T) {
+	cfg := loadBenchConfig(t)
+	var buf bytes.Buffer
+	if err := Write(&buf, cfg, Options{Listen: "127.0.0.1:18081", Dir: "/tmp/archway-bench/nginx"}); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "bench.nginx.conf")
+	if *update {
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Errorf("generated config differs from %s (go test ./bench/nginxconf -update):\n%s", golden, buf.String())
+	}
+}
+
+// TestDirectives checks the parts of the translation the benchmark's fairness rests on.
+func TestDirectives(t *testing.T) {
+	cfg := loadBenchConfig(t)
+	var buf bytes.Buffer
+	if err := Write(&buf, cfg, Options{Listen: ":18081", Workers: "auto", Dir: "/d"}); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"worker_processes auto;",
+		"access_log off;",
+		"listen 18081 reuseport",
+		"upstream fixed {\n        least_conn;\n        server 127.0.0.1:18001 max_fails=3 fail_timeout=30s;",
+		"keepalive 512;",
+		"proxy_http_version 1.1;",
+		"proxy_set_header Connection \"\";",
+		"limit_req_zone $binary_remote_addr zone=rl_limited:13m rate=1000000r/s;",
+		"limit_req zone=rl_limited burst=1000000 nodelay;",
+		"proxy_cache_path /d/cache_cached levels=1:2 keys_zone=cache_cached:10m max_size=67108864 inactive=600s",
+		"proxy_cache_valid 200 203 204 300 301 308 404 405 410 414 501 600s;",
+		"location = /api/products {",
+		"location /api/products/ {",
+		"rewrite ^/api(/.*)$ $1 break;",
+		"proxy_set_header Connection $connection_upgrade;",
+		"proxy_read_timeout 300s;",
+		"add_header X-Frame-Options \"SAMEORIGIN\" always;",
+		"client_max_body_size 52428800;",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	// The WebSocket location must not clear Connection; every other proxied one must.
+	if n := strings.Count(out, "proxy_set_header Connection \"\";"); n != strings.Count(out, "proxy_pass")-2 { // = /ws and /ws/
+		t.Errorf("Connection \"\" in %d locations, want every non-WebSocket one", n)
+	}
+}
+
+func TestTranslations(t *testing.T) {
+	rate := func(s string) config.Rate {
+		r, err := config.ParseRate(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	for in, want := range map[string]string{"10/s": "10r/s", "600/m": "10r/s", "30/m": "30r/m", "1000/h": "17r/m", "1/h": "1r/m"} {
+		if got := nginxRate(rate(in)); got != want {
+			t.Errorf("nginxRate(%s) = %s, want %s", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{"client_ip": "$binary_remote_addr", "header:X-Api-Key": "$http_x_api_key", "route": "$server_port"} {
+		if got := limitKey(in); got != want {
+			t.Errorf("limitKey(%s) = %s, want %s", in, got, want)
+		}
+	}
+	if got := regexpQuote("/a.b+c"); got != `/a\.b\+c` {
+		t.Errorf("regexpQuote = %s", got)
+	}
+	if l, _ := nginxListen(":8080"); l != "8080" {
+		t.Errorf("listen :8080 = %s", l)
+	}
+}
+
+func TestRefusesWhatNginxCannotDo(t *testing.T) {
+	for _, yml := range []string{
+		"upstreams: {a: {targets: [\"127.0.0.1:1\"]}}\nroutes: [{name: r, match: {path_prefix: /, host: a.example}, upstream: a}]\n",
+		"upstreams: {a: {targets: [\"127.0.0.1:1\"]}}\nroutes: [{name: r, match: {path_prefix: /}, upstream: a, rate_limit: {rate: 1/s, key: \"jwt:sub\"}}]\n",
+	} {
+		cfg, err := config.Parse([]byte(yml), "t.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Write(&bytes.Buffer{}, cfg, Options{Dir: "/d"}); err == nil {
+			t.Errorf("no error for %s", yml)
+		}
+	}
+}
+
+// TestNginxAcceptsTheConfig runs nginx -t on the translation of bench/routes.yaml and of the
+// repository's own routes.yaml.
+func TestNginxAcceptsTheConfig(t *testing.T) {
+	nginx := testenv.RequireBinary(t, "nginx")
+	for _, file := range []string{"bench/routes.yaml", "routes.yaml"} {
+		t.Run(file, func(t *testing.T) {
+			cfg, err := config.Load(filepath.Join(testenv.RepoRoot(), file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			var buf bytes.Buffer
+			if err := Write(&buf, cfg, Options{Listen: testenv.FreeAddr(t), Dir: dir}); err != nil {
+				t.Fatal(err)
+			}
+			conf := filepath.Join(dir, "nginx.conf")
+			if err := os.WriteFile(conf, buf.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(nginx, "-t", "-q", "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log")).CombinedOutput()
+			if err != nil {
+				t.Fatalf("nginx -t: %v\n%s\n%s", err, out, buf.String())
+			}
+		})
+	}
+}

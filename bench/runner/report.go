@@ -1,0 +1,352 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/archway-gateway/archway/bench/stats"
+)
+
+// write saves every scenario's JSON and chart, the Markdown report, and the docs section.
+func (r *Runner) write() error {
+	tables := map[string]stats.Table{}
+	var names []string
+	for name, res := range r.results {
+		names = append(names, name)
+		tables[name] = res.Summary
+		data, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(r.cfg.Results, r.date+"-"+name+".json"), append(data, '\n')); err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(r.cfg.Results, r.date+"-"+name+".svg"), []byte(Chart(res))); err != nil {
+			return err
+		}
+	}
+	order := map[string]int{}
+	for i, s := range scenarios(false) {
+		order[s.name] = i
+	}
+	slices.SortFunc(names, func(a, b string) int { return order[a] - order[b] })
+	var results []*Result
+	for _, n := range names {
+		results = append(results, r.results[n])
+	}
+	md := Report(results, stats.Evaluate(tables), r.profile, r.cfg)
+	path := filepath.Join(r.cfg.Results, r.date+"-report.md")
+	if err := writeFile(path, []byte(md)); err != nil {
+		return err
+	}
+	r.logf("report: %s", path)
+	fmt.Fprint(r.cfg.Log, "\n"+md)
+	if r.cfg.Docs != "" {
+		return UpdateDocs(r.cfg.Docs, md, r.cfg.Results, r.date)
+	}
+	return nil
+}
+
+// Report is the Markdown report: targets, ratios and every figure with its range.
+func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSummary, cfg Config) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	if len(results) == 0 {
+		return "no results\n"
+	}
+	m := results[0].Machine
+	mode := "full"
+	if cfg.Quick {
+		mode = "quick"
+	}
+	w("## Results of %s (%s run)\n\n", results[0].Date, mode)
+	w("%d × %s, Linux %s, %s, nginx %s, wrk %s. Each figure is the median of %d counted runs of %s after one warm-up,\n",
+		m.CPUs, m.Model, m.Kernel, m.Go, m.Nginx, m.Wrk, m.RunCount, m.RunSecs)
+	w("with the range (min–max) in parentheses; Archway and nginx alternated run by run.\n\n")
+	pls := map[string]string{}
+	gmp := map[string]int{}
+	for _, res := range results {
+		for k, v := range res.Placements {
+			pls[k] = v
+			gmp[k] = res.GOMAXPROCS[k]
+		}
+	}
+	for _, k := range sortedKeys(pls) {
+		w("- Placement **%s**: %s. Archway GOMAXPROCS=%d; nginx worker_processes 1 (nginx-auto: auto).\n", k, pls[k], gmp[k])
+	}
+	w("\n### Targets\n\n| target | rule | measured | |\n|---|---|---|---|\n")
+	for _, v := range verdicts {
+		w("| %s | %s | %s | **%s** |\n", v.Target, v.Rule, v.Detail, v.Status)
+	}
+	w("\n### Archway / nginx\n\nRatios of medians: above 1 is better for Archway in req/s and per CPU-second (requests served\n" +
+		"per second of the proxy's CPU time: its throughput on a core of its own, steadier than req/s on\n" +
+		"a shared machine), below 1 in latency, CPU and memory.\n\n")
+	w("| scenario | placement | req/s (or msg/s) | per CPU-second | p50 | p99 | p99.9 | CPU µs/req | peak RSS | errors A / n |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, res := range results {
+		for _, pl := range sortedKeys(res.Summary) {
+			t := res.Summary
+			ratio := func(metric string) string {
+				v := stats.Ratio(t.Get(pl, stats.Archway, metric), t.Get(pl, stats.Nginx, metric))
+				if math.IsNaN(v) {
+					return "–"
+				}
+				return fmt.Sprintf("%.2f", v)
+			}
+			tput := ratio(stats.RPS)
+			if res.Headline == stats.MsgsPerSec {
+				tput = ratio(stats.MsgsPerSec)
+			}
+			mem := ratio(stats.PeakRSS)
+			if res.Headline == stats.PSS {
+				mem = ratio(stats.PSS) + " (PSS, held)"
+				tput = "–"
+			}
+			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", res.Scenario, pl, tput, ratio(stats.Capacity), ratio(stats.P50), ratio(stats.P99), ratio(stats.P999),
+				ratio(stats.CPUPerReq), mem, stats.Num(t.Get(pl, stats.Archway, stats.Errors).Median), stats.Num(t.Get(pl, stats.Nginx, stats.Errors).Median))
+		}
+	}
+	w("\n### Every figure\n")
+	for _, res := range results {
+		w("\n#### %s: %s\n\n", res.Scenario, res.Title)
+		for _, n := range res.Notes {
+			w("%s\n\n", n)
+		}
+		cols := []string{stats.RPS, stats.P50, stats.P90, stats.P99, stats.P999, stats.Errors, stats.CPUPerReq, stats.Capacity, stats.ProxyCPU, stats.PeakRSS, stats.Steal, stats.Others}
+		switch res.Headline {
+		case stats.MsgsPerSec:
+			cols[0] = stats.MsgsPerSec
+		case stats.PSS:
+			cols = []string{stats.PSS, stats.RSS, "pss_before_mib", "kib_per_conn", stats.Steal, stats.Others}
+		}
+		if res.Scenario == stats.ScenarioReload {
+			cols = append(cols, stats.Reloads)
+		}
+		if res.Scenario == stats.ScenarioLatency {
+			cols = append([]string{stats.Rate}, cols...)
+		}
+		w("| placement | contender | %s |\n|---|---|%s\n", strings.Join(cols, " | "), strings.Repeat("---|", len(cols)))
+		for _, pl := range sortedKeys(res.Summary) {
+			for _, c := range contendersOf(res.Summary[pl]) {
+				var cells []string
+				for _, col := range cols {
+					cells = append(cells, res.Summary.Get(pl, c, col).String())
+				}
+				w("| %s | %s | %s |\n", pl, c, strings.Join(cells, " | "))
+			}
+		}
+		w("\n![%s](%s-%s.svg)\n", res.Scenario, res.Date, res.Scenario)
+	}
+	if len(profiles) > 0 {
+		w("\n### Where Archway spends its time (placement A, CPU profile under wrk load)\n")
+		for _, p := range profiles {
+			w("\n%s (`%s`, `%s`): top functions by flat CPU time\n\n```text\n%s\n```\n", p.Scenario, p.CPUFile, p.HeapFile, p.Top)
+		}
+	}
+	return b.String()
+}
+
+func contendersOf(m map[string]map[string]stats.Summary) []string {
+	order := []string{stats.Archway, stats.ArchwayBefore, stats.ArchwayNoLimit, stats.Nginx, stats.NginxAuto}
+	var out []string
+	for _, c := range order {
+		if _, ok := m[c]; ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+const (
+	docsBegin = "<!-- results: written by make bench-nginx -->"
+	docsEnd   = "<!-- /results -->"
+)
+
+// UpdateDocs replaces the results section of the benchmarks page with the report md of date,
+// its links made relative to the page.
+func UpdateDocs(path, md, results, date string) error {
+	var err error
+	if path, err = filepath.Abs(path); err != nil {
+		return err
+	}
+	if results, err = filepath.Abs(results); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(data)
+	i, j := strings.Index(s, docsBegin), strings.Index(s, docsEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s: no %q … %q section", path, docsBegin, docsEnd)
+	}
+	rel, err := filepath.Rel(filepath.Dir(path), results)
+	if err != nil {
+		return err
+	}
+	// Charts are referenced relative to the results directory in the report.
+	md = strings.ReplaceAll(md, "]("+date+"-", "]("+filepath.ToSlash(rel)+"/"+date+"-")
+	md = strings.ReplaceAll(md, "`"+date+"-", "`"+filepath.ToSlash(rel)+"/"+date+"-")
+	return writeFile(path, []byte(s[:i+len(docsBegin)]+"\n\n"+md+"\n"+s[j:]))
+}
+
+// Chart draws a scenario's headline metric as an SVG bar chart: one bar per placement and
+// contender at the median, with a whisker from the minimum to the maximum.
+func Chart(res *Result) string {
+	type bar struct {
+		label string
+		s     stats.Summary
+	}
+	var bars []bar
+	for _, pl := range sortedKeys(res.Summary) {
+		for _, c := range contendersOf(res.Summary[pl]) {
+			bars = append(bars, bar{pl + " " + c, res.Summary.Get(pl, c, res.Headline)})
+		}
+	}
+	top := 0.0
+	for _, b := range bars {
+		if !math.IsNaN(b.s.Max) {
+			top = math.Max(top, b.s.Max)
+		}
+	}
+	if top == 0 {
+		top = 1
+	}
+	top *= 1.15
+	const width, height, left, bottom, barW, gap = 720, 360, 70, 60, 60, 30
+	plotH := float64(height - bottom - 40)
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14" font-weight="bold">%s: %s (median, min–max)</text>`+"\n", left, html.EscapeString(res.Scenario), html.EscapeString(metricLabel(res.Headline)))
+	y := func(v float64) float64 { return 40 + plotH*(1-v/top) }
+	for i := 0; i <= 4; i++ {
+		v := top * float64(i) / 4
+		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left, width-10, y(v), y(v), left-5, y(v)+4, stats.Num(v))
+	}
+	for i, br := range bars {
+		x := float64(left + 20 + i*(barW+gap))
+		color := "#4e79a7"
+		if strings.Contains(br.label, "nginx") {
+			color = "#f28e2b"
+		}
+		if strings.Contains(br.label, "no-limit") || strings.Contains(br.label, "auto") || strings.Contains(br.label, "before") {
+			color = "#bab0ac"
+		}
+		if !math.IsNaN(br.s.Median) {
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%d" height="%.1f" fill="%s"/>`+"\n", x, y(br.s.Median), barW, y(0)-y(br.s.Median), color)
+			cx := x + barW/2
+			fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="black"/><line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="black"/><line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="black"/>`+"\n",
+				cx, cx, y(br.s.Min), y(br.s.Max), cx-8, cx+8, y(br.s.Min), y(br.s.Min), cx-8, cx+8, y(br.s.Max), y(br.s.Max))
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", cx, y(br.s.Max)-5, stats.Num(br.s.Median))
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x+barW/2, height-bottom+18, html.EscapeString(br.label))
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+func metricLabel(m string) string {
+	return map[string]string{stats.RPS: "requests/s", stats.MsgsPerSec: "messages/s", stats.PSS: "memory (PSS) with 10 000 idle connections, MiB",
+		stats.P50: "p50 latency, ms"}[m]
+}
+
+// profileSummary is one captured profile and its top functions.
+type profileSummary struct {
+	Scenario, CPUFile, HeapFile, Top string
+}
+
+// captureProfile runs a pprof-enabled build of the gateway (bench/cmd/gateway-pprof, the same
+// packages as the gateway binary) where Archway ran, under the scenario's load, and saves a CPU
+// profile and a heap profile beside the results.
+func (r *Runner) captureProfile(ctx context.Context, pl placement, s *scenario) error {
+	dir := filepath.Join(r.dir, "pprof-"+s.name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	src, err := os.ReadFile(filepath.Join(r.cfg.Repo, "bench", "routes.yaml"))
+	if err != nil {
+		return err
+	}
+	conf := filepath.Join(dir, "routes.yaml")
+	if err := writeFile(conf, src); err != nil {
+		return err
+	}
+	pprofAddr := fmt.Sprintf("127.0.0.1:%d", r.ports["pprof"])
+	env := []string{fmt.Sprintf("GOMAXPROCS=%d", pl.gomaxprocs), "ARCHWAY_LOG_LEVEL=warn"}
+	for k, v := range r.env {
+		env = append(env, k+"="+v)
+	}
+	p, err := start("gateway-pprof", pl.proxyCPU, env, r.bin("gateway-pprof"), "-config", conf, "-pprof", pprofAddr)
+	if err != nil {
+		return err
+	}
+	defer p.stop(10 * time.Second)
+	addr := r.env["BENCH_LISTEN"]
+	if err := waitHTTP(ctx, "http://"+addr+"/health", p, 20*time.Second); err != nil {
+		return err
+	}
+	path := s.contenders[0].path
+	secs := 10
+	wrkDone := make(chan error, 1)
+	go func() {
+		_, err := r.wrk(pl, addr+path, 64, "", time.Duration(secs+3)*time.Second)
+		wrkDone <- err
+	}()
+	time.Sleep(time.Second)
+	cpuFile := r.date + "-" + s.name + "-cpu.pprof"
+	heapFile := r.date + "-" + s.name + "-heap.pprof"
+	if err := fetch(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, secs), filepath.Join(r.cfg.Results, cpuFile)); err != nil {
+		return err
+	}
+	if err := fetch("http://"+pprofAddr+"/debug/pprof/heap", filepath.Join(r.cfg.Results, heapFile)); err != nil {
+		return err
+	}
+	if err := <-wrkDone; err != nil {
+		return err
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", r.bin("gateway-pprof"), filepath.Join(r.cfg.Results, cpuFile)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go tool pprof: %w: %s", err, out)
+	}
+	r.profile = append(r.profile, profileSummary{Scenario: s.name, CPUFile: cpuFile, HeapFile: heapFile, Top: strings.TrimSpace(string(out))})
+	r.logf("profile %s: %s, %s", s.name, cpuFile, heapFile)
+	return nil
+}
+
+func fetch(url, file string) error {
+	client := &http.Client{Timeout: 60 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return writeFile(file, data)
+}

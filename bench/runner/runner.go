@@ -1,0 +1,791 @@
+// Package runner runs the benchmark of Archway against nginx: it starts the upstreams, both
+// proxies on chosen CPUs, drives load through them alternately (A B A B ...), reads CPU time and
+// memory of each proxy from /proc, and writes JSON results, a Markdown report and charts.
+package runner
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/archway-gateway/archway/bench/nginxconf"
+	"github.com/archway-gateway/archway/bench/stats"
+	"github.com/archway-gateway/archway/gateway/config"
+)
+
+// Config is one invocation of the benchmark.
+type Config struct {
+	Repo       string        // repository root (bench/routes.yaml lives under it)
+	Bin        string        // gateway, products, archway-bench, gateway-pprof
+	Results    string        // where results are written
+	Runs       int           // counted runs per contender (after one warm-up)
+	Duration   time.Duration // of a counted run
+	Warmup     time.Duration // of the warm-up run
+	Scenarios  []string      // names; empty means all
+	Placements []string      // A, U
+	Quick      bool          // the everyday rough answer: fewer contenders
+	Profile    bool          // capture CPU and heap profiles of Archway (plain, cache)
+	Docs       string        // Markdown file whose results section is replaced; empty: none
+	// Before is another gateway binary (a build of an earlier commit) run as the contender
+	// "archway-before" beside "archway", alternating with it, for before/after figures.
+	Before string
+	Log    io.Writer
+}
+
+// placement is where the proxy and the load run.
+type placement struct {
+	name, desc string
+	proxyCPU   string // taskset list for the proxy; empty: unpinned
+	loadCPU    string // for the load generator and upstreams
+	gomaxprocs int    // of Archway, the upstream and the Go load generators
+	wrkThreads int
+}
+
+var placements = map[string]placement{
+	"A": {name: "A", desc: "proxy alone on CPU 0 (taskset -c 0); load generator and upstreams on CPU 1", proxyCPU: "0", loadCPU: "1", gomaxprocs: 1, wrkThreads: 1},
+	"U": {name: "U", desc: "unpinned: proxy, load generator and upstreams share both CPUs", gomaxprocs: 2, wrkThreads: 2},
+}
+
+// contender is one side of a comparison: a proxy and the path it is driven on.
+type contender struct {
+	label string // as reported
+	proxy string // archway, nginx, nginx-auto
+	path  string
+}
+
+type scenario struct {
+	name, title string
+	headline    string // the metric charted
+	contenders  []contender
+	products    bool // needs the products service
+	idle        bool // memory scenario: the measurement is the load function's
+	load        func(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error)
+	check       func(resp *http.Response) error
+}
+
+func archwayNginx(path string) []contender {
+	return []contender{{stats.Archway, "archway", path}, {stats.Nginx, "nginx", path}}
+}
+
+func scenarios(quick bool) []*scenario {
+	plain := archwayNginx("/plain")
+	if !quick {
+		plain = append(plain, contender{stats.NginxAuto, "nginx-auto", "/plain"})
+	}
+	return []*scenario{
+		{name: stats.ScenarioPlain, title: "GET through the proxy, 1 KiB body", headline: stats.RPS, contenders: plain,
+			load: wrkLoad(64, "")},
+		{name: stats.ScenarioLimit, title: "GET with a rate limit that never rejects", headline: stats.RPS,
+			contenders: []contender{{stats.Archway, "archway", "/limited"}, {stats.Nginx, "nginx", "/limited"}, {stats.ArchwayNoLimit, "archway", "/plain"}},
+			load:       wrkLoad(64, "")},
+		{name: stats.ScenarioCache, title: "cache hits (Archway cache against nginx proxy_cache)", headline: stats.RPS,
+			contenders: archwayNginx("/cached/item"), load: wrkLoad(64, ""), check: expectHeader("X-Cache", "HIT")},
+		{name: "post", title: "POST with a 4 KiB body (echoed)", headline: stats.RPS,
+			contenders: archwayNginx("/plain/echo"), load: wrkLoad(64, wrkPOSTScript(4096))},
+		{name: "conns1000", title: "GET over 1 000 keep-alive connections", headline: stats.RPS,
+			contenders: archwayNginx("/plain"), load: wrkLoad(1000, "")},
+		{name: stats.ScenarioLatency, title: "open-loop latency at half of nginx's maximum rate", headline: stats.P50,
+			contenders: archwayNginx("/plain"), load: openLoopLoad},
+		{name: stats.ScenarioIdle, title: "10 000 idle keep-alive connections held open: memory", headline: stats.PSS,
+			contenders: archwayNginx("/plain"), idle: true, load: idleLoad},
+		{name: "websocket", title: "WebSocket echo, 50 connections, 128-byte messages", headline: stats.MsgsPerSec,
+			contenders: archwayNginx("/ws"), load: wsLoad},
+		{name: "storefront", title: "storefront mix through the real products service", headline: stats.RPS,
+			contenders: archwayNginx("/api/products?limit=20"), products: true, load: wrkLoad(64, wrkMixScript(storefrontPaths))},
+		{name: stats.ScenarioReload, title: "a configuration reload every 100 ms under load", headline: stats.RPS,
+			contenders: archwayNginx("/plain"), load: reloadLoad},
+	}
+}
+
+// QuickScenarios are what bench-quick runs: the targets that move when the hot path changes.
+var QuickScenarios = []string{stats.ScenarioPlain, stats.ScenarioLimit, stats.ScenarioCache, stats.ScenarioLatency}
+
+var storefrontPaths = []string{
+	"/api/products?limit=20", "/api/products/1", "/api/products/2", "/api/products?category=Electronics",
+	"/api/products/3", "/api/products?limit=20&page=2", "/api/products/4", "/api/products?search=laptop",
+	"/api/products/5", "/api/products?category=Furniture", "/api/products/6", "/api/products/7",
+	"/api/products?limit=5", "/api/products/8", "/api/products/9", "/api/products/10",
+}
+
+// Runner holds the state of one invocation.
+type Runner struct {
+	cfg     Config
+	dir     string // scratch: configs, pid files, caches
+	date    string
+	env     map[string]string
+	ports   map[string]int
+	nginx   string
+	maxRate map[string]float64 // nginx's median req/s in the plain scenario, per placement
+	results map[string]*Result
+	logf    func(format string, args ...any)
+	profile []profileSummary
+}
+
+// Result is one scenario's output file.
+type Result struct {
+	Scenario   string            `json:"scenario"`
+	Title      string            `json:"title"`
+	Date       string            `json:"date"`
+	Quick      bool              `json:"quick"`
+	Machine    Machine           `json:"machine"`
+	Placements map[string]string `json:"placements"`
+	GOMAXPROCS map[string]int    `json:"gomaxprocs"`
+	Runs       []stats.Run       `json:"runs"`
+	Summary    stats.Table       `json:"summary"`
+	Headline   string            `json:"headline"`
+	NginxConf  string            `json:"nginx_conf"`
+	Notes      []string          `json:"notes,omitempty"`
+}
+
+// Machine describes where the numbers came from.
+type Machine struct {
+	CPUs     int    `json:"cpus"`
+	Model    string `json:"cpu_model"`
+	Kernel   string `json:"kernel"`
+	Go       string `json:"go"`
+	Nginx    string `json:"nginx"`
+	Wrk      string `json:"wrk"`
+	RunCount int    `json:"counted_runs"`
+	RunSecs  string `json:"run_duration"`
+}
+
+// Run executes the benchmark.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Log == nil {
+		cfg.Log = os.Stderr
+	}
+	raiseFileLimit()
+	r := &Runner{cfg: cfg, date: time.Now().UTC().Format("2006-01-02"), maxRate: map[string]float64{}, results: map[string]*Result{}}
+	r.logf = func(format string, args ...any) {
+		fmt.Fprintf(cfg.Log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+	var err error
+	if r.nginx, err = lookNginx(); err != nil {
+		return err
+	}
+	for _, tool := range []string{"wrk", "taskset"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is not installed (run `make deps`)", tool)
+		}
+	}
+	if r.dir, err = os.MkdirTemp("", "archway-bench-"); err != nil {
+		return err
+	}
+	// nginx started as root runs its workers as nobody: they must reach the cache and temp dirs.
+	if err := os.Chmod(r.dir, 0o755); err != nil {
+		return err
+	}
+	defer os.RemoveAll(r.dir)
+
+	want := map[string]bool{}
+	for _, s := range cfg.Scenarios {
+		want[s] = true
+	}
+	var todo []*scenario
+	for _, s := range scenarios(cfg.Quick) {
+		if len(want) == 0 || want[s.name] {
+			if cfg.Before != "" {
+				for _, c := range s.contenders {
+					if c.label == stats.Archway {
+						s.contenders = append(s.contenders, contender{stats.ArchwayBefore, stats.ArchwayBefore, c.path})
+						break
+					}
+				}
+			}
+			todo = append(todo, s)
+		}
+	}
+	if len(todo) == 0 {
+		return fmt.Errorf("no scenario matches %v", cfg.Scenarios)
+	}
+	for _, pn := range cfg.Placements {
+		pl, ok := placements[pn]
+		if !ok {
+			return fmt.Errorf("unknown placement %q (A or U)", pn)
+		}
+		if err := r.runPlacement(ctx, pl, todo); err != nil {
+			return err
+		}
+	}
+	return r.write()
+}
+
+func lookNginx() (string, error) {
+	for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("nginx is not installed (run `make deps`)")
+}
+
+// raiseFileLimit lifts the soft limit on open files to the hard one, for this process and,
+// because it is set explicitly, for every program it starts (10 000 idle connections).
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+func (r *Runner) runPlacement(ctx context.Context, pl placement, todo []*scenario) error {
+	ports, err := freePorts(9)
+	if err != nil {
+		return err
+	}
+	r.ports = map[string]int{"archway": ports[0], "admin": ports[1], "nginx": ports[2], "nginx-auto": ports[3], "up1": ports[4], "up2": ports[5], "pprof": ports[6],
+		stats.ArchwayBefore: ports[7], "admin-before": ports[8]}
+	prodPorts, err := freePorts(2)
+	if err != nil {
+		return err
+	}
+	r.env = map[string]string{
+		"BENCH_LISTEN":     fmt.Sprintf("127.0.0.1:%d", r.ports["archway"]),
+		"BENCH_ADMIN":      fmt.Sprintf("127.0.0.1:%d", r.ports["admin"]),
+		"BENCH_UPSTREAM_1": fmt.Sprintf("127.0.0.1:%d", r.ports["up1"]),
+		"BENCH_UPSTREAM_2": fmt.Sprintf("127.0.0.1:%d", r.ports["up2"]),
+		"BENCH_PRODUCTS_1": fmt.Sprintf("127.0.0.1:%d", prodPorts[0]),
+		"BENCH_PRODUCTS_2": fmt.Sprintf("127.0.0.1:%d", prodPorts[1]),
+	}
+	r.logf("placement %s: %s (GOMAXPROCS=%d)", pl.name, pl.desc, pl.gomaxprocs)
+	up, err := start("upstream", pl.loadCPU, []string{fmt.Sprintf("GOMAXPROCS=%d", pl.gomaxprocs)}, r.bin("archway-bench"), "upstream",
+		"-listen", r.env["BENCH_UPSTREAM_1"], "-listen", r.env["BENCH_UPSTREAM_2"])
+	if err != nil {
+		return err
+	}
+	defer up.stop(5 * time.Second)
+	if err := waitHTTP(ctx, "http://"+r.env["BENCH_UPSTREAM_1"]+"/plain", up, 10*time.Second); err != nil {
+		return err
+	}
+	var products []*process
+	defer func() {
+		for _, p := range products {
+			p.stop(5 * time.Second)
+		}
+	}()
+	for _, s := range todo {
+		if s.products && products == nil {
+			db := filepath.Join(r.dir, "products.db")
+			for _, addr := range []string{r.env["BENCH_PRODUCTS_1"], r.env["BENCH_PRODUCTS_2"]} {
+				p, err := start("products", pl.loadCPU, []string{"ADDR=" + addr, "DATABASE_URL=" + db, "LOG_LEVEL=warn",
+					"JWT_SECRET=archway-bench-secret-not-used-for-anything-0123456789", fmt.Sprintf("GOMAXPROCS=%d", pl.gomaxprocs)},
+					r.bin("products"))
+				if err != nil {
+					return err
+				}
+				products = append(products, p)
+				if err := waitHTTP(ctx, "http://"+addr+"/health", p, 60*time.Second); err != nil {
+					return err
+				}
+			}
+		}
+		if err := r.runScenario(ctx, pl, s); err != nil {
+			return fmt.Errorf("scenario %s, placement %s: %w", s.name, pl.name, err)
+		}
+		if r.cfg.Profile && pl.name == "A" && (s.name == stats.ScenarioPlain || s.name == stats.ScenarioCache) {
+			if err := r.captureProfile(ctx, pl, s); err != nil {
+				return fmt.Errorf("profile %s: %w", s.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (r *Runner) bin(name string) string { return filepath.Join(r.cfg.Bin, name) }
+
+func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) error {
+	res := r.results[s.name]
+	if res == nil {
+		res = &Result{Scenario: s.name, Title: s.title, Date: r.date, Quick: r.cfg.Quick, Machine: r.machine(),
+			Placements: map[string]string{}, GOMAXPROCS: map[string]int{}, Headline: s.headline,
+			NginxConf: r.date + "-nginx.conf"}
+		r.results[s.name] = res
+	}
+	res.Placements[pl.name] = pl.desc
+	res.GOMAXPROCS[pl.name] = pl.gomaxprocs
+
+	proxies := map[string]*proxyProc{}
+	defer func() {
+		for _, px := range proxies {
+			px.stop()
+		}
+	}()
+	for _, c := range s.contenders {
+		if proxies[c.proxy] != nil {
+			continue
+		}
+		px, err := r.startProxy(ctx, pl, c.proxy, s.name)
+		if err != nil {
+			return err
+		}
+		proxies[c.proxy] = px
+	}
+	for _, c := range s.contenders {
+		if err := preflight(proxies[c.proxy], c, s); err != nil {
+			return err
+		}
+	}
+	if s.name == stats.ScenarioLatency && r.maxRate[pl.name] == 0 {
+		// The plain scenario did not run in this invocation: measure nginx's maximum first.
+		m, err := wrkLoad(64, "")(r, pl, proxies["nginx"], contender{stats.Nginx, "nginx", "/plain"}, r.cfg.Duration)
+		if err != nil {
+			return err
+		}
+		r.maxRate[pl.name] = m[stats.RPS]
+		res.Notes = append(res.Notes, fmt.Sprintf("%s: nginx's maximum measured for this scenario alone: %.0f req/s", pl.name, m[stats.RPS]))
+	}
+
+	for i := 0; i <= r.cfg.Runs; i++ {
+		for _, c := range s.contenders {
+			d := r.cfg.Duration
+			if i == 0 {
+				d = r.cfg.Warmup
+			}
+			px := proxies[c.proxy]
+			if s.idle {
+				// Memory is measured from a fresh process each run: a Go heap does not shrink
+				// back at once, so a second 10 000 on the same process would measure the first.
+				px.stop()
+				var err error
+				if px, err = r.startProxy(ctx, pl, c.proxy, s.name); err != nil {
+					return err
+				}
+				proxies[c.proxy] = px
+			}
+			m, err := r.measure(pl, px, c, s, d)
+			if err != nil {
+				return fmt.Errorf("%s run %d: %w", c.label, i, err)
+			}
+			run := stats.Run{Contender: c.label, Placement: pl.name, Index: i, Warmup: i == 0, Metrics: m}
+			res.Runs = append(res.Runs, run)
+			r.logf("%-10s %s %-16s run %d%s: %s", s.name, pl.name, c.label, i, map[bool]string{true: " (warm-up)"}[i == 0], brief(m))
+			if px.proc.exited() {
+				return fmt.Errorf("%s exited: %s", px.kind, lastLines(px.proc.out.String(), 10))
+			}
+		}
+	}
+	res.Summary = stats.Aggregate(res.Runs)
+	if s.name == stats.ScenarioPlain {
+		r.maxRate[pl.name] = res.Summary.Get(pl.name, stats.Nginx, stats.RPS).Median
+	}
+	return nil
+}
+
+func brief(m map[string]float64) string {
+	var parts []string
+	for _, k := range []string{stats.RPS, stats.MsgsPerSec, stats.P50, stats.P99, stats.P999, stats.Errors, stats.CPUPerReq, stats.ProxyCPU, stats.PeakRSS, stats.PSS, stats.RSS, stats.Steal, stats.Others, stats.Reloads} {
+		if v, ok := m[k]; ok {
+			parts = append(parts, k+"="+stats.Num(v))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// measure runs one load and reads the proxy's CPU time, peak memory and the machine's steal
+// time around it.
+func (r *Runner) measure(pl placement, px *proxyProc, c contender, s *scenario, d time.Duration) (map[string]float64, error) {
+	pid := px.proc.pid()
+	resetPeak(pid)
+	// Everything the benchmark runs: the proxy, the upstreams and services, and this process
+	// with its waited-for children (wrk, the load generators). The rest of the machine's busy
+	// time is other people's work: logged per run as others_cpu_pct.
+	ours := func() int64 { return cpuTicks(os.Getpid()) }
+	tot0, steal0, busy0 := cpuTimes()
+	ours0 := ours()
+	cpu0 := cpuTicks(pid)
+	t0 := time.Now()
+	m, err := s.load(r, pl, px, c, d)
+	if err != nil {
+		return nil, err
+	}
+	wall := time.Since(t0).Seconds()
+	cpu := float64(cpuTicks(pid)-cpu0) / clockTick
+	tot1, steal1, busy1 := cpuTimes()
+	m[stats.Others] = math.Max(0, float64((busy1-busy0)-(ours()-ours0))/clockTick/wall*100)
+	if n := m[stats.Requests]; n > 0 && cpu > 0 {
+		m[stats.CPUPerReq] = cpu * 1e6 / n
+		m[stats.Capacity] = n / cpu
+	}
+	m[stats.ProxyCPU] = cpu / wall * 100
+	m[stats.PeakRSS] = float64(memKiB(pid, "VmHWM")) / 1024
+	if tot1 > tot0 {
+		m[stats.Steal] = float64(steal1-steal0) / float64(tot1-tot0) * 100
+	}
+	return m, nil
+}
+
+// proxyProc is a running proxy.
+type proxyProc struct {
+	kind  string
+	proc  *process
+	addr  string
+	admin string // Archway's admin API
+	dir   string
+	conf  string // the config file it reads
+	r     *Runner
+	o     nginxconf.Options
+}
+
+func (px *proxyProc) stop() {
+	if strings.HasPrefix(px.kind, "nginx") && !px.proc.exited() {
+		_ = px.proc.cmd.Process.Signal(syscall.SIGQUIT) // nginx: graceful stop
+	}
+	px.proc.stop(10 * time.Second)
+}
+
+func (r *Runner) startProxy(ctx context.Context, pl placement, kind, scenario string) (*proxyProc, error) {
+	dir := filepath.Join(r.dir, pl.name+"-"+scenario+"-"+kind)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	src, err := os.ReadFile(filepath.Join(r.cfg.Repo, "bench", "routes.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	px := &proxyProc{kind: kind, dir: dir, r: r}
+	switch kind {
+	case "archway", stats.ArchwayBefore:
+		px.addr = r.env["BENCH_LISTEN"]
+		px.admin = r.env["BENCH_ADMIN"]
+		binary := r.bin("gateway")
+		if kind == stats.ArchwayBefore {
+			px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
+			px.admin = fmt.Sprintf("127.0.0.1:%d", r.ports["admin-before"])
+			binary = r.cfg.Before
+		}
+		px.conf = filepath.Join(dir, "routes.yaml")
+		if err := writeFile(px.conf, src); err != nil {
+			return nil, err
+		}
+		env := []string{fmt.Sprintf("GOMAXPROCS=%d", pl.gomaxprocs), "ARCHWAY_LOG_LEVEL=warn"}
+		for k, v := range r.env {
+			env = append(env, k+"="+v)
+		}
+		env = append(env, "BENCH_LISTEN="+px.addr, "BENCH_ADMIN="+px.admin)
+		if px.proc, err = start(kind, pl.proxyCPU, env, binary, "-config", px.conf); err != nil {
+			return nil, err
+		}
+	default:
+		px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
+		px.o = nginxconf.Options{Listen: px.addr, Workers: "1", Dir: dir}
+		if kind == "nginx-auto" {
+			px.o.Workers = "auto"
+		}
+		px.conf = filepath.Join(dir, "nginx.conf")
+		conf, err := r.nginxConfig(src, px.o)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeFile(px.conf, conf); err != nil {
+			return nil, err
+		}
+		if kind == "nginx" {
+			// The baseline, saved beside the results so it can be audited.
+			if err := writeFile(filepath.Join(r.cfg.Results, r.date+"-nginx.conf"), conf); err != nil {
+				return nil, err
+			}
+		}
+		if px.proc, err = start(kind, pl.proxyCPU, nil, r.nginx, "-p", dir, "-c", px.conf, "-e", filepath.Join(dir, "error.log")); err != nil {
+			return nil, err
+		}
+	}
+	if err := waitHTTP(ctx, "http://"+px.addr+"/health", px.proc, 20*time.Second); err != nil {
+		px.stop()
+		return nil, err
+	}
+	return px, nil
+}
+
+func (r *Runner) nginxConfig(routes []byte, o nginxconf.Options) ([]byte, error) {
+	cfg, err := config.ParseWithEnv(routes, "bench/routes.yaml", func(k string) (string, bool) {
+		v, ok := r.env[k]
+		return v, ok
+	})
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := nginxconf.Write(&buf, cfg, o); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// preflight checks that a contender answers what the scenario expects before it is measured, so
+// a misconfigured proxy cannot win by answering errors quickly.
+func preflight(px *proxyProc, c contender, s *scenario) error {
+	if s.name == "websocket" {
+		return nil // the load itself fails on a bad handshake
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	var resp *http.Response
+	var err error
+	for range 2 { // the second answer of a cache scenario is a hit
+		if s.name == "post" {
+			resp, err = client.Post("http://"+px.addr+c.path, "application/octet-stream", strings.NewReader(strings.Repeat("a", 4096)))
+		} else {
+			resp, err = client.Get("http://" + px.addr + c.path)
+		}
+		if err != nil {
+			return fmt.Errorf("%s preflight: %w", c.label, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s preflight: GET %s: %s", c.label, c.path, resp.Status)
+	}
+	if s.check != nil {
+		if err := s.check(resp); err != nil {
+			return fmt.Errorf("%s preflight: %w", c.label, err)
+		}
+	}
+	return nil
+}
+
+func expectHeader(name, value string) func(*http.Response) error {
+	return func(resp *http.Response) error {
+		if got := resp.Header.Get(name); got != value {
+			return fmt.Errorf("%s: %q, want %q", name, got, value)
+		}
+		return nil
+	}
+}
+
+// wrkLoad drives the contender with wrk (closed loop, conns connections) for d.
+func wrkLoad(conns int, script string) func(*Runner, placement, *proxyProc, contender, time.Duration) (map[string]float64, error) {
+	return func(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error) {
+		w, err := r.wrk(pl, px.addr+c.path, conns, script, d)
+		if err != nil {
+			return nil, err
+		}
+		return wrkMetrics(w), nil
+	}
+}
+
+func wrkMetrics(w wrkResult) map[string]float64 {
+	return map[string]float64{
+		stats.RPS: w.rps(), stats.Requests: float64(w.Requests), stats.Errors: float64(w.Errors),
+		stats.P50: w.P50, stats.P90: w.P90, stats.P99: w.P99, stats.P999: w.P999,
+	}
+}
+
+func (r *Runner) wrk(pl placement, target string, conns int, script string, d time.Duration) (wrkResult, error) {
+	if script == "" {
+		script = wrkDone
+	}
+	sf := filepath.Join(r.dir, fmt.Sprintf("wrk-%x.lua", hash(script)))
+	if err := writeFile(sf, []byte(script)); err != nil {
+		return wrkResult{}, err
+	}
+	secs := max(1, int(math.Round(d.Seconds())))
+	args := []string{"-t", strconv.Itoa(pl.wrkThreads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", secs),
+		"--latency", "--timeout", "5s", "-s", sf, "http://" + target}
+	cmd := "wrk"
+	if pl.loadCPU != "" {
+		args = append([]string{"-c", pl.loadCPU, "wrk"}, args...)
+		cmd = "taskset"
+	}
+	out, err := exec.Command(cmd, args...).CombinedOutput()
+	if err != nil {
+		return wrkResult{}, fmt.Errorf("wrk: %w\n%s", err, out)
+	}
+	return parseWrk(string(out))
+}
+
+func hash(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
+}
+
+// genResult is what the Go load generators (archway-bench openloop/ws) print.
+type genResult struct {
+	Sent, Completed, Errors int64
+	ElapsedS                float64 `json:"elapsed_s"`
+	P50, P90, P99, P999     float64
+}
+
+func (r *Runner) generator(pl placement, args ...string) (genResult, error) {
+	p, err := start("load", pl.loadCPU, []string{fmt.Sprintf("GOMAXPROCS=%d", pl.gomaxprocs)}, r.bin("archway-bench"), args...)
+	if err != nil {
+		return genResult{}, err
+	}
+	<-p.done
+	var g genResult
+	out := p.out.String()
+	if p.cmd.ProcessState.ExitCode() != 0 {
+		return g, fmt.Errorf("archway-bench %s: %s", args[0], lastLines(out, 10))
+	}
+	i := strings.LastIndexByte(strings.TrimSpace(out), '\n')
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)[i+1:]), &g); err != nil {
+		return g, fmt.Errorf("archway-bench %s output: %w\n%s", args[0], err, lastLines(out, 10))
+	}
+	return g, nil
+}
+
+// openLoopLoad sends at half of nginx's maximum rate in this placement, whatever the proxy.
+func openLoopLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error) {
+	rate := math.Round(r.maxRate[pl.name] / 2)
+	g, err := r.generator(pl, "openloop", "-addr", px.addr, "-path", c.path, "-rate", strconv.FormatFloat(rate, 'f', 0, 64),
+		"-duration", d.String(), "-conns", "64")
+	if err != nil {
+		return nil, err
+	}
+	return map[string]float64{
+		stats.Rate: rate, stats.RPS: float64(g.Completed) / g.ElapsedS, stats.Requests: float64(g.Completed), stats.Errors: float64(g.Errors),
+		stats.P50: g.P50, stats.P90: g.P90, stats.P99: g.P99, stats.P999: g.P999,
+	}, nil
+}
+
+func wsLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error) {
+	g, err := r.generator(pl, "ws", "-url", "ws://"+px.addr+c.path, "-conns", "50", "-size", "128", "-duration", d.String())
+	if err != nil {
+		return nil, err
+	}
+	return map[string]float64{
+		stats.MsgsPerSec: float64(g.Completed) / g.ElapsedS, stats.Requests: float64(g.Completed), stats.Errors: float64(g.Errors),
+		stats.P50: g.P50, stats.P90: g.P90, stats.P99: g.P99, stats.P999: g.P999,
+	}, nil
+}
+
+// idleConns is how many idle connections the memory scenario holds.
+const idleConns = 10000
+
+// idleLoad opens 10 000 keep-alive connections (one request each), holds them idle and reads
+// the proxy's resident memory while they are open.
+func idleLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error) {
+	pid := px.proc.pid()
+	before := float64(pssKiB(pid)) / 1024
+	cmd := exec.Command(r.bin("archway-bench"), "idle", "-addr", px.addr, "-path", c.path, "-n", strconv.Itoa(idleConns))
+	if pl.loadCPU != "" {
+		cmd = exec.Command("taskset", append([]string{"-c", pl.loadCPU}, cmd.Args...)...)
+	}
+	cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", pl.gomaxprocs))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() { stdin.Close(); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "READY") {
+		return nil, fmt.Errorf("idle connections: %q %v %s", line, err, stderr.String())
+	}
+	time.Sleep(min(d, 2*time.Second)) // let the proxy settle with the connections open
+	pss := float64(pssKiB(pid)) / 1024
+	rss := float64(memKiB(pid, "VmRSS")) / 1024
+	return map[string]float64{stats.PSS: pss, stats.RSS: rss, "pss_before_mib": before, stats.Conns: idleConns,
+		"kib_per_conn": (pss - before) * 1024 / idleConns, stats.Requests: idleConns}, nil
+}
+
+// reloadLoad runs wrk while the proxy's configuration is changed and reloaded every 100 ms:
+// Archway through its admin API (POST /reload), nginx with nginx -s reload. Every reload
+// applies a real change (a response header's value).
+func reloadLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error) {
+	src, err := os.ReadFile(filepath.Join(r.cfg.Repo, "bench", "routes.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	reloads := 0
+	go func() {
+		client := &http.Client{Timeout: 5 * time.Second}
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for gen := 1; ; gen++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			case <-tick.C:
+			}
+			variant := bytes.Replace(src, []byte("  - name: plain\n"),
+				[]byte(fmt.Sprintf("  - name: plain\n    headers: { response: { set: { X-Config-Generation: \"%d\" } } }\n", gen)), 1)
+			var err error
+			if !strings.HasPrefix(px.kind, "nginx") {
+				if err = writeFile(px.conf, variant); err == nil {
+					var resp *http.Response
+					if resp, err = client.Post("http://"+px.admin+"/reload", "", nil); err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != 200 {
+							err = fmt.Errorf("POST /reload: %s", resp.Status)
+						}
+					}
+				}
+			} else {
+				var conf []byte
+				if conf, err = r.nginxConfig(variant, px.o); err == nil {
+					if err = writeFile(px.conf, conf); err == nil {
+						var out []byte
+						if out, err = exec.Command(r.nginx, "-p", px.dir, "-c", px.conf, "-e", filepath.Join(px.dir, "error.log"), "-s", "reload").CombinedOutput(); err != nil {
+							err = fmt.Errorf("nginx -s reload: %w: %s", err, out)
+						}
+					}
+				}
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+			reloads++
+		}
+	}()
+	w, werr := r.wrk(pl, px.addr+c.path, 64, "", d)
+	close(stop)
+	if err := <-done; err != nil {
+		return nil, err
+	}
+	if werr != nil {
+		return nil, werr
+	}
+	m := wrkMetrics(w)
+	m[stats.Reloads] = float64(reloads)
+	return m, nil
+}
+
+func (r *Runner) machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), RunCount: r.cfg.Runs, RunSecs: r.cfg.Duration.String()}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				m.Model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(data))
+	}
+	if out, err := exec.Command(r.nginx, "-v").CombinedOutput(); err == nil {
+		m.Nginx = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version:"))
+	}
+	if out, _ := exec.Command("wrk", "-v").CombinedOutput(); len(out) > 0 {
+		m.Wrk = strings.Fields(string(out))[1]
+	}
+	return m
+}

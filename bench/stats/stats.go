@@ -1,0 +1,279 @@
+// Package stats aggregates benchmark runs (medians with min–max over counted runs) and decides
+// the issue's targets, PASS or MISS. It holds no I/O: the runner measures, this package judges.
+package stats
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Metric names used in Run.Metrics.
+const (
+	RPS        = "rps"            // requests (or messages) per second
+	P50        = "p50_ms"         // latency percentiles, milliseconds
+	P90        = "p90_ms"         //
+	P99        = "p99_ms"         //
+	P999       = "p999_ms"        //
+	Errors     = "errors"         // failed requests: socket errors, timeouts, statuses >= 400
+	Requests   = "requests"       // requests completed
+	CPUPerReq  = "cpu_us_per_req" // proxy CPU time (user+system, every process) per request, µs
+	Capacity   = "req_per_cpu_s"  // 1e6 / cpu_us_per_req: requests one fully busy core would serve
+	ProxyCPU   = "proxy_cpu_pct"  // proxy CPU time over wall time (100 = one core busy)
+	PeakRSS    = "peak_rss_mib"   // peak resident memory of the proxy during the run (all processes)
+	RSS        = "rss_mib"        // resident memory while holding idle connections (sum over processes)
+	PSS        = "pss_mib"        // proportional set size: shared pages counted once across processes
+	Steal      = "steal_pct"      // CPU steal time over the run, % of all CPU time on the machine
+	Others     = "others_cpu_pct" // CPU used by processes the benchmark did not start (100 = one core)
+	MsgsPerSec = "msgs_per_s"     // WebSocket echo round trips per second
+	Reloads    = "reloads"        // configuration reloads done during the run
+	Conns      = "conns"          // idle connections held
+	Rate       = "rate"           // open-loop offered rate, requests per second
+)
+
+// Run is one measured run of one contender.
+type Run struct {
+	Contender string             `json:"contender"`
+	Placement string             `json:"placement"`
+	Index     int                `json:"index"` // 0 is the warm-up, not counted
+	Warmup    bool               `json:"warmup,omitempty"`
+	Metrics   map[string]float64 `json:"metrics"`
+	Note      string             `json:"note,omitempty"`
+}
+
+// Summary is the median and range of one metric over counted runs.
+type Summary struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	N      int     `json:"n"`
+}
+
+// Summarize returns the median, minimum and maximum of vals (NaNs ignored). The median of an
+// even count is the mean of the middle two.
+func Summarize(vals []float64) Summary {
+	v := make([]float64, 0, len(vals))
+	for _, x := range vals {
+		if !math.IsNaN(x) {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		return Summary{Median: math.NaN(), Min: math.NaN(), Max: math.NaN()}
+	}
+	slices.Sort(v)
+	n := len(v)
+	med := v[n/2]
+	if n%2 == 0 {
+		med = (v[n/2-1] + v[n/2]) / 2
+	}
+	return Summary{Median: med, Min: v[0], Max: v[n-1], N: n}
+}
+
+// String is "median (min–max)".
+func (s Summary) String() string {
+	if s.N == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%s (%s–%s)", Num(s.Median), Num(s.Min), Num(s.Max))
+}
+
+// Num formats a figure with three significant digits, without exponent.
+func Num(v float64) string {
+	a := math.Abs(v)
+	switch {
+	case math.IsNaN(v):
+		return "–"
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case a >= 1:
+		return fmt.Sprintf("%.2f", v)
+	case a == 0:
+		return "0"
+	}
+	return fmt.Sprintf("%.3f", v)
+}
+
+// Table is the summaries of one scenario: placement → contender → metric.
+type Table map[string]map[string]map[string]Summary
+
+// Aggregate summarises the counted (non-warm-up) runs.
+func Aggregate(runs []Run) Table {
+	vals := map[string]map[string]map[string][]float64{}
+	for _, r := range runs {
+		if r.Warmup {
+			continue
+		}
+		if vals[r.Placement] == nil {
+			vals[r.Placement] = map[string]map[string][]float64{}
+		}
+		if vals[r.Placement][r.Contender] == nil {
+			vals[r.Placement][r.Contender] = map[string][]float64{}
+		}
+		for k, v := range r.Metrics {
+			vals[r.Placement][r.Contender][k] = append(vals[r.Placement][r.Contender][k], v)
+		}
+	}
+	t := Table{}
+	for pl, cs := range vals {
+		t[pl] = map[string]map[string]Summary{}
+		for c, ms := range cs {
+			t[pl][c] = map[string]Summary{}
+			for m, v := range ms {
+				t[pl][c][m] = Summarize(v)
+			}
+		}
+	}
+	return t
+}
+
+// Get returns a summary, or one with N == 0 when it was not measured.
+func (t Table) Get(placement, contender, metric string) Summary {
+	s, ok := t[placement][contender][metric]
+	if !ok {
+		return Summary{Median: math.NaN(), Min: math.NaN(), Max: math.NaN()}
+	}
+	return s
+}
+
+// Ratio of two medians (a/b), NaN when either is missing or b is zero.
+func Ratio(a, b Summary) float64 {
+	if a.N == 0 || b.N == 0 || b.Median == 0 {
+		return math.NaN()
+	}
+	return a.Median / b.Median
+}
+
+// Verdict is one target of the issue, judged.
+type Verdict struct {
+	Target string  `json:"target"`
+	Rule   string  `json:"rule"`
+	Value  float64 `json:"value"`
+	Detail string  `json:"detail"`
+	// Status is PASS, MISS, or "not measured".
+	Status string `json:"status"`
+}
+
+func verdict(target, rule, detail string, value float64, pass bool) Verdict {
+	v := Verdict{Target: target, Rule: rule, Value: value, Detail: detail}
+	switch {
+	case math.IsNaN(value):
+		v.Status = "not measured"
+		v.Detail = "–"
+	case pass:
+		v.Status = "PASS"
+	default:
+		v.Status = "MISS"
+	}
+	return v
+}
+
+// Contender names the runner uses; the targets are defined in their terms.
+const (
+	Archway        = "archway"
+	Nginx          = "nginx"
+	NginxAuto      = "nginx-auto"
+	ArchwayNoLimit = "archway-no-limit"
+	ArchwayBefore  = "archway-before" // an earlier build, for before/after figures
+)
+
+// Scenario names the runner uses.
+const (
+	ScenarioPlain    = "plain"
+	ScenarioLimit    = "ratelimit"
+	ScenarioCache    = "cache"
+	ScenarioLatency  = "latency"
+	ScenarioIdle     = "idle"
+	ScenarioReload   = "reload"
+	PlacementPinned  = "A"
+	PlacementUnpined = "U"
+)
+
+// Evaluate judges the issue's targets on the scenarios measured (scenario → table). Targets on
+// proxy throughput are judged in placement A, where the proxy is the bottleneck; the others on
+// A when measured there, else U.
+func Evaluate(tables map[string]Table) []Verdict {
+	var out []Verdict
+	pl := func(t Table) string {
+		if _, ok := t[PlacementPinned]; ok {
+			return PlacementPinned
+		}
+		return PlacementUnpined
+	}
+	plain := tables[ScenarioPlain]
+	{
+		a, n := plain.Get(PlacementPinned, Archway, RPS), plain.Get(PlacementPinned, Nginx, RPS)
+		r := Ratio(a, n)
+		capacity := Ratio(plain.Get(PlacementPinned, Archway, Capacity), plain.Get(PlacementPinned, Nginx, Capacity))
+		out = append(out, verdict("A, plain proxy: requests/s", "≥ 1.0× nginx", fmt.Sprintf("%.2f× (%s vs %s req/s; per CPU-second %s)", r, Num(a.Median), Num(n.Median), times(capacity, 2)), r, r >= 1.0))
+		a, n = plain.Get(PlacementPinned, Archway, CPUPerReq), plain.Get(PlacementPinned, Nginx, CPUPerReq)
+		r = Ratio(a, n)
+		out = append(out, verdict("A, plain proxy: CPU per request", "≤ 1.0× nginx", fmt.Sprintf("%.2f× (%s vs %s µs)", r, Num(a.Median), Num(n.Median)), r, r <= 1.0))
+	}
+	if t := tables[ScenarioLimit]; t != nil {
+		p := pl(t)
+		a, b := t.Get(p, Archway, RPS), t.Get(p, ArchwayNoLimit, RPS)
+		r := Ratio(a, b)
+		capacity := Ratio(t.Get(p, Archway, Capacity), t.Get(p, ArchwayNoLimit, Capacity))
+		out = append(out, verdict(p+", rate limit on", "≥ 0.97× Archway without it", fmt.Sprintf("%.3f× (%s vs %s req/s; per CPU-second %s)", r, Num(a.Median), Num(b.Median), times(capacity, 3)), r, r >= 0.97))
+	} else {
+		out = append(out, verdict("rate limit on", "≥ 0.97× Archway without it", "", math.NaN(), false))
+	}
+	if t := tables[ScenarioCache]; t != nil {
+		p := pl(t)
+		a, n := t.Get(p, Archway, RPS), t.Get(p, Nginx, RPS)
+		r := Ratio(a, n)
+		capacity := Ratio(t.Get(p, Archway, Capacity), t.Get(p, Nginx, Capacity))
+		out = append(out, verdict(p+", cache hits", "≥ 2× nginx proxy_cache", fmt.Sprintf("%.2f× (%s vs %s req/s; per CPU-second %s)", r, Num(a.Median), Num(n.Median), times(capacity, 2)), r, r >= 2.0))
+	} else {
+		out = append(out, verdict("cache hits", "≥ 2× nginx proxy_cache", "", math.NaN(), false))
+	}
+	if t := tables[ScenarioLatency]; t != nil {
+		p := pl(t)
+		a, n := t.Get(p, Archway, P50), t.Get(p, Nginx, P50)
+		d := math.NaN()
+		if a.N > 0 && n.N > 0 {
+			d = a.Median - n.Median
+		}
+		rate := t.Get(p, Nginx, Rate)
+		out = append(out, verdict(p+", p50 at half nginx's max rate", "≤ nginx + 0.1 ms", fmt.Sprintf("%+.3f ms (%.3f vs %.3f ms at %s req/s)", d, a.Median, n.Median, Num(rate.Median)), d, d <= 0.1))
+	} else {
+		out = append(out, verdict("p50 at half nginx's max rate", "≤ nginx + 0.1 ms", "", math.NaN(), false))
+	}
+	if t := tables[ScenarioIdle]; t != nil {
+		p := pl(t)
+		a, n := t.Get(p, Archway, PSS), t.Get(p, Nginx, PSS)
+		r := Ratio(a, n)
+		out = append(out, verdict(p+", 10 000 idle connections: memory", "≤ 2× nginx", fmt.Sprintf("%.2f× (%s vs %s MiB PSS)", r, Num(a.Median), Num(n.Median)), r, r <= 2.0))
+	} else {
+		out = append(out, verdict("10 000 idle connections: memory", "≤ 2× nginx", "", math.NaN(), false))
+	}
+	if t := tables[ScenarioReload]; t != nil {
+		// Every counted run must be clean: the worst run is what is judged.
+		w := worst(t, Archway)
+		out = append(out, verdict("reload every 100 ms under load", "0 failed requests", fmt.Sprintf("Archway's worst run: %s failed; nginx's worst run: %s", Num(w), Num(worst(t, Nginx))), w, w == 0))
+	} else {
+		out = append(out, verdict("reload every 100 ms under load", "0 failed requests", "", math.NaN(), false))
+	}
+	return out
+}
+
+// times writes a ratio as "1.23×", or "–" when it was not measured.
+func times(r float64, digits int) string {
+	if math.IsNaN(r) {
+		return "–"
+	}
+	return fmt.Sprintf("%.*f×", digits, r)
+}
+
+func worst(t Table, contender string) float64 {
+	w := math.NaN()
+	for p := range t {
+		if s, ok := t[p][contender][Errors]; ok && (math.IsNaN(w) || s.Max > w) {
+			w = s.Max
+		}
+	}
+	return w
+}
