@@ -21,6 +21,13 @@
 //     stale_while_revalidate, proxy_cache_use_stale updating with a background update;
 //   - websocket → proxy_set_header Upgrade/Connection from the request, proxy_read_timeout
 //     from its idle_timeout;
+//   - respond → default_type and return (a status of 400 or more without a body gets a JSON
+//     error body like Archway's, without the request id);
+//   - static → root, index, try_files with the SPA fallback, Cache-Control no-cache, and each
+//     immutable prefix a nested location with a year's immutable Cache-Control (strip_prefix
+//     on a static route is refused);
+//   - compression → gzip on with gzip_min_length, gzip_comp_level, gzip_types, gzip_proxied any
+//     and gzip_vary;
 //   - server: read/write/idle timeouts, max_body_bytes, max_header_bytes, access_log, the
 //     health path answered by nginx itself; unmatched paths → 404.
 //
@@ -34,6 +41,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -203,11 +211,14 @@ func Write(w io.Writer, cfg *config.Config, o Options) error {
 				locs = []string{"= " + pre, pre + "/"}
 			}
 		}
+		if r.Static != nil && (r.StripPrefix != "" || r.AddPrefix != "") {
+			return fmt.Errorf("route %s: a static route with strip_prefix or add_prefix is not translated", r.Name)
+		}
 		for _, loc := range locs {
 			p(2, "")
 			p(2, "# route %s", r.Name)
 			p(2, "location %s {", loc)
-			writeRoute(p, cfg, r, u)
+			writeRoute(p, cfg, r, u, !strings.HasPrefix(loc, "= "))
 			p(2, "}")
 		}
 	}
@@ -224,7 +235,9 @@ func Write(w io.Writer, cfg *config.Config, o Options) error {
 	return err
 }
 
-func writeRoute(p func(int, string, ...any), cfg *config.Config, r *config.Route, u *config.Upstream) {
+// writeRoute writes the body of a route's location; prefix is false for the exact-match
+// location of a prefix route, which cannot hold nested locations.
+func writeRoute(p func(int, string, ...any), cfg *config.Config, r *config.Route, u *config.Upstream, prefix bool) {
 	if len(r.Match.Methods) > 0 {
 		ms := slices.Clone(r.Match.Methods)
 		p(3, "limit_except %s { deny all; }", strings.Join(ms, " "))
@@ -233,6 +246,75 @@ func writeRoute(p func(int, string, ...any), cfg *config.Config, r *config.Route
 		p(3, "limit_req zone=rl_%s burst=%d nodelay;", r.Name, rl.Burst)
 		p(3, "limit_req_status 429;")
 	}
+	if c := r.Compression; c != nil {
+		p(3, "gzip on;")
+		p(3, "gzip_proxied any;")
+		p(3, "gzip_vary on;")
+		p(3, "gzip_min_length %d;", c.MinSize.Bytes())
+		if c.Level > 0 {
+			p(3, "gzip_comp_level %d;", c.Level)
+		}
+		// text/html is always compressed by nginx and may not be listed again.
+		types := slices.DeleteFunc(slices.Clone(c.Types), func(t string) bool { return t == "text/html" })
+		if len(types) > 0 {
+			p(3, "gzip_types %s;", strings.Join(types, " "))
+		}
+	}
+	switch {
+	case r.Respond != nil:
+		writeRespond(p, r.Respond)
+	case r.Static != nil:
+		writeStatic(p, cfg, r, prefix)
+	default:
+		writeProxy(p, cfg, r, u)
+	}
+	writeResponseHeaders(p, 3, cfg, r)
+}
+
+// writeRespond: a direct answer. Without a body, a status of 400 or more gets a JSON error body
+// like the gateway's (without the request id, which nginx has no way to put in a return).
+func writeRespond(p func(int, string, ...any), rs *config.Respond) {
+	ct, body := rs.ContentType, rs.Body
+	if body == "" && rs.Status >= 400 {
+		ct = "application/json"
+		body = fmt.Sprintf("{\"error\":%q}", strings.ToLower(http.StatusText(rs.Status)))
+	}
+	if ct == "" {
+		ct = "text/plain"
+	}
+	p(3, "default_type %s;", ct)
+	p(3, "return %d %s;", rs.Status, quote(body))
+}
+
+// writeStatic: files under root; the SPA fallback for paths that match no file; immutable
+// prefixes in nested locations with a year's Cache-Control and no fallback, everything else
+// with no-cache, as Archway's static handler answers.
+func writeStatic(p func(int, string, ...any), cfg *config.Config, r *config.Route, prefix bool) {
+	st := r.Static
+	p(3, "root %s;", st.Root)
+	if st.Index != "" {
+		p(3, "index %s;", st.Index)
+	}
+	if st.SPAFallback != "" {
+		p(3, "try_files $uri $uri/ /%s;", strings.TrimPrefix(st.SPAFallback, "/"))
+	} else {
+		p(3, "try_files $uri $uri/ =404;")
+	}
+	p(3, "add_header Cache-Control \"%s\" always;", "no-cache")
+	if !prefix {
+		return
+	}
+	base := strings.TrimSuffix(r.Match.PathPrefix, "/")
+	for _, im := range st.Immutable {
+		p(3, "location ^~ %s/%s {", base, strings.TrimPrefix(im, "/"))
+		p(4, "try_files $uri =404;")
+		p(4, "add_header Cache-Control \"%s\" always;", "public, max-age=31536000, immutable")
+		writeResponseHeaders(p, 4, cfg, r)
+		p(3, "}")
+	}
+}
+
+func writeProxy(p func(int, string, ...any), cfg *config.Config, r *config.Route, u *config.Upstream) {
 	if r.StripPrefix != "" || r.AddPrefix != "" {
 		strip := regexpQuote(r.StripPrefix)
 		add := r.AddPrefix
@@ -296,27 +378,30 @@ func writeRoute(p func(int, string, ...any), cfg *config.Config, r *config.Route
 		}
 		p(3, "add_header X-Cache $upstream_cache_status always;")
 	}
-	// add_header in a location replaces every inherited one, so each location carries the whole
-	// set: the request id echo, the security headers and the route's own.
-	p(3, "add_header X-Request-ID $request_id always;")
+}
+
+// writeResponseHeaders: add_header in a location replaces every inherited one, so each location
+// carries the whole set: the request id echo, the security headers and the route's own.
+func writeResponseHeaders(p func(int, string, ...any), depth int, cfg *config.Config, r *config.Route) {
+	p(depth, "add_header X-Request-ID $request_id always;")
 	set := r.Headers.Response.Set
 	removed := map[string]bool{}
 	for _, k := range r.Headers.Response.Remove {
 		removed[strings.ToLower(k)] = true
-		p(3, "proxy_hide_header %s;", k)
+		p(depth, "proxy_hide_header %s;", k)
 	}
 	for _, k := range sortedKeys(cfg.Server.SecurityHeaders) {
 		if removed[strings.ToLower(k)] || hasKeyFold(set, k) {
 			continue
 		}
-		p(3, "add_header %s %s always;", k, quote(cfg.Server.SecurityHeaders[k]))
+		p(depth, "add_header %s %s always;", k, quote(cfg.Server.SecurityHeaders[k]))
 	}
 	for _, k := range sortedKeys(set) {
-		p(3, "proxy_hide_header %s;", k)
-		p(3, "add_header %s %s always;", k, quote(set[k]))
+		p(depth, "proxy_hide_header %s;", k)
+		p(depth, "add_header %s %s always;", k, quote(set[k]))
 	}
 	for _, k := range sortedKeys(r.Headers.Response.Add) {
-		p(3, "add_header %s %s always;", k, quote(r.Headers.Response.Add[k]))
+		p(depth, "add_header %s %s always;", k, quote(r.Headers.Response.Add[k]))
 	}
 }
 

@@ -129,8 +129,53 @@ func TestTranslations(t *testing.T) {
 	}
 }
 
+// TestFilesAnswersAndCompression: static routes, direct answers and gzip, as the repository's
+// routes.yaml uses them for the storefront and unknown API paths.
+func TestFilesAnswersAndCompression(t *testing.T) {
+	yml := `upstreams: {a: {targets: ["127.0.0.1:1"]}}
+routes:
+  - {name: gone, match: {path: /old}, respond: {status: 410, body: "moved away", content_type: text/plain}}
+  - {name: unknown, match: {path_prefix: /api}, respond: {status: 404}}
+  - name: site
+    match: {path_prefix: /shop}
+    static: {root: /srv/shop, spa_fallback: index.html, immutable: [/assets/]}
+    compression: {types: [text/html, application/json]}
+`
+	cfg, err := config.Parse([]byte(yml), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := Write(&buf, cfg, Options{Listen: "127.0.0.1:1", Dir: "/d"}); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"location = /old {\n            default_type text/plain;\n            return 410 \"moved away\";",
+		"location /api/ {\n            default_type application/json;\n            return 404 \"{\\\"error\\\":\\\"not found\\\"}\";",
+		"root /srv/shop;",
+		"try_files $uri $uri/ /index.html;",
+		"add_header Cache-Control \"no-cache\" always;",
+		"location ^~ /shop/assets/ {\n                try_files $uri =404;\n                add_header Cache-Control \"public, max-age=31536000, immutable\" always;",
+		"gzip on;",
+		"gzip_types application/json;", // text/html is implied and may not be repeated
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
+	}
+	// The exact-match location of /shop cannot hold the nested one.
+	if n := strings.Count(out, "location ^~ /shop/assets/"); n != 1 {
+		t.Errorf("nested immutable location written %d times, want 1", n)
+	}
+	if strings.Contains(out, "proxy_pass http://;") {
+		t.Error("a route without an upstream got a proxy_pass")
+	}
+}
+
 func TestRefusesWhatNginxCannotDo(t *testing.T) {
 	for _, yml := range []string{
+		"upstreams: {a: {targets: [\"127.0.0.1:1\"]}}\nroutes: [{name: r, match: {path_prefix: /s}, strip_prefix: /s, static: {root: /srv}}]\n",
 		"upstreams: {a: {targets: [\"127.0.0.1:1\"]}}\nroutes: [{name: r, match: {path_prefix: /, host: a.example}, upstream: a}]\n",
 		"upstreams: {a: {targets: [\"127.0.0.1:1\"]}}\nroutes: [{name: r, match: {path_prefix: /}, upstream: a, rate_limit: {rate: 1/s, key: \"jwt:sub\"}}]\n",
 	} {
