@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/admin"
+	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/gateway/policies"
 	"github.com/archway-gateway/archway/internal/testenv"
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,8 +86,10 @@ routes:
 }
 
 // With Redis killed, on_store_error: allow keeps answering from the local bucket and deny
-// answers 503; every request waits at most about the Redis timeout, and once the breaker is open
-// requests do not wait at all. After Redis restarts the shared bucket is used again.
+// answers 503; no request hangs, and once the breaker is open (after breaker_failures failed
+// calls) requests no longer try Redis at all. After Redis restarts the shared bucket is used
+// again. What is held is behaviour, counted by the store, not wall-clock time: the latencies are
+// logged, and only a hang (seconds) fails on time.
 func TestRateLimitRedisOutageE2E(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	up := startUpstream(t, "api", nil)
@@ -101,14 +104,17 @@ routes:
 	expectStatus(t, get(t, gw.URL+"/allow"), 200)
 	expectStatus(t, get(t, gw.URL+"/deny"), 200)
 
+	store := p.Redis.Live()
+	skippedBefore := store.Skipped.Load()
 	srv.Kill()
+	const requests = 20
 	var worst, afterBreaker time.Duration
-	for i := range 20 {
+	for i := range requests {
 		start := time.Now()
 		expectStatus(t, get(t, gw.URL+"/allow"), 200)
 		d := time.Since(start)
 		worst = max(worst, d)
-		if i >= 5 {
+		if i >= config.DefaultRedisBreakerFailures {
 			afterBreaker = max(afterBreaker, d)
 		}
 	}
@@ -117,8 +123,13 @@ routes:
 	expectStatus(t, r, 503)
 	denyTook := time.Since(start)
 	t.Logf("Redis down: slowest request %v, slowest once the breaker was open %v, deny answered in %v", worst, afterBreaker, denyTook)
-	if worst > 150*time.Millisecond || afterBreaker > 30*time.Millisecond {
-		t.Fatalf("requests waited too long on a dead Redis: worst %v, with the breaker open %v", worst, afterBreaker)
+	if worst > 2*time.Second {
+		t.Fatalf("a request hung on a dead Redis for %v (store timeout 50ms)", worst)
+	}
+	// The first breaker_failures requests fail against Redis and open the breaker; every later
+	// one, and the deny request, must skip Redis.
+	if skipped, want := store.Skipped.Load()-skippedBefore, uint64(requests-config.DefaultRedisBreakerFailures+1); skipped < want {
+		t.Fatalf("requests that skipped Redis with the breaker open: %d, want at least %d", skipped, want)
 	}
 	reg := prometheus.NewRegistry()
 	if err := p.Register(reg); err != nil {
