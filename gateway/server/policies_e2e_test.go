@@ -305,7 +305,7 @@ func TestRateLimitTwoProcessesShareRedis(t *testing.T) {
 server: {listen: "%s"}
 admin: {listen: ""}
 access_log: {enabled: false}
-redis: {addrs: ["%s"], timeout: 250ms}
+redis: {addrs: ["%s"], timeout: 2s}
 upstreams: {api: {targets: ["%s"]}}
 routes:
   - {name: api, match: {path_prefix: /}, upstream: api, rate_limit: {rate: %d/s, burst: %d, key: route, scope: redis}}
@@ -357,8 +357,9 @@ routes:
 		t.Fatalf("admitted %.0f, want %.0f ±5%%", got, want)
 	}
 
-	// (The Redis timeout is 250ms here, not the default 50ms, so that a loaded test machine
-	// cannot turn slow answers into local fallbacks and look like inaccuracy.)
+	// (The Redis timeout is 2s here, not the default 50ms, so that a loaded test machine cannot
+	// turn slow answers into local fallbacks and look like inaccuracy: at 250ms, three race
+	// suites at once on two cores still timed out and admitted 23 % too many.)
 
 	// Redis dies: both processes fall back to their local buckets and no request hangs. (The
 	// breaker's skipping of a hung Redis is shown with SIGSTOP in gateway/ratelimit.)
@@ -384,7 +385,7 @@ routes:
 		}
 	}
 	t.Logf("Redis killed: %d/40 admitted by local fallback; slowest request %v, slowest after the breakers opened %v", ok, worst, settled)
-	if ok < 20 || worst > time.Second || settled > 500*time.Millisecond {
+	if ok < 20 || worst > 3*time.Second || settled > 500*time.Millisecond { // worst: at most about one Redis timeout (2s), never a hang
 		t.Fatalf("outage: %d admitted, worst %v, settled %v", ok, worst, settled)
 	}
 }
