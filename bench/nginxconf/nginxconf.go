@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/static"
 )
 
 // Options are what the generated file needs beyond routes.yaml.
@@ -300,7 +301,7 @@ func writeStatic(p func(int, string, ...any), cfg *config.Config, r *config.Rout
 	} else {
 		p(3, "try_files $uri $uri/ =404;")
 	}
-	p(3, "add_header Cache-Control \"%s\" always;", "no-cache")
+	p(3, "add_header Cache-Control \"%s\" always;", static.RevalidateCacheControl)
 	if !prefix {
 		return
 	}
@@ -308,7 +309,7 @@ func writeStatic(p func(int, string, ...any), cfg *config.Config, r *config.Rout
 	for _, im := range st.Immutable {
 		p(3, "location ^~ %s/%s {", base, strings.TrimPrefix(im, "/"))
 		p(4, "try_files $uri =404;")
-		p(4, "add_header Cache-Control \"%s\" always;", "public, max-age=31536000, immutable")
+		p(4, "add_header Cache-Control \"%s\" always;", static.ImmutableCacheControl)
 		writeResponseHeaders(p, 4, cfg, r)
 		p(3, "}")
 	}

@@ -22,7 +22,12 @@ func redisConfig(addr string) config.Redis {
 
 func newStore(t testing.TB, addr string) *redisstore.Store {
 	t.Helper()
-	s := redisstore.New(testenv.Context(t), redisConfig(addr), nil)
+	return newStoreFrom(t, redisConfig(addr))
+}
+
+func newStoreFrom(t testing.TB, cfg config.Redis) *redisstore.Store {
+	t.Helper()
+	s := redisstore.New(testenv.Context(t), cfg, nil)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
@@ -36,9 +41,7 @@ func newFaultStore(t testing.TB, addr string) *redisstore.Store {
 	t.Helper()
 	cfg := redisConfig(addr)
 	cfg.Timeout = config.Duration(faultTimeout)
-	s := redisstore.New(testenv.Context(t), cfg, nil)
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	return newStoreFrom(t, cfg)
 }
 
 func TestRedisBucket(t *testing.T) {
