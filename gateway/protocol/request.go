@@ -1,5 +1,7 @@
 package protocol
 
+import "errors"
+
 // Method classes.
 const (
 	MethodStandard = iota // forwarded
@@ -82,3 +84,68 @@ func SplitTarget(target []byte) (path, query []byte, err error) {
 	}
 	return target, nil, nil
 }
+
+// Errors for request lines the gateway refuses.
+var (
+	// ErrVersion: a request version other than HTTP/1.0 and HTTP/1.1 (505). The gateway speaks
+	// HTTP/1.1 and forwards every request as HTTP/1.1 (RFC 9110, section 6.2), so it cannot
+	// promise a higher version's semantics to the client or pass it on to an upstream.
+	ErrVersion = errors.New("HTTP version not supported")
+	// ErrAuthorityMismatch: an absolute-form target whose authority is not the Host field.
+	ErrAuthorityMismatch = errors.New("request target authority differs from Host")
+)
+
+// Request versions.
+const (
+	Version11 = iota
+	Version10
+	VersionUnsupported
+)
+
+// ClassifyVersion classifies the protocol of a request line ("HTTP/1.1").
+func ClassifyVersion(proto []byte) int {
+	switch string(proto) {
+	case "HTTP/1.1":
+		return Version11
+	case "HTTP/1.0":
+		return Version10
+	}
+	return VersionUnsupported
+}
+
+// SplitAbsoluteTarget splits an absolute-form request target ("http://host:8080/p?q") into its
+// authority, path and query. A target without a path has path "/" (RFC 9112, section 3.2.2);
+// the scheme must be http or https. The caller routes the request by the authority, as if it
+// were origin-form with that Host.
+func SplitAbsoluteTarget(target []byte) (authority, path, query []byte, err error) {
+	var rest []byte
+	switch {
+	case len(target) > 7 && equalFold(target[:7], "http://"):
+		rest = target[7:]
+	case len(target) > 8 && equalFold(target[:8], "https://"):
+		rest = target[8:]
+	default:
+		return nil, nil, nil, ErrPathNotOrigin
+	}
+	end := 0
+	for end < len(rest) && rest[end] != '/' && rest[end] != '?' && rest[end] != '#' {
+		if rest[end] == '@' {
+			return nil, nil, nil, ErrHostUserinfo
+		}
+		end++
+	}
+	if end == 0 {
+		return nil, nil, nil, ErrPathNotOrigin
+	}
+	authority, rest = rest[:end], rest[end:]
+	if len(rest) == 0 {
+		return authority, rootPath, nil, nil
+	}
+	if rest[0] == '?' {
+		return authority, rootPath, rest[1:], nil
+	}
+	path, query, err = SplitTarget(rest)
+	return authority, path, query, err
+}
+
+var rootPath = []byte("/")
