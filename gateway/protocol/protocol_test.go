@@ -129,6 +129,8 @@ func TestScanHeadersRefuses(t *testing.T) {
 		{"userinfo", "Host: user:pw@example.com\r\n\r\n", ErrHostUserinfo},
 		{"nine xff", strings.Repeat("X-Forwarded-For: 1.1.1.1\r\n", 9) + "\r\n", ErrTooManyHopFields},
 		{"five proxy", strings.Repeat("Proxy-X: 1\r\n", 5) + "\r\n", ErrTooManyHopFields},
+		{"bare lf inside", "Host: a\nX-A: b\r\n\r\n", ErrBareLF},
+		{"bare lf at the end", "Host: a\r\n\n", ErrBareLF},
 	}
 	for _, tc := range tests {
 		if _, err := scan(t, tc.block); !errors.Is(err, tc.want) {

@@ -144,8 +144,10 @@ func SplitAbsoluteTarget(target []byte) (authority, path, query []byte, err erro
 	if rest[0] == '?' {
 		return authority, rootPath, rest[1:], nil
 	}
-	path, query, err = SplitTarget(rest)
-	return authority, path, query, err
+	if path, query, err = SplitTarget(rest); err != nil {
+		return nil, nil, nil, err
+	}
+	return authority, path, query, nil
 }
 
 var rootPath = []byte("/")
