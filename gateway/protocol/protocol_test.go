@@ -246,7 +246,8 @@ func TestSplitTargetAndMethods(t *testing.T) {
 		}
 	}
 	for m, want := range map[string]int{"GET": MethodStandard, "OPTIONS": MethodStandard, "PATCH": MethodStandard,
-		"TRACE": MethodRefused, "CONNECT": MethodRefused, "get": MethodUnknown, "PROPFIND": MethodUnknown} {
+		"TRACE": MethodRefused, "CONNECT": MethodRefused, "get": MethodExtension, "PROPFIND": MethodExtension,
+		"M-SEARCH": MethodExtension, "BAD(": MethodUnknown, "": MethodUnknown} {
 		if got := ClassifyMethod([]byte(m)); got != want {
 			t.Errorf("ClassifyMethod(%s) = %d, want %d", m, got, want)
 		}

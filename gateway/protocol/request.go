@@ -6,7 +6,11 @@ import "errors"
 const (
 	MethodStandard = iota // forwarded
 	MethodRefused         // TRACE and CONNECT: understood but never forwarded (405)
-	MethodUnknown         // anything else (501)
+	MethodUnknown         // not a token (501)
+	// MethodExtension: any other token (M-SEARCH, PROPFIND, ...). It has no index (-1), so it
+	// matches only routes that allow every method, and is forwarded there (RFC 9110, section
+	// 16.1: an intermediary forwards methods it does not know).
+	MethodExtension
 )
 
 // Methods the gateway forwards, in the order metrics index them. MethodIndex(m) < 0 for others.
@@ -45,8 +49,8 @@ func MethodIndex(m []byte) int {
 	return -1
 }
 
-// ClassifyMethod tells whether a method is forwarded, refused or unknown. Methods are
-// case-sensitive (RFC 9110, section 9.1): "get" is unknown.
+// ClassifyMethod tells whether a method is forwarded, refused, an extension or not a method.
+// Methods are case-sensitive (RFC 9110, section 9.1): "get" is an extension, not GET.
 func ClassifyMethod(m []byte) int {
 	if MethodIndex(m) >= 0 {
 		return MethodStandard
@@ -54,7 +58,15 @@ func ClassifyMethod(m []byte) int {
 	if string(m) == "TRACE" || string(m) == "CONNECT" {
 		return MethodRefused
 	}
-	return MethodUnknown
+	if len(m) == 0 {
+		return MethodUnknown
+	}
+	for _, c := range m {
+		if !isTokenChar(c) {
+			return MethodUnknown
+		}
+	}
+	return MethodExtension
 }
 
 // IsIdempotent reports whether a request with method index i may be repeated safely

@@ -93,6 +93,7 @@ func (e *Entry) serve(x *Exchange) {
 		return
 	}
 	if version == protocol.Version10 {
+		x.http10 = true
 		// An intermediary sends its own version (RFC 9110, section 6.2): the upstream gets
 		// HTTP/1.1. fasthttp read the client's keep-alive semantics before this handler ran,
 		// so the HTTP/1.0 client still gets its close or keep-alive answer.
@@ -109,6 +110,8 @@ func (e *Entry) serve(x *Exchange) {
 		WriteError(x, ErrNotImplemented)
 		return
 	}
+	// An extension method (M-SEARCH, PROPFIND) gets index -1: it matches only routes that
+	// allow every method and is forwarded there; elsewhere it is a 405 with Allow.
 	x.Method = protocol.MethodIndex(method)
 
 	target := hdr.RequestURI()

@@ -270,3 +270,82 @@ func TestAbsoluteFormRoutedByAuthority(t *testing.T) {
 		}
 	}
 }
+
+// An upstream's 103 Early Hints reaches an HTTP/1.1 client before the final response, without
+// hop-by-hop fields; an HTTP/1.0 client gets the final response only.
+func TestEarlyHintsForwarded(t *testing.T) {
+	products := startUpstream(t, "products", nil)
+	hints := startRawUpstream(t, "HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\nConnection: X-Hop\r\nX-Hop: 1\r\n\r\n"+
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	gw := startGateway(t, conformanceConfig(products.Addr, hints))
+
+	c, br := dialGateway(t, gw.Addr)
+	interim, _ := rawExchange(t, c, br, "GET /page HTTP/1.1\r\nHost: a.users.test\r\n\r\n")
+	if interim.StatusCode != 103 || interim.Header.Get("Link") != "</app.css>; rel=preload" || interim.Header.Get("X-Hop") != "" || interim.Header.Get("Connection") != "" {
+		t.Fatalf("interim response: %d %v, want 103 with Link and no hop-by-hop fields", interim.StatusCode, interim.Header)
+	}
+	final, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(final.Body)
+	if final.StatusCode != 200 || string(body) != "ok" {
+		t.Fatalf("final response: %d %q", final.StatusCode, body)
+	}
+
+	r := rawRequest(t, gw.Addr, "GET /page HTTP/1.0\r\nHost: a.users.test\r\n\r\n")
+	if r.Status != 200 || r.Body != "ok" {
+		t.Fatalf("HTTP/1.0 client: %d %q, want the final response only", r.Status, r.Body)
+	}
+}
+
+// startRawUpstream answers every request on a connection with the given bytes, then closes.
+func startRawUpstream(t *testing.T, answer string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, answer)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// Extension methods (valid tokens) are forwarded on routes that allow every method, and get 405
+// with Allow on routes that list theirs; the gateway no longer answers them 501 itself.
+func TestExtensionMethodsForwarded(t *testing.T) {
+	products := startUpstream(t, "products", nil)
+	users := startUpstream(t, "users", nil)
+	gw := startGateway(t, conformanceConfig(products.Addr, users.Addr))
+	for _, m := range []string{"M-SEARCH", "PROPFIND", "PURGE"} {
+		r := rawRequest(t, gw.Addr, m+" /x HTTP/1.1\r\nHost: a.users.test\r\nConnection: close\r\n\r\n")
+		if r.Status != 200 || r.Body != "users /x" {
+			t.Fatalf("%s on an any-method route: %d %q", m, r.Status, r.Body)
+		}
+		if got := users.last(t); got.Method != m {
+			t.Fatalf("the upstream saw %s, want %s", got.Method, m)
+		}
+	}
+	r := rawRequest(t, gw.Addr, "PROPFIND /api/products HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if r.Status != 405 || r.Headers.Get("Allow") != "GET, HEAD, POST, PUT" {
+		t.Fatalf("PROPFIND on a GET/HEAD/POST/PUT route: %d Allow %q", r.Status, r.Headers.Get("Allow"))
+	}
+	if products.count() != 0 {
+		t.Fatal("a method the route does not list reached its upstream")
+	}
+}
