@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -118,13 +119,18 @@ func TestConsulSourceDropsCriticalInstancesAndTakesThemBack(t *testing.T) {
 	next(t, out, 2*time.Second, "critical users-2 removed", hasIDs("users-1"))
 
 	env.setTTL(t, "users-2", api.HealthWarning) // passing only: a warning is not good enough
-	select {
-	case s := <-out:
+	// A marker registered after the warning: the first snapshot with it was taken after the
+	// warning was set, so the check cannot pass by nothing arriving in time. No snapshot up to
+	// it may hold users-2.
+	env.register(t, "users", "users-marker", 9009)
+	next(t, out, 5*time.Second, "the marker, and users-2 never back in warning state", func(s Snapshot) bool {
 		if slices.Contains(ids(s.Endpoints), "users-2") {
 			t.Fatalf("instance in warning state was included: %v", ids(s.Endpoints))
 		}
-	case <-time.After(300 * time.Millisecond):
-	}
+		return hasIDs("users-1", "users-marker")(s)
+	})
+	env.deregister(t, "users-marker")
+	next(t, out, 5*time.Second, "the marker gone", hasIDs("users-1"))
 
 	env.setTTL(t, "users-2", api.HealthPassing)
 	next(t, out, 2*time.Second, "recovered users-2 back", hasIDs("users-1", "users-2"))
@@ -154,7 +160,11 @@ func TestConsulSourceUnknownDatacenterIsAnError(t *testing.T) {
 	env := startConsul(t)
 	out := env.watch(t, ConsulOptions{Service: "users", Datacenter: "nowhere", Backoff: fastBackoff})
 	s := next(t, out, 5*time.Second, "an error", func(s Snapshot) bool { return s.Err != nil })
-	t.Logf("error: %v", s.Err)
+	// Consul's own words for a datacenter it has no route to, passed on, not some other failure
+	// (a refused connection, a decoding error) that happens to be an error too.
+	if !strings.Contains(s.Err.Error(), "No path to datacenter") || s.Authoritative() || len(s.Endpoints) != 0 {
+		t.Fatalf("unknown datacenter: err %v, authoritative %v, %d endpoints; want Consul's \"No path to datacenter\" and no endpoints", s.Err, s.Authoritative(), len(s.Endpoints))
+	}
 	local := env.watch(t, ConsulOptions{Service: "consul", Datacenter: env.consul.Datacenter})
 	next(t, local, 5*time.Second, "the consul service in dc1", func(s Snapshot) bool { return s.Err == nil && len(s.Endpoints) == 1 })
 }

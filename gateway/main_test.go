@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -121,10 +122,36 @@ routes:
 `, addr, grace, admin, upstream)
 }
 
+// gatedUpstream answers with the request path once release is called; arrived receives one
+// value per request as it reaches the upstream.
+func gatedUpstream(t *testing.T) (addr string, arrived <-chan struct{}, release func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make(chan struct{}, 64)
+	gate := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in <- struct{}{}
+		<-gate
+		fmt.Fprint(w, "done "+r.URL.Path)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(func() {
+		open()
+		_ = srv.Close()
+	})
+	return ln.Addr().String(), in, open
+}
+
 // TestSIGTERMFinishesInFlightRequests: requests running when SIGTERM arrives complete; new
-// connections are refused; the process exits 0.
+// connections are refused; the process exits 0. Each step waits for its condition (the requests
+// at the upstream, the listener closed), never for time to pass.
 func TestSIGTERMFinishesInFlightRequests(t *testing.T) {
-	up := slowUpstream(t, 1500*time.Millisecond)
+	up, arrived, release := gatedUpstream(t)
 	addr, admin := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	p := startProcess(t, writeConfig(t, baseConfig(addr, admin, up, "10s")), addr, admin)
 
@@ -142,15 +169,31 @@ func TestSIGTERMFinishesInFlightRequests(t *testing.T) {
 			results <- fmt.Sprintf("%d %s", resp.StatusCode, b)
 		}()
 	}
-	time.Sleep(400 * time.Millisecond) // all six are waiting on the upstream
+	for i := range n {
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d requests reached the upstream", i, n)
+		}
+	}
+	// All six are in flight, held at the upstream until release.
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+	closed := false
+	for deadline := time.Now().Add(10 * time.Second); !closed && time.Now().Before(deadline); {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			closed = true
+			break
+		}
 		c.Close()
+		runtime.Gosched()
+	}
+	if !closed {
 		t.Error("the gateway still accepts connections after SIGTERM")
 	}
+	release()
 	for range n {
 		if r := <-results; !strings.HasPrefix(r, "200 done /req") {
 			t.Errorf("in-flight request: %s", r)

@@ -6,6 +6,7 @@
 package auth
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -28,25 +29,32 @@ func TestVerifyAllocatesNothing(t *testing.T) {
 	for name, tc := range map[string]struct {
 		v      *Verifier
 		token  string
+		want   error // the refusal; nil: accepted
 		allocs float64
 	}{
-		"EdDSA":                 {v, ed.Token(t, claims), 0},
-		"HS256":                 {hs, authtest.Sign(t, map[string]any{"alg": "HS256"}, claims, authtest.HMACSigner(secret)), 0},
-		"refused/expired":       {v, ed.Token(t, expired), 0},
-		"refused/alg-none":      {v, authtest.Sign(t, map[string]any{"alg": "none"}, claims, func([]byte) []byte { return nil }), 0},
-		"refused/unknown-kid":   {v, authtest.NewKey(t).Token(t, claims), 0},
-		"refused/bad-signature": {v, authtest.Sign(t, map[string]any{"alg": "EdDSA", "kid": ed.Kid}, claims, authtest.NewKey(t).Signer()), 1},
+		"EdDSA":                 {v, ed.Token(t, claims), nil, 0},
+		"HS256":                 {hs, authtest.Sign(t, map[string]any{"alg": "HS256"}, claims, authtest.HMACSigner(secret)), nil, 0},
+		"refused/expired":       {v, ed.Token(t, expired), ErrExpired, 0},
+		"refused/alg-none":      {v, authtest.Sign(t, map[string]any{"alg": "none"}, claims, func([]byte) []byte { return nil }), ErrAlgNone, 0},
+		"refused/unknown-kid":   {v, authtest.NewKey(t).Token(t, claims), ErrUnknownKid, 0},
+		"refused/bad-signature": {v, authtest.Sign(t, map[string]any{"alg": "EdDSA", "kid": ed.Kid}, claims, authtest.NewKey(t).Signer()), ErrBadSignature, 1},
 	} {
 		token := []byte(tc.token)
+		var err error
 		run := func() {
 			tok := AcquireToken()
-			_ = tc.v.Verify(token, time.Now(), tok)
-			if _, ok := tok.ClaimBytes("sub"); !ok && tc.allocs == 0 && !strings.HasPrefix(name, "refused") {
+			err = tc.v.Verify(token, time.Now(), tok)
+			if _, ok := tok.ClaimBytes("sub"); !ok && tc.want == nil {
 				t.Fatal("no sub")
 			}
 			ReleaseToken(tok)
 		}
 		run()
+		// The measured path must be the one named: a refusal for another reason (or none)
+		// would measure some other path's allocations.
+		if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+			t.Fatalf("%s: Verify = %v, want %v", name, err, tc.want)
+		}
 		if allocs := testing.AllocsPerRun(500, run); allocs > tc.allocs {
 			t.Errorf("%s: %.1f allocations per verification, want at most %.0f", name, allocs, tc.allocs)
 		}

@@ -12,6 +12,9 @@ var (
 	ErrTransferEncoding = errors.New("Transfer-Encoding other than chunked")
 	ErrHostUserinfo     = errors.New("userinfo in Host")
 	ErrTooManyHopFields = errors.New("too many hop-by-hop header fields")
+	// ErrExpectation: an Expect other than 100-continue, the only expectation HTTP defines
+	// (RFC 9110, section 10.1.1); answered 417.
+	ErrExpectation = errors.New("expectation not supported")
 )
 
 // Present bits of HeaderFacts: which headers the request carried.
@@ -33,6 +36,7 @@ const (
 	HasXRealIP
 	HasForwarded
 	HasXRequestID
+	HasExpectOther // an Expect field with anything but 100-continue (answered 417)
 )
 
 // Capacities of HeaderFacts. A request with more such fields than fit is refused: no honest
@@ -86,6 +90,8 @@ func ScanHeaders(raw []byte, f *HeaderFacts) error {
 		i = end + 1
 		if len(line) > 0 && line[len(line)-1] == '\r' {
 			line = line[:len(line)-1]
+		} else if end < len(raw) {
+			return ErrBareLF // one rule for the whole head; see Conn
 		}
 		if len(line) == 0 {
 			break // the empty line ending the block
@@ -151,6 +157,9 @@ func (f *HeaderFacts) note(raw, name []byte, value, nameSpan Span) error {
 	case 6:
 		if equalFold(name, "expect") {
 			f.Present |= HasExpect
+			if !equalFold(value.Of(raw), "100-continue") {
+				f.Present |= HasExpectOther
+			}
 		}
 	case 7:
 		switch {

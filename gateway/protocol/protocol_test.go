@@ -129,6 +129,8 @@ func TestScanHeadersRefuses(t *testing.T) {
 		{"userinfo", "Host: user:pw@example.com\r\n\r\n", ErrHostUserinfo},
 		{"nine xff", strings.Repeat("X-Forwarded-For: 1.1.1.1\r\n", 9) + "\r\n", ErrTooManyHopFields},
 		{"five proxy", strings.Repeat("Proxy-X: 1\r\n", 5) + "\r\n", ErrTooManyHopFields},
+		{"bare lf inside", "Host: a\nX-A: b\r\n\r\n", ErrBareLF},
+		{"bare lf at the end", "Host: a\r\n\n", ErrBareLF},
 	}
 	for _, tc := range tests {
 		if _, err := scan(t, tc.block); !errors.Is(err, tc.want) {
@@ -244,7 +246,8 @@ func TestSplitTargetAndMethods(t *testing.T) {
 		}
 	}
 	for m, want := range map[string]int{"GET": MethodStandard, "OPTIONS": MethodStandard, "PATCH": MethodStandard,
-		"TRACE": MethodRefused, "CONNECT": MethodRefused, "get": MethodUnknown, "PROPFIND": MethodUnknown} {
+		"TRACE": MethodRefused, "CONNECT": MethodRefused, "get": MethodExtension, "PROPFIND": MethodExtension,
+		"M-SEARCH": MethodExtension, "BAD(": MethodUnknown, "": MethodUnknown} {
 		if got := ClassifyMethod([]byte(m)); got != want {
 			t.Errorf("ClassifyMethod(%s) = %d, want %d", m, got, want)
 		}

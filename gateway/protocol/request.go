@@ -1,10 +1,16 @@
 package protocol
 
+import "errors"
+
 // Method classes.
 const (
 	MethodStandard = iota // forwarded
 	MethodRefused         // TRACE and CONNECT: understood but never forwarded (405)
-	MethodUnknown         // anything else (501)
+	MethodUnknown         // not a token (501)
+	// MethodExtension: any other token (M-SEARCH, PROPFIND, ...). It has no index (-1), so it
+	// matches only routes that allow every method, and is forwarded there (RFC 9110, section
+	// 16.1: an intermediary forwards methods it does not know).
+	MethodExtension
 )
 
 // Methods the gateway forwards, in the order metrics index them. MethodIndex(m) < 0 for others.
@@ -43,8 +49,8 @@ func MethodIndex(m []byte) int {
 	return -1
 }
 
-// ClassifyMethod tells whether a method is forwarded, refused or unknown. Methods are
-// case-sensitive (RFC 9110, section 9.1): "get" is unknown.
+// ClassifyMethod tells whether a method is forwarded, refused, an extension or not a method.
+// Methods are case-sensitive (RFC 9110, section 9.1): "get" is an extension, not GET.
 func ClassifyMethod(m []byte) int {
 	if MethodIndex(m) >= 0 {
 		return MethodStandard
@@ -52,7 +58,15 @@ func ClassifyMethod(m []byte) int {
 	if string(m) == "TRACE" || string(m) == "CONNECT" {
 		return MethodRefused
 	}
-	return MethodUnknown
+	if len(m) == 0 {
+		return MethodUnknown
+	}
+	for _, c := range m {
+		if !isTokenChar(c) {
+			return MethodUnknown
+		}
+	}
+	return MethodExtension
 }
 
 // IsIdempotent reports whether a request with method index i may be repeated safely
@@ -82,3 +96,70 @@ func SplitTarget(target []byte) (path, query []byte, err error) {
 	}
 	return target, nil, nil
 }
+
+// Errors for request lines the gateway refuses.
+var (
+	// ErrVersion: a request version other than HTTP/1.0 and HTTP/1.1 (505). The gateway speaks
+	// HTTP/1.1 and forwards every request as HTTP/1.1 (RFC 9110, section 6.2), so it cannot
+	// promise a higher version's semantics to the client or pass it on to an upstream.
+	ErrVersion = errors.New("HTTP version not supported")
+	// ErrAuthorityMismatch: an absolute-form target whose authority is not the Host field.
+	ErrAuthorityMismatch = errors.New("request target authority differs from Host")
+)
+
+// Request versions.
+const (
+	Version11 = iota
+	Version10
+	VersionUnsupported
+)
+
+// ClassifyVersion classifies the protocol of a request line ("HTTP/1.1").
+func ClassifyVersion(proto []byte) int {
+	switch string(proto) {
+	case "HTTP/1.1":
+		return Version11
+	case "HTTP/1.0":
+		return Version10
+	}
+	return VersionUnsupported
+}
+
+// SplitAbsoluteTarget splits an absolute-form request target ("http://host:8080/p?q") into its
+// authority, path and query. A target without a path has path "/" (RFC 9112, section 3.2.2);
+// the scheme must be http or https. The caller routes the request by the authority, as if it
+// were origin-form with that Host.
+func SplitAbsoluteTarget(target []byte) (authority, path, query []byte, err error) {
+	var rest []byte
+	switch {
+	case len(target) > 7 && equalFold(target[:7], "http://"):
+		rest = target[7:]
+	case len(target) > 8 && equalFold(target[:8], "https://"):
+		rest = target[8:]
+	default:
+		return nil, nil, nil, ErrPathNotOrigin
+	}
+	end := 0
+	for end < len(rest) && rest[end] != '/' && rest[end] != '?' && rest[end] != '#' {
+		if rest[end] == '@' {
+			return nil, nil, nil, ErrHostUserinfo
+		}
+		end++
+	}
+	if end == 0 {
+		return nil, nil, nil, ErrPathNotOrigin
+	}
+	authority, rest = rest[:end], rest[end:]
+	if len(rest) == 0 {
+		return authority, rootPath, nil, nil
+	}
+	if rest[0] == '?' {
+		return authority, rootPath, rest[1:], nil
+	}
+	if path, query, err = SplitTarget(rest); err != nil {
+		return nil, nil, nil, err
+	}
+	return authority, path, query, nil
+}
+
+var rootPath = []byte("/")

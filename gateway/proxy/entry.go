@@ -38,6 +38,7 @@ func (e *Entry) Store(s *Snapshot) { e.snapshot.Store(s) }
 func (e *Entry) Load() *Snapshot { return e.snapshot.Load() }
 
 var (
+	http11     = []byte("HTTP/1.1")
 	healthBody = []byte(`{"status":"ok"}` + "\n")
 	allowAll   = strings.Join(protocol.Methods[:], ", ")
 )
@@ -53,8 +54,15 @@ func (e *Entry) Handle(ctx *fasthttp.RequestCtx) {
 		}
 		releaseExchange(x)
 	}()
+	bodyLength := int64(ctx.Request.Header.ContentLength())
 	e.serve(x)
 	e.finish(x)
+	if c, ok := ctx.Conn().(*protocol.Conn); ok {
+		if bodyLength == -2 { // no Content-Length and no Transfer-Encoding: no body
+			bodyLength = 0
+		}
+		c.RequestDone(bodyLength, ctx.Hijacked())
+	}
 }
 
 // ErrBadGatewayInternal marks a bug in the gateway itself (a recovered panic): 502, logged.
@@ -67,7 +75,12 @@ func (e *Entry) serve(x *Exchange) {
 	raw := hdr.RawHeaders()
 
 	x.Peer = peerAddr(ctx)
-	if err := protocol.ScanHeaders(raw, &x.Facts); err != nil {
+	version := protocol.ClassifyVersion(hdr.Protocol())
+	err := protocol.ErrVersion
+	if version != protocol.VersionUnsupported {
+		err = protocol.ScanHeaders(raw, &x.Facts)
+	}
+	if err != nil {
 		x.ClientIP = x.Peer
 		WriteError(x, err)
 		return
@@ -75,6 +88,17 @@ func (e *Entry) serve(x *Exchange) {
 	x.PeerTrusted = s.trusted(x.Peer)
 	resolveClientIP(x, raw)
 	ensureRequestID(x, raw)
+	if x.Facts.Has(protocol.HasExpectOther) {
+		WriteError(x, protocol.ErrExpectation)
+		return
+	}
+	if version == protocol.Version10 {
+		x.http10 = true
+		// An intermediary sends its own version (RFC 9110, section 6.2): the upstream gets
+		// HTTP/1.1. fasthttp read the client's keep-alive semantics before this handler ran,
+		// so the HTTP/1.0 client still gets its close or keep-alive answer.
+		hdr.SetProtocolBytes(http11)
+	}
 
 	method := hdr.Method()
 	switch protocol.ClassifyMethod(method) {
@@ -86,9 +110,17 @@ func (e *Entry) serve(x *Exchange) {
 		WriteError(x, ErrNotImplemented)
 		return
 	}
+	// An extension method (M-SEARCH, PROPFIND) gets index -1: it matches only routes that
+	// allow every method and is forwarded there; elsewhere it is a 405 with Allow.
 	x.Method = protocol.MethodIndex(method)
 
-	path, query, err := protocol.SplitTarget(hdr.RequestURI())
+	target := hdr.RequestURI()
+	var path, query []byte
+	if len(target) > 0 && target[0] == '/' {
+		path, query, err = protocol.SplitTarget(target)
+	} else {
+		path, query, err = absoluteTarget(hdr, target)
+	}
 	if err == nil {
 		x.Path, err = protocol.NormalizePath(x.pathBuf[:0], path, s.RejectEncodedSlash)
 		x.pathBuf = x.Path
@@ -125,12 +157,54 @@ func (e *Entry) serve(x *Exchange) {
 	route.Handler.Serve(x)
 }
 
+// absoluteTarget accepts an absolute-form request target (RFC 9112, section 3.2.2) whose
+// authority is the Host field, and serves it exactly as the origin-form request with that Host:
+// routing, limits and caches see the same host and path, and the upstream gets origin-form. A
+// request without Host (HTTP/1.0) takes the authority as its Host. An authority that differs
+// from Host is refused: two hosts in one request is how caches and routes get confused.
+func absoluteTarget(hdr *fasthttp.RequestHeader, target []byte) (path, query []byte, err error) {
+	authority, path, query, err := protocol.SplitAbsoluteTarget(target)
+	if err != nil {
+		return nil, nil, err
+	}
+	host := hdr.Host()
+	switch {
+	case len(host) == 0:
+		hdr.SetHostBytes(authority)
+	case !equalFoldBytes(host, authority):
+		return nil, nil, protocol.ErrAuthorityMismatch
+	}
+	return path, query, nil
+}
+
+func equalFoldBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		ca, cb := a[i], b[i]
+		if 'A' <= ca && ca <= 'Z' {
+			ca += 'a' - 'A'
+		}
+		if 'A' <= cb && cb <= 'Z' {
+			cb += 'a' - 'A'
+		}
+		if ca != cb {
+			return false
+		}
+	}
+	return true
+}
+
 // finish completes the response (request id, security and route headers), then records metrics
 // and the access log line.
 func (e *Entry) finish(x *Exchange) {
 	ctx := x.Ctx
 	s := x.Snapshot
 	resp := &ctx.Response.Header
+	// The gateway's own version to the client, whatever the upstream spoke (RFC 9110,
+	// section 6.2): an HTTP/1.0 upstream's status line is not relayed.
+	resp.SetProtocol(nil)
 	if len(x.RequestID) > 0 {
 		resp.SetCanonical(hXRequestID, x.RequestID)
 	}
@@ -264,17 +338,28 @@ func (e *Entry) HandleExpect(ctx *fasthttp.RequestCtx) int {
 }
 
 // HandleParseError answers requests fasthttp could not parse: a header block over
-// server.max_header_bytes (431), a body over the limit (413), malformed framing (400). The
+// server.max_header_bytes (431, or 414 when the request line alone does not fit), a body over
+// the limit (413), a head not received within server.read_timeout (408), a bare LF in the head
+// or malformed framing (400). The
 // connection is closed: what follows on it cannot be trusted to start a new request.
 func (e *Entry) HandleParseError(ctx *fasthttp.RequestCtx, err error) {
 	s := e.snapshot.Load()
 	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
 	var cause error
 	switch {
 	case errors.As(err, &small):
 		cause = ErrHeaderTooLarge
+		if c, ok := ctx.Conn().(*protocol.Conn); ok && c.InRequestLine() {
+			cause = ErrURITooLong
+		}
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		cause = ErrBodyTooLarge
+	case errors.Is(err, protocol.ErrBareLF):
+		cause = protocol.ErrBareLF
+	case errors.As(err, &ne) && ne.Timeout():
+		// The head did not arrive within server.read_timeout.
+		cause = fmt.Errorf("%w: %v", ErrRequestTimeout, err)
 	default:
 		cause = fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/upstream"
@@ -18,6 +19,7 @@ var (
 	ErrNoTarget          = errors.New("no upstream target available")
 	ErrBodyTooLarge      = errors.New("request body too large")
 	ErrHeaderTooLarge    = errors.New("request header too large")
+	ErrURITooLong        = errors.New("request line too long")
 	ErrBadRequest        = errors.New("bad request")
 	ErrRequestBodyBroken = errors.New("request body could not be read")
 	ErrRequestTimeout    = errors.New("request timed out")
@@ -75,6 +77,14 @@ func Status(err error) (code int, closeConn bool) {
 		return fasthttp.StatusRequestEntityTooLarge, true
 	case errors.Is(err, ErrHeaderTooLarge):
 		return fasthttp.StatusRequestHeaderFieldsTooLarge, true
+	case errors.Is(err, ErrURITooLong):
+		return fasthttp.StatusRequestURITooLong, true
+	case errors.Is(err, protocol.ErrVersion):
+		return fasthttp.StatusHTTPVersionNotSupported, true
+	case errors.Is(err, protocol.ErrExpectation):
+		// The client may be holding its body back for a 100 Continue that never comes, or
+		// sending it anyway: nothing after this answer can be framed reliably.
+		return fasthttp.StatusExpectationFailed, true
 	case errors.Is(err, ErrRequestTimeout):
 		return fasthttp.StatusRequestTimeout, true
 	case errors.Is(err, ErrRequestBodyBroken), errors.Is(err, ErrBadRequest), isProtocolError(err):
@@ -88,7 +98,7 @@ func isProtocolError(err error) bool {
 		protocol.ErrPathNotOrigin, protocol.ErrPathBadEscape, protocol.ErrPathBadChar, protocol.ErrPathEncodedSlash,
 		protocol.ErrPathEncodedNUL, protocol.ErrObsFold, protocol.ErrHeaderName, protocol.ErrHeaderUnderscore,
 		protocol.ErrHeaderSyntax, protocol.ErrFramingConflict, protocol.ErrTransferEncoding, protocol.ErrHostUserinfo,
-		protocol.ErrTooManyHopFields,
+		protocol.ErrTooManyHopFields, protocol.ErrBareLF, protocol.ErrAuthorityMismatch,
 	} {
 		if errors.Is(err, e) {
 			return true
@@ -97,27 +107,55 @@ func isProtocolError(err error) bool {
 	return false
 }
 
-// Public messages: a client learns what class of problem it hit, never internal addresses.
-func message(code int, err error) string {
-	switch code {
-	case fasthttp.StatusBadGateway:
-		return "upstream error"
-	case fasthttp.StatusGatewayTimeout:
-		return "upstream timed out"
-	case fasthttp.StatusServiceUnavailable:
-		if errors.Is(err, ErrNoTarget) {
-			return ErrNoTarget.Error()
+// publicErrors are the gateway's own refusals: fixed texts that name a class of problem and
+// nothing of the gateway's insides, shown to the client when the error is one of them exactly.
+var publicErrors = [...]error{
+	ErrNoRoute, ErrMethodNotAllowed, ErrMethodRefused, ErrNotImplemented, ErrNoTarget,
+	ErrBodyTooLarge, ErrHeaderTooLarge, ErrURITooLong, ErrRequestBodyBroken, ErrRequestTimeout,
+	ErrRateLimited, ErrLimitStoreUnavailable, protocol.ErrVersion, protocol.ErrExpectation,
+}
+
+// statusMessages is the fixed text per status for everything else: the reason phrase in lower
+// case, with the gateway's wording where it has one. Built once; looking it up allocates nothing.
+var statusMessages = func() map[int]string {
+	m := make(map[int]string)
+	for code := 400; code < 600; code++ {
+		if text := fasthttp.StatusMessage(code); text != "Unknown Status Code" {
+			m[code] = strings.ToLower(text)
 		}
-		if _, ok := err.(StatusError); ok {
-			return err.Error()
-		}
-		var se StatusError
-		if errors.As(err, &se) {
-			return err.Error()
-		}
-		return "upstream busy"
 	}
-	return err.Error()
+	for code, text := range map[int]string{
+		fasthttp.StatusRequestTimeout:              ErrRequestTimeout.Error(),
+		fasthttp.StatusRequestEntityTooLarge:       ErrBodyTooLarge.Error(),
+		fasthttp.StatusRequestURITooLong:           ErrURITooLong.Error(),
+		fasthttp.StatusRequestHeaderFieldsTooLarge: ErrHeaderTooLarge.Error(),
+		fasthttp.StatusBadGateway:                  "upstream error",
+		fasthttp.StatusServiceUnavailable:          "upstream busy",
+		fasthttp.StatusGatewayTimeout:              "upstream timed out",
+	} {
+		m[code] = text
+	}
+	return m
+}()
+
+// message is what the client reads about err: a policy's own refusal text (a StatusError
+// returned as is: those are fixed strings written for clients), one of publicErrors, or the
+// fixed text of the status. Never the error's details: they name upstream and socket addresses,
+// fasthttp's buffer sizes, what the parser choked on. Those go to the access log (x.Err) and,
+// for the gateway's own faults, the error log.
+func message(code int, err error) string {
+	if se, ok := err.(StatusError); ok {
+		return se.Error()
+	}
+	for _, e := range publicErrors {
+		if err == e {
+			return e.Error()
+		}
+	}
+	if m, ok := statusMessages[code]; ok {
+		return m
+	}
+	return "error"
 }
 
 // WriteError answers the exchange with err's status and a JSON body

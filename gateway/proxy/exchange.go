@@ -8,6 +8,7 @@ package proxy
 
 import (
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -54,30 +55,125 @@ type Exchange struct {
 	// Err is the error that produced the response, for the access log.
 	Err error
 
-	up       upstream.Exchange
-	pathBuf  []byte
-	queryBuf []byte
-	idBuf    [32]byte
-	scratch  []byte
-	body     limitedBody
+	up        upstream.Exchange
+	http10    bool // the client spoke HTTP/1.0: no interim responses (RFC 9110, section 15.2)
+	interim   []byte
+	onInterim func(h *fasthttp.ResponseHeader) // forwardInterim bound to this exchange, made once
+	pathBuf   []byte
+	queryBuf  []byte
+	idBuf     [32]byte
+	scratch   []byte
+	body      limitedBody
 }
 
 var exchangePool = sync.Pool{New: func() any {
-	return &Exchange{pathBuf: make([]byte, 0, 256), scratch: make([]byte, 0, 256)}
+	x := &Exchange{pathBuf: make([]byte, 0, 256), scratch: make([]byte, 0, 256)}
+	x.onInterim = x.forwardInterim
+	return x
 }}
 
 func acquireExchange(ctx *fasthttp.RequestCtx, s *Snapshot) *Exchange {
 	x := exchangePool.Get().(*Exchange)
 	x.Ctx, x.Snapshot = ctx, s
 	x.Method = -1
+	x.up.Informational = x.onInterim
 	return x
 }
 
 func releaseExchange(x *Exchange) {
 	bodyBuf := x.body.buf[:0]
-	*x = Exchange{pathBuf: x.pathBuf[:0], queryBuf: x.queryBuf[:0], scratch: x.scratch[:0]}
+	*x = Exchange{pathBuf: x.pathBuf[:0], queryBuf: x.queryBuf[:0], scratch: x.scratch[:0],
+		interim: x.interim[:0], onInterim: x.onInterim}
 	x.body.buf = bodyBuf
 	exchangePool.Put(x)
+}
+
+// forwardInterim passes an upstream's interim response (103 Early Hints, 102 Processing) on to
+// the client as it arrives, ahead of the final response, without its hop-by-hop fields. fasthttp
+// has flushed everything before this request (ReduceMemoryUsage flushes after every response),
+// so writing to the connection directly keeps the order. An HTTP/1.0 client gets none.
+func (x *Exchange) forwardInterim(h *fasthttp.ResponseHeader) {
+	if x.http10 || x.Ctx == nil {
+		return
+	}
+	code := h.StatusCode()
+	b := append(x.interim[:0], "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = append(b, fasthttp.StatusMessage(code)...)
+	b = append(b, "\r\n"...)
+	var named [4][]byte // Connection values: the fields they name are hop-by-hop too
+	n := 0
+	for k, v := range h.All() {
+		if n < len(named) && protocol.EqualFold(k, "connection") {
+			named[n] = v
+			n++
+		}
+	}
+	for k, v := range h.All() {
+		if interimSkips(k) || connectionNames(named[:n], k) {
+			continue
+		}
+		b = append(b, k...)
+		b = append(b, ": "...)
+		b = append(b, v...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	x.interim = b
+	c := x.Ctx.Conn()
+	if cfg := x.Snapshot.Config; cfg != nil && cfg.Server.WriteTimeout.D() > 0 {
+		_ = c.SetWriteDeadline(time.Now().Add(cfg.Server.WriteTimeout.D()))
+	}
+	// A failed write means the client is gone; the final response's write finds that out.
+	_, _ = c.Write(b)
+}
+
+// connectionNames reports whether one of the Connection values lists the field name k.
+func connectionNames(values [][]byte, k []byte) bool {
+	for _, v := range values {
+		for len(v) > 0 {
+			i := 0
+			for i < len(v) && v[i] != ',' {
+				i++
+			}
+			token := v[:i]
+			for len(token) > 0 && (token[0] == ' ' || token[0] == '\t') {
+				token = token[1:]
+			}
+			for len(token) > 0 && (token[len(token)-1] == ' ' || token[len(token)-1] == '\t') {
+				token = token[:len(token)-1]
+			}
+			if equalFoldBytes(token, k) {
+				return true
+			}
+			if i == len(v) {
+				break
+			}
+			v = v[i+1:]
+		}
+	}
+	return false
+}
+
+// interimSkips reports fields an interim response does not carry on: hop-by-hop fields and
+// framing, which belong to the upstream connection.
+func interimSkips(k []byte) bool {
+	switch len(k) {
+	case 2:
+		return protocol.EqualFold(k, "te")
+	case 7:
+		return protocol.EqualFold(k, "trailer") || protocol.EqualFold(k, "upgrade")
+	case 10:
+		return protocol.EqualFold(k, "connection") || protocol.EqualFold(k, "keep-alive")
+	case 12:
+		return protocol.EqualFold(k, "content-type")
+	case 14:
+		return protocol.EqualFold(k, "content-length")
+	case 17:
+		return protocol.EqualFold(k, "transfer-encoding")
+	}
+	return len(k) >= 5 && protocol.EqualFold(k[:5], "proxy")
 }
 
 // ClaimGetter reads verified claims. The returned slice is valid until the exchange is released

@@ -260,7 +260,7 @@ func TestBadRequestsAreRefusedAndClosed(t *testing.T) {
 		{"bad percent-encoding", "GET /api/products/%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 		{"encoded NUL", "GET /api/products/%00 HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 		{"raw byte over 0x7F", "GET /api/products/caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", 400},
-		{"unknown method", "BREW /api/products HTTP/1.1\r\nHost: x\r\n\r\n", 501},
+		{"not a method token", "BR(W /api/products HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 		// A client uploading a declared 60 MB body gets 413 after at most the first 8 KiB.
 		{"body over max_body_bytes declared", "POST /api/products HTTP/1.1\r\nHost: x\r\nContent-Length: 60000000\r\n\r\n" + strings.Repeat("b", 8<<10), 413},
 		// With Expect: 100-continue the body is refused before it is sent.

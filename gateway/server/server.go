@@ -22,6 +22,7 @@ import (
 	"github.com/archway-gateway/archway/discovery"
 	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/gateway/metrics"
+	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/proxy"
 	"github.com/archway-gateway/archway/gateway/upstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -191,7 +192,8 @@ func (g *Gateway) DiscoveryState(upstreamName string) (discovery.State, bool) {
 
 // Serve accepts connections on ln until Shutdown.
 func (g *Gateway) Serve(ln net.Listener) error {
-	err := g.server.Serve(ln)
+	// protocol.Listener checks request heads as they arrive (bare LF, request-line length).
+	err := g.server.Serve(protocol.Listener{Listener: ln})
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}

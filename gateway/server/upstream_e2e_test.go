@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"fmt"
@@ -175,6 +176,7 @@ routes:
 // without the gateway holding them in memory; a chunked upload over the limit gets 413.
 func TestBodiesStreamBothWaysWithinLimits(t *testing.T) {
 	const size = 40 << 20
+	tooBig := make(chan upstreamRead, 1)
 	download := bytes.Repeat([]byte("0123456789abcdef"), size/16)
 	up := startUpstream(t, "up", func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/download" {
@@ -183,6 +185,9 @@ func TestBodiesStreamBothWaysWithinLimits(t *testing.T) {
 		}
 		h := sha256.New()
 		n, err := io.Copy(h, ctx.RequestBodyStream())
+		if string(ctx.Path()) == "/too-big" {
+			tooBig <- upstreamRead{n, err}
+		}
 		if err != nil {
 			ctx.SetStatusCode(500)
 			return
@@ -233,22 +238,57 @@ routes: [{name: app, match: {path_prefix: /}, upstream: app}]
 		t.Fatalf("heap grew by %d MiB while streaming 40 MiB bodies: something buffered a whole body", growth>>20)
 	}
 
-	// Chunked over the limit: 60 MiB with a 50 MiB limit.
-	big := io.MultiReader(bytes.NewReader(upload), bytes.NewReader(upload))
-	req, _ := http.NewRequest("POST", gw.URL+"/upload", big)
-	resp, err = client.Do(req)
-	if err == nil {
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 413 {
-			t.Fatalf("chunked 80 MiB upload: %d %q, want 413", resp.StatusCode, body)
-		}
+	// Chunked over the limit: one byte more than the 50 MiB limit, in one chunk whose end never
+	// comes. The client sends all of it and only then reads, so the gateway has read every byte
+	// it was sent when it answers: no reset can hide the answer.
+	const limit = 50 << 20
+	c, err := net.Dial("tcp", gw.Addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// (A client still sending when the gateway answers may see the connection reset instead of
-	// reading the 413; either way nothing over the limit reached the upstream.)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	sent := make(chan error, 1)
+	go func() {
+		_, err := fmt.Fprintf(c, "POST /too-big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n", limit+1)
+		for left := limit + 1; err == nil && left > 0; {
+			chunk := upload[:min(left, len(upload))]
+			_, err = c.Write(chunk)
+			left -= len(chunk)
+		}
+		sent <- err
+	}()
+	resp, err = http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("chunked upload over the limit: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err := <-sent; err != nil {
+		t.Fatalf("sending the oversized body: %v", err)
+	}
+	if resp.StatusCode != 413 || strings.Contains(string(body), "127.0.0.1") || !strings.Contains(string(body), `"request body too large"`) {
+		t.Fatalf("chunked upload over the limit: %d %q, want 413 with the fixed message only", resp.StatusCode, body)
+	}
+	// What reached the upstream: at most the limit, and a body that broke off rather than one
+	// that ended cleanly, so the upstream cannot take a truncated upload for a whole one.
+	select {
+	case got := <-tooBig:
+		if got.n > limit || got.err == nil {
+			t.Fatalf("the upstream read %d bytes ending in %v, want at most %d and a broken body", got.n, got.err, limit)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the upstream never saw the oversized request end")
+	}
 	if st := gw.Snapshot().Upstreams["app"].Targets()[0].Stats(); st.Failures != 0 {
 		t.Fatalf("a client's oversized body counted as an upstream failure: %+v", st)
 	}
+}
+
+// upstreamRead is how much of a request body an upstream read, and how the read ended.
+type upstreamRead struct {
+	n   int64
+	err error
 }
 
 // heapWatcher samples HeapAlloc to find the peak during a test.

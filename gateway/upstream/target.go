@@ -196,7 +196,10 @@ type Exchange struct {
 	// ClientBody, when the request body streams from the client, reports why reading it
 	// failed; Do then blames the client (KindClient), not the target.
 	ClientBody interface{ Err() error }
-	policy     passivePolicy
+	// Informational, when set, receives each interim response (1xx but 100 and 101, such as
+	// 103 Early Hints) before the final one is read, to pass it on to the client.
+	Informational func(h *fasthttp.ResponseHeader)
+	policy        passivePolicy
 }
 
 // Do sends req to the target and reads the response into resp. A body up to 64 KiB is read
@@ -255,7 +258,11 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *Exchange)
 		if code >= 200 || code < 100 {
 			break
 		}
-		// 1xx interim responses (100 Continue, 103 Early Hints) are consumed here.
+		// 1xx interim responses: 100 Continue answers the gateway's own request; the others
+		// (103 Early Hints) are the client's, when the caller passes them on.
+		if code != fasthttp.StatusContinue && x.Informational != nil {
+			x.Informational(&resp.Header)
+		}
 	}
 
 	reusable := !resp.Header.ConnectionClose()
