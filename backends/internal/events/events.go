@@ -80,11 +80,15 @@ type Line struct {
 // OrderChange is the payload (version 1) of every order event: the order's status after the
 // change. Ref is the order's reservation key at products.
 type OrderChange struct {
-	OrderID int64  `json:"order_id"`
-	Ref     string `json:"ref"`
-	UserID  int64  `json:"user_id"`
-	Status  string `json:"status"`
-	// Reason says why an order was cancelled: "customer", "admin" or "expired".
+	OrderID int64 `json:"order_id"`
+	// Seq numbers the order's changes in the orders service's change feed: it only grows, so a
+	// consumer that must not go back to an older status ignores an event below the last it saw.
+	Seq    int64  `json:"seq"`
+	Ref    string `json:"ref"`
+	UserID int64  `json:"user_id"`
+	Status string `json:"status"`
+	// Reason says why an order was cancelled: "requested" (by its owner or an admin) or
+	// "expired"; empty for other types.
 	Reason string `json:"reason,omitempty"`
 	Items  []Line `json:"items"`
 }
