@@ -84,6 +84,13 @@ func newEventTasks(store *Store, feed *Feed, b brokerSettings, log *slog.Logger)
 	return t
 }
 
+// registerMetrics exports the outbox backlog and the counters of the tasks, with or without a
+// broker (so dashboards and alerts always find the series).
+func (t *eventTasks) registerMetrics(reg prometheus.Registerer) {
+	registerOutboxMetrics(reg, t.store, t.relay)
+	reg.MustRegister(t.expired)
+}
+
 // instanceName names this process in the relay lease.
 func instanceName() string {
 	host, _ := os.Hostname()

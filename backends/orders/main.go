@@ -145,8 +145,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, s 
 		payments: &paymentsClient{newPeerClient("payments", payments, opts)},
 		ws:       wsSettings{PingInterval: s.pingInterval},
 	}).routes(srv)
-	registerOutboxMetrics(srv.Registry(), store, events.relay)
-	srv.Registry().MustRegister(events.expired)
+	events.registerMetrics(srv.Registry())
 	feedCtx, stopFeed := context.WithCancel(ctx)
 	feedDone := make(chan struct{})
 	go func() { defer close(feedDone); feed.Run(feedCtx) }()
