@@ -2,9 +2,9 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
-	"net"
 	"sync"
 	"testing"
 	"time"
