@@ -21,17 +21,34 @@ const rabbitStartTimeout = 3 * time.Minute
 type RabbitMQ struct {
 	URL  string // amqp://guest:guest@127.0.0.1:<port>/
 	Port int
+	// MetricsURL is the rabbitmq_prometheus plugin's /metrics (per-queue series), with
+	// RabbitMQOptions.Prometheus; empty otherwise.
+	MetricsURL string
 	// StartupTime is how long the last start took until the broker accepted connections.
 	StartupTime time.Duration
 
-	mu   sync.Mutex
-	proc *Process
+	mu          sync.Mutex
+	proc        *Process
+	metricsAddr string // waited for too, when set
+}
+
+// RabbitMQOptions adds to the bare broker.
+type RabbitMQOptions struct {
+	// Prometheus enables the rabbitmq_prometheus plugin with per-queue series (as compose.yaml
+	// runs it); the boot takes longer.
+	Prometheus bool
 }
 
 // StartRabbitMQ starts a broker for this test alone and stops it when the test ends.
 func StartRabbitMQ(t testing.TB) *RabbitMQ {
 	t.Helper()
-	r, err := startRabbitMQ(t)
+	return StartRabbitMQWith(t, RabbitMQOptions{})
+}
+
+// StartRabbitMQWith is StartRabbitMQ with options.
+func StartRabbitMQWith(t testing.TB, opts RabbitMQOptions) *RabbitMQ {
+	t.Helper()
+	r, err := startRabbitMQ(t, opts)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -52,7 +69,7 @@ var shared struct {
 func SharedRabbitMQ(t testing.TB) *RabbitMQ {
 	t.Helper()
 	RequireBinary(t, "rabbitmq-server")
-	shared.once.Do(func() { shared.r, shared.err = startRabbitMQ(nil) })
+	shared.once.Do(func() { shared.r, shared.err = startRabbitMQ(nil, RabbitMQOptions{}) })
 	if shared.err != nil {
 		t.Fatalf("testenv: %v", shared.err)
 	}
@@ -81,7 +98,7 @@ func isExecutable(p string) bool {
 }
 
 // startRabbitMQ starts a broker; with t nil its process outlives any one test.
-func startRabbitMQ(t testing.TB) (*RabbitMQ, error) {
+func startRabbitMQ(t testing.TB, opts RabbitMQOptions) (*RabbitMQ, error) {
 	bin, ok := rabbitBinary()
 	if !ok {
 		if t != nil {
@@ -95,7 +112,7 @@ func startRabbitMQ(t testing.TB) (*RabbitMQ, error) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		r, err := bootRabbitMQ(bin, dir, attempt)
+		r, err := bootRabbitMQ(bin, dir, attempt, opts)
 		if err == nil {
 			return r, nil
 		}
@@ -105,12 +122,12 @@ func startRabbitMQ(t testing.TB) (*RabbitMQ, error) {
 	return nil, lastErr
 }
 
-func bootRabbitMQ(bin, dir string, attempt int) (*RabbitMQ, error) {
-	ports, err := freePorts(2)
+func bootRabbitMQ(bin, dir string, attempt int, opts RabbitMQOptions) (*RabbitMQ, error) {
+	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
 	}
-	amqpPort, distPort := ports[0], ports[1]
+	amqpPort, distPort, metricsPort := ports[0], ports[1], ports[2]
 	home := filepath.Join(dir, "home")
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, err
@@ -125,12 +142,18 @@ func bootRabbitMQ(bin, dir string, attempt int) (*RabbitMQ, error) {
 	// The classic Erlang-term config skips the cuttlefish schema translation of rabbitmq.conf,
 	// the slowest part of a boot after the VM itself; an empty plugin list starts nothing else.
 	conf := filepath.Join(dir, "rabbitmq.config")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(
-		"[{rabbit, [{tcp_listeners, [{\"127.0.0.1\", %d}]}, {loopback_users, []}]}].\n", amqpPort)), 0o600); err != nil {
+	config := fmt.Sprintf(`{rabbit, [{tcp_listeners, [{"127.0.0.1", %d}]}, {loopback_users, []}]}`, amqpPort)
+	enabled := "[]."
+	if opts.Prometheus {
+		config += fmt.Sprintf(`,
+ {rabbitmq_prometheus, [{tcp_config, [{ip, "127.0.0.1"}, {port, %d}]}, {return_per_object_metrics, true}]}`, metricsPort)
+		enabled = "[rabbitmq_prometheus]."
+	}
+	if err := os.WriteFile(conf, []byte("["+config+"].\n"), 0o600); err != nil {
 		return nil, err
 	}
 	plugins := filepath.Join(dir, "enabled_plugins")
-	if err := os.WriteFile(plugins, []byte("[].\n"), 0o600); err != nil {
+	if err := os.WriteFile(plugins, []byte(enabled+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	env := []string{
@@ -152,6 +175,10 @@ func bootRabbitMQ(bin, dir string, attempt int) (*RabbitMQ, error) {
 	}
 	p := &Process{name: "rabbitmq-server", path: bin, env: env, dir: dir, output: &lockedBuffer{}}
 	r := &RabbitMQ{URL: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", amqpPort), Port: amqpPort, proc: p}
+	if opts.Prometheus {
+		r.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+		r.metricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
+	}
 	if err := r.boot(); err != nil {
 		p.Stop()
 		return nil, fmt.Errorf("rabbitmq-server did not start (attempt %d): %w\n%s", attempt+1, err, trimOutput(p.Output()))
@@ -169,7 +196,8 @@ func (r *RabbitMQ) boot() error {
 	addr := fmt.Sprintf("127.0.0.1:%d", r.Port)
 	deadline := time.Now().Add(rabbitStartTimeout)
 	for {
-		if WaitTCP(addr, 200*time.Millisecond) == nil {
+		// Plugins start after the broker's own listener.
+		if WaitTCP(addr, 200*time.Millisecond) == nil && (r.metricsAddr == "" || WaitTCP(r.metricsAddr, 200*time.Millisecond) == nil) {
 			r.StartupTime = time.Since(start)
 			return nil
 		}

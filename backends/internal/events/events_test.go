@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -219,5 +220,37 @@ func TestOnceAppliesAnEventOnce(t *testing.T) {
 	}
 	if applies != 2 {
 		t.Errorf("applied %d times, want 2 (once per consumer)", applies)
+	}
+}
+
+// The envelope example of docs/backends.md decodes as a consumer decodes it.
+func TestDocumentedEnvelopeDecodes(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "docs", "backends.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(doc)
+	start := strings.Index(text, "### Catalogue")
+	if start < 0 {
+		t.Fatal("docs/backends.md has no event catalogue")
+	}
+	block := text[start:]
+	i := strings.Index(block, "```json\n")
+	j := strings.Index(block[i+8:], "```")
+	if i < 0 || j < 0 {
+		t.Fatal("no JSON example in the catalogue")
+	}
+	e, err := Decode([]byte(block[i+8 : i+8+j]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.OrderChange()
+	if err != nil || e.Type != OrderCancelled || c.Reason != ReasonExpired || c.Ref == "" || len(c.Items) != 1 || c.Seq == 0 {
+		t.Fatalf("documented event: %+v %+v, %v", e, c, err)
+	}
+	for _, typ := range []Type{OrderCreated, OrderPaid, OrderCancelled, OrderShipped, OrderDelivered} {
+		if !strings.Contains(text, "| `"+string(typ)+"` |") {
+			t.Errorf("the catalogue does not list %s", typ)
+		}
 	}
 }
