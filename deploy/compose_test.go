@@ -369,6 +369,7 @@ func TestComposeNetworks(t *testing.T) {
 		"service":    {"backend", "monitoring"},
 		"consul":     {"backend", "monitoring"},
 		"redis":      {"backend"},
+		"rabbitmq":   {"backend", "monitoring"},
 		"postgres":   {"backend"},
 		"prometheus": {"frontend", "monitoring"},
 		"grafana":    {"frontend", "monitoring"},

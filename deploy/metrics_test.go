@@ -202,6 +202,31 @@ func TestDashboardAndAlertsUseLiveMetrics(t *testing.T) {
 	// Discovered through Consul once products' registration check passes.
 	waitOK(t, "http://"+gateway+"/health/products", 60*time.Second)
 
+	// orders with RabbitMQ as compose runs them, for the order event panels: the outbox series
+	// come from orders, queue depth from the broker's Prometheus plugin (per-queue series exist
+	// once orders has declared its queue).
+	rmq := testenv.StartRabbitMQWith(t, testenv.RabbitMQOptions{Prometheus: true})
+	orders := testenv.FreeAddr(t)
+	testenv.StartProcess(t, "orders", imgs["orders"].root.path("/usr/local/bin/app"), nil, testenv.ProcessOptions{Env: []string{
+		"ADDR=" + orders,
+		"DATABASE_URL=" + filepath.Join(t.TempDir(), "orders.db"),
+		"PRODUCTS_URL=http://" + products,
+		"JWKS_URL=http://127.0.0.1:1/.well-known/jwks.json",
+		"AMQP_URL=" + rmq.URL,
+	}})
+	waitOK(t, "http://"+orders+"/health", 30*time.Second)
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		brokerSeries := series{}
+		scrape(t, rmq.MetricsURL, brokerSeries)
+		if _, ok := brokerSeries["rabbitmq_queue_messages_ready"]; ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the broker never exported rabbitmq_queue_messages_ready: orders did not declare its queue")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	// The images' HEALTHCHECK, with the environment compose gives each container.
 	for _, hc := range []struct{ service, env string }{{"gateway", "ARCHWAY_LISTEN=" + gateway}, {"products", "ADDR=" + products}} {
 		img := imgs[hc.service]
@@ -254,6 +279,8 @@ func TestDashboardAndAlertsUseLiveMetrics(t *testing.T) {
 		gatewayFamilies[name] = true
 	}
 	scrape(t, "http://"+products+"/metrics", live)
+	scrape(t, "http://"+orders+"/metrics", live)
+	scrape(t, rmq.MetricsURL, live)
 
 	jobs := jobNames(t)
 	queries := append(loadDashboard(t).queries(), alertQueries(t)...)

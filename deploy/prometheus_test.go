@@ -175,6 +175,8 @@ func TestDashboardHasTheIssuePanels(t *testing.T) {
 		"rate-limited share":  `archway_ratelimit_requests_total\{[^}]*result="limited"[^\n]*/ sum\(rate\(archway_ratelimit_requests_total`,
 		"cache hit ratio":     `archway_cache_requests_total\{[^}]*result=~"hit\|stale"[^\n]*/ sum\(rate\(archway_cache_requests_total`,
 		"reloads":             `archway_config_reloads_total`,
+		"outbox lag":          `orders_outbox_lag_seconds`,
+		"queue depth":         `rabbitmq_queue_messages_ready`,
 	} {
 		if !regexp.MustCompile(re).MatchString(text) {
 			t.Errorf("the dashboard has no %s panel (%s)", what, re)

@@ -28,6 +28,9 @@ type Feed struct {
 	interval time.Duration
 	cursor   int64 // owned by Run
 	kick     chan struct{}
+	// external: changes arrive from the message broker through HandleEvent, and Run does not
+	// poll. Set before Run.
+	external bool
 
 	mu     sync.Mutex
 	subs   map[int64]map[*Subscription]struct{} // by user id
@@ -123,8 +126,12 @@ func (f *Feed) Kick() {
 // Run polls until ctx ends, then closes every subscription (reason shutdown) and returns.
 func (f *Feed) Run(ctx context.Context) {
 	defer f.closeAll()
-	tick := time.NewTicker(f.interval)
-	defer tick.Stop()
+	var tickC <-chan time.Time
+	if !f.external {
+		tick := time.NewTicker(f.interval)
+		defer tick.Stop()
+		tickC = tick.C
+	}
 	prune := time.NewTicker(pruneEvery)
 	defer prune.Stop()
 	failing := false
@@ -139,8 +146,11 @@ func (f *Feed) Run(ctx context.Context) {
 				f.log.Debug("pruned the order change feed", "events", n)
 			}
 			continue
-		case <-tick.C:
+		case <-tickC:
 		case <-f.kick:
+			if f.external {
+				continue
+			}
 		}
 		err := f.poll(ctx)
 		switch {

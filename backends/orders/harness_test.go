@@ -38,6 +38,7 @@ var peerBinaries struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	testenv.StopSharedRabbitMQ()
 	if peerBinaries.dir != "" {
 		os.RemoveAll(peerBinaries.dir)
 	}
@@ -126,6 +127,7 @@ type stackOptions struct {
 	ordersDB, productsDB, paymentsDB string // fresh SQLite files when empty
 	instances                        int    // orders instances sharing ordersDB (1 when 0)
 	pingInterval                     time.Duration
+	broker                           brokerSettings // products and orders use the broker when url is set
 }
 
 // startStack runs real products and payments processes and orders instances in this process,
@@ -149,8 +151,11 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 		url      *string
 	}{{"products", opts.productsDB, &s.productsURL}, {"payments", opts.paymentsDB, &s.paymentsURL}} {
 		addr := testenv.FreeAddr(t)
-		testenv.StartProcess(t, svc.name, filepath.Join(bin, svc.name), []string{"-addr", addr,
-			"-database-url", svc.db, "-jwt-secret", testSecret, "-log-level", "warn"}, testenv.ProcessOptions{})
+		args := []string{"-addr", addr, "-database-url", svc.db, "-jwt-secret", testSecret, "-log-level", "warn"}
+		if svc.name == "products" && opts.broker.url != "" {
+			args = append(args, "-amqp-url", opts.broker.url)
+		}
+		testenv.StartProcess(t, svc.name, filepath.Join(bin, svc.name), args, testenv.ProcessOptions{})
 		*svc.url = "http://" + addr
 	}
 	for _, u := range []string{s.productsURL, s.paymentsURL} {
@@ -167,7 +172,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 	s.customer, _, _ = s.issuer.Issue(2, "ana@example.com", auth.RoleCustomer)
 	s.other, _, _ = s.issuer.Issue(3, "bo@example.com", auth.RoleCustomer)
 	for range max(opts.instances, 1) {
-		s.orders = append(s.orders, startOrders(t, opts.ordersDB, s.products.url, s.payments.url, opts.pingInterval))
+		s.orders = append(s.orders, startOrdersWith(t, opts.ordersDB, s.products.url, s.payments.url, opts.pingInterval, opts.broker))
 	}
 	return s
 }
@@ -191,6 +196,12 @@ func waitHealthy(base string, timeout time.Duration) error {
 
 func startOrders(t *testing.T, dbURL, productsURL, paymentsURL string, ping time.Duration) *ordersInstance {
 	t.Helper()
+	return startOrdersWith(t, dbURL, productsURL, paymentsURL, ping, brokerSettings{})
+}
+
+// startOrdersWith is startOrders with order events over a broker when broker.url is set.
+func startOrdersWith(t *testing.T, dbURL, productsURL, paymentsURL string, ping time.Duration, broker brokerSettings) *ordersInstance {
+	t.Helper()
 	verifier, err := auth.NewVerifier(auth.VerifierConfig{Secret: []byte(testSecret)})
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +213,9 @@ func startOrders(t *testing.T, dbURL, productsURL, paymentsURL string, ping time
 	if err != nil {
 		t.Fatal(err)
 	}
+	events := newEventTasks(store, feed, broker, log)
 	srv := server.New(server.Config{Service: "orders", Logger: log, Health: store.Ping, MaxBodyBytes: 64 << 10})
+	events.registerMetrics(srv.Registry())
 	opts := ClientOptions{Timeout: 3 * time.Second, Retries: 2, Backoff: 20 * time.Millisecond}
 	(&service{store: store, verifier: verifier, feed: feed, currency: "USD", log: log,
 		products: &productsClient{newPeerClient("products", StaticPeer(productsURL), opts)},
@@ -215,6 +228,7 @@ func startOrders(t *testing.T, dbURL, productsURL, paymentsURL string, ping time
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { feed.Run(ctx) })
+	wg.Go(func() { stopEvents := events.start(ctx); <-ctx.Done(); stopEvents() })
 	wg.Go(func() {
 		if err := srv.Serve(ctx, ln); err != nil {
 			t.Error(err)

@@ -38,6 +38,7 @@ type settings struct {
 	currency     string
 	pollInterval time.Duration
 	pingInterval time.Duration
+	broker       brokerSettings
 }
 
 func register(fs *config.FlagSet) *settings {
@@ -53,10 +54,14 @@ func register(fs *config.FlagSet) *settings {
 		"how often the order change feed is read for WebSocket pushes (changes made by another instance)")
 	fs.DurationVar(&s.pingInterval, "ws-ping-interval", "WS_PING_INTERVAL", DefaultPingInterval,
 		"WebSocket ping interval; a client silent for two intervals is disconnected")
+	s.broker.register(fs)
 	return s
 }
 
 func (s *settings) validate() error {
+	if err := s.broker.validate(); err != nil {
+		return err
+	}
 	switch {
 	case s.peerTimeout <= 0:
 		return errors.New("peer timeout must be positive")
@@ -127,6 +132,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, s 
 	if err != nil {
 		return err
 	}
+	events := newEventTasks(store, feed, s.broker, log)
 	srv := server.New(server.Config{
 		Service: "orders", Addr: c.Addr, Logger: log, MaxBodyBytes: c.MaxBodyBytes,
 		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, ShutdownTimeout: c.ShutdownTimeout,
@@ -139,12 +145,16 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, s 
 		payments: &paymentsClient{newPeerClient("payments", payments, opts)},
 		ws:       wsSettings{PingInterval: s.pingInterval},
 	}).routes(srv)
+	events.registerMetrics(srv.Registry())
 	feedCtx, stopFeed := context.WithCancel(ctx)
 	feedDone := make(chan struct{})
 	go func() { defer close(feedDone); feed.Run(feedCtx) }()
 	defer func() { stopFeed(); <-feedDone }() // before the store closes
+	stopEvents := events.start(ctx)
+	defer stopEvents() // before the store closes
 	log.Info("orders service starting", "addr", c.Addr, "engine", string(store.db.Engine()),
-		"products", peerName(products), "payments", peerName(payments), "consul", c.Consul)
+		"products", peerName(products), "payments", peerName(payments), "consul", c.Consul,
+		"broker", s.broker.describe())
 	return srv.ListenAndServe(ctx)
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	ev "github.com/archway-gateway/archway/backends/internal/events"
 	"github.com/archway-gateway/archway/backends/internal/money"
 	"github.com/archway-gateway/archway/backends/internal/sqldb"
 )
@@ -88,6 +89,11 @@ var (
 type Store struct {
 	db  *sqldb.DB
 	now func() time.Time
+	// outbox: each event is also written to the outbox for the relay (a broker is configured).
+	// Set before use, with onCommit (the relay's kick, called after a transaction that wrote
+	// an event committed).
+	outbox   bool
+	onCommit func()
 }
 
 // OpenStore opens the database at url and applies the orders migrations.
@@ -119,17 +125,24 @@ var eventsLock = func() int64 {
 // so two transactions could commit ids out of order and a poller past the later id would skip
 // the earlier one for good. The transaction-level advisory lock, held from the insert to the
 // commit, makes ids visible in id order. SQLite serializes writers already.
-func appendEvent(ctx context.Context, tx *sqldb.Tx, orderID, userID int64, status string, at time.Time) error {
+func (s *Store) appendEvent(ctx context.Context, tx *sqldb.Tx, orderID, userID int64, status, reason string, at time.Time) error {
 	if tx.Engine() == sqldb.Postgres {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(?)", eventsLock); err != nil {
 			return fmt.Errorf("lock change feed: %w", err)
 		}
 	}
-	if _, err := tx.Exec(ctx, "INSERT INTO order_events (order_id, user_id, status, created_at) VALUES (?, ?, ?, ?)",
-		orderID, userID, status, at); err != nil {
+	const insert = "INSERT INTO order_events (order_id, user_id, status, created_at) VALUES (?, ?, ?, ?)"
+	if !s.outbox {
+		if _, err := tx.Exec(ctx, insert, orderID, userID, status, at); err != nil {
+			return fmt.Errorf("record order event: %w", err)
+		}
+		return nil
+	}
+	var seq int64
+	if err := tx.QueryRow(ctx, insert+" RETURNING id", orderID, userID, status, at).Scan(&seq); err != nil {
 		return fmt.Errorf("record order event: %w", err)
 	}
-	return nil
+	return s.appendOutbox(ctx, tx, seq, orderID, userID, status, reason, at)
 }
 
 // Create stores a new pending order with its items and its first change-feed event.
@@ -152,11 +165,12 @@ func (s *Store) Create(ctx context.Context, in NewOrder) (Order, error) {
 				return fmt.Errorf("insert order item: %w", err)
 			}
 		}
-		return appendEvent(ctx, tx, o.ID, in.UserID, StatusPending, now)
+		return s.appendEvent(ctx, tx, o.ID, in.UserID, StatusPending, "", now)
 	})
 	if err != nil {
 		return Order{}, err
 	}
+	s.committed()
 	return o, nil
 }
 
@@ -267,7 +281,7 @@ func (s *Store) loadItems(ctx context.Context, orders []Order) error {
 // update runs a conditional UPDATE of one order (query must end in "WHERE id = ? AND ..." and
 // args must match) and, when it changed the order's status, appends the event; ErrChanged when
 // the condition did not hold. It returns the order as it is afterwards.
-func (s *Store) update(ctx context.Context, id int64, newStatus string, query string, args ...any) (Order, error) {
+func (s *Store) update(ctx context.Context, id int64, newStatus, reason string, query string, args ...any) (Order, error) {
 	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
 		var userID int64
 		var updated time.Time
@@ -281,10 +295,13 @@ func (s *Store) update(ctx context.Context, id int64, newStatus string, query st
 		if newStatus == "" {
 			return nil
 		}
-		return appendEvent(ctx, tx, id, userID, newStatus, updated)
+		return s.appendEvent(ctx, tx, id, userID, newStatus, reason, updated)
 	})
 	if err != nil {
 		return Order{}, err
+	}
+	if newStatus != "" {
+		s.committed()
 	}
 	return s.Get(ctx, id)
 }
@@ -294,7 +311,7 @@ func (s *Store) nowMillis() int64 { return s.now().UnixMilli() }
 // Transition changes the order's status from from to to, with its event, unless the order is no
 // longer in from or a payment holds it (ErrChanged).
 func (s *Store) Transition(ctx context.Context, id int64, from, to string) (Order, error) {
-	return s.update(ctx, id, to, `UPDATE orders SET status = ?, updated_at = ?
+	return s.update(ctx, id, to, ev.ReasonRequested, `UPDATE orders SET status = ?, updated_at = ?
 		WHERE id = ? AND status = ? AND paying_until_ms < ?`, to, s.timestamp(), id, from, s.nowMillis())
 }
 
@@ -331,7 +348,7 @@ func (s *Store) EndPayment(ctx context.Context, id int64, attempt int, declined 
 
 // MarkPaid records the approved payment of attempt: the order becomes paid, with its event.
 func (s *Store) MarkPaid(ctx context.Context, id int64, attempt int, paymentID int64) (Order, error) {
-	return s.update(ctx, id, StatusPaid, `UPDATE orders SET status = 'paid', payment_id = ?, paying_until_ms = 0,
+	return s.update(ctx, id, StatusPaid, "", `UPDATE orders SET status = 'paid', payment_id = ?, paying_until_ms = 0,
 		updated_at = ? WHERE id = ? AND status = 'pending' AND pay_attempt = ?`, paymentID, s.timestamp(), id, attempt)
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/archway-gateway/archway/backends/internal/auth"
 	"github.com/archway-gateway/archway/backends/internal/config"
+	ev "github.com/archway-gateway/archway/backends/internal/events"
 	"github.com/archway-gateway/archway/backends/internal/server"
 )
 
@@ -37,17 +38,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	common := config.RegisterCommon(fs, "products", ":3002")
 	jwt := auth.RegisterVerifierFlags(fs)
+	var broker brokerSettings
+	broker.register(fs)
 	if code, ok := fs.ParseCommandLine(args, "seed"); !ok {
 		return code
 	}
-	if err := serve(ctx, common, jwt, stdout); err != nil {
+	if err := serve(ctx, common, jwt, broker, stdout); err != nil {
 		fmt.Fprintln(stderr, "products:", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, stdout io.Writer) error {
+func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, broker brokerSettings, stdout io.Writer) error {
+	if err := broker.validate(); err != nil {
+		return err
+	}
 	log, err := c.Logger(stdout, "products")
 	if err != nil {
 		return err
@@ -79,7 +85,17 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, st
 		Health: store.Ping,
 	})
 	(&service{store: store, verifier: verifier}).routes(srv)
-	log.Info("products service starting", "addr", c.Addr, "engine", string(store.db.Engine()))
+	if broker.url != "" {
+		consumer, err := newReleaseConsumer(store, broker, log)
+		if err != nil {
+			return err
+		}
+		cctx, stopConsumer := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); consumer.Run(cctx) }()
+		defer func() { stopConsumer(); <-done }() // before the store closes
+	}
+	log.Info("products service starting", "addr", c.Addr, "engine", string(store.db.Engine()), "broker", describeBroker(broker.url))
 	return srv.ListenAndServe(ctx)
 }
 
@@ -113,4 +129,11 @@ func seed(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "products seed: inserted %d products into %s\n", n, store.db.Engine())
 	return 0
+}
+
+func describeBroker(url string) string {
+	if url == "" {
+		return "none"
+	}
+	return ev.Redact(url)
 }

@@ -33,11 +33,14 @@ type Ports struct {
 	Payments             int
 	// Consul ports, used when Options.Consul is set.
 	Consul, SerfLAN, SerfWAN, ConsulServer int
+	// RabbitMQ ports, used when Options.RabbitMQ is set.
+	AMQP, RabbitDist, RabbitManagement, RabbitMetrics int
 }
 
 // DefaultPorts are the ports `make run` uses.
 var DefaultPorts = Ports{Gateway: 8080, Admin: 9901, Users: 3001, Products1: 3002, Products2: 3012, Orders1: 3003, Orders2: 3013, Payments: 3004,
-	Consul: 8500, SerfLAN: 8301, SerfWAN: 8302, ConsulServer: 8300}
+	Consul: 8500, SerfLAN: 8301, SerfWAN: 8302, ConsulServer: 8300,
+	AMQP: 5672, RabbitDist: 25672, RabbitManagement: 15672, RabbitMetrics: 15692}
 
 // Options describe a stack to start.
 type Options struct {
@@ -53,6 +56,10 @@ type Options struct {
 	// Consul runs a Consul agent (-dev) first: the services register with it, orders finds its
 	// peers through it, and the gateway (with a config that says so) discovers its targets.
 	Consul bool
+	// RabbitMQ runs a local rabbitmq-server first (data under DataDir/rabbitmq): orders publishes
+	// its events there and feeds its WebSockets from it, products releases the stock of
+	// cancelled and expired orders from it.
+	RabbitMQ bool
 }
 
 // Service is one process of the stack.
@@ -98,6 +105,10 @@ func (o Options) Services() [][]Service {
 				"-server-port", fmt.Sprint(p.ConsulServer), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
 				"-hcl", "disable_update_check = true"},
 		}})
+	}
+	if o.RabbitMQ {
+		peers = append(peers, "AMQP_URL="+o.AMQPURL())
+		groups = append(groups, []Service{o.rabbitMQService()})
 	}
 	users := backend("users", "users", p.Users, db("users"), "JWT_PRIVATE_KEY_FILE="+filepath.Join(o.DataDir, "users-ed25519.pem"))
 	if o.Consul {
@@ -157,6 +168,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if o.RabbitMQ {
+		if err := o.prepareRabbitMQ(); err != nil {
+			return nil, err
+		}
 	}
 	s := &Stack{opts: o}
 	out := &lockedWriter{w: o.Out}

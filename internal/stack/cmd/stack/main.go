@@ -20,6 +20,7 @@ func main() {
 	data := flag.String("data", "data", "data directory (SQLite files, signing key); kept between runs")
 	cfg := flag.String("config", "routes.yaml", "gateway configuration")
 	consul := flag.Bool("consul", false, "run a Consul agent (bin/consul, built by make deps) first; services register with it")
+	rabbitmq := flag.Bool("rabbitmq", false, "run a local rabbitmq-server (make deps installs it) first; order events go through it")
 	flag.Parse()
 
 	abs := func(p string) string {
@@ -32,7 +33,7 @@ func main() {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	o := stack.Options{BinDir: abs(*bin), DataDir: abs(*data), Config: abs(*cfg), Ports: stack.DefaultPorts, Out: os.Stdout, Consul: *consul}
+	o := stack.Options{BinDir: abs(*bin), DataDir: abs(*data), Config: abs(*cfg), Ports: stack.DefaultPorts, Out: os.Stdout, Consul: *consul, RabbitMQ: *rabbitmq}
 	s, err := stack.Start(ctx, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "stack:", err)
@@ -52,6 +53,11 @@ func main() {
 `, p.Gateway, p.Admin)
 	if *consul {
 		fmt.Printf("    consul       http://127.0.0.1:%d/ui/  (services: curl http://127.0.0.1:%[1]d/v1/catalog/services)\n\n", p.Consul)
+	}
+
+	if *rabbitmq {
+		fmt.Printf("    rabbitmq     management UI http://127.0.0.1:%d/ (guest/guest), metrics http://127.0.0.1:%d/metrics\n\n",
+			p.RabbitManagement, p.RabbitMetrics)
 	}
 
 	tick := time.NewTicker(time.Second)

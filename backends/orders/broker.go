@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/archway-gateway/archway/backends/internal/config"
+	ev "github.com/archway-gateway/archway/backends/internal/events"
+)
+
+// DefaultPendingOrderTTL is how long an order may stay pending and unpaid before orders cancels
+// it (with a broker; see brokerSettings).
+const DefaultPendingOrderTTL = time.Hour
+
+// brokerSettings are the flags of order events over RabbitMQ.
+type brokerSettings struct {
+	url        string
+	pendingTTL time.Duration
+	prefetch   int
+}
+
+func (b *brokerSettings) register(fs *config.FlagSet) {
+	fs.StringVar(&b.url, "amqp-url", "AMQP_URL", "",
+		"RabbitMQ URL (amqp://user:password@host:5672/); when set, order events go through the transactional outbox to the broker, "+
+			"WebSockets are fed from it, and unpaid orders expire; empty: the change feed is polled, as without a broker")
+	fs.DurationVar(&b.pendingTTL, "pending-order-ttl", "PENDING_ORDER_TTL", DefaultPendingOrderTTL,
+		"with -amqp-url: a pending order unpaid for this long is cancelled (order.cancelled, reason expired) and products releases its stock")
+	fs.IntVar(&b.prefetch, "events-prefetch", "EVENTS_PREFETCH", ev.DefaultPrefetch,
+		"with -amqp-url: unacknowledged status-change messages in flight to this instance's WebSocket feed")
+}
+
+func (b *brokerSettings) validate() error {
+	switch {
+	case b.url == "":
+		return nil
+	case b.pendingTTL < time.Second:
+		return fmt.Errorf("pending order TTL %s is below 1s", b.pendingTTL)
+	case b.prefetch < 1 || b.prefetch > 10_000:
+		return fmt.Errorf("events prefetch %d is outside 1..10000", b.prefetch)
+	}
+	return ev.ValidateURL(b.url)
+}
+
+func (b *brokerSettings) describe() string {
+	if b.url == "" {
+		return "none"
+	}
+	return ev.Redact(b.url)
+}
+
+// eventTasks are the background work of order events: the outbox relay, this instance's
+// consumer for its WebSocket feed, and the expiry of unpaid orders. All nil without a broker.
+type eventTasks struct {
+	relay    *Relay
+	consumer *ev.Consumer
+	store    *Store
+	ttl      time.Duration
+	log      *slog.Logger
+	expired  prometheus.Counter
+}
+
+// newEventTasks wires the store and the feed to the broker when one is configured.
+func newEventTasks(store *Store, feed *Feed, b brokerSettings, log *slog.Logger) *eventTasks {
+	t := &eventTasks{store: store, ttl: b.pendingTTL, log: log,
+		expired: prometheus.NewCounter(prometheus.CounterOpts{Name: "orders_expired_total",
+			Help: "Pending orders this instance cancelled because they stayed unpaid past -pending-order-ttl."})}
+	if b.url == "" {
+		return t
+	}
+	t.relay = NewRelay(store, ev.NewPublisher(b.url), log, instanceName())
+	store.UseOutbox(t.relay.Kick)
+	feed.UseBroker()
+	// Validated by brokerSettings.validate, so NewConsumer cannot fail here.
+	t.consumer, _ = ev.NewConsumer(ev.ConsumerConfig{URL: b.url, Bindings: []string{"order.#"}, Prefetch: b.prefetch,
+		Log: log}, feed.HandleEvent)
+	return t
+}
+
+// registerMetrics exports the outbox backlog and the counters of the tasks, with or without a
+// broker (so dashboards and alerts always find the series).
+func (t *eventTasks) registerMetrics(reg prometheus.Registerer) {
+	registerOutboxMetrics(reg, t.store, t.relay)
+	reg.MustRegister(t.expired)
+}
+
+// instanceName names this process in the relay lease.
+func instanceName() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// start runs the tasks in goroutines owned by the returned stop, which cancels them and waits.
+func (t *eventTasks) start(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	run := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	if t.relay != nil {
+		run(t.relay.Run)
+		run(t.consumer.Run)
+		run(t.expire)
+	}
+	return func() { cancel(); wg.Wait() }
+}
+
+// expire cancels orders left pending past the TTL, every quarter of it (at most every minute).
+// Every instance sweeps; the conditional update lets exactly one cancel each order.
+func (t *eventTasks) expire(ctx context.Context) {
+	every := min(max(t.ttl/4, 250*time.Millisecond), expirySweepMax)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for ctx.Err() == nil {
+			expired, err := t.store.ExpirePending(ctx, time.Now().Add(-t.ttl), relayBatch)
+			t.expired.Add(float64(len(expired)))
+			for _, o := range expired {
+				t.log.Info("order expired unpaid; cancelled", "order_id", o.ID, "created_at", o.CreatedAt)
+			}
+			if err != nil && ctx.Err() == nil {
+				t.log.Warn("expiring unpaid orders failed", "error", err.Error())
+			}
+			if err != nil || len(expired) < relayBatch {
+				break
+			}
+		}
+	}
+}
