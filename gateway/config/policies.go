@@ -59,6 +59,7 @@ type Cache struct {
 	// StaleWhileRevalidate serves an expired entry this long after it expired while one
 	// background request refreshes it.
 	StaleWhileRevalidate Duration `yaml:"stale_while_revalidate"`
+	StaleIfError         Duration `yaml:"stale_if_error"` // serve a stored response this long past freshness when the upstream fails
 	Store                string   `yaml:"store"` // memory or redis
 	// Authorized stores and serves responses to requests carrying Authorization or Cookie.
 	Authorized bool `yaml:"authorized,omitempty"`
