@@ -135,7 +135,14 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 		return errBadEntry
 	}
 	for i := uint64(0); i < nh && !bad; i++ {
-		e.Header = append(e.Header, KV{bytes(), bytes()})
+		kv := KV{bytes(), bytes()}
+		// The bytes come from a Redis every replica writes to: a field that could not have come
+		// from a parsed response (CR or LF in it, a name that is not a token) would let whoever
+		// writes there add lines to what hits replay.
+		if !validFieldName(kv.Key) || !validFieldValue(kv.Value) {
+			return errBadEntry
+		}
+		e.Header = append(e.Header, kv)
 	}
 	nv := uvarint()
 	if nv > 64 {
@@ -148,7 +155,42 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 	if bad || len(b) != 0 {
 		return errBadEntry
 	}
+	if e.VaryNames == nil && (e.Status < 100 || e.Status > 999) {
+		return errBadEntry // only a variant index has no status
+	}
 	return nil
+}
+
+// validFieldName reports whether b is a non-empty token (RFC 9110 §5.1).
+func validFieldName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || bytesContain(`"(),/:;<=>?@[\]{}`, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue reports whether b holds no CR, LF or NUL.
+func validFieldValue(b []byte) bool {
+	for _, c := range b {
+		if c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func bytesContain(s string, c byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return true
+		}
+	}
+	return false
 }
 
 // buildHeader prepares the response header every hit copies: the stored fields, Date included,
@@ -159,6 +201,9 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 // the flag. Without the template (a header fasthttp cannot parse) hits fall back to adding the
 // fields one by one, with the gateway's Date.
 func (e *Entry) buildHeader() {
+	if e.VaryNames != nil {
+		return // an index: never served
+	}
 	raw := make([]byte, 0, 64+len(e.Header)*48)
 	raw = append(raw, "HTTP/1.1 "...)
 	raw = strconv.AppendInt(raw, int64(e.Status), 10)
