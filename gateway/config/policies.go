@@ -59,12 +59,13 @@ type Cache struct {
 	// StaleWhileRevalidate serves an expired entry this long after it expired while one
 	// background request refreshes it.
 	StaleWhileRevalidate Duration `yaml:"stale_while_revalidate"`
-	StaleIfError         Duration `yaml:"stale_if_error"` // serve a stored response this long past freshness when the upstream fails
 	Store                string   `yaml:"store"` // memory or redis
 	// Authorized stores and serves responses to requests carrying Authorization or Cookie.
 	Authorized bool `yaml:"authorized,omitempty"`
-	// SetCookie stores responses carrying Set-Cookie (stored without it).
+	// SetCookie stores responses carrying Set-Cookie, and replays it.
 	SetCookie bool `yaml:"set_cookie,omitempty"`
+	// StaleIfError serves a stored response this long past its freshness when the upstream fails.
+	StaleIfError Duration `yaml:"stale_if_error,omitempty"`
 }
 
 // Rate is a number of events per time unit, written "10/s", "600/m" or "1000/h" ("10r/s", as

@@ -155,7 +155,7 @@ routes:
 	if r := get(t, gw.URL+"/p"); xc(r) != "MISS" {
 		t.Fatalf("first: %q", xc(r))
 	}
-	origin.Close() // connections refused from now on
+	origin.Close()                      // connections refused from now on
 	time.Sleep(1100 * time.Millisecond) // max-age=1 ends
 	r := get(t, gw.URL+"/p")
 	if r.Status != 200 || r.Body != "stored" || xc(r) != "STALE" {
