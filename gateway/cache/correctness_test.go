@@ -473,3 +473,24 @@ func entryString(e *Entry) string {
 	return fmt.Sprintf("%q %q %d %q %q %d %d %d %d %d %d %q %d %q", e.Key, e.Path, e.Status, e.Header, e.Body, e.StoredAt, e.InitialAge,
 		e.FreshUntil, e.StaleUntil, e.ErrorUntil, e.KeepUntil, e.ETag, e.LastMod, e.VaryNames)
 }
+
+// A hit behind a trusted proxy reads its forwarded fields and the upstream's Vary header on
+// every line, and still allocates nothing.
+func TestCacheHitBehindTrustedProxyAllocatesNothing(t *testing.T) {
+	h := newHarness(t, config.Cache{Vary: []string{"Accept-Encoding"}}, body("x", "Vary", "Accept-Language", "Cache-Control", "max-age=60"))
+	x, serve := hitExchange(t, h)
+	x.PeerTrusted = true
+	x.Facts.Present = protocol.HasXForwardedHost | protocol.HasXForwardedProto
+	x.Ctx.Request.Header.Add("X-Forwarded-Host", "shop.example")
+	x.Ctx.Request.Header.Add("X-Forwarded-Proto", "https")
+	x.Ctx.Request.Header.Add("Accept-Language", "fr")
+	x.Ctx.Request.Header.Add("Cache-Control", "max-stale=5")
+	serve()
+	serve()
+	if xcache(&x.Ctx.Response) != "HIT" {
+		t.Fatalf("X-Cache %q", xcache(&x.Ctx.Response))
+	}
+	if n := testing.AllocsPerRun(1000, serve); n != 0 {
+		t.Fatalf("a cache hit behind a trusted proxy allocates %.1f times", n)
+	}
+}
