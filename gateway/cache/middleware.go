@@ -149,11 +149,11 @@ func (m *middleware) Serve(x *proxy.Exchange) {
 	}
 	if x.Method == methodHead {
 		// HEAD is answered from stored GET responses but never fills the cache.
-		m.rc.misses.Add(1)
 		m.next.Serve(x)
 		if e != nil && m.serveOnError(x, e, time.Now().UnixNano()) {
 			return
 		}
+		m.rc.misses.Add(1)
 		x.Ctx.Response.Header.SetCanonical(hXCache, vMiss)
 		return
 	}
@@ -295,16 +295,15 @@ func (m *middleware) miss(x *proxy.Exchange, key []byte, now int64, stored *Entr
 			return
 		}
 		// The first response could not be shared (private, too large, failed): go ourselves.
-		m.rc.misses.Add(1)
 		m.next.Serve(x)
 		if stored != nil && m.serveOnError(x, stored, time.Now().UnixNano()) {
 			return
 		}
+		m.rc.misses.Add(1)
 		x.Ctx.Response.Header.SetCanonical(hXCache, vMiss)
 		return
 	}
 	defer m.rc.flights.finish(h, f)
-	m.rc.misses.Add(1)
 
 	// Ask for a full response the cache can store; the client's conditions are answered here.
 	req := &x.Ctx.Request.Header
@@ -352,6 +351,7 @@ func (m *middleware) miss(x *proxy.Exchange, key []byte, now int64, stored *Entr
 		m.serve(x, e, after, vRevalidated)
 		return
 	}
+	m.rc.misses.Add(1)
 	e = m.capture(x, key, now)
 	if e != nil && (inm != nil || ims != nil) && notModified(req, e) {
 		m.serve(x, e, time.Now().UnixNano(), how)
