@@ -49,7 +49,8 @@ type KV struct{ Key, Value []byte }
 func (e *Entry) Size() int64 {
 	n := int64(entryOverhead + len(e.Key) + len(e.Path) + len(e.Body) + len(e.ETag))
 	for _, kv := range e.Header {
-		n += int64(len(kv.Key) + len(kv.Value) + 48)
+		// Twice: the fields, and the parsed header every hit copies (buildHeader).
+		n += int64(2*(len(kv.Key)+len(kv.Value)) + 64)
 	}
 	for _, v := range e.VaryNames {
 		n += int64(len(v) + 16)
