@@ -111,12 +111,6 @@ func parseDelta(b []byte) (int64, bool) {
 	return min(n, maxDelta), true
 }
 
-// seconds parses a delta-seconds value; an invalid one counts as 0 (stale), per RFC 9111 §1.2.2.
-func seconds(b []byte) int64 {
-	n, _ := parseDelta(b)
-	return n
-}
-
 // parseAge reads an Age value (every line joined). A list uses its first member (RFC 9111
 // §5.1); ok is false when that member is not a non-negative integer. Callers treat an Age they
 // cannot read as "too old": it must never make a stale response look fresh.
