@@ -2,12 +2,14 @@
 // upstream, in memory within a byte budget, optionally backed by a tier in Redis that every
 // replica shares.
 //
-// What is stored: responses to GET requests without Authorization or Cookie (unless the route
-// sets cache.authorized), without Range, whose Cache-Control allows a shared cache to store them
-// (no no-store, private or no-cache), without Set-Cookie (unless cache.set_cookie, and then
-// stored without it), with a Vary other than "*", and whose body fits cache.max_entry_bytes.
-// Freshness is s-maxage, else max-age, else Expires, else the route's ttl for statuses that may
-// be cached heuristically. Bodies the upstream sends buffered are copied; streamed bodies
+// What is stored: responses to GET requests without a body, Authorization or Cookie (unless the
+// route sets cache.authorized), without Range, whose cache fields allow a shared cache to store
+// them (Archway-Cache-Control, else CDN-Cache-Control, else Cache-Control and Expires; every line
+// of each read), without Set-Cookie (unless cache.set_cookie, and then replayed), with a Vary
+// other than "*", and whose body fits cache.max_entry_bytes. Freshness is s-maxage, else
+// max-age, else Expires, else the route's ttl for statuses that may be cached heuristically.
+// Stale entries with validators are revalidated with conditional requests; unsafe requests that
+// succeed invalidate what they may have changed. Bodies the upstream sends buffered are copied; streamed bodies
 // (over 64 KiB, or chunked) are read into memory when they fit max_entry_bytes and then served
 // from memory, and otherwise stream through untouched with the part already read in front.
 package cache
