@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/proxy"
 	"github.com/valyala/fasthttp"
 )
@@ -22,6 +23,12 @@ type harness struct {
 }
 
 func newHarness(t testing.TB, c config.Cache, upstream func(ctx *fasthttp.RequestCtx)) *harness {
+	t.Helper()
+	return newExchangeHarness(t, c, func(x *proxy.Exchange) { upstream(x.Ctx) })
+}
+
+// newExchangeHarness is newHarness with an upstream that sees the exchange (to fail it).
+func newExchangeHarness(t testing.TB, c config.Cache, upstream func(x *proxy.Exchange)) *harness {
 	t.Helper()
 	if c.TTL == 0 {
 		c.TTL = config.Duration(time.Minute)
@@ -41,13 +48,18 @@ func newHarness(t testing.TB, c config.Cache, upstream func(ctx *fasthttp.Reques
 	h.reg.Commit(&config.Config{Routes: []*config.Route{route}})
 	h.h = mw(proxy.HandlerFunc(func(x *proxy.Exchange) {
 		h.calls.Add(1)
-		upstream(x.Ctx)
+		upstream(x)
 	}))
 	return h
 }
 
 // do sends one request through the cache; headers are name, value pairs.
 func (h *harness) do(method, target string, headers ...string) *fasthttp.Response {
+	return h.doX(method, target, nil, headers...)
+}
+
+// doX is do with a hook that adjusts the exchange (peer trust, header facts) before it is served.
+func (h *harness) doX(method, target string, prep func(x *proxy.Exchange), headers ...string) *fasthttp.Response {
 	ctx := &fasthttp.RequestCtx{}
 	ctx.Request.Header.SetMethod(method)
 	ctx.Request.SetRequestURI(target)
@@ -66,7 +78,10 @@ func (h *harness) do(method, target string, headers ...string) *fasthttp.Respons
 	if method == "HEAD" {
 		x.Method = methodHead
 	} else if method != "GET" {
-		x.Method = 2
+		x.Method = protocol.MethodIndex([]byte(method))
+	}
+	if prep != nil {
+		prep(x)
 	}
 	h.h.Serve(x)
 	resp := &fasthttp.Response{}
@@ -201,14 +216,18 @@ func TestCacheVariantsServeTheirOwnBody(t *testing.T) {
 	}
 }
 
-func TestCacheSetCookieAllowedIsStoredWithoutIt(t *testing.T) {
-	h := newHarness(t, config.Cache{SetCookie: true}, body("a", "Set-Cookie", "sid=secret"))
+func TestCacheSetCookieAllowedIsReplayed(t *testing.T) {
+	h := newHarness(t, config.Cache{SetCookie: true}, body("a", "Set-Cookie", "sid=secret", "Set-Cookie", "theme=dark"))
 	if r := h.do("GET", "/p"); len(r.Header.Peek("Set-Cookie")) == 0 {
 		t.Fatal("the response that set the cookie lost it")
 	}
 	r := h.do("GET", "/p")
-	if xcache(r) != "HIT" || len(r.Header.Peek("Set-Cookie")) != 0 {
-		t.Fatalf("hit %q replays Set-Cookie %q", xcache(r), r.Header.Peek("Set-Cookie"))
+	var cookies []string
+	for _, v := range r.Header.Cookies() {
+		cookies = append(cookies, string(v))
+	}
+	if xcache(r) != "HIT" || strings.Join(cookies, "|") != "sid=secret|theme=dark" {
+		t.Fatalf("hit %q replays Set-Cookie %q, want both cookies as stored", xcache(r), cookies)
 	}
 }
 
@@ -306,18 +325,23 @@ func TestStoreBudgetHolds(t *testing.T) {
 
 func TestEntryRoundTrip(t *testing.T) {
 	e := &Entry{Key: "h\x00/p\x00a=1", Path: "/p", Status: 200, Header: []KV{{[]byte("Content-Type"), []byte("text/plain")}},
-		Body: []byte("hello"), StoredAt: 1, InitialAge: 2, FreshUntil: 3, StaleUntil: 4, ETag: []byte(`"x"`), LastMod: 5, VaryNames: []string{"Accept"}}
+		Body: []byte("hello"), StoredAt: 1, InitialAge: 2, FreshUntil: 3, StaleUntil: 4, ErrorUntil: 6, KeepUntil: 7, ETag: []byte(`"x"`), LastMod: 5, VaryNames: []string{"Accept"}}
 	raw, _ := e.MarshalBinary()
 	var got Entry
 	if err := got.UnmarshalBinary(raw); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(got.Key, got.Path, got.Status, got.Header, string(got.Body), got.StoredAt, got.InitialAge, got.FreshUntil, got.StaleUntil, string(got.ETag), got.LastMod, got.VaryNames) !=
-		fmt.Sprint(e.Key, e.Path, e.Status, e.Header, string(e.Body), e.StoredAt, e.InitialAge, e.FreshUntil, e.StaleUntil, string(e.ETag), e.LastMod, e.VaryNames) {
+	if fmt.Sprint(got.Key, got.Path, got.Status, got.Header, string(got.Body), got.StoredAt, got.InitialAge, got.FreshUntil, got.StaleUntil, got.ErrorUntil, got.KeepUntil, string(got.ETag), got.LastMod, got.VaryNames) !=
+		fmt.Sprint(e.Key, e.Path, e.Status, e.Header, string(e.Body), e.StoredAt, e.InitialAge, e.FreshUntil, e.StaleUntil, e.ErrorUntil, e.KeepUntil, string(e.ETag), e.LastMod, e.VaryNames) {
 		t.Fatalf("round trip changed the entry: %q %q", got.Key, got.Body)
 	}
 	for i := range raw {
-		_ = (&Entry{}).UnmarshalBinary(raw[:i]) // truncated input must fail, not panic
+		if err := (&Entry{}).UnmarshalBinary(raw[:i]); err == nil {
+			t.Fatalf("an entry truncated to %d of %d bytes decoded without error", i, len(raw))
+		}
+	}
+	if err := (&Entry{}).UnmarshalBinary(append(raw, 0)); err == nil {
+		t.Fatal("an entry with a trailing byte decoded without error")
 	}
 }
 

@@ -1,9 +1,17 @@
 package cache
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
 	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Entry is one stored response, immutable once stored (but for its refresh flag): the body is
@@ -19,6 +27,8 @@ type Entry struct {
 	InitialAge int64 // seconds: the upstream's Age header
 	FreshUntil int64 // Unix ns
 	StaleUntil int64 // Unix ns: FreshUntil + stale-while-revalidate, when serving stale is allowed
+	ErrorUntil int64 // Unix ns: FreshUntil + stale-if-error, when it may stand in for a failed upstream
+	KeepUntil  int64 // Unix ns: when it is dropped; later than the above when it has validators
 	ETag       []byte
 	LastMod    int64 // Unix seconds of Last-Modified, 0 when absent
 
@@ -27,6 +37,9 @@ type Entry struct {
 	VaryNames []string
 
 	refreshing atomic.Bool
+	// header is the stored response header, built once, copied into each hit's response. It is
+	// derived from the fields above and never encoded.
+	header *fasthttp.ResponseHeader
 }
 
 // KV is a header.
@@ -36,7 +49,8 @@ type KV struct{ Key, Value []byte }
 func (e *Entry) Size() int64 {
 	n := int64(entryOverhead + len(e.Key) + len(e.Path) + len(e.Body) + len(e.ETag))
 	for _, kv := range e.Header {
-		n += int64(len(kv.Key) + len(kv.Value) + 48)
+		// Twice: the fields, and the parsed header every hit copies (buildHeader).
+		n += int64(2*(len(kv.Key)+len(kv.Value)) + 64)
 	}
 	for _, v := range e.VaryNames {
 		n += int64(len(v) + 16)
@@ -49,13 +63,14 @@ func (e *Entry) Age(now int64) int64 {
 	return e.InitialAge + max(now-e.StoredAt, 0)/1e9
 }
 
-const encodingVersion = 1
+// encodingVersion 2 added ErrorUntil and KeepUntil; a version-1 entry in Redis is a miss.
+const encodingVersion = 2
 
 // MarshalBinary encodes the entry for the shared Redis tier.
 func (e *Entry) MarshalBinary() ([]byte, error) {
 	b := make([]byte, 0, 64+len(e.Key)+len(e.Path)+len(e.Body)+64*len(e.Header))
 	b = append(b, encodingVersion)
-	for _, v := range []int64{int64(e.Status), e.StoredAt, e.InitialAge, e.FreshUntil, e.StaleUntil, e.LastMod} {
+	for _, v := range []int64{int64(e.Status), e.StoredAt, e.InitialAge, e.FreshUntil, e.StaleUntil, e.LastMod, e.ErrorUntil, e.KeepUntil} {
 		b = binary.AppendVarint(b, v)
 	}
 	str := func(s []byte) { b = binary.AppendUvarint(b, uint64(len(s))); b = append(b, s...) }
@@ -114,13 +129,21 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 	}
 	e.Status = int(varint())
 	e.StoredAt, e.InitialAge, e.FreshUntil, e.StaleUntil, e.LastMod = varint(), varint(), varint(), varint(), varint()
+	e.ErrorUntil, e.KeepUntil = varint(), varint()
 	e.Key, e.Path, e.ETag = string(bytes()), string(bytes()), bytes()
 	nh := uvarint()
 	if nh > 1024 {
 		return errBadEntry
 	}
 	for i := uint64(0); i < nh && !bad; i++ {
-		e.Header = append(e.Header, KV{bytes(), bytes()})
+		kv := KV{bytes(), bytes()}
+		// The bytes come from a Redis every replica writes to: a field that could not have come
+		// from a parsed response (CR or LF in it, a name that is not a token) would let whoever
+		// writes there add lines to what hits replay.
+		if !validFieldName(kv.Key) || !validFieldValue(kv.Value) {
+			return errBadEntry
+		}
+		e.Header = append(e.Header, kv)
 	}
 	nv := uvarint()
 	if nv > 64 {
@@ -133,5 +156,95 @@ func (e *Entry) UnmarshalBinary(b []byte) error {
 	if bad || len(b) != 0 {
 		return errBadEntry
 	}
+	if e.VaryNames == nil && (e.Status < 100 || e.Status > 999) {
+		return errBadEntry // only a variant index has no status
+	}
 	return nil
 }
+
+// validFieldName reports whether b is a non-empty token (RFC 9110 §5.1).
+func validFieldName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || bytesContain(`"(),/:;<=>?@[\]{}`, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue reports whether b holds no CR, LF or NUL.
+func validFieldValue(b []byte) bool {
+	for _, c := range b {
+		if c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func bytesContain(s string, c byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return true
+		}
+	}
+	return false
+}
+
+// buildHeader prepares the response header every hit copies: the stored fields, Date included,
+// parsed once into a header that fasthttp's server writes as it is. A hit must send the stored
+// Date (RFC 9110 §6.6.1, RFC 9111 §4), but the server writes its own clock unless the
+// response's header carries the flag Server.NoDefaultDate sets, and it ignores a Date set on a
+// response. Both come from dateKeeping: a parsed header keeps its Date line, and CopyTo carries
+// the flag. Without the template (a header fasthttp cannot parse) hits fall back to adding the
+// fields one by one, with the gateway's Date.
+func (e *Entry) buildHeader() {
+	if e.VaryNames != nil {
+		return // an index: never served
+	}
+	raw := make([]byte, 0, 64+len(e.Header)*48)
+	raw = append(raw, "HTTP/1.1 "...)
+	raw = strconv.AppendInt(raw, int64(e.Status), 10)
+	raw = append(raw, ' ')
+	raw = append(raw, fasthttp.StatusMessage(e.Status)...)
+	raw = append(raw, "\r\n"...)
+	for _, kv := range e.Header {
+		raw = append(raw, kv.Key...)
+		raw = append(raw, ": "...)
+		raw = append(raw, kv.Value...)
+		raw = append(raw, "\r\n"...)
+	}
+	raw = append(raw, "\r\n"...)
+	h := &fasthttp.ResponseHeader{}
+	dateKeeping().CopyTo(h)
+	if err := h.Read(bufio.NewReaderSize(bytes.NewReader(raw), len(raw)+16)); err != nil {
+		return
+	}
+	e.header = h
+}
+
+// dateKeeping returns an empty response header with fasthttp's "no default Date" flag set. Only
+// a server sets that flag (from Server.NoDefaultDate, on the response of each request it
+// reads), so a server configured so answers one request over an in-memory pipe and its
+// response header is copied out. TestCacheHitKeepsStoredDate fails if fasthttp stops carrying
+// the flag through CopyTo.
+var dateKeeping = sync.OnceValue(func() *fasthttp.ResponseHeader {
+	h := &fasthttp.ResponseHeader{}
+	srv := &fasthttp.Server{NoDefaultDate: true, Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.CopyTo(h)
+	}}
+	client, server := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.ServeConn(server)
+	}()
+	_, _ = client.Write([]byte("GET / HTTP/1.1\r\nHost: cache\r\nConnection: close\r\n\r\n"))
+	_, _ = io.Copy(io.Discard, client)
+	_ = client.Close()
+	<-done
+	return h
+})

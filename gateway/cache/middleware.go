@@ -2,12 +2,14 @@
 // upstream, in memory within a byte budget, optionally backed by a tier in Redis that every
 // replica shares.
 //
-// What is stored: responses to GET requests without Authorization or Cookie (unless the route
-// sets cache.authorized), without Range, whose Cache-Control allows a shared cache to store them
-// (no no-store, private or no-cache), without Set-Cookie (unless cache.set_cookie, and then
-// stored without it), with a Vary other than "*", and whose body fits cache.max_entry_bytes.
-// Freshness is s-maxage, else max-age, else Expires, else the route's ttl for statuses that may
-// be cached heuristically. Bodies the upstream sends buffered are copied; streamed bodies
+// What is stored: responses to GET requests without a body, Authorization or Cookie (unless the
+// route sets cache.authorized), without Range, whose cache fields allow a shared cache to store
+// them (Archway-Cache-Control, else CDN-Cache-Control, else Cache-Control and Expires; every line
+// of each read), without Set-Cookie (unless cache.set_cookie, and then replayed), with a Vary
+// other than "*", and whose body fits cache.max_entry_bytes. Freshness is s-maxage, else
+// max-age, else Expires, else the route's ttl for statuses that may be cached heuristically.
+// Stale entries with validators are revalidated with conditional requests; unsafe requests that
+// succeed invalidate what they may have changed. Bodies the upstream sends buffered are copied; streamed bodies
 // (over 64 KiB, or chunked) are read into memory when they fit max_entry_bytes and then served
 // from memory, and otherwise stream through untouched with the part already read in front.
 package cache
@@ -17,6 +19,7 @@ import (
 	"io"
 	"net"
 	"net/textproto"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -31,62 +34,72 @@ import (
 
 // Method indexes in protocol.Methods.
 var (
-	methodGet  = protocol.MethodIndex([]byte("GET"))
-	methodHead = protocol.MethodIndex([]byte("HEAD"))
+	methodGet     = protocol.MethodIndex([]byte("GET"))
+	methodHead    = protocol.MethodIndex([]byte("HEAD"))
+	methodOptions = protocol.MethodIndex([]byte("OPTIONS"))
 )
 
 var (
 	hAge           = []byte("Age")
 	hXCache        = []byte("X-Cache")
-	hCacheControl  = []byte("Cache-Control")
-	hPragma        = []byte("Pragma")
 	hAuthorization = []byte("Authorization")
 	hCookie        = []byte("Cookie")
 	hRange         = []byte("Range")
-	hVary          = []byte("Vary")
-	hETag          = []byte("ETag")
-	hLastModified  = []byte("Last-Modified")
-	hExpires       = []byte("Expires")
-	hDate          = []byte("Date")
 	hINM           = []byte("If-None-Match")
 	hIMS           = []byte("If-Modified-Since")
-	hSetCookie     = []byte("Set-Cookie")
+	hGatewayCC     = []byte(GatewayCacheControl)
 
-	vHit    = []byte("HIT")
-	vMiss   = []byte("MISS")
-	vStale  = []byte("STALE")
-	vBypass = []byte("BYPASS")
+	vHit         = []byte("HIT")
+	vMiss        = []byte("MISS")
+	vStale       = []byte("STALE")
+	vBypass      = []byte("BYPASS")
+	vRevalidated = []byte("REVALIDATED")
 )
+
+// GatewayCacheControl is the response field that directs this gateway's cache alone: it wins
+// over CDN-Cache-Control and Cache-Control (RFC 9213 targeted fields) and is never passed on.
+const GatewayCacheControl = "Archway-Cache-Control"
+
+// keepForRevalidation is how long a stale entry with a validator (ETag or Last-Modified) is kept
+// past its freshness, so a later request can revalidate it with a conditional request instead
+// of fetching the whole response again.
+const keepForRevalidation = int64(time.Hour)
 
 // notStored are response headers the cache never replays: per-connection or per-response ones,
 // and those it sets itself.
 var notStored = []string{
 	"Age", "X-Cache", "Set-Cookie", "Connection", "Keep-Alive", "Transfer-Encoding", "Content-Length",
 	"X-Request-Id", "Ratelimit-Limit", "Ratelimit-Remaining", "Ratelimit-Reset", "Proxy-Authenticate", "Trailer", "Upgrade",
+	GatewayCacheControl,
 }
+
+// notFreshened are the fields a 304 does not replace in the stored response (RFC 9111 §3.2):
+// those describing the stored body, which the 304 does not carry.
+var notFreshened = []string{"Content-Length", "Content-Type", "Content-Encoding", "Content-Range"}
 
 // notModifiedHeaders are the stored headers a 304 carries (RFC 9110 §15.4.5).
 var notModifiedHeaders = []string{"Cache-Control", "Content-Location", "Date", "Etag", "Expires", "Vary", "Last-Modified"}
 
 // middleware is one route's cache in one snapshot.
 type middleware struct {
-	next       proxy.Handler
-	rc         *routeCache
-	ttl, swr   int64 // ns
-	maxEntry   int
-	vary       [][]byte
-	authorized bool
-	setCookie  bool
-	tier       *redisTier // nil: memory only
+	next         proxy.Handler
+	rc           *routeCache
+	ttl, swr     int64 // ns
+	staleIfError int64 // ns
+	maxEntry     int
+	vary         []string
+	authorized   bool
+	setCookie    bool
+	tier         *redisTier // nil: memory only
 }
 
 func newMiddleware(rc *routeCache, c *config.Cache, tier *redisTier) *middleware {
 	m := &middleware{
-		rc: rc, ttl: int64(c.TTL), swr: int64(c.StaleWhileRevalidate), maxEntry: int(c.MaxEntryBytes),
-		authorized: c.Authorized, setCookie: c.SetCookie, tier: tier,
+		rc: rc, ttl: int64(c.TTL), swr: int64(c.StaleWhileRevalidate), staleIfError: int64(c.StaleIfError),
+		maxEntry: int(c.MaxEntryBytes), authorized: c.Authorized, setCookie: c.SetCookie, tier: tier,
 	}
 	for _, h := range c.Vary {
-		m.vary = append(m.vary, []byte(textproto.CanonicalMIMEHeaderKey(h)))
+		m.vary = append(m.vary, textproto.CanonicalMIMEHeaderKey(h))
 	}
 	return m
 }
@@ -95,53 +108,72 @@ func newMiddleware(rc *routeCache, c *config.Cache, tier *redisTier) *middleware
 func (m *middleware) Serve(x *proxy.Exchange) {
 	if x.Method != methodGet && x.Method != methodHead {
 		m.next.Serve(x)
+		if x.Method != methodOptions {
+			m.invalidateAfter(x)
+		}
 		return
 	}
 	req := &x.Ctx.Request.Header
 	if (!m.authorized && (len(req.PeekBytes(hAuthorization)) > 0 || len(req.PeekBytes(hCookie)) > 0)) ||
-		len(req.PeekBytes(hRange)) > 0 {
+		len(req.PeekBytes(hRange)) > 0 || hasBody(x) {
 		m.bypass(x)
 		return
 	}
-	cc := req.PeekBytes(hCacheControl)
+	var ccBuf [128]byte
+	cc, _ := appendRequestField(ccBuf[:0], req, "Cache-Control")
 	rcc := parseCacheControl(cc)
 	if rcc.noStore {
 		m.bypass(x)
 		return
 	}
-	revalidate := rcc.noCache || rcc.maxAge == 0 || (len(cc) == 0 && bytes.Contains(req.PeekBytes(hPragma), []byte("no-cache")))
+	revalidate := rcc.noCache || rcc.maxAge == 0
+	if len(cc) == 0 {
+		pragma, _ := appendRequestField(ccBuf[:0], req, "Pragma")
+		revalidate = revalidate || bytes.Contains(pragma, []byte("no-cache"))
+	}
 
 	var buf [512]byte
 	key := m.appendKey(buf[:0], x)
 	now := time.Now().UnixNano()
-	if !revalidate {
-		if e, full := m.lookup(x, key, now); e != nil {
-			if now < e.FreshUntil {
-				m.rc.hits.Add(1)
-				m.serve(x, e, now, vHit)
-				return
-			}
-			if now < e.StaleUntil {
-				m.rc.stale.Add(1)
-				m.refresh(x, e, full)
-				m.serve(x, e, now, vStale)
-				return
-			}
+	e, full := m.lookup(x, key, now)
+	if e != nil && !revalidate {
+		if now < e.FreshUntil {
+			m.rc.hits.Add(1)
+			m.serve(x, e, now, vHit)
+			return
+		}
+		if now < e.StaleUntil {
+			m.rc.stale.Add(1)
+			m.refresh(x, e, full)
+			m.serve(x, e, now, vStale)
+			return
 		}
 	}
 	if x.Method == methodHead {
 		// HEAD is answered from stored GET responses but never fills the cache.
-		m.rc.misses.Add(1)
 		m.next.Serve(x)
+		if e != nil && m.serveOnError(x, e, time.Now().UnixNano()) {
+			return
+		}
+		m.rc.misses.Add(1)
 		x.Ctx.Response.Header.SetCanonical(hXCache, vMiss)
 		return
 	}
-	m.miss(x, key, now)
+	m.miss(x, key, now, e)
+}
+
+// hasBody reports a GET or HEAD that carries a body. Its answer may depend on the body, which
+// is not in the key, so storing it would poison the entry for every plain request: such
+// requests bypass the cache and go upstream with their body.
+func hasBody(x *proxy.Exchange) bool {
+	cl := x.Ctx.Request.Header.ContentLength()
+	return cl > 0 || cl == -1 || x.Facts.Has(protocol.HasTransferEncoding)
 }
 
 func (m *middleware) bypass(x *proxy.Exchange) {
 	m.rc.bypass.Add(1)
 	m.next.Serve(x)
+	x.Ctx.Response.Header.DelBytes(hGatewayCC)
 	x.Ctx.Response.Header.SetCanonical(hXCache, vBypass)
 }
 
@@ -164,16 +196,18 @@ func (m *middleware) get(key []byte, now int64) *Entry {
 	e := s.Get(s.Hash(key), key)
 	if e == nil && m.tier != nil {
 		if e = m.tier.get(key); e != nil {
+			e.buildHeader()
 			s.Put(e)
 		}
 	}
-	if e != nil && now >= e.StaleUntil {
+	if e != nil && now >= e.KeepUntil {
 		return nil
 	}
 	return e
 }
 
-// serve answers from e, with 304 when the request's conditions match it.
+// serve answers from e, with 304 when the request's conditions match it. The stored Date goes
+// out unchanged and Age says how old the response is (RFC 9111 §4, §5.1).
 func (m *middleware) serve(x *proxy.Exchange, e *Entry, now int64, how []byte) {
 	resp := &x.Ctx.Response
 	resp.Reset()
@@ -186,9 +220,13 @@ func (m *middleware) serve(x *proxy.Exchange, e *Entry, now int64, how []byte) {
 		}
 		resp.SkipBody = true
 	} else {
-		resp.SetStatusCode(e.Status)
-		for _, kv := range e.Header {
-			resp.Header.AddBytesKV(kv.Key, kv.Value)
+		if e.header != nil {
+			e.header.CopyTo(&resp.Header)
+		} else {
+			resp.SetStatusCode(e.Status)
+			for _, kv := range e.Header {
+				resp.Header.AddBytesKV(kv.Key, kv.Value)
+			}
 		}
 		resp.SetBodyRaw(e.Body)
 	}
@@ -206,15 +244,42 @@ func notModified(req *fasthttp.RequestHeader, e *Entry) bool {
 		return etagMatches(inm, e.ETag)
 	}
 	if ims := req.PeekBytes(hIMS); len(ims) > 0 && e.LastMod > 0 {
-		t, err := fasthttp.ParseHTTPDate(ims)
-		return err == nil && e.LastMod <= t.Unix()
+		t, ok := parseHTTPDate(ims, time.Now().UnixNano())
+		return ok && e.LastMod <= t
 	}
 	return false
 }
 
-// miss forwards the request and stores the response when it may. Concurrent misses for one key
-// wait for the first, which alone goes upstream.
-func (m *middleware) miss(x *proxy.Exchange, key []byte, now int64) {
+// upstreamFailed reports an answer stale-if-error may replace: no response at all (refused,
+// reset, timed out), or 500, 502, 503 or 504 (RFC 5861 §4).
+func upstreamFailed(x *proxy.Exchange) bool {
+	if x.Err != nil {
+		return true
+	}
+	switch x.Ctx.Response.StatusCode() {
+	case 500, 502, 503, 504:
+		return true
+	}
+	return false
+}
+
+// serveOnError answers from stored when the upstream failed and stale-if-error (the response's,
+// or the route's default) still covers it.
+func (m *middleware) serveOnError(x *proxy.Exchange, stored *Entry, now int64) bool {
+	if !upstreamFailed(x) || now >= stored.ErrorUntil {
+		return false
+	}
+	m.rc.staleErrors.Add(1)
+	m.serve(x, stored, now, vStale)
+	return true
+}
+
+// miss forwards the request and stores the response when it may. stored is the entry the
+// request found but could not use as it is (stale, or the client asked for revalidation): with
+// a validator the request goes upstream conditional, and a 304 freshens it (RFC 9111 §4.3);
+// when the upstream fails it may stand in (stale-if-error). Concurrent misses for one key wait
+// for the first, which alone goes upstream.
+func (m *middleware) miss(x *proxy.Exchange, key []byte, now int64, stored *Entry) {
 	h := m.rc.store.Hash(key)
 	f, leader := m.rc.flights.join(h)
 	if !leader {
@@ -232,13 +297,15 @@ func (m *middleware) miss(x *proxy.Exchange, key []byte, now int64) {
 			return
 		}
 		// The first response could not be shared (private, too large, failed): go ourselves.
-		m.rc.misses.Add(1)
 		m.next.Serve(x)
+		if stored != nil && m.serveOnError(x, stored, time.Now().UnixNano()) {
+			return
+		}
+		m.rc.misses.Add(1)
 		x.Ctx.Response.Header.SetCanonical(hXCache, vMiss)
 		return
 	}
 	defer m.rc.flights.finish(h, f)
-	m.rc.misses.Add(1)
 
 	// Ask for a full response the cache can store; the client's conditions are answered here.
 	req := &x.Ctx.Request.Header
@@ -251,105 +318,234 @@ func (m *middleware) miss(x *proxy.Exchange, key []byte, now int64) {
 		ims = append([]byte(nil), v...)
 		req.DelBytes(hIMS)
 	}
-	m.next.Serve(x)
-	e := m.capture(x, key, now)
-	if e != nil && (inm != nil || ims != nil) {
-		if inm != nil {
-			req.SetBytesKV(hINM, inm)
+	conditional := stored != nil && (len(stored.ETag) > 0 || stored.LastMod > 0)
+	if conditional {
+		if len(stored.ETag) > 0 {
+			req.SetCanonical(hINM, stored.ETag)
 		}
-		if ims != nil {
-			req.SetBytesKV(hIMS, ims)
-		}
-		if notModified(req, e) {
-			m.serve(x, e, time.Now().UnixNano(), vMiss)
-			return
+		if lm, n := field(stored.Header, "Last-Modified"); n == 1 {
+			req.SetCanonical(hIMS, lm)
 		}
 	}
-	x.Ctx.Response.Header.SetCanonical(hXCache, vMiss)
+	m.next.Serve(x)
+	after := time.Now().UnixNano()
+	if conditional {
+		req.DelBytes(hINM)
+		req.DelBytes(hIMS)
+	}
+	if inm != nil {
+		req.SetBytesKV(hINM, inm)
+	}
+	if ims != nil {
+		req.SetBytesKV(hIMS, ims)
+	}
+	if stored != nil && m.serveOnError(x, stored, after) {
+		return
+	}
+	var e *Entry
+	how := vMiss
+	if conditional && x.Err == nil && x.Ctx.Response.StatusCode() == fasthttp.StatusNotModified {
+		if e = m.freshen(x, stored, key, after); e == nil {
+			// The 304 forbids storing (no-store, private): serve the body we hold this once.
+			e = stored
+		}
+		m.rc.revalidated.Add(1)
+		m.serve(x, e, after, vRevalidated)
+		return
+	}
+	m.rc.misses.Add(1)
+	e = m.capture(x, key, now)
+	if e != nil && (inm != nil || ims != nil) && notModified(req, e) {
+		m.serve(x, e, time.Now().UnixNano(), how)
+		return
+	}
+	x.Ctx.Response.Header.SetCanonical(hXCache, how)
 }
 
-// capture stores the response in x when RFC 9111 and the route allow it, and returns the entry.
-func (m *middleware) capture(x *proxy.Exchange, key []byte, now int64) *Entry {
-	if x.Err != nil {
-		return nil
+// freshen applies a 304 from the upstream to stored (RFC 9111 §4.3.4): the 304's fields replace
+// the stored ones of the same name, freshness is computed again from the result, and the
+// updated entry replaces the old one. It returns nil when the result may not be stored.
+func (m *middleware) freshen(x *proxy.Exchange, stored *Entry, primary []byte, now int64) *Entry {
+	fresh := responseHeaders(&x.Ctx.Response.Header)
+	var hdrs []KV
+	for _, kv := range stored.Header {
+		if !containsField(fresh, kv.Key) || slices.Contains(notFreshened, string(kv.Key)) {
+			hdrs = append(hdrs, kv)
+		}
 	}
-	resp := &x.Ctx.Response
-	rh := &resp.Header
-	status := resp.StatusCode()
-	cc := parseCacheControl(rh.PeekBytes(hCacheControl))
-	if cc.noStore || cc.private || cc.noCache {
-		return nil
+	for _, kv := range fresh {
+		if !slices.Contains(notFreshened, string(kv.Key)) {
+			hdrs = append(hdrs, kv)
+		}
 	}
-	hasCookie := len(rh.PeekBytes(hSetCookie)) > 0
-	if hasCookie && !m.setCookie {
-		return nil
-	}
-	varyNames, ok := m.extraVary(rh.PeekBytes(hVary))
+	lt, ok := m.freshness(hdrs, stored.Status, now)
 	if !ok {
 		return nil
 	}
+	e := m.newEntry(stored.Key, stored.Path, stored.Status, hdrs, stored.Body, lt, now)
+	if e == nil {
+		return nil
+	}
+	if e.Key != string(primary) {
+		// A variant: its index must live as long as it does.
+		if idx := m.rc.store.Get(m.rc.store.Hash(primary), primary); idx != nil && idx.VaryNames != nil && idx.KeepUntil < e.KeepUntil {
+			m.put(&Entry{Key: idx.Key, Path: idx.Path, StoredAt: now, FreshUntil: e.FreshUntil, StaleUntil: e.StaleUntil,
+				ErrorUntil: e.ErrorUntil, KeepUntil: e.KeepUntil, VaryNames: idx.VaryNames})
+		}
+	}
+	m.put(e)
+	return e
+}
+
+func containsField(hdrs []KV, name []byte) bool {
+	for _, kv := range hdrs {
+		if bytes.EqualFold(kv.Key, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// lifetimes is what a response's fields say about reusing it; durations in ns.
+type lifetimes struct {
+	fresh, swr, staleIfError, initialAge int64
+}
+
+// freshness reads a response's cache fields, every line of each: whether a shared cache may
+// store it, and for how long it is fresh, may be served stale, and stands in on errors.
+// Archway-Cache-Control, else CDN-Cache-Control, when present and valid replaces Cache-Control
+// and Expires (RFC 9213 §2.2).
+func (m *middleware) freshness(hdrs []KV, status int, now int64) (lifetimes, bool) {
+	var lt lifetimes
+	targeted := false
+	v, _ := field(hdrs, "Cache-Control")
+	cc := parseCacheControl(v)
+	for _, name := range []string{GatewayCacheControl, "Cdn-Cache-Control"} {
+		if v, n := field(hdrs, name); n > 0 {
+			if d, ok := parseTargeted(v); ok {
+				cc, targeted = d, true
+				break
+			}
+		}
+	}
+	if cc.noStore || cc.private || cc.noCache {
+		return lt, false
+	}
+	if v, n := field(hdrs, "Age"); n > 0 {
+		age, ok := parseAge(v)
+		if !ok {
+			return lt, false // an Age we cannot read must not make a stale response fresh
+		}
+		lt.initialAge = age
+	}
 	var lifetime int64
+	expires, nExpires := field(hdrs, "Expires")
 	switch {
 	case cc.sMaxAge >= 0:
 		lifetime = cc.sMaxAge * 1e9
 	case cc.maxAge >= 0:
 		lifetime = cc.maxAge * 1e9
-	case len(rh.PeekBytes(hExpires)) > 0:
-		exp, err := fasthttp.ParseHTTPDate(rh.PeekBytes(hExpires))
-		if err != nil {
-			return nil // an invalid Expires means already expired
+	case nExpires > 0 && !targeted:
+		// An invalid Expires, two of them included, means already expired (RFC 9111 §5.3).
+		exp, ok := parseHTTPDate(expires, now)
+		if !ok {
+			return lt, false
 		}
-		base := now
-		if d, err := fasthttp.ParseHTTPDate(rh.PeekBytes(hDate)); err == nil {
-			base = d.UnixNano()
+		base := now / 1e9
+		if d, n := field(hdrs, "Date"); n == 1 {
+			if ds, ok := parseHTTPDate(d, now); ok {
+				base = ds
+			}
 		}
-		lifetime = exp.UnixNano() - base
+		lifetime = min(max(exp-base, 0), maxDelta) * 1e9
 	case heuristicStatus(status):
 		lifetime = m.ttl
 	}
-	if lifetime <= 0 {
+	lt.fresh = lifetime - lt.initialAge*1e9
+	if lifetime <= 0 || lt.fresh <= 0 {
+		return lt, false
+	}
+	lt.swr, lt.staleIfError = m.swr, m.staleIfError
+	if cc.staleWhileRevalidate >= 0 {
+		lt.swr = cc.staleWhileRevalidate * 1e9
+	}
+	if cc.staleIfError >= 0 {
+		lt.staleIfError = cc.staleIfError * 1e9
+	}
+	if cc.mustRevalidate {
+		lt.swr, lt.staleIfError = 0, 0
+	}
+	return lt, true
+}
+
+// capture stores the response in x when RFC 9111 and the route allow it, and returns the entry.
+func (m *middleware) capture(x *proxy.Exchange, key []byte, now int64) *Entry {
+	resp := &x.Ctx.Response
+	rh := &resp.Header
+	hdrs := responseHeaders(rh)
+	rh.DelBytes(hGatewayCC) // meant for this cache alone
+	if x.Err != nil {
+		return nil
+	}
+	status := resp.StatusCode()
+	lt, ok := m.freshness(hdrs, status, now)
+	if !ok {
+		return nil
+	}
+	if _, n := field(hdrs, "Set-Cookie"); n > 0 && !m.setCookie {
+		return nil
+	}
+	vary, _ := field(hdrs, "Vary")
+	varyNames, ok := m.extraVary(vary)
+	if !ok {
 		return nil
 	}
 	body, ok := m.body(x)
 	if !ok {
 		return nil
 	}
-	initialAge := int64(0)
-	if v := rh.PeekBytes(hAge); len(v) > 0 {
-		initialAge = seconds(v)
-	}
-	swr := m.swr
-	if cc.staleWhileRevalidate >= 0 {
-		swr = cc.staleWhileRevalidate * 1e9
-	}
-	if cc.mustRevalidate {
-		swr = 0
-	}
-	e := &Entry{
-		Key: string(key), Path: string(x.Path), Status: status, Body: body, StoredAt: now, InitialAge: initialAge,
-		FreshUntil: now + lifetime - initialAge*1e9,
-	}
-	e.StaleUntil = e.FreshUntil + swr
-	for k, v := range rh.All() {
-		name := string(k) // canonical already; the compiler does not allocate for the lookup
-		if slices.Contains(notStored, name) {
-			continue
-		}
-		e.Header = append(e.Header, KV{append([]byte(nil), k...), append([]byte(nil), v...)})
-	}
-	e.ETag = append([]byte(nil), rh.PeekBytes(hETag)...)
-	if lm, err := fasthttp.ParseHTTPDate(rh.PeekBytes(hLastModified)); err == nil {
-		e.LastMod = lm.Unix()
-	}
-	if e.FreshUntil <= now && e.StaleUntil <= now {
+	e := m.newEntry(string(key), string(x.Path), status, hdrs, body, lt, now)
+	if e == nil {
 		return nil
 	}
 	if len(varyNames) > 0 {
-		index := &Entry{Key: e.Key, Path: e.Path, StoredAt: now, FreshUntil: e.FreshUntil, StaleUntil: e.StaleUntil, VaryNames: varyNames}
+		index := &Entry{Key: e.Key, Path: e.Path, StoredAt: now, FreshUntil: e.FreshUntil, StaleUntil: e.StaleUntil,
+			ErrorUntil: e.ErrorUntil, KeepUntil: e.KeepUntil, VaryNames: varyNames}
 		m.put(index)
 		e.Key = string(appendVary(key, &x.Ctx.Request.Header, varyNames))
 	}
 	m.put(e)
+	return e
+}
+
+// newEntry builds the entry for a response with fields hdrs (every line, as received).
+func (m *middleware) newEntry(key, path string, status int, hdrs []KV, body []byte, lt lifetimes, now int64) *Entry {
+	e := &Entry{
+		Key: key, Path: path, Status: status, Body: body, StoredAt: now, InitialAge: lt.initialAge,
+		FreshUntil: now + lt.fresh,
+	}
+	e.StaleUntil = e.FreshUntil + lt.swr
+	e.ErrorUntil = e.FreshUntil + lt.staleIfError
+	for _, kv := range hdrs {
+		name := string(kv.Key) // canonical already; the compiler does not allocate for the lookup
+		if slices.Contains(notStored, name) && (name != "Set-Cookie" || !m.setCookie) {
+			continue
+		}
+		e.Header = append(e.Header, kv)
+	}
+	if etag, n := field(hdrs, "Etag"); n == 1 {
+		e.ETag = etag
+	}
+	if lm, n := field(hdrs, "Last-Modified"); n == 1 {
+		if t, ok := parseHTTPDate(lm, now); ok {
+			e.LastMod = t
+		}
+	}
+	e.KeepUntil = max(e.StaleUntil, e.ErrorUntil)
+	if len(e.ETag) > 0 || e.LastMod > 0 {
+		e.KeepUntil = max(e.KeepUntil, e.FreshUntil+keepForRevalidation)
+	}
+	e.buildHeader()
 	return e
 }
 
@@ -379,7 +575,7 @@ func (m *middleware) extraVary(v []byte) ([]string, bool) {
 			return nil, false
 		}
 		name := textproto.CanonicalMIMEHeaderKey(string(item))
-		if slices.ContainsFunc(m.vary, func(b []byte) bool { return string(b) == name }) || slices.Contains(names, name) {
+		if slices.Contains(m.vary, name) || slices.Contains(names, name) {
 			continue
 		}
 		if (name == "Authorization" || name == "Cookie") && !m.authorized {
@@ -450,17 +646,60 @@ func (p *prefixed) Read(b []byte) (int, error) {
 
 func (p *prefixed) Close() error { return p.rest.Close() }
 
-// appendKey appends the primary cache key: host, path, sorted query, then the values of the
-// route's vary headers. Parts are separated by bytes that cannot occur in them.
+// appendKey appends the primary cache key: host, path, query sorted by name, what the upstream
+// is told about the client's view of the URL, then the values of the route's vary headers.
+// Parts are separated by bytes that cannot occur in them: host \0 path \0 query \0 origin
+// [\0 vary value]... The first three parts name the resource (invalidation removes every entry
+// under them).
 func (m *middleware) appendKey(dst []byte, x *proxy.Exchange) []byte {
-	dst = appendHost(dst, x.Ctx.Request.Header.Host())
+	req := &x.Ctx.Request.Header
+	dst = appendHost(dst, req.Host())
 	dst = append(dst, 0)
 	dst = append(dst, x.Path...)
 	dst = append(dst, 0)
 	dst = appendSortedQuery(dst, x.Query)
+	dst = append(dst, 0)
+	dst = appendOrigin(dst, x)
 	for _, name := range m.vary {
 		dst = append(dst, 0)
-		dst = append(dst, bytes.TrimSpace(x.Ctx.Request.Header.PeekBytes(name))...)
+		dst, _ = appendRequestField(dst, req, name)
+	}
+	return dst
+}
+
+// forwardedFields are the request fields a trusted proxy's copies of pass through to the
+// upstream (proxy.setForwardedHeaders), with the bit the header scan sets for each. An upstream
+// may build URLs from them (Location, Link, canonical links in a body), so each is part of the
+// key when it is forwarded: otherwise one request with "X-Forwarded-Host: evil" would poison
+// the entry everyone gets. From an untrusted peer the gateway writes them itself, from the
+// Host (already keyed) and the listener's scheme.
+var forwardedFields = [...]struct {
+	name string
+	bit  uint32
+}{
+	{"X-Forwarded-Host", protocol.HasXForwardedHost},
+	{"X-Forwarded-Proto", protocol.HasXForwardedProto},
+	{"X-Forwarded-Port", protocol.HasXForwardedPort},
+	{"X-Forwarded-Prefix", protocol.HasXForwardedPrefix},
+	{"Forwarded", protocol.HasForwarded},
+}
+
+// appendOrigin appends the scheme the client used and, from a trusted proxy, every forwarded
+// field it sent.
+func appendOrigin(dst []byte, x *proxy.Exchange) []byte {
+	if x.Ctx.IsTLS() {
+		dst = append(dst, 's')
+	} else {
+		dst = append(dst, 'p')
+	}
+	if !x.PeerTrusted {
+		return dst
+	}
+	for i, f := range forwardedFields {
+		if x.Facts.Has(f.bit) {
+			dst = append(dst, 2, byte('0'+i))
+			dst, _ = appendRequestField(dst, &x.Ctx.Request.Header, f.name)
+		}
 	}
 	return dst
 }
@@ -470,7 +709,7 @@ func appendVary(dst []byte, req *fasthttp.RequestHeader, names []string) []byte 
 		dst = append(dst, 1)
 		dst = append(dst, name...)
 		dst = append(dst, ':')
-		dst = append(dst, bytes.TrimSpace(req.Peek(name))...)
+		dst, _ = appendRequestField(dst, req, name)
 	}
 	return dst
 }
@@ -491,8 +730,10 @@ func appendHost(dst, host []byte) []byte {
 // maxSortedParams bounds the parameters sorted in place; a longer query keeps its order.
 const maxSortedParams = 32
 
-// appendSortedQuery appends the query's parameters sorted bytewise, so ?a=1&b=2 and ?b=2&a=1
-// share an entry. Empty parameters are dropped.
+// appendSortedQuery appends the query's parameters sorted by name, so ?a=1&b=2 and ?b=2&a=1
+// share an entry. The sort is stable and compares names only: the values of a repeated name keep
+// their order, because ?a=evil&a=good and ?a=good&a=evil are different requests to an upstream
+// that reads the first (or the last) value. Empty parameters are dropped.
 func appendSortedQuery(dst, q []byte) []byte {
 	var params [maxSortedParams][]byte
 	n := 0
@@ -507,14 +748,24 @@ func appendSortedQuery(dst, q []byte) []byte {
 			continue
 		}
 		if n == maxSortedParams {
-			return append(dst, q...)
+			// Too many to sort here: keep the order as sent.
+			for i := 0; i < n; i++ {
+				dst = append(dst, params[i]...)
+				dst = append(dst, '&')
+			}
+			dst = append(dst, p...)
+			if len(q) > 0 {
+				dst = append(dst, '&')
+				dst = append(dst, q...)
+			}
+			return dst
 		}
 		params[n] = p
 		n++
 	}
-	// Insertion sort: few parameters, no allocation.
+	// Insertion sort, stable: few parameters, no allocation.
 	for i := 1; i < n; i++ {
-		for j := i; j > 0 && bytes.Compare(params[j], params[j-1]) < 0; j-- {
+		for j := i; j > 0 && bytes.Compare(paramName(params[j]), paramName(params[j-1])) < 0; j-- {
 			params[j], params[j-1] = params[j-1], params[j]
 		}
 	}
@@ -525,6 +776,13 @@ func appendSortedQuery(dst, q []byte) []byte {
 		dst = append(dst, params[i]...)
 	}
 	return dst
+}
+
+func paramName(p []byte) []byte {
+	if i := bytes.IndexByte(p, '='); i >= 0 {
+		return p[:i]
+	}
+	return p
 }
 
 // refresh starts one background request that replaces a stale entry. The request copies the
@@ -562,6 +820,59 @@ func (m *middleware) refresh(x *proxy.Exchange, e *Entry, key []byte) {
 		m.capture(bx, primary, time.Now().UnixNano())
 		ctx.Response.Reset()
 	}()
+}
+
+// invalidateAfter removes the stored responses an unsafe request may have changed (RFC 9111
+// §4.4): when the upstream answered it with 2xx or 3xx, those for its URI and for the URIs its
+// Location and Content-Location name on the same host, every variant of each.
+func (m *middleware) invalidateAfter(x *proxy.Exchange) {
+	if x.Err != nil {
+		return
+	}
+	resp := &x.Ctx.Response
+	if code := resp.StatusCode(); code < 200 || code >= 400 {
+		return
+	}
+	host := appendHost(nil, x.Ctx.Request.Header.Host())
+	m.invalidate(host, x.Path, x.Query)
+	for _, name := range []string{"Location", "Content-Location"} {
+		if v := resp.Header.Peek(name); len(v) > 0 {
+			if path, query, ok := sameHostTarget(v, host, x.Path); ok {
+				m.invalidate(host, path, query)
+			}
+		}
+	}
+}
+
+func (m *middleware) invalidate(host, path, query []byte) {
+	uri := append(append([]byte(nil), host...), 0)
+	uri = append(uri, path...)
+	uri = append(uri, 0)
+	uri = appendSortedQuery(uri, query)
+	m.rc.store.Invalidate(uri)
+	if m.tier != nil {
+		m.tier.invalidate(string(path))
+	}
+	m.rc.invalidations.Add(1)
+}
+
+// sameHostTarget resolves a Location or Content-Location value against the request path and
+// returns its normalised path and query when it is on host; another host's entries are not
+// this request's to remove (RFC 9111 §4.4).
+func sameHostTarget(v, host, base []byte) ([]byte, []byte, bool) {
+	ref, err := url.Parse(string(v))
+	if err != nil {
+		return nil, nil, false
+	}
+	if ref.Host != "" && !bytes.Equal(appendHost(nil, []byte(ref.Host)), host) {
+		return nil, nil, false
+	}
+	u := (&url.URL{Path: string(base)}).ResolveReference(ref)
+	path, err := protocol.NormalizePath(nil, []byte(u.EscapedPath()), false)
+	if err != nil {
+		return nil, nil, false
+	}
+	return path, []byte(u.RawQuery), true
 }
 
 // primaryKeyOf strips the variant part of a variant's key.

@@ -41,6 +41,7 @@ type routeCache struct {
 	tier    atomic.Pointer[redisTier] // the live snapshot's, for purges
 
 	hits, misses, stale, bypass, collapsed, refreshes atomic.Uint64
+	revalidated, staleErrors, invalidations           atomic.Uint64
 }
 
 // NewRegistry returns an empty registry whose refreshes stop when ctx ends.
@@ -155,8 +156,9 @@ func (r *Registry) refreshDone() { r.running.Done() }
 func (r *Registry) Wait() { r.running.Wait() }
 
 var (
-	descRequests  = prometheus.NewDesc("archway_cache_requests_total", "Requests seen by a route's cache, by result: hit, stale (served while refreshing), miss, collapsed (waited for another miss), bypass (not cacheable).", []string{"route", "result"}, nil)
+	descRequests  = prometheus.NewDesc("archway_cache_requests_total", "Requests seen by a route's cache, by result: hit, stale (served while refreshing), revalidated (a stored response the upstream confirmed with 304), stale_error (a stored response standing in for a failed upstream), miss, collapsed (waited for another miss), bypass (not cacheable).", []string{"route", "result"}, nil)
 	descRefreshes = prometheus.NewDesc("archway_cache_refreshes_total", "Background stale-while-revalidate refreshes started.", []string{"route"}, nil)
+	descInvalid   = prometheus.NewDesc("archway_cache_invalidations_total", "URIs whose stored responses were removed after an unsafe request succeeded (RFC 9111 §4.4).", []string{"route"}, nil)
 	descBytes     = prometheus.NewDesc("archway_cache_bytes", "Bytes a route's cache holds against cache.max_bytes.", []string{"route"}, nil)
 	descEntries   = prometheus.NewDesc("archway_cache_entries", "Entries a route's cache holds.", []string{"route"}, nil)
 	descEvictions = prometheus.NewDesc("archway_cache_evictions_total", "Entries evicted to stay within cache.max_bytes.", []string{"route"}, nil)
@@ -164,7 +166,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (r *Registry) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRequests, descRefreshes, descBytes, descEntries, descEvictions} {
+	for _, d := range []*prometheus.Desc{descRequests, descRefreshes, descInvalid, descBytes, descEntries, descEvictions} {
 		ch <- d
 	}
 }
@@ -175,10 +177,11 @@ func (r *Registry) Collect(ch chan<- prometheus.Metric) {
 		for _, c := range []struct {
 			result string
 			n      *atomic.Uint64
-		}{{"hit", &rc.hits}, {"stale", &rc.stale}, {"miss", &rc.misses}, {"collapsed", &rc.collapsed}, {"bypass", &rc.bypass}} {
+		}{{"hit", &rc.hits}, {"stale", &rc.stale}, {"revalidated", &rc.revalidated}, {"stale_error", &rc.staleErrors}, {"miss", &rc.misses}, {"collapsed", &rc.collapsed}, {"bypass", &rc.bypass}} {
 			ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(c.n.Load()), rc.name, c.result)
 		}
 		ch <- prometheus.MustNewConstMetric(descRefreshes, prometheus.CounterValue, float64(rc.refreshes.Load()), rc.name)
+		ch <- prometheus.MustNewConstMetric(descInvalid, prometheus.CounterValue, float64(rc.invalidations.Load()), rc.name)
 		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(rc.store.Bytes()), rc.name)
 		ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(rc.store.Len()), rc.name)
 		ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(rc.store.Evictions()), rc.name)
@@ -230,7 +233,7 @@ func (t *redisTier) get(key []byte) *Entry {
 }
 
 func (t *redisTier) put(e *Entry) {
-	ttl := time.Until(time.Unix(0, e.StaleUntil))
+	ttl := time.Until(time.Unix(0, e.KeepUntil))
 	if ttl < time.Millisecond || !t.store.Available() {
 		return
 	}
@@ -245,7 +248,27 @@ func (t *redisTier) put(e *Entry) {
 func (t *redisTier) purge(ctx context.Context, pathPrefix string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	pattern := globEscape(t.prefix+pathPrefix) + "*"
+	return t.deleteMatching(ctx, globEscape(t.prefix+pathPrefix)+"*")
+}
+
+// invalidate deletes the tier's entries for path (every query and variant: the key holds only
+// a hash of the rest), waiting at most the Redis timeout. It scans the tier's keys, so it costs
+// in proportion to the whole tier, once per successful unsafe request on a cached route.
+func (t *redisTier) invalidate(path string) {
+	if !t.store.Available() {
+		return
+	}
+	ctx, cancel := t.store.Context()
+	defer cancel()
+	_, err := t.deleteMatching(ctx, globEscape(t.prefix+path)+"#*")
+	t.store.Report(err)
+	if err != nil {
+		t.logger.Warn("cache invalidation in redis failed", "path", path, "err", err)
+	}
+}
+
+// deleteMatching deletes the keys matching a SCAN pattern on every master.
+func (t *redisTier) deleteMatching(ctx context.Context, pattern string) (int64, error) {
 	var deleted atomic.Int64
 	scan := func(ctx context.Context, c redis.UniversalClient) error {
 		iter := c.Scan(ctx, 0, pattern, 500).Iterator()

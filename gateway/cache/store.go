@@ -2,6 +2,7 @@ package cache
 
 import (
 	"hash/maphash"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ type Store struct {
 	listMu     sync.Mutex
 	head, tail *node // head: newest
 	hand       *node
+	byURI      map[uint64][]*node // by the hash of the key's resource part; for invalidation
 
 	evictions atomic.Uint64
 }
@@ -46,14 +48,14 @@ type storeShard struct {
 
 type node struct {
 	e          *Entry
-	hash       uint64
+	hash, uri  uint64
 	prev, next *node // prev: newer
 	visited    atomic.Bool
 }
 
 // NewStore returns an empty store holding at most budget bytes.
 func NewStore(budget int64) *Store {
-	s := &Store{seed: maphash.MakeSeed()}
+	s := &Store{seed: maphash.MakeSeed(), byURI: map[uint64][]*node{}}
 	for i := range s.shards {
 		s.shards[i].m = map[uint64]*node{}
 	}
@@ -87,7 +89,7 @@ func (s *Store) Put(e *Entry) {
 		return
 	}
 	h := s.Hash([]byte(e.Key))
-	n := &node{e: e, hash: h}
+	n := &node{e: e, hash: h, uri: s.Hash(resourceOf([]byte(e.Key)))}
 	s.listMu.Lock()
 	defer s.listMu.Unlock()
 	sh := &s.shards[h%numShards]
@@ -97,9 +99,11 @@ func (s *Store) Put(e *Entry) {
 	sh.mu.Unlock()
 	if old != nil {
 		s.unlink(old)
+		s.dropURI(old)
 		s.bytes.Add(-old.e.Size())
 		s.items.Add(-1)
 	}
+	s.byURI[n.uri] = append(s.byURI[n.uri], n)
 	s.pushHead(n)
 	s.bytes.Add(size)
 	s.items.Add(1)
@@ -136,6 +140,7 @@ func (s *Store) enforce() {
 // remove takes n out of the list and the index; listMu is held.
 func (s *Store) remove(n *node) {
 	s.unlink(n)
+	s.dropURI(n)
 	sh := &s.shards[n.hash%numShards]
 	sh.mu.Lock()
 	if sh.m[n.hash] == n {
@@ -144,6 +149,48 @@ func (s *Store) remove(n *node) {
 	sh.mu.Unlock()
 	s.bytes.Add(-n.e.Size())
 	s.items.Add(-1)
+}
+
+// dropURI takes n out of the resource index; listMu is held.
+func (s *Store) dropURI(n *node) {
+	list := s.byURI[n.uri]
+	if i := slices.Index(list, n); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(s.byURI, n.uri)
+	} else {
+		s.byURI[n.uri] = list
+	}
+}
+
+// Invalidate removes every entry of a resource, named by the first three parts of a key
+// (host \0 path \0 sorted query): all its variants and origins. It returns how many it removed.
+func (s *Store) Invalidate(resource []byte) int {
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	removed := 0
+	for _, n := range slices.Clone(s.byURI[s.Hash(resource)]) {
+		if string(resourceOf([]byte(n.e.Key))) == string(resource) {
+			s.remove(n)
+			removed++
+		}
+	}
+	return removed
+}
+
+// resourceOf returns the resource part of a key: up to its third separator.
+func resourceOf(key []byte) []byte {
+	seps := 0
+	for i, c := range key {
+		if c == 1 || (c == 0 && seps == 2) {
+			return key[:i]
+		}
+		if c == 0 {
+			seps++
+		}
+	}
+	return key
 }
 
 func (s *Store) pushHead(n *node) {

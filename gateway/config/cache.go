@@ -21,8 +21,10 @@ type Cache struct {
 	Store                CacheStore `yaml:"store"`
 	// Authorized stores and serves responses to requests carrying Authorization or Cookie.
 	Authorized bool `yaml:"authorized,omitempty"`
-	// SetCookie stores responses carrying Set-Cookie (stored without it).
+	// SetCookie stores responses carrying Set-Cookie, and replays it.
 	SetCookie bool `yaml:"set_cookie,omitempty"`
+	// StaleIfError serves a stored response this long past its freshness when the upstream fails.
+	StaleIfError Duration `yaml:"stale_if_error,omitempty"`
 }
 
 // CacheStore is where a route's cache keeps entries: cache.store.
