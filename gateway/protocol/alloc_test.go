@@ -27,3 +27,23 @@ func TestScanHeadersAllocatesNothing(t *testing.T) {
 		t.Fatalf("ScanHeaders allocates %.1f times per call", allocs)
 	}
 }
+
+// repeatConn returns the same request on every read, as a keep-alive client would send it.
+type repeatConn struct {
+	feedConn
+	req []byte
+}
+
+func (r *repeatConn) Read(p []byte) (int, error) { return copy(p, r.req), nil }
+
+func TestConnScanAllocatesNothing(t *testing.T) {
+	c := &Conn{Conn: &repeatConn{req: []byte("POST /api/orders HTTP/1.1\r\nHost: example.com\r\nContent-Length: 2\r\n\r\n{}")}}
+	buf := make([]byte, 4096)
+	allocs := testing.AllocsPerRun(1000, func() {
+		_, _ = c.Read(buf)
+		c.RequestDone(2, false)
+	})
+	if allocs != 0 || c.state != headSkip {
+		t.Fatalf("the head scanner allocates %.1f times per request (state %d)", allocs, c.state)
+	}
+}

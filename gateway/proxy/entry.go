@@ -129,6 +129,11 @@ func (e *Entry) serve(x *Exchange) {
 		WriteError(x, err)
 		return
 	}
+	if version == protocol.Version10 && len(hdr.Host()) == 0 {
+		// The upstream gets HTTP/1.1, which needs a Host. Without one the target's authority
+		// is the server's own address (RFC 9112, section 3.3). Rare enough to format here.
+		hdr.SetHost(ctx.LocalAddr().String())
+	}
 	x.queryBuf = append(x.queryBuf[:0], query...)
 	x.Query = x.queryBuf
 

@@ -145,6 +145,11 @@ func TestHTTPVersions(t *testing.T) {
 	if r.Status != 200 || !r.Closed {
 		t.Fatalf("HTTP/1.0 request: status %d closed %v, want 200 and closed", r.Status, r.Closed)
 	}
+	// Without Host: forwarded as HTTP/1.1 with the gateway's own address as Host.
+	r = rawRequest(t, gw.Addr, "GET /api/products HTTP/1.0\r\n\r\n")
+	if r.Status != 200 || !r.Closed {
+		t.Fatalf("HTTP/1.0 request without Host: status %d closed %v %q, want 200 and closed", r.Status, r.Closed, r.Body)
+	}
 	c, br := dialGateway(t, gw.Addr)
 	for range 2 {
 		resp, body := rawExchange(t, c, br, "GET /api/products HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
@@ -153,7 +158,7 @@ func TestHTTPVersions(t *testing.T) {
 		}
 	}
 	mu.Lock()
-	if strings.Join(protos, ",") != "HTTP/1.1,HTTP/1.1,HTTP/1.1" {
+	if strings.Join(protos, ",") != "HTTP/1.1,HTTP/1.1,HTTP/1.1,HTTP/1.1" {
 		t.Errorf("the upstream saw %v, want HTTP/1.1 each time", protos)
 	}
 	mu.Unlock()
