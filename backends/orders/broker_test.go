@@ -148,7 +148,11 @@ func TestOrderEventsSurviveBrokerOutage(t *testing.T) {
 	st := s.orders[0].store
 	body := `{"items":[{"product_id":1,"quantity":2}],"shipping_address":"Calle Mayor 1"}`
 
-	// A WebSocket on instance 1 sees an order placed through instance 0, through the broker.
+	// A WebSocket on instance 1 sees an order placed through instance 0, through the broker
+	// (once instance 1's feed queue exists: events published before are not its).
+	for _, inst := range s.orders {
+		waitFor(t, "the instance's feed to subscribe", func() bool { return inst.events.consumer.Stats().Connections > 0 })
+	}
 	ws := dialWS(t, wsURL(s.orders[1], "?token="+s.customer), nil)
 	first := s.placeOrder(t, body)
 	ws.expectStatus(t, first, StatusPending)

@@ -110,9 +110,10 @@ func (p *faultProxy) clear()                            { p.hook.Store(nil) }
 
 // ordersInstance is one orders service in this process.
 type ordersInstance struct {
-	url   string
-	store *Store
-	stop  func() // shuts it down (also done at cleanup)
+	url    string
+	store  *Store
+	events *eventTasks
+	stop   func() // shuts it down (also done at cleanup)
 }
 
 type stack struct {
@@ -236,7 +237,7 @@ func startOrdersWith(t *testing.T, dbURL, productsURL, paymentsURL string, ping 
 	})
 	stop := sync.OnceFunc(func() { cancel(); wg.Wait() })
 	t.Cleanup(stop)
-	return &ordersInstance{url: "http://" + ln.Addr().String(), store: store, stop: stop}
+	return &ordersInstance{url: "http://" + ln.Addr().String(), store: store, events: events, stop: stop}
 }
 
 type reply struct {
