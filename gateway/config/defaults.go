@@ -200,6 +200,7 @@ func (c *Config) applyDefaults() {
 		setDefault(&rd.BreakerProbe, DefaultRedisBreakerProbe)
 	}
 	c.applyEdgeDefaults()
+	c.applyRedirectDefaults()
 }
 
 func setDefault[T comparable](field *T, def T) {
