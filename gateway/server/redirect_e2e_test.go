@@ -69,7 +69,9 @@ routes:
 		if err != nil {
 			t.Fatal(err)
 		}
-		var body struct{ ID, UpstreamPath string `json:"upstream_path"` }
+		var body struct {
+			ID, UpstreamPath string `json:"upstream_path"`
+		}
 		err = json.NewDecoder(resp.Body).Decode(&body)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(resp.Request.URL.Path, "/api/items/") {
