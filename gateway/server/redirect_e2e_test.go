@@ -70,11 +70,12 @@ routes:
 			t.Fatal(err)
 		}
 		var body struct {
-			ID, UpstreamPath string `json:"upstream_path"`
+			ID           string `json:"id"`
+			UpstreamPath string `json:"upstream_path"`
 		}
 		err = json.NewDecoder(resp.Body).Decode(&body)
 		resp.Body.Close()
-		if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(resp.Request.URL.Path, "/api/items/") {
+		if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(resp.Request.URL.Path, "/api/items/") || "/api"+body.UpstreamPath != resp.Request.URL.Path {
 			t.Errorf("GET %s, following redirects: %d at %s (%v)", path, resp.StatusCode, resp.Request.URL, err)
 		}
 	}
