@@ -223,7 +223,7 @@ func (s *service) create(ctx *fasthttp.RequestCtx) error {
 		return err
 	}
 	s.feed.Kick()
-	ctx.Response.Header.Set(fasthttp.HeaderLocation, "/orders/"+strconv.FormatInt(o.ID, 10))
+	ctx.Response.Header.Set(fasthttp.HeaderLocation, api.URL(ctx, "/orders/"+strconv.FormatInt(o.ID, 10)))
 	return api.WriteJSON(ctx, http.StatusCreated, o)
 }
 
@@ -264,27 +264,17 @@ func (s *service) list(ctx *fasthttp.RequestCtx) error {
 		return err
 	}
 	ctx.Response.Header.Set("X-Total-Count", strconv.Itoa(total))
-	ctx.Response.Header.Set("Link", paginationLinks(forwardedPrefix(ctx), page, limit, total))
+	ctx.Response.Header.Set("Link", paginationLinks(api.URL(ctx, ""), page, limit, total))
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
 	return api.WriteJSON(ctx, http.StatusOK, orders)
 }
 
-// forwardedPrefix is the path prefix the gateway stripped (X-Forwarded-Prefix: /api), so Link
-// URLs work for the client that sees the gateway's paths. Anything odd is ignored.
-func forwardedPrefix(ctx *fasthttp.RequestCtx) string {
-	p := string(ctx.Request.Header.Peek("X-Forwarded-Prefix"))
-	if p == "" || p[0] != '/' || len(p) > 100 || strings.ContainsAny(p, "<>\"' ?#\\") {
-		return ""
-	}
-	return strings.TrimSuffix(p, "/")
-}
-
 // paginationLinks renders RFC 8288 Link values: first and last always, prev and next when they
-// exist.
-func paginationLinks(prefix string, page, limit, total int) string {
+// exist. base is where the service is reached (api.URL of "").
+func paginationLinks(base string, page, limit, total int) string {
 	last := max(1, (total+limit-1)/limit)
 	link := func(p int, rel string) string {
-		return fmt.Sprintf(`<%s/orders?limit=%d&page=%d>; rel="%s"`, prefix, limit, p, rel)
+		return fmt.Sprintf(`<%s/orders?limit=%d&page=%d>; rel="%s"`, base, limit, p, rel)
 	}
 	links := []string{link(1, "first")}
 	if page > 1 {

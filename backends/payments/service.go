@@ -214,7 +214,7 @@ func (s *service) create(ctx *fasthttp.RequestCtx) error {
 	} else {
 		ctx.Response.Header.Set(HeaderReplayed, "true")
 	}
-	ctx.Response.Header.Set(fasthttp.HeaderLocation, "/payments/"+strconv.FormatInt(p.ID, 10))
+	ctx.Response.Header.Set(fasthttp.HeaderLocation, api.URL(ctx, "/payments/"+strconv.FormatInt(p.ID, 10)))
 	return api.WriteJSON(ctx, http.StatusCreated, p)
 }
 

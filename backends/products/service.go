@@ -75,23 +75,13 @@ func (s *service) list(ctx *fasthttp.RequestCtx) error {
 		return err
 	}
 	ctx.Response.Header.Set("X-Total-Count", strconv.Itoa(total))
-	ctx.Response.Header.Set("Link", paginationLinks(forwardedPrefix(ctx), category, search, page, limit, total))
+	ctx.Response.Header.Set("Link", paginationLinks(api.URL(ctx, ""), category, search, page, limit, total))
 	return api.WriteCacheable(ctx, products, listMaxAge)
 }
 
-// forwardedPrefix is the path prefix the gateway stripped (X-Forwarded-Prefix: /api), so Link
-// URLs work for the client that sees the gateway's paths. Anything odd is ignored.
-func forwardedPrefix(ctx *fasthttp.RequestCtx) string {
-	p := string(ctx.Request.Header.Peek("X-Forwarded-Prefix"))
-	if p == "" || p[0] != '/' || len(p) > 100 || strings.ContainsAny(p, "<>\"' ?#\\") {
-		return ""
-	}
-	return strings.TrimSuffix(p, "/")
-}
-
 // paginationLinks renders RFC 8288 Link values: first and last always, prev and next when they
-// exist. The URLs keep the filters.
-func paginationLinks(prefix, category, search string, page, limit, total int) string {
+// exist. base is where the service is reached (api.URL of ""); the URLs keep the filters.
+func paginationLinks(base, category, search string, page, limit, total int) string {
 	last := max(1, (total+limit-1)/limit)
 	link := func(p int, rel string) string {
 		v := url.Values{}
@@ -103,7 +93,7 @@ func paginationLinks(prefix, category, search string, page, limit, total int) st
 		}
 		v.Set("page", strconv.Itoa(p))
 		v.Set("limit", strconv.Itoa(limit))
-		return fmt.Sprintf(`<%s/products?%s>; rel="%s"`, prefix, v.Encode(), rel)
+		return fmt.Sprintf(`<%s/products?%s>; rel="%s"`, base, v.Encode(), rel)
 	}
 	links := []string{link(1, "first")}
 	if page > 1 {
@@ -193,7 +183,7 @@ func (s *service) create(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	ctx.Response.Header.Set(fasthttp.HeaderLocation, "/products/"+strconv.FormatInt(p.ID, 10))
+	ctx.Response.Header.Set(fasthttp.HeaderLocation, api.URL(ctx, "/products/"+strconv.FormatInt(p.ID, 10)))
 	return api.WriteJSON(ctx, http.StatusCreated, p)
 }
 

@@ -76,7 +76,7 @@ func (s *service) register(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	ctx.Response.Header.Set(fasthttp.HeaderLocation, "/users/"+strconv.FormatInt(user.ID, 10))
+	ctx.Response.Header.Set(fasthttp.HeaderLocation, api.URL(ctx, "/users/"+strconv.FormatInt(user.ID, 10)))
 	return api.WriteJSON(ctx, http.StatusCreated, authResponse{User: user, Token: token})
 }
 

@@ -171,6 +171,9 @@ type Route struct {
 	// WebSocket lets GET requests upgrade to WebSocket on this route; each upgrade gets its own
 	// upstream connection and a tunnel.
 	WebSocket *WebSocket `yaml:"websocket,omitempty"`
+	// Redirects rewrites the upstream's Location, Content-Location, Refresh and Set-Cookie
+	// (redirects.go); rewrite by default where strip_prefix or add_prefix change the path.
+	Redirects *Redirects `yaml:"redirects,omitempty"`
 }
 
 // Respond is a direct answer. Without a body, a status of 400 or more gets the gateway's JSON

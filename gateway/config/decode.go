@@ -101,6 +101,14 @@ func validEnvName(s string) bool {
 
 var nodeDecoderType = reflect.TypeFor[nodeDecoder]()
 
+// shortFormDecoder is implemented by structs that also accept a one-word form ("redirects:
+// keep"); a mapping decodes field by field like any struct.
+type shortFormDecoder interface {
+	decodeShort(s string) error
+}
+
+var shortFormDecoderType = reflect.TypeFor[shortFormDecoder]()
+
 // decode fills v (addressable) from n. path names the field for errors ("routes[2].upstream").
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	for n.Kind == yaml.AliasNode {
@@ -131,6 +139,16 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			n = &copied
 		}
 		if err := v.Addr().Interface().(nodeDecoder).decodeNode(n); err != nil {
+			d.fail(n, path, "%v", err)
+		}
+		return
+	}
+	if n.Kind == yaml.ScalarNode && v.Kind() == reflect.Struct && v.Addr().Type().Implements(shortFormDecoderType) {
+		s, err := d.expand(n.Value)
+		if err == nil {
+			err = v.Addr().Interface().(shortFormDecoder).decodeShort(s)
+		}
+		if err != nil {
 			d.fail(n, path, "%v", err)
 		}
 		return

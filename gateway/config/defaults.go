@@ -163,6 +163,7 @@ func (c *Config) applyDefaults() {
 
 	c.redisDefaults()
 	c.jwtDefaults()
+	c.applyRedirectDefaults()
 }
 
 func setDefault[T comparable](field *T, def T) {

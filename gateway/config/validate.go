@@ -284,6 +284,7 @@ func (v *validator) routes() {
 			v.positive(p+".timeout", r.Timeout)
 		}
 		v.rewrite(p, r)
+		v.redirects(p, r)
 		if r.Retries < 0 || r.Retries > 10 {
 			v.errorf(p+".retries", "must be between 0 and 10, got %d", r.Retries)
 		}

@@ -89,6 +89,9 @@ func (f *Forwarder) Serve(x *Exchange) {
 				continue
 			}
 			stripResponseHopByHop(&ctx.Response.Header)
+			if r.Redirects != nil {
+				r.Redirects.apply(x)
+			}
 			return
 		}
 		lastErr = err

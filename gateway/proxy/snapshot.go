@@ -54,6 +54,8 @@ type Route struct {
 
 	// WebSocket is set when the route allows upgrades.
 	WebSocket *WebSocketPolicy
+	// Redirects rewrites URLs in the upstream's response headers; nil when it changes nothing.
+	Redirects *RedirectPolicy
 
 	Stats   *metrics.RouteStats
 	Handler Handler

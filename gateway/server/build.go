@@ -147,6 +147,7 @@ func (b *builder) route(rc *config.Route, cfg *config.Config, s *proxy.Snapshot)
 	if rc.AddPrefix != "" && rc.AddPrefix != "/" {
 		r.AddPrefix = []byte(config.CleanPrefix(rc.AddPrefix))
 	}
+	r.Redirects = proxy.NewRedirectPolicy(rc.Redirects, r.StripPrefix, r.AddPrefix)
 	// The route's own response headers win over the server's security headers.
 	overridden := map[string]bool{}
 	for k := range rc.Headers.Response.Set {

@@ -2,12 +2,9 @@ package server_test
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 
 	"github.com/archway-gateway/archway/gateway/auth/authtest"
-	"github.com/archway-gateway/archway/gateway/policies"
 	"github.com/valyala/fasthttp"
 )
 
@@ -22,9 +19,7 @@ func TestPolicyOrderAuthBeforeCacheAndLimit(t *testing.T) {
 		ctx.Response.Header.Set("Cache-Control", "public, max-age=60")
 		fmt.Fprintf(ctx, "orders for %s", ctx.Request.Header.Peek("X-User-Id"))
 	})
-	_, edgeOpt := withEdge(t)
-	pol := policies.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(pol.Close)
+	_, edgeOpt := withPolicies(t)
 	gw := startGateway(t, fmt.Sprintf(`
 admin: {listen: ""}
 access_log: {enabled: false}
@@ -38,7 +33,7 @@ routes:
     auth: {jwt: required, forward_claims: {sub: X-User-Id}}
     rate_limit: {rate: 1/m, burst: 2, key: "jwt:sub"}
     cache: {ttl: 60s, authorized: true}
-`, jwks.URL(), up.Addr), edgeOpt, pol.Options)
+`, jwks.URL(), up.Addr), edgeOpt)
 
 	ana := bearer(key.Token(t, authtest.Claims("42")))
 	bob := bearer(key.Token(t, authtest.Claims("43")))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,8 +63,10 @@ func startStack(t *testing.T, consul bool) *running {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	o := stack.Options{
-		BinDir: bin, DataDir: t.TempDir(), Config: filepath.Join(testenv.RepoRoot(), config),
-		Ports: ports, Out: lockedBuffer{&logs, &mu}, Env: []string{"BCRYPT_COST=4"}, Consul: consul,
+		BinDir: bin, DataDir: t.TempDir(), Config: behindLoopbackProxy(t, filepath.Join(testenv.RepoRoot(), config)),
+		Ports: ports, Out: lockedBuffer{&logs, &mu}, Consul: consul,
+		// The configuration is a copy elsewhere: the storefront stays where it is.
+		Env: []string{"BCRYPT_COST=4", "ARCHWAY_STATIC_ROOT=" + filepath.Join(testenv.RepoRoot(), "storefront", "dist")},
 	}
 	s, err := stack.Start(context.Background(), o)
 	if err != nil {
@@ -84,6 +87,32 @@ func startStack(t *testing.T, consul bool) *running {
 	return &running{Stack: s, gw: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), ws: fmt.Sprintf("ws://127.0.0.1:%d", ports.Gateway), opts: o}
 }
 
+// behindLoopbackProxy returns a copy of the configuration at path that trusts X-Forwarded-For
+// from 127.0.0.1, as if a load balancer there stood in front of the gateway: the tests play many
+// shoppers, each with their own rate-limit buckets, from one address. The repository's files
+// trust no one (a local client could otherwise pick its own bucket); that one line is the only
+// difference.
+func behindLoopbackProxy(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, []byte("trusted_proxies")) {
+		t.Fatalf("%s trusts proxies; no proxy stands in front of it", path)
+	}
+	const server = "server:\n"
+	if !bytes.HasPrefix(data, []byte(server)) && !bytes.Contains(data, []byte("\n"+server)) {
+		t.Fatalf("%s has no server section", path)
+	}
+	out := bytes.Replace(data, []byte("\n"+server), []byte("\n"+server+"  trusted_proxies: [\"127.0.0.1/32\"]\n"), 1)
+	dst := filepath.Join(t.TempDir(), filepath.Base(path))
+	if err := os.WriteFile(dst, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
 type lockedBuffer struct {
 	b  *bytes.Buffer
 	mu *sync.Mutex
@@ -96,9 +125,11 @@ func (l lockedBuffer) Write(p []byte) (int, error) {
 }
 
 // call does one JSON request through the gateway. clientIP, when set, arrives as
-// X-Forwarded-For from 127.0.0.1, a trusted proxy in routes.yaml: rate limits key on it, as they
-// would for clients behind a load balancer.
-func call(t *testing.T, method, url, token, clientIP string, body any, out any) int {
+// X-Forwarded-For from 127.0.0.1, a trusted proxy in the tests' configuration: rate limits key
+// on it, as they would for clients behind a load balancer. Every Location (and
+// Content-Location) an answer carries is followed, as a client library does, and must lead to
+// JSON through the gateway's API.
+func call(t *testing.T, method, url, token, clientIP string, body any, out any, headers ...string) int {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -113,7 +144,10 @@ func call(t *testing.T, method, url, token, clientIP string, body any, out any) 
 	if clientIP != "" {
 		req.Header.Set("X-Forwarded-For", clientIP)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := journeyClient(t, token, clientIP).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -124,7 +158,91 @@ func call(t *testing.T, method, url, token, clientIP string, body any, out any) 
 			t.Fatalf("%s %s: %d %s: %v", method, url, resp.StatusCode, raw, err)
 		}
 	}
+	if token == "" {
+		// A registration answers with the new user's token; the client uses it from then on.
+		var issued struct{ Token string }
+		if json.Unmarshal(raw, &issued) == nil {
+			token = issued.Token
+		}
+	}
+	for _, h := range []string{"Location", "Content-Location"} {
+		if loc := resp.Header.Get(h); loc != "" && resp.StatusCode < 400 {
+			followLocation(t, resp.Request.URL, h, loc, token, clientIP)
+		}
+	}
 	return resp.StatusCode
+}
+
+// journeyClient follows redirects as a browser or client library does, keeping the credentials
+// and client address on each hop, and refuses to leave the gateway's API on the way.
+func journeyClient(t *testing.T, token, clientIP string) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) > 5 {
+			return fmt.Errorf("more than 5 redirects")
+		}
+		if req.URL.Host != via[0].URL.Host || !strings.HasPrefix(req.URL.Path, "/api/") {
+			return fmt.Errorf("redirected out of the API to %s", req.URL)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if clientIP != "" {
+			req.Header.Set("X-Forwarded-For", clientIP)
+		}
+		return nil
+	}}
+}
+
+// followLocation GETs a Location (resolved against the request's URL) through the gateway and
+// requires JSON from the API.
+func followLocation(t *testing.T, base *neturl.URL, header, loc, token, clientIP string) {
+	t.Helper()
+	ref, err := neturl.Parse(loc)
+	if err != nil {
+		t.Fatalf("%s %q: %v", header, loc, err)
+	}
+	target := base.ResolveReference(ref)
+	if target.Host != base.Host || !strings.HasPrefix(target.Path, "/api/") {
+		t.Fatalf("%s %q of %s leads out of the gateway's API (to %s)", header, loc, base, target)
+	}
+	req, _ := http.NewRequest(http.MethodGet, target.String(), nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if clientIP != "" {
+		req.Header.Set("X-Forwarded-For", clientIP)
+	}
+	resp, err := journeyClient(t, token, clientIP).Do(req)
+	if err != nil {
+		t.Fatalf("following %s %s: %v", header, target, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var v any
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || json.Unmarshal(raw, &v) != nil {
+		t.Fatalf("following %s %s: %d %s %.200s", header, target, resp.StatusCode, resp.Header.Get("Content-Type"), raw)
+	}
+}
+
+type fetched struct {
+	*http.Response
+	body []byte
+}
+
+// fetch GETs url through the gateway as a client that follows redirects.
+func fetch(t *testing.T, url, token, clientIP string) fetched {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if clientIP != "" {
+		req.Header.Set("X-Forwarded-For", clientIP)
+	}
+	resp, err := journeyClient(t, token, clientIP).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return fetched{resp, body}
 }
 
 type authResp struct {
@@ -203,6 +321,43 @@ func shopperJourney(t *testing.T, s *running) {
 		t.Fatalf("unexpected catalog order: %s, %s", laptop.Name, mouse.Name)
 	}
 
+	// The original stack's load-test checks, through the gateway: the catalog with a trailing
+	// slash is the same JSON array (no redirect to the service's own path), an item has id, name
+	// and price. The catalog is cached at the edge. (From another address of the shopper's, so
+	// the rate limits of the orders below keep their burst.)
+	{
+		const ip = "198.51.100.12"
+		catalog := fetch(t, s.gw+"/api/products/", "", ip)
+		var slashed []product
+		if catalog.StatusCode != 200 || json.Unmarshal(catalog.body, &slashed) != nil || len(slashed) != 10 {
+			t.Fatalf("GET /api/products/: %d %.200s", catalog.StatusCode, catalog.body)
+		}
+		if again := fetch(t, s.gw+"/api/products/", "", ip); again.Header.Get("X-Cache") != "HIT" {
+			t.Errorf("the catalog is not cached at the edge: X-Cache %q", again.Header.Get("X-Cache"))
+		}
+		for _, path := range []string{"/api/products/2", "/api/products/2/"} {
+			var item map[string]any
+			if code := call(t, "GET", s.gw+path, "", ip, nil, &item); code != 200 || item["id"] != float64(2) || item["name"] == nil || item["price"] == nil {
+				t.Fatalf("GET %s: %d %v", path, code, item)
+			}
+		}
+		var mine []order
+		if code := call(t, "GET", s.gw+"/api/orders/", token, ip, nil, &mine); code != 200 || mine == nil {
+			t.Fatalf("GET /api/orders/: %d", code)
+		}
+
+		// JWT at the edge: no token is refused; the identity the services see comes from the
+		// verified token, a client's own X-User-* headers replaced (the users service refuses
+		// identity headers that contradict the token it verifies again).
+		if code := call(t, "GET", s.gw+"/api/users/me", "", ip, nil, nil); code != 401 {
+			t.Fatalf("profile without a token: %d, want 401", code)
+		}
+		var me struct{ Email, Role string }
+		if code := call(t, "GET", s.gw+"/api/users/me/", token, ip, nil, &me, "X-User-Role", "admin"); code != 200 || me.Email != "ada@example.com" || me.Role != "customer" {
+			t.Fatalf("profile with a forged role header: %d %+v", code, me)
+		}
+	}
+
 	// The WebSocket, through the gateway, authenticated by the subprotocol.
 	dialer := websocket.Dialer{Subprotocols: []string{"archway.bearer", token}, HandshakeTimeout: 5 * time.Second}
 	ws, resp, err := dialer.Dial(s.ws+"/api/ws/orders", http.Header{"X-Forwarded-For": {ip}})
@@ -249,21 +404,23 @@ func shopperJourney(t *testing.T, s *running) {
 			t.Fatal("no paid status on the WebSocket within 10s")
 		}
 	}
-	var after product
-	call(t, "GET", fmt.Sprintf("%s/api/products/%d", s.gw, laptop.ID), "", ip, nil, &after)
+	var after product // fresh, not the edge's cached copy
+	call(t, "GET", fmt.Sprintf("%s/api/products/%d", s.gw, laptop.ID), "", ip, nil, &after, "Cache-Control", "no-cache")
 	if after.Inventory != laptop.Inventory-1 {
 		t.Fatalf("laptop inventory %d, want %d", after.Inventory, laptop.Inventory-1)
 	}
 
-	// A declined card: 402 with the reason, the order stays pending.
+	// A declined card: 402 with the reason, the order stays pending. (The shopper's phone, with
+	// its own rate-limit bucket: each order placed is also fetched at its Location.)
+	const phoneIP = "198.51.100.13"
 	var o2, declined order
-	call(t, "POST", s.gw+"/api/orders", token, ip, map[string]any{"items": []map[string]any{{"product_id": mouse.ID, "quantity": 1}}, "shipping_address": "1 Main St"}, &o2)
+	call(t, "POST", s.gw+"/api/orders", token, phoneIP, map[string]any{"items": []map[string]any{{"product_id": mouse.ID, "quantity": 1}}, "shipping_address": "1 Main St"}, &o2)
 	card["card"].(map[string]any)["number"] = "4000000000000002"
-	if code := call(t, "POST", fmt.Sprintf("%s/api/orders/%d/pay", s.gw, o2.ID), token, ip, card, &declined); code != 402 || !strings.Contains(declined.Error, "declined") {
+	if code := call(t, "POST", fmt.Sprintf("%s/api/orders/%d/pay", s.gw, o2.ID), token, phoneIP, card, &declined); code != 402 || !strings.Contains(declined.Error, "declined") {
 		t.Fatalf("declined card: %d %+v", code, declined)
 	}
 	var still order
-	call(t, "GET", fmt.Sprintf("%s/api/orders/%d", s.gw, o2.ID), token, ip, nil, &still)
+	call(t, "GET", fmt.Sprintf("%s/api/orders/%d", s.gw, o2.ID), token, phoneIP, nil, &still)
 	if still.Status != "pending" {
 		t.Fatalf("after a decline the order is %q, want pending", still.Status)
 	}

@@ -7,6 +7,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -107,13 +108,17 @@ func New(cfg Config) *Server {
 		return api.Errorf(http.StatusMethodNotAllowed, "method %s not allowed", ctx.Method())
 	})
 	s.router.PanicHandler = nil // recovery happens in instrument, where the route is known
+	// No redirects to the service's own paths: behind a gateway that strips a prefix they lead
+	// the client out of the API. A trailing slash is the same resource (see route).
+	s.router.RedirectTrailingSlash = false
+	s.router.RedirectFixedPath = false
 
 	metrics := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	s.Handle(http.MethodGet, "/metrics", func(ctx *fasthttp.RequestCtx) error { metrics(ctx); return nil })
 	s.Handle(http.MethodGet, "/health", s.health)
 
 	s.http = &fasthttp.Server{
-		Handler:            s.router.Handler,
+		Handler:            s.route,
 		ErrorHandler:       s.parseError,
 		Name:               cfg.Service,
 		MaxRequestBodySize: cfg.MaxBodyBytes,
@@ -143,7 +148,22 @@ func (s *Server) Handle(method, pattern string, h api.Handler) {
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
 
 // Handler returns the complete request handler, for serving over an in-memory listener in tests.
-func (s *Server) Handler() fasthttp.RequestHandler { return s.router.Handler }
+func (s *Server) Handler() fasthttp.RequestHandler { return s.route }
+
+// route dispatches a request with its trailing slashes removed: /products/ and /products,
+// /products/1/ and /products/1 are the same resource and get the same answer, without a
+// redirect. docs/api.md states it.
+func (s *Server) route(ctx *fasthttp.RequestCtx) {
+	uri := ctx.Request.URI()
+	if p := uri.PathOriginal(); len(p) > 1 && p[len(p)-1] == '/' {
+		trimmed := bytes.TrimRight(p, "/")
+		if len(trimmed) == 0 {
+			trimmed = p[:1]
+		}
+		uri.SetPathBytes(trimmed)
+	}
+	s.router.Handler(ctx)
+}
 
 // ListenAndServe listens on Config.Addr and serves until ctx is cancelled; see Serve.
 func (s *Server) ListenAndServe(ctx context.Context) error {

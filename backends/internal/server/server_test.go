@@ -293,3 +293,40 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 		t.Fatal("server still accepts connections after shutdown")
 	}
 }
+
+// A trailing slash names the same resource: the same answer, never a redirect (behind a gateway
+// that strips /api, a redirect to the service's own path would leave the API).
+func TestTrailingSlashIsTheSameResource(t *testing.T) {
+	r := start(t, server.Config{Service: "things"}, routes)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{"GET", "/things/7", "", 200},
+		{"GET", "/things/7/", "", 200},
+		{"GET", "/things/7//", "", 200},
+		{"POST", "/things", `{"name":"a","count":1}`, 201},
+		{"POST", "/things/", `{"name":"a","count":1}`, 201},
+		{"GET", "/things/", "", 405},  // as /things: POST only
+		{"GET", "/THINGS/7", "", 404}, // paths are case-sensitive, and not redirected either
+		{"GET", "/", "", 404},
+	} {
+		req, _ := http.NewRequest(tc.method, r.url+tc.path, strings.NewReader(tc.body))
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want || resp.Header.Get("Location") != "" {
+			t.Errorf("%s %s: %d Location %q, want %d and no Location: %s", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Location"), tc.want, body)
+		}
+		if tc.want == 200 && string(body) != `{"id":7}`+"\n" && string(body) != `{"id":7}` {
+			t.Errorf("%s %s: body %q", tc.method, tc.path, body)
+		}
+	}
+	if m := do(t, "GET", r.url+"/metrics", nil, nil); !strings.Contains(string(m.body), `route="/things/{id}",service="things",status="200"} 3`) {
+		t.Errorf("the trailing-slash requests are not counted under their route:\n%s", m.body)
+	}
+}
