@@ -171,6 +171,12 @@ type Route struct {
 	// WebSocket lets GET requests upgrade to WebSocket on this route; each upgrade gets its own
 	// upstream connection and a tunnel.
 	WebSocket *WebSocket `yaml:"websocket,omitempty"`
+	// Access, ForwardAuth, Redirect, Rewrite and Split are defined in their own files.
+	Access      *Access      `yaml:"access,omitempty"`
+	ForwardAuth *ForwardAuth `yaml:"forward_auth,omitempty"`
+	Redirect    *Redirect    `yaml:"redirect,omitempty"`
+	Rewrite     *Rewrite     `yaml:"rewrite,omitempty"`
+	Split       *Split       `yaml:"split,omitempty"`
 }
 
 // Respond is a direct answer. Without a body, a status of 400 or more gets the gateway's JSON

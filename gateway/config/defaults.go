@@ -177,6 +177,8 @@ func (c *Config) applyDefaults() {
 			setDefault(&rl.OnStoreError, DefaultRateLimitOnStoreError)
 			setDefault(&rl.MaxKeys, DefaultRateLimitMaxKeys)
 		}
+		r.defaultForwardAuth()
+		r.defaultRedirect()
 		if ca := r.Cache; ca != nil {
 			if _, written := c.positions[fmt.Sprintf("routes[%d].cache.ttl", i)]; !written {
 				ca.TTL = DefaultCacheTTL

@@ -259,16 +259,16 @@ func (v *validator) routes() {
 		}
 		v.match(p, r)
 		kinds := 0
-		for _, set := range []bool{r.Upstream != "", r.Static != nil, r.Respond != nil} {
+		for _, set := range []bool{r.Upstream != "", r.Static != nil, r.Respond != nil, r.Redirect != nil} {
 			if set {
 				kinds++
 			}
 		}
 		switch {
 		case kinds == 0:
-			v.errorf(p+".upstream", "required (or static, to serve files, or respond, to answer directly)")
+			v.errorf(p+".upstream", "required (or static, to serve files, respond, to answer directly, or redirect)")
 		case kinds > 1:
-			v.errorf(p, "a route either proxies (upstream), serves files (static) or answers directly (respond): one of them")
+			v.errorf(p, "a route either proxies (upstream), serves files (static), answers directly (respond) or redirects (redirect): one of them")
 		case r.Respond != nil:
 			if r.Respond.Status < 200 || r.Respond.Status > 599 {
 				v.errorf(p+".respond.status", "must be between 200 and 599, got %d", r.Respond.Status)
@@ -295,6 +295,11 @@ func (v *validator) routes() {
 		v.rateLimit(p+".rate_limit", r.RateLimit)
 		v.cache(p+".cache", r)
 		v.edgePolicies(p, r)
+		v.access(p+".access", r.Access)
+		v.forwardAuth(p+".forward_auth", r.ForwardAuth)
+		v.redirect(p+".redirect", r)
+		v.rewritePath(p+".rewrite", r)
+		v.split(p+".split", r)
 
 		key := matchKey{exact: r.Match.Path, prefix: CleanPrefix(r.Match.PathPrefix), host: r.Match.Host}
 		for _, j := range byMatch[key] {
