@@ -16,7 +16,7 @@ var ErrForbidden error = forbiddenError{}
 
 type forbiddenError struct{}
 
-func (forbiddenError) Error() string             { return "access denied" }
+func (forbiddenError) Error() string              { return "access denied" }
 func (forbiddenError) Status() (code int, _ bool) { return fasthttp.StatusForbidden, false }
 
 var _ proxy.StatusError = forbiddenError{}
