@@ -28,7 +28,7 @@ var ErrUnavailable error = unavailableError{}
 
 type unavailableError struct{}
 
-func (unavailableError) Error() string             { return "auth service unavailable" }
+func (unavailableError) Error() string              { return "auth service unavailable" }
 func (unavailableError) Status() (code int, _ bool) { return fasthttp.StatusServiceUnavailable, false }
 
 var _ proxy.StatusError = unavailableError{}
