@@ -23,9 +23,10 @@ const DefaultRedirectStatus = 302
 var RedirectStatuses = []int{301, 302, 307, 308}
 
 // RedirectVariables are the variables a redirect target may use, as nginx names them:
-// $scheme (http or https), $host (the request's host, without port), $request_uri (the
-// original path and query), $uri (the normalised path) and $args (the query, without '?').
-var RedirectVariables = []string{"scheme", "host", "request_uri", "uri", "args"}
+// $scheme (http or https), $host (the request's host, lower-cased, without port), $http_host
+// (the Host header as sent, port included), $request_uri (the original path and query), $uri
+// (the normalised path) and $args (the query, without '?').
+var RedirectVariables = []string{"scheme", "host", "http_host", "request_uri", "uri", "args"}
 
 // RedirectPart is one piece of a parsed redirect target: literal text, or a variable.
 type RedirectPart struct {
@@ -74,6 +75,9 @@ func (v *validator) redirect(p string, r *Route) {
 	rd := r.Redirect
 	if rd == nil {
 		return
+	}
+	if r.Upstream != "" || r.Static != nil || r.Respond != nil {
+		v.errorf(p, "a redirect route answers itself; leave out upstream, static and respond")
 	}
 	if !slices.Contains(RedirectStatuses, rd.Status) {
 		v.errorf(p+".status", "must be 301, 302, 307 or 308, got %d", rd.Status)

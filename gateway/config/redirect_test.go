@@ -10,7 +10,7 @@ func TestRedirectValidation(t *testing.T) {
 		{"www to apex", "    redirect: {to: \"https://example.com$request_uri\", status: 301}\n", ""},
 		{"path with variables", "    redirect: {to: \"/new$uri?$args\"}\n", ""},
 		{"scheme variable", "    redirect: {to: \"$scheme://$host/login\"}\n", ""},
-		{"with an upstream", "    upstream: a\n    redirect: {to: /x}\n", "routes[0]: a route either proxies (upstream), serves files (static), answers directly (respond) or redirects"},
+		{"with an upstream", "    upstream: a\n    redirect: {to: /x}\n", "routes.yaml:8:15: routes[0].redirect: a redirect route answers itself; leave out upstream, static and respond"},
 		{"status", "    redirect: {to: /x, status: 303}\n", "routes.yaml:7:32: routes[0].redirect.status: must be 301, 302, 307 or 308, got 303"},
 		{"missing to", "    redirect: {status: 301}\n", "routes[0].redirect.to: required"},
 		{"relative", "    redirect: {to: example.com}\n", "routes.yaml:7:20: routes[0].redirect.to: must be a path (/...) or an absolute http(s) URL"},

@@ -259,16 +259,16 @@ func (v *validator) routes() {
 		}
 		v.match(p, r)
 		kinds := 0
-		for _, set := range []bool{r.Upstream != "", r.Static != nil, r.Respond != nil, r.Redirect != nil} {
+		for _, set := range []bool{r.Upstream != "", r.Static != nil, r.Respond != nil} {
 			if set {
 				kinds++
 			}
 		}
 		switch {
-		case kinds == 0:
-			v.errorf(p+".upstream", "required (or static, to serve files, respond, to answer directly, or redirect)")
+		case kinds == 0 && r.Redirect == nil:
+			v.errorf(p+".upstream", "required (or static, to serve files, or respond, to answer directly)")
 		case kinds > 1:
-			v.errorf(p, "a route either proxies (upstream), serves files (static), answers directly (respond) or redirects (redirect): one of them")
+			v.errorf(p, "a route either proxies (upstream), serves files (static) or answers directly (respond): one of them")
 		case r.Respond != nil:
 			if r.Respond.Status < 200 || r.Respond.Status > 599 {
 				v.errorf(p+".respond.status", "must be between 200 and 599, got %d", r.Respond.Status)

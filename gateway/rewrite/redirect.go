@@ -16,13 +16,14 @@ const (
 	literal variable = iota
 	varScheme
 	varHost
+	varHTTPHost
 	varRequestURI
 	varURI
 	varArgs
 )
 
 var variables = map[string]variable{
-	"scheme": varScheme, "host": varHost, "request_uri": varRequestURI, "uri": varURI, "args": varArgs,
+	"scheme": varScheme, "host": varHost, "http_host": varHTTPHost, "request_uri": varRequestURI, "uri": varURI, "args": varArgs,
 }
 
 type part struct {
@@ -77,6 +78,8 @@ func (r *Redirect) AppendLocation(dst []byte, x *proxy.Exchange) []byte {
 			dst = append(dst, scheme(x)...)
 		case varHost:
 			dst = appendHost(dst, hdr.Host())
+		case varHTTPHost:
+			dst = append(dst, hdr.Host()...)
 		case varRequestURI:
 			dst = append(dst, hdr.RequestURI()...)
 		case varURI:
@@ -121,13 +124,19 @@ func appendHost(dst, host []byte) []byte {
 	return dst
 }
 
-// RedirectMiddleware is the factory of the redirect policy: nil when the route has none. The
-// middleware answers itself and never calls what follows it (a redirect route has no upstream).
-func RedirectMiddleware(route *config.Route, _ *config.Config) (proxy.Middleware, error) {
+// RedirectHandler builds the handler of a redirect route: it answers in place of the forwarder
+// (a redirect route has no upstream), inside the route's other policies (access, CORS).
+func RedirectHandler(route *config.Route, _ *config.Config) (proxy.Handler, error) {
+	return NewRedirect(route.Redirect)
+}
+
+// RedirectMiddleware is the redirect policy as a middleware: nil when the route has none. It
+// answers itself and never calls what follows it.
+func RedirectMiddleware(route *config.Route, cfg *config.Config) (proxy.Middleware, error) {
 	if route.Redirect == nil {
 		return nil, nil
 	}
-	r, err := NewRedirect(route.Redirect)
+	r, err := RedirectHandler(route, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,8 @@ func TestRedirectLocation(t *testing.T) {
 			"GET / HTTP/1.1\r\nHost: a.example\r\nX-Forwarded-Proto: https\r\n\r\n", false, "/", "", "http://a.example/login"},
 		{"uri and args", "/v2$uri?$args",
 			"GET /v1/../items?q=1 HTTP/1.1\r\nHost: a\r\n\r\n", false, "/items", "q=1", "/v2/items?q=1"},
+		{"host as sent, port included", "http://$http_host/x",
+			"GET / HTTP/1.1\r\nHost: Shop.Example.com:8080\r\n\r\n", false, "/", "", "http://Shop.Example.com:8080/x"},
 		{"literal dollar", "/price$$", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", false, "/", "", "/price$"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
