@@ -22,15 +22,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/archway-gateway/archway/gateway/admin"
-	"github.com/archway-gateway/archway/gateway/auth"
-	"github.com/archway-gateway/archway/gateway/compress"
+	"github.com/archway-gateway/archway/gateway/app"
 	"github.com/archway-gateway/archway/gateway/config"
-	"github.com/archway-gateway/archway/gateway/cors"
-	"github.com/archway-gateway/archway/gateway/policies"
 	"github.com/archway-gateway/archway/gateway/server"
-	"github.com/archway-gateway/archway/gateway/static"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func main() {
@@ -82,29 +76,13 @@ func serve(ctx context.Context, configPath string, logger *slog.Logger, stdout i
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	// Edge policies keep state across reloads (JWKS caches with their fetchers, file servers);
-	// they live as long as this function.
-	edgeCtx, stopEdge := context.WithCancel(ctx)
-	defer stopEdge()
-	tokens := auth.NewManager(edgeCtx, logger, nil)
-	defer tokens.Close()
-	files := static.NewManager(logger)
-	defer files.Close()
-	opts := server.Options{ConfigPath: configPath, Logger: logger, Registerer: reg}
-	edgeOptions(&opts, tokens, files) // before the policies: cors → auth → compression → rate limit → cache
-	pol := policies.New(logger)
-	defer pol.Close()
-	if err := pol.Register(reg); err != nil {
-		return fmt.Errorf("start: %w", err)
-	}
-	pol.Options(&opts)
-	gw, err := server.New(cfg, opts)
+	gw, err := app.New(cfg, configPath, logger)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
+		_ = gw.Shutdown(context.Background())
 		return fmt.Errorf("listen: %w", err)
 	}
 	var adminSrv *http.Server
@@ -112,10 +90,11 @@ func serve(ctx context.Context, configPath string, logger *slog.Logger, stdout i
 	if cfg.Admin.Listen != "" {
 		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			ln.Close()
+			_ = gw.Shutdown(context.Background())
 			return fmt.Errorf("admin listen: %w", err)
 		}
 		adminSrv = &http.Server{
-			Handler:           admin.Handler(gw, reg, logger, admin.WithCache(pol.Caches)),
+			Handler:           gw.Admin(),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
@@ -158,7 +137,7 @@ func serve(ctx context.Context, configPath string, logger *slog.Logger, stdout i
 	}
 }
 
-func shutdown(gw *server.Gateway, adminSrv *http.Server, grace time.Duration, logger *slog.Logger) error {
+func shutdown(gw *app.Gateway, adminSrv *http.Server, grace time.Duration, logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := gw.Shutdown(ctx); err != nil {
@@ -169,25 +148,6 @@ func shutdown(gw *server.Gateway, adminSrv *http.Server, grace time.Duration, lo
 	}
 	logger.Info("stopped")
 	return nil
-}
-
-// edgeOptions puts the edge policies first on every route, in the order a request meets them,
-// and serves static routes. CORS comes first: it answers preflights (which carry no
-// credentials) before authentication, and its headers reach the browser on every answer, a 401
-// or 429 included. Authentication comes before anything keyed by a claim (rate limits).
-// Compression comes before the policies appended after it (rate limit, cache), so cached bodies
-// stay identity-encoded and one entry serves every client.
-func edgeOptions(o *server.Options, tokens *auth.Manager, files *static.Manager) {
-	o.Middlewares = append([]server.MiddlewareFactory{cors.Middleware, tokens.Middleware, compress.Middleware}, o.Middlewares...)
-	o.Terminal = files.Handler
-	prev := o.OnCommit
-	o.OnCommit = func(cfg *config.Config) {
-		if prev != nil {
-			prev(cfg)
-		}
-		tokens.Commit(cfg)
-		files.Commit(cfg)
-	}
 }
 
 func envOr(name, def string) string {

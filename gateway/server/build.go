@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 
 	"github.com/archway-gateway/archway/gateway/accesslog"
@@ -15,24 +16,31 @@ import (
 	"github.com/archway-gateway/archway/gateway/websocket"
 )
 
-// MiddlewareFactory builds a route policy from the route's configuration, or returns nil when
-// the route does not use it. Factories run in order when a snapshot is built; the first one
-// wraps outermost.
-type MiddlewareFactory func(route *config.Route, cfg *config.Config) (proxy.Middleware, error)
-
-// TerminalFactory builds the last handler of a route that does not proxy (a static route). It
-// runs when a snapshot is built, like a MiddlewareFactory.
-type TerminalFactory func(route *config.Route, cfg *config.Config) (proxy.Handler, error)
+// Policies builds the per-route policies (CORS, auth, rate limits, static files, ...) of each
+// snapshot and keeps their state across reloads. gateway/policies is the gateway's; its table
+// is the one place their order is written.
+type Policies interface {
+	// Route returns the handler of route: next (the forwarder or the direct response) wrapped
+	// in the policies the route asks for, or replaced by a terminal one (static files). built
+	// names each policy it applied: the snapshot is refused if the route asks for one that is
+	// not there, so a configured policy is never silently dropped. It runs when a snapshot is
+	// built, under the reload lock.
+	Route(route *config.Route, cfg *config.Config, next proxy.Handler) (h proxy.Handler, built []config.PolicyName, err error)
+	// Commit is called, under the reload lock, with each configuration that becomes the
+	// running one (the first included), so state kept across reloads (rate limit buckets,
+	// caches, JWKS caches, file servers) can drop what no live route uses. Builds that fail or
+	// only check never reach it.
+	Commit(cfg *config.Config)
+}
 
 // builder compiles configurations into snapshots. It is used under the gateway's reload lock.
 type builder struct {
-	registry    *upstream.Registry
-	metrics     *metrics.Registry
-	middlewares []MiddlewareFactory
-	terminal    TerminalFactory
-	accessLog   *accesslog.Logger // the live one, reused while its output is unchanged
-	tunnels     *proxy.Tunnels
-	discovery   *discoveryManager
+	registry  *upstream.Registry
+	metrics   *metrics.Registry
+	policies  Policies
+	accessLog *accesslog.Logger // the live one, reused while its output is unchanged
+	tunnels   *proxy.Tunnels
+	discovery *discoveryManager
 }
 
 // unmatchedRoute labels requests that matched no route.
@@ -73,10 +81,17 @@ func (b *builder) build(cfg *config.Config, version uint64) (*proxy.Snapshot, er
 	}
 
 	entries := make([]router.Route[*proxy.Route], 0, len(cfg.Routes))
-	for _, rc := range cfg.Routes {
-		r, err := b.route(rc, cfg, s)
+	unbuilt := config.NewErrorList(cfg.File)
+	for i, rc := range cfg.Routes {
+		r, built, err := b.route(rc, cfg, s)
 		if err != nil {
 			return nil, fmt.Errorf("route %s: %w", rc.Name, err)
+		}
+		for _, name := range rc.Policies() {
+			if !slices.Contains(built, name) {
+				path := fmt.Sprintf("routes[%d].%s", i, name)
+				unbuilt.Add(cfg.Position(path), path, fmt.Sprintf("no policy builds it (route %s)", rc.Name))
+			}
 		}
 		s.Routes = append(s.Routes, r)
 		entries = append(entries, router.Route[*proxy.Route]{
@@ -86,6 +101,9 @@ func (b *builder) build(cfg *config.Config, version uint64) (*proxy.Snapshot, er
 			Methods: methodMask(rc.Match.Methods),
 			Value:   r,
 		})
+	}
+	if err := unbuilt.Err(); err != nil {
+		return nil, err
 	}
 	table, err := router.New(entries)
 	if err != nil {
@@ -107,7 +125,7 @@ func (b *builder) build(cfg *config.Config, version uint64) (*proxy.Snapshot, er
 	return s, nil
 }
 
-func (b *builder) route(rc *config.Route, cfg *config.Config, s *proxy.Snapshot) (*proxy.Route, error) {
+func (b *builder) route(rc *config.Route, cfg *config.Config, s *proxy.Snapshot) (*proxy.Route, []config.PolicyName, error) {
 	r := &proxy.Route{
 		Name:            rc.Name,
 		Upstream:        s.Upstreams[rc.Upstream],
@@ -143,16 +161,6 @@ func (b *builder) route(rc *config.Route, cfg *config.Config, s *proxy.Snapshot)
 		}
 	}
 
-	var mws []proxy.Middleware
-	for _, f := range b.middlewares {
-		mw, err := f(rc, cfg)
-		if err != nil {
-			return nil, err
-		}
-		if mw != nil {
-			mws = append(mws, mw)
-		}
-	}
 	var last proxy.Handler = &proxy.Forwarder{Route: r}
 	if d := rc.Respond; d != nil {
 		contentType := d.ContentType
@@ -161,18 +169,16 @@ func (b *builder) route(rc *config.Route, cfg *config.Config, s *proxy.Snapshot)
 		}
 		last = &proxy.DirectResponse{Status: d.Status, Body: []byte(d.Body), ContentType: []byte(contentType)}
 	}
-	if rc.Static != nil {
-		if b.terminal == nil {
-			return nil, fmt.Errorf("static routes are not supported by this gateway build")
-		}
-		h, err := b.terminal(rc, cfg)
-		if err != nil {
-			return nil, err
-		}
-		last = h
+	r.Handler = last
+	if b.policies == nil {
+		return r, nil, nil
 	}
-	r.Handler = proxy.Chain(last, mws...)
-	return r, nil
+	h, built, err := b.policies.Route(rc, cfg, last)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.Handler = h
+	return r, built, nil
 }
 
 func methodMask(methods []string) uint32 {

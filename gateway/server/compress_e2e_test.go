@@ -91,7 +91,7 @@ func TestGzip(t *testing.T) {
 			ctx.SetBody(big)
 		}
 	})
-	_, opt := withEdge(t)
+	_, opt := withPolicies(t)
 	gw := startGateway(t, compressConfig(up.Addr), opt)
 
 	t.Run("compressed when accepted", func(t *testing.T) {

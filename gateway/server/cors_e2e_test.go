@@ -63,7 +63,7 @@ func varies(r response, token string) bool {
 func TestCORSPreflight(t *testing.T) {
 	jwks := authtest.NewJWKSServer(t, authtest.NewKey(t).JWK())
 	up := startUpstream(t, "orders", nil)
-	_, opt := withEdge(t)
+	_, opt := withPolicies(t)
 	gw := startGateway(t, corsConfig(jwks.URL(), up.Addr), opt)
 
 	r := preflight(t, gw.URL+"/api/orders/1", "https://shop.example.com", "POST", "content-type, authorization")
@@ -127,7 +127,7 @@ func TestCORSActualRequests(t *testing.T) {
 		ctx.Response.Header.Set("Vary", "Accept-Language")
 		ctx.SetBodyString("ok")
 	})
-	_, opt := withEdge(t)
+	_, opt := withPolicies(t)
 	gw := startGateway(t, corsConfig(jwks.URL(), up.Addr), opt)
 	token := key.Token(t, authtest.Claims("1"))
 

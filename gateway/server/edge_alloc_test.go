@@ -6,7 +6,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,12 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/archway-gateway/archway/gateway/auth"
 	"github.com/archway-gateway/archway/gateway/auth/authtest"
-	"github.com/archway-gateway/archway/gateway/compress"
 	"github.com/archway-gateway/archway/gateway/config"
-	"github.com/archway-gateway/archway/gateway/cors"
-	"github.com/archway-gateway/archway/gateway/static"
+	"github.com/archway-gateway/archway/gateway/policies"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 )
@@ -83,34 +79,25 @@ routes:
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tokens := auth.NewManager(ctx, logger, nil)
-	files := static.NewManager(logger)
+	pol := policies.New(logger)
 	g, err := New(cfg, Options{
-		Logger:      logger,
-		Dial:        func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
-		Middlewares: []MiddlewareFactory{cors.Middleware, tokens.Middleware, compress.Middleware},
-		Terminal:    files.Handler,
-		OnCommit: func(cfg *config.Config) {
-			tokens.Commit(cfg)
-			files.Commit(cfg)
-		},
+		Logger:   logger,
+		Dial:     func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
+		Policies: pol,
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !tokens.KeySet(jwks.URL()).HasKeys() {
+	for !pol.Tokens.KeySet(jwks.URL()).HasKeys() {
 		if time.Now().After(deadline) {
 			tb.Fatal("no JWKS")
 		}
 		time.Sleep(time.Millisecond)
 	}
 	return &edgeBench{g: g, token: key.Token(tb, authtest.Claims("42")), stop: func() {
-		tokens.Close()
-		files.Close()
-		cancel()
+		pol.Close()
 		_ = up.Shutdown()
 		_ = ln.Close()
 	}}

@@ -59,7 +59,7 @@ func TestJWTRejections(t *testing.T) {
 	key := authtest.NewKey(t)
 	jwks := authtest.NewJWKSServer(t, key.JWK())
 	up := startUpstream(t, "orders", nil)
-	_, opt := withEdge(t)
+	_, opt := withPolicies(t)
 	gw := startGateway(t, jwtConfig(jwks.URL(), up.Addr, ""), opt)
 
 	now := time.Now().Unix()
@@ -128,7 +128,7 @@ func TestJWTForwardsClaims(t *testing.T) {
 	key := authtest.NewKey(t)
 	jwks := authtest.NewJWKSServer(t, key.JWK())
 	up := startUpstream(t, "orders", nil)
-	_, opt := withEdge(t)
+	_, opt := withPolicies(t)
 	gw := startGateway(t, jwtConfig(jwks.URL(), up.Addr, ""), opt)
 
 	claims := authtest.Claims("42")
@@ -165,7 +165,7 @@ func TestJWTOptional(t *testing.T) {
 	key := authtest.NewKey(t)
 	jwks := authtest.NewJWKSServer(t, key.JWK())
 	up := startUpstream(t, "products", nil)
-	_, opt := withEdge(t)
+	_, opt := withPolicies(t)
 	gw := startGateway(t, jwtConfig(jwks.URL(), up.Addr, ""), opt)
 
 	expectStatus(t, get(t, gw.URL+"/api/products", "X-User-Id", "1", "X-User-Role", "admin"), 200)
@@ -192,7 +192,7 @@ func TestJWKSRefreshAndFailure(t *testing.T) {
 	oldKey, newKey := authtest.NewKey(t), authtest.NewKey(t)
 	jwks := authtest.NewJWKSServer(t, oldKey.JWK())
 	up := startUpstream(t, "orders", nil)
-	_, opt := withEdge(t)
+	_, opt := withPolicies(t)
 	gw := startGateway(t, jwtConfig(jwks.URL(), up.Addr, ", jwks_min_refresh: 1s, jwks_refresh: 10m"), opt)
 
 	expectStatus(t, get(t, gw.URL+"/api/orders", bearer(oldKey.Token(t, authtest.Claims("1")))...), 200)
@@ -244,7 +244,7 @@ func TestJWKSUnavailableIs503(t *testing.T) {
 	jwks := authtest.NewJWKSServer(t, key.JWK())
 	jwks.Fail(true)
 	up := startUpstream(t, "orders", nil)
-	_, opt := withEdge(t)
+	_, opt := withPolicies(t)
 	gw := startGateway(t, jwtConfig(jwks.URL(), up.Addr, ", jwks_timeout: 300ms"), opt)
 	r := get(t, gw.URL+"/api/orders", bearer(key.Token(t, authtest.Claims("1")))...)
 	expectStatus(t, r, 503)
@@ -267,12 +267,12 @@ func TestJWTReloadKeepsKeys(t *testing.T) {
 	key := authtest.NewKey(t)
 	jwks := authtest.NewJWKSServer(t, key.JWK())
 	up := startUpstream(t, "orders", nil)
-	e, opt := withEdge(t)
+	e, opt := withPolicies(t)
 	yaml := jwtConfig(jwks.URL(), up.Addr, "")
 	gw := startGateway(t, yaml, opt)
 	token := key.Token(t, authtest.Claims("1"))
 	expectStatus(t, get(t, gw.URL+"/api/orders", bearer(token)...), 200)
-	ks := e.tokens.KeySet(jwks.URL())
+	ks := e.Tokens.KeySet(jwks.URL())
 
 	changed := strings.Replace(yaml, "strip_prefix: /api\n    upstream: orders\n    auth: {jwt: optional", "strip_prefix: /api\n    upstream: orders\n    timeout: 5s\n    auth: {jwt: optional", 1)
 	for _, y := range []string{yaml, changed} {
@@ -285,7 +285,7 @@ func TestJWTReloadKeepsKeys(t *testing.T) {
 		}
 		expectStatus(t, get(t, gw.URL+"/api/orders", bearer(token)...), 200)
 	}
-	if e.tokens.KeySet(jwks.URL()) != ks || jwks.Hits() != 1 {
+	if e.Tokens.KeySet(jwks.URL()) != ks || jwks.Hits() != 1 {
 		t.Fatalf("reloads replaced the key cache (%d fetches)", jwks.Hits())
 	}
 	// Removing jwt altogether stops the fetcher once the configuration is live.
@@ -299,13 +299,13 @@ routes: [{name: orders, match: {path_prefix: /api/orders}, upstream: orders}]
 	if err := gw.Check(cfg); err != nil {
 		t.Fatal(err)
 	}
-	if e.tokens.KeySet(jwks.URL()) == nil {
+	if e.Tokens.KeySet(jwks.URL()) == nil {
 		t.Fatal("a dry run stopped the live key cache")
 	}
 	if _, err := gw.Apply(cfg, "test"); err != nil {
 		t.Fatal(err)
 	}
-	if e.tokens.KeySet(jwks.URL()) != nil {
+	if e.Tokens.KeySet(jwks.URL()) != nil {
 		t.Fatal("the key cache outlived the jwt section")
 	}
 }

@@ -29,7 +29,7 @@ func TestJWTWithTheUsersService(t *testing.T) {
 		t.Fatal(err)
 	}
 	echo := startUpstream(t, "echo", nil)
-	_, opt := withEdge(t)
+	_, opt := withPolicies(t)
 	gw := startGateway(t, fmt.Sprintf(`
 admin: {listen: ""}
 access_log: {enabled: false}

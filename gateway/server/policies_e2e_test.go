@@ -26,9 +26,8 @@ import (
 
 func startPolicyGateway(t *testing.T, yaml string) (*gateway, *policies.Policies) {
 	t.Helper()
-	p := policies.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(p.Close) // cleanups run last-first: this one after the gateway's shutdown
-	gw := startGateway(t, yaml, p.Options)
+	p, opt := withPolicies(t) // cleanups run last-first: the table closes after the gateway's shutdown
+	gw := startGateway(t, yaml, opt)
 	return gw, p
 }
 

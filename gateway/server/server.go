@@ -35,15 +35,9 @@ type Options struct {
 	Logger     *slog.Logger
 	// Dial replaces TCP for upstream connections (tests).
 	Dial upstream.Dialer
-	// Middlewares compose route policies; see MiddlewareFactory.
-	Middlewares []MiddlewareFactory
-	// Terminal builds the handler of static routes; see TerminalFactory.
-	Terminal TerminalFactory
-	// OnCommit is called, under the reload lock, with each configuration that becomes the
-	// running one (the first included), so state kept across reloads (rate limit buckets,
-	// caches, JWKS caches, file servers) can drop what no live route uses. Builds that fail or
-	// only check never reach it. Policies chain onto a hook already set.
-	OnCommit func(cfg *config.Config)
+	// Policies builds every route's policies and keeps their state across reloads (for the
+	// gateway: gateway/policies). Nil builds none, so a route asking for one is refused.
+	Policies Policies
 	// Registerer receives the gateway's metrics; nil means a fresh registry (see Gatherer).
 	Registerer prometheus.Registerer
 }
@@ -94,12 +88,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		opts:   opts,
 		logger: opts.Logger,
 		build: builder{
-			registry:    registry,
-			discovery:   newDiscoveryManager(ctx, registry, opts.Logger),
-			metrics:     metrics.NewRegistry(),
-			middlewares: opts.Middlewares,
-			tunnels:     proxy.NewTunnels(),
-			terminal:    opts.Terminal,
+			registry:  registry,
+			discovery: newDiscoveryManager(ctx, registry, opts.Logger),
+			metrics:   metrics.NewRegistry(),
+			policies:  opts.Policies,
+			tunnels:   proxy.NewTunnels(),
 		},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
@@ -302,8 +295,8 @@ func (g *Gateway) commit(snap, old *proxy.Snapshot) {
 	g.build.registry.Commit(upstreamsOf(snap))
 	g.build.discovery.commit(snap.Config, snap.Upstreams)
 	g.build.accessLog = snap.AccessLog
-	if g.opts.OnCommit != nil {
-		g.opts.OnCommit(snap.Config)
+	if g.opts.Policies != nil {
+		g.opts.Policies.Commit(snap.Config)
 	}
 	if old == nil {
 		return

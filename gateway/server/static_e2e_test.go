@@ -74,7 +74,7 @@ routes:
 
 func TestStaticFiles(t *testing.T) {
 	root := storefrontDir(t)
-	_, opt := withEdge(t)
+	_, opt := withPolicies(t)
 	gw := startGateway(t, staticConfig(root), opt)
 	js := strings.Repeat("console.log('archway');\n", 200)
 
@@ -211,15 +211,15 @@ func TestStaticFiles(t *testing.T) {
 // the running configuration.
 func TestStaticLifecycle(t *testing.T) {
 	root := storefrontDir(t)
-	e, opt := withEdge(t)
+	e, opt := withPolicies(t)
 	gw := startGateway(t, staticConfig(root), opt)
-	if n := e.files.Servers(); n != 1 {
+	if n := e.Files.Servers(); n != 1 {
 		t.Fatalf("%d file servers for one root, want 1", n)
 	}
 	if _, err := gw.Apply(mustParse(t, staticConfig(root)), "test"); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.files.Servers(); n != 1 {
+	if n := e.Files.Servers(); n != 1 {
 		t.Fatalf("%d file servers after a reload, want 1", n)
 	}
 	for _, bad := range []string{
@@ -240,7 +240,7 @@ routes: [{name: api, match: {path_prefix: /}, upstream: api}]
 	if _, err := gw.Apply(mustParse(t, proxied), "test"); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.files.Servers(); n != 0 {
+	if n := e.Files.Servers(); n != 0 {
 		t.Fatalf("%d file servers after the static route went away", n)
 	}
 }

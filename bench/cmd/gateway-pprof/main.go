@@ -1,9 +1,10 @@
-// Command gateway-pprof is the gateway as cmd gateway builds it (config, policies, server), with
+// Command gateway-pprof is the gateway as cmd gateway builds it (gateway/app: every policy), with
 // net/http/pprof on a side listener, so the benchmark can profile the request path under load
 // without a profiling endpoint in the product. It serves no admin API and ignores SIGHUP.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -14,10 +15,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/archway-gateway/archway/gateway/app"
 	"github.com/archway-gateway/archway/gateway/config"
-	"github.com/archway-gateway/archway/gateway/policies"
-	"github.com/archway-gateway/archway/gateway/server"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func main() {
@@ -36,18 +35,15 @@ func run(configPath, pprofAddr string) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	pol := policies.New(logger)
-	defer pol.Close()
-	if err := pol.Register(reg); err != nil {
-		return err
-	}
-	opts := server.Options{ConfigPath: configPath, Logger: logger, Registerer: reg}
-	pol.Options(&opts)
-	gw, err := server.New(cfg, opts)
+	gw, err := app.New(cfg, configPath, logger)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace.D())
+		defer cancel()
+		_ = gw.Shutdown(ctx)
+	}()
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return err
