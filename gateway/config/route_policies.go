@@ -12,6 +12,11 @@ const (
 	PolicyRateLimit   PolicyName = "rate_limit"
 	PolicyCache       PolicyName = "cache"
 	PolicyStatic      PolicyName = "static"
+	PolicyAccess      PolicyName = "access"
+	PolicyForwardAuth PolicyName = "forward_auth"
+	PolicyRedirect    PolicyName = "redirect"
+	PolicyRewrite     PolicyName = "rewrite"
+	PolicySplit       PolicyName = "split"
 )
 
 // routePolicies is every per-route policy field with how to tell a route wrote it. A new
@@ -26,6 +31,11 @@ var routePolicies = []struct {
 	{PolicyRateLimit, func(r *Route) bool { return r.RateLimit != nil }},
 	{PolicyCache, func(r *Route) bool { return r.Cache != nil }},
 	{PolicyStatic, func(r *Route) bool { return r.Static != nil }},
+	{PolicyAccess, func(r *Route) bool { return r.Access != nil }},
+	{PolicyForwardAuth, func(r *Route) bool { return r.ForwardAuth != nil }},
+	{PolicyRedirect, func(r *Route) bool { return r.Redirect != nil }},
+	{PolicyRewrite, func(r *Route) bool { return r.Rewrite != nil }},
+	{PolicySplit, func(r *Route) bool { return r.Split != nil }},
 }
 
 // Policies returns the per-route policies r asks for, in the order of their fields.

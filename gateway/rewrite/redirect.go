@@ -124,23 +124,14 @@ func appendHost(dst, host []byte) []byte {
 	return dst
 }
 
-// RedirectHandler builds the handler of a redirect route: it answers in place of the forwarder
-// (a redirect route has no upstream), inside the route's other policies (access, CORS).
+// RedirectHandler builds the handler of a redirect route, nil when the route has none: it
+// answers in place of the forwarder (a redirect route has no upstream), inside the route's
+// other policies (an access list applies to a redirect too).
 func RedirectHandler(route *config.Route, _ *config.Config) (proxy.Handler, error) {
-	return NewRedirect(route.Redirect)
-}
-
-// RedirectMiddleware is the redirect policy as a middleware: nil when the route has none. It
-// answers itself and never calls what follows it.
-func RedirectMiddleware(route *config.Route, cfg *config.Config) (proxy.Middleware, error) {
 	if route.Redirect == nil {
 		return nil, nil
 	}
-	r, err := RedirectHandler(route, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return func(proxy.Handler) proxy.Handler { return r }, nil
+	return NewRedirect(route.Redirect)
 }
 
 var _ proxy.Handler = (*Redirect)(nil)

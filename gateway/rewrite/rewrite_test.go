@@ -45,7 +45,7 @@ func TestRewriteNoMatchAllocatesNothing(t *testing.T) {
 
 func TestNoSectionNoMiddleware(t *testing.T) {
 	rw, err1 := RewriteMiddleware(&config.Route{}, &config.Config{})
-	rd, err2 := RedirectMiddleware(&config.Route{}, &config.Config{})
+	rd, err2 := RedirectHandler(&config.Route{}, &config.Config{})
 	if rw != nil || rd != nil || err1 != nil || err2 != nil {
 		t.Fatal("a route without rewrite or redirect got a middleware (it must cost nothing)")
 	}

@@ -23,9 +23,9 @@ routes:
     match: {path_prefix: /}
     upstream: app
 `
-	_, opt := withRoutePolicies(t)
+	_, opt := withPolicies(t)
 	behindProxy := startGateway(t, fmt.Sprintf("server: {trusted_proxies: [127.0.0.1]}\n"+routes, app.Addr), opt)
-	_, opt2 := withRoutePolicies(t)
+	_, opt2 := withPolicies(t)
 	direct := startGateway(t, fmt.Sprintf(routes, app.Addr), opt2)
 
 	for _, tc := range []struct {

@@ -30,7 +30,7 @@ func TestForwardAuthWithTheUsersService(t *testing.T) {
 		t.Fatal(err)
 	}
 	orders := startUpstream(t, "orders", nil)
-	_, opt := withRoutePolicies(t)
+	_, opt := withPolicies(t)
 	gw := startGateway(t, fmt.Sprintf(`
 access_log: {enabled: false}
 upstreams:

@@ -10,7 +10,7 @@ import (
 // and an old page moved, answered by the gateway and followed as a client follows them.
 func TestRewriteAndRedirectOverRealSockets(t *testing.T) {
 	app := startUpstream(t, "app", nil)
-	_, opt := withRoutePolicies(t)
+	_, opt := withPolicies(t)
 	gw := startGateway(t, fmt.Sprintf(`
 access_log: {enabled: false}
 upstreams:

@@ -9,17 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/archway-gateway/archway/gateway/access"
 	"github.com/archway-gateway/archway/gateway/config"
-	"github.com/archway-gateway/archway/gateway/forwardauth"
-	"github.com/archway-gateway/archway/gateway/rewrite"
-	"github.com/archway-gateway/archway/gateway/split"
+	"github.com/archway-gateway/archway/gateway/policies"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 )
 
-// TestRoutePolicyRequestAllocatesNothing: with access, forward_auth, redirect, rewrite and
-// split wired, a route that uses none of them allocates nothing (the policies add no handler),
+// TestRoutePolicyRequestAllocatesNothing: with the whole policy table, a route that uses none of them allocates nothing (the policies add no handler),
 // and neither do an admitted or refused access check, a split request, a redirect, or a path
 // the rewrite regex leaves alone.
 func TestRoutePolicyRequestAllocatesNothing(t *testing.T) {
@@ -63,14 +59,13 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth := forwardauth.NewManager()
-	defer auth.Close()
-	splits := split.NewRegistry()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pol := policies.New(logger)
+	defer pol.Close()
 	g, err := New(cfg, Options{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Dial:   func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
-		Middlewares: []MiddlewareFactory{access.Middleware, auth.Middleware, rewrite.RedirectMiddleware, rewrite.RewriteMiddleware,
-			splits.Middleware},
+		Logger:   logger,
+		Dial:     func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
+		Policies: pol,
 	})
 	if err != nil {
 		t.Fatal(err)

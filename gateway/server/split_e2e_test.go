@@ -21,9 +21,9 @@ import (
 func TestSplitCanaryOverRealSockets(t *testing.T) {
 	stable := startUpstream(t, "stable", nil)
 	canary := startUpstream(t, "canary", nil)
-	p, opt := withRoutePolicies(t)
+	p, opt := withPolicies(t)
 	reg := prometheus.NewRegistry()
-	if err := reg.Register(p.splits); err != nil {
+	if err := reg.Register(p.Splits); err != nil {
 		t.Fatal(err)
 	}
 	gw := startGateway(t, fmt.Sprintf(`
