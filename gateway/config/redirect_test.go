@@ -2,6 +2,7 @@ package config
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -38,4 +39,43 @@ func TestParseRedirect(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
+}
+
+// FuzzParseRedirect: any target either fails with an error or parses into parts that, written
+// back, parse to the same parts.
+func FuzzParseRedirect(f *testing.F) {
+	for _, s := range []string{"https://example.com$request_uri", "/v2$uri?$args", "$$", "$", "$scheme://$http_host/x$$y", "$nope", "a$1b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, to string) {
+		parts, err := ParseRedirect(to)
+		if err != nil {
+			return
+		}
+		var b strings.Builder
+		for _, p := range parts {
+			if p.Variable != "" {
+				b.WriteString("$" + p.Variable)
+				continue
+			}
+			b.WriteString(strings.ReplaceAll(p.Literal, "$", "$$"))
+		}
+		again, err := ParseRedirect(b.String())
+		if err != nil || !reflect.DeepEqual(merge(again), merge(parts)) {
+			t.Fatalf("%q → %+v → %q → %+v, %v", to, parts, b.String(), again, err)
+		}
+	})
+}
+
+// merge joins adjacent literals, which a rendering may split differently.
+func merge(parts []RedirectPart) []RedirectPart {
+	var out []RedirectPart
+	for _, p := range parts {
+		if n := len(out); n > 0 && p.Variable == "" && out[n-1].Variable == "" {
+			out[n-1].Literal += p.Literal
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }

@@ -50,3 +50,24 @@ func TestNoSectionNoMiddleware(t *testing.T) {
 		t.Fatal("a route without rewrite or redirect got a middleware (it must cost nothing)")
 	}
 }
+
+// FuzzRewriteApply: whatever the path, a rewrite never panics, leaves a path it does not match
+// as it was, and gives a matched one the replacement's shape.
+func FuzzRewriteApply(f *testing.F) {
+	rw, err := NewRewrite(&config.Rewrite{Regex: `^/old/([^/]*)/(.*)$`, Replacement: "/new/$2/$1"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{"/old/a/b", "/old//", "/other", "/old/%2F/x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		got, ok := rw.Apply([]byte(path))
+		switch {
+		case !ok && string(got) != path:
+			t.Fatalf("unmatched %q came back as %q", path, got)
+		case ok && (len(got) < len("/new//") || string(got[:5]) != "/new/"):
+			t.Fatalf("%q rewritten to %q", path, got)
+		}
+	})
+}
