@@ -46,12 +46,11 @@ type Manager struct {
 // NewManager returns a manager with an idle pool; connections are dialled on demand.
 func NewManager() *Manager {
 	return &Manager{client: &fasthttp.Client{
-		Name:                          "archway-forward-auth",
-		NoDefaultUserAgentHeader:      true,
-		MaxResponseBodySize:           maxAuthBodyBytes,
-		MaxIdleConnDuration:           30 * time.Second,
-		DisableHeaderNamesNormalizing: false,
-		DisablePathNormalizing:        true, // the configured URL is sent as written
+		Name:                     "archway-forward-auth",
+		NoDefaultUserAgentHeader: true,
+		MaxResponseBodySize:      maxAuthBodyBytes,
+		MaxIdleConnDuration:      30 * time.Second,
+		DisablePathNormalizing:   true, // the configured URL is sent as written
 		// Timeouts per call come from the route (DoDeadline); these bound a stuck socket.
 		ReadTimeout:  time.Minute,
 		WriteTimeout: time.Minute,
@@ -206,12 +205,13 @@ func (c *Check) buildSubrequest(req *fasthttp.Request, x *proxy.Exchange) {
 }
 
 // relay copies the auth service's refusal to the client's response, without the headers that
-// describe the auth service's connection.
+// describe the auth service's connection or its own server (the client's response gets the
+// gateway's framing).
 func relay(dst, src *fasthttp.Response) {
 	dst.Reset()
 	dst.SetStatusCode(src.StatusCode())
 	for k, v := range src.Header.All() {
-		if hopByHop(k) {
+		if notRelayed(k) {
 			continue
 		}
 		dst.Header.AddBytesKV(k, v)
@@ -219,7 +219,7 @@ func relay(dst, src *fasthttp.Response) {
 	dst.SetBody(src.Body())
 }
 
-func hopByHop(k []byte) bool {
+func notRelayed(k []byte) bool {
 	switch string(k) {
 	case fasthttp.HeaderContentLength, fasthttp.HeaderConnection, "Keep-Alive", fasthttp.HeaderTransferEncoding,
 		fasthttp.HeaderTrailer, fasthttp.HeaderUpgrade, "Proxy-Connection", fasthttp.HeaderTE, fasthttp.HeaderServer, fasthttp.HeaderDate:
