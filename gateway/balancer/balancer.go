@@ -8,6 +8,7 @@ package balancer
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 )
 
 // Endpoint is what a policy reads about one target. Implementations are safe for concurrent use
@@ -26,13 +27,20 @@ type Endpoint interface {
 
 // Choice describes the request a target is picked for.
 type Choice struct {
-	// Key is a hash of the request attribute that ip_hash keeps sticky (the client IP).
+	// Key is a hash of the request attribute a sticky policy keys on (see Keyer); 0 otherwise.
 	Key uint64
 	// Tried has bit i set when endpoint i was already tried for this request; a policy never
 	// picks it again. Endpoints beyond the 64th cannot be excluded.
 	Tried uint64
 	// Now is the current time in unix nanoseconds.
 	Now int64
+}
+
+// Keyer is a policy that keeps a client on one endpoint: it derives Choice.Key from the
+// client's address itself, so callers need not know which policy keys on what. A policy that
+// does not implement it gets Choice.Key 0.
+type Keyer interface {
+	Key(client netip.Addr) uint64
 }
 
 // Policy picks the endpoint for a request. Pick returns an index into eps, or -1 when no

@@ -1,13 +1,32 @@
 package balancer
 
-import "math"
+import (
+	"math"
+	"net/netip"
+)
 
 // IPHash sends every request with the same key (the client IP) to the same endpoint while that
 // endpoint is available, using weighted rendezvous hashing: when an endpoint leaves, only its own
 // keys move, and each endpoint receives keys in proportion to its weight. Stateless.
 type IPHash struct{}
 
-var _ Policy = (*IPHash)(nil)
+var (
+	_ Policy = (*IPHash)(nil)
+	_ Keyer  = (*IPHash)(nil)
+)
+
+// Key implements Keyer: the client address, 4 bytes for IPv4 and 16 for IPv6.
+func (*IPHash) Key(client netip.Addr) uint64 {
+	switch {
+	case !client.IsValid():
+		return HashBytes(nil)
+	case client.Is4():
+		a := client.As4()
+		return HashBytes(a[:])
+	}
+	a := client.As16()
+	return HashBytes(a[:])
+}
 
 // Pick implements Policy.
 func (*IPHash) Pick(eps []Endpoint, c Choice) int {

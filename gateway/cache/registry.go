@@ -60,7 +60,7 @@ func (r *Registry) Middleware(route *config.Route, store *redisstore.Store) prox
 	}
 	rc := r.route(route.Name, c)
 	var tier *redisTier
-	if c.Store == "redis" && store != nil {
+	if c.Store == config.CacheRedis && store != nil {
 		tier = &redisTier{store: store, prefix: store.KeyPrefix + "c:" + route.Name + ":", logger: r.logger}
 	}
 	rc.tier.Store(tier)

@@ -11,10 +11,9 @@ type Access struct {
 	Deny  []CIDR `yaml:"deny,omitempty"`
 }
 
-func (v *validator) access(p string, a *Access) {
-	if a == nil {
-		return
-	}
+func (v *validator) access(p string, r *Route) {
+	a := r.Access
+	p += ".access"
 	if len(a.Allow)+len(a.Deny) == 0 {
 		v.errorf(p, "needs allow or deny (or both); leave access out to admit every address")
 		return

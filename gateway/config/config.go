@@ -56,7 +56,7 @@ type Server struct {
 	ShutdownGrace  Duration `yaml:"shutdown_grace"`
 	// EncodedSlashes decides what a %2F in a path means: "keep" leaves it encoded, inside its
 	// segment (it never splits segments for matching), "reject" answers 400.
-	EncodedSlashes string `yaml:"encoded_slashes"`
+	EncodedSlashes EncodedSlashes `yaml:"encoded_slashes"`
 	// HealthPath is answered by the gateway itself with 200, before any route.
 	HealthPath string `yaml:"health_path"`
 	// SecurityHeaders are added to every response that does not carry them already. Left out, it

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net/textproto"
 	"strings"
 	"time"
 )
@@ -16,7 +15,7 @@ const (
 	DefaultMaxHeaderBytes    = Size(16 << 10)
 	DefaultMaxBodyBytes      = Size(50 << 20)
 	DefaultShutdownGrace     = Duration(15 * time.Second)
-	DefaultEncodedSlashes    = "keep"
+	DefaultEncodedSlashes    = KeepEncodedSlashes
 	DefaultHealthPath        = "/health"
 	DefaultAdminListen       = "127.0.0.1:9901"
 	DefaultAccessLogOutput   = "stdout"
@@ -46,22 +45,15 @@ const (
 	DefaultConsulService  = "archway"
 	DefaultConsulOnEmpty  = "keep_last"
 	DefaultConsulKeepLast = Duration(5 * time.Minute)
+)
 
-	DefaultRedisMode            = "single"
-	DefaultRedisTimeout         = Duration(50 * time.Millisecond)
-	DefaultRedisKeyPrefix       = "archway:"
-	DefaultRedisBreakerFailures = 3
-	DefaultRedisBreakerProbe    = Duration(500 * time.Millisecond)
+// EncodedSlashes is what a %2F in a path means: server.encoded_slashes.
+type EncodedSlashes string
 
-	DefaultRateLimitKey          = "client_ip"
-	DefaultRateLimitScope        = "local"
-	DefaultRateLimitOnStoreError = "allow"
-	DefaultRateLimitMaxKeys      = 100_000
-
-	DefaultCacheTTL           = Duration(60 * time.Second)
-	DefaultCacheMaxEntryBytes = Size(1 << 20)
-	DefaultCacheMaxBytes      = Size(64 << 20)
-	DefaultCacheStore         = "memory"
+// What to do with encoded slashes.
+const (
+	KeepEncodedSlashes   EncodedSlashes = "keep"   // left encoded, inside its segment
+	RejectEncodedSlashes EncodedSlashes = "reject" // 400
 )
 
 // DefaultSecurityHeaders are the headers the original nginx configuration added to every
@@ -97,7 +89,7 @@ func (c *Config) applyDefaults() {
 			setDefault(&r.Address, "127.0.0.1")
 		}
 	}
-	if _, written := c.positions["admin.listen"]; !written {
+	if !c.written("admin.listen") {
 		c.Admin.Listen = DefaultAdminListen
 	}
 	setDefault(&c.AccessLog.Output, DefaultAccessLogOutput)
@@ -112,7 +104,7 @@ func (c *Config) applyDefaults() {
 			c.Upstreams[name] = u
 		}
 		setDefault(&u.Balance, DefaultBalance)
-		if _, written := c.positions["upstreams."+name+".max_fails"]; !written {
+		if !c.written("upstreams." + name + ".max_fails") {
 			u.MaxFails = DefaultMaxFails
 		}
 		setDefault(&u.FailTimeout, DefaultFailTimeout)
@@ -125,7 +117,7 @@ func (c *Config) applyDefaults() {
 		for i := range u.Targets {
 			setDefault(&u.Targets[i].Weight, 1)
 		}
-		if _, written := c.positions["upstreams."+name+".outlier.consecutive_5xx"]; !written {
+		if !c.written("upstreams." + name + ".outlier.consecutive_5xx") {
 			u.Outlier.Consecutive5xx = DefaultConsecutive5xx
 		}
 		setDefault(&u.Outlier.EjectionTime, DefaultEjectionTime)
@@ -166,42 +158,11 @@ func (c *Config) applyDefaults() {
 				setDefault(&ws.CloseGrace, DefaultWSCloseGrace)
 			}
 		}
-		if rl := r.RateLimit; rl != nil {
-			if rl.Burst == 0 {
-				if _, written := c.positions[fmt.Sprintf("routes[%d].rate_limit.burst", i)]; !written {
-					rl.Burst = int(max(rl.Rate.N, 1))
-				}
-			}
-			setDefault(&rl.Key, DefaultRateLimitKey)
-			setDefault(&rl.Scope, DefaultRateLimitScope)
-			setDefault(&rl.OnStoreError, DefaultRateLimitOnStoreError)
-			setDefault(&rl.MaxKeys, DefaultRateLimitMaxKeys)
-		}
-		r.defaultForwardAuth()
-		r.defaultRedirect()
-		if ca := r.Cache; ca != nil {
-			if _, written := c.positions[fmt.Sprintf("routes[%d].cache.ttl", i)]; !written {
-				ca.TTL = DefaultCacheTTL
-			}
-			setDefault(&ca.MaxEntryBytes, DefaultCacheMaxEntryBytes)
-			setDefault(&ca.MaxBytes, DefaultCacheMaxBytes)
-			setDefault(&ca.Store, DefaultCacheStore)
-			for j, h := range ca.Vary {
-				ca.Vary[j] = textproto.CanonicalMIMEHeaderKey(h)
-			}
-		}
+		c.routePolicyDefaults(fmt.Sprintf("routes[%d]", i), r)
 	}
 
-	if rd := &c.Redis; rd.Enabled() {
-		setDefault(&rd.Mode, DefaultRedisMode)
-		if _, written := c.positions["redis.timeout"]; !written {
-			rd.Timeout = DefaultRedisTimeout
-		}
-		setDefault(&rd.KeyPrefix, DefaultRedisKeyPrefix)
-		setDefault(&rd.BreakerFailures, DefaultRedisBreakerFailures)
-		setDefault(&rd.BreakerProbe, DefaultRedisBreakerProbe)
-	}
-	c.applyEdgeDefaults()
+	c.redisDefaults()
+	c.jwtDefaults()
 }
 
 func setDefault[T comparable](field *T, def T) {

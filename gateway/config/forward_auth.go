@@ -46,11 +46,8 @@ const (
 
 var authOnErrors = []string{AuthOnErrorDeny, AuthOnErrorAllow}
 
-func (r *Route) defaultForwardAuth() {
+func (c *Config) forwardAuthDefaults(_ string, r *Route) {
 	fa := r.ForwardAuth
-	if fa == nil {
-		return
-	}
 	if fa.RequestHeaders == nil {
 		fa.RequestHeaders = slices.Clone(DefaultForwardAuthRequestHeaders)
 	}
@@ -67,10 +64,9 @@ func (r *Route) defaultForwardAuth() {
 	}
 }
 
-func (v *validator) forwardAuth(p string, fa *ForwardAuth) {
-	if fa == nil {
-		return
-	}
+func (v *validator) forwardAuth(p string, r *Route) {
+	fa := r.ForwardAuth
+	p += ".forward_auth"
 	u, err := url.Parse(fa.URL)
 	switch {
 	case fa.URL == "":

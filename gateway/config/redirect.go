@@ -73,9 +73,7 @@ func ParseRedirect(to string) ([]RedirectPart, error) {
 
 func (v *validator) redirect(p string, r *Route) {
 	rd := r.Redirect
-	if rd == nil {
-		return
-	}
+	p += ".redirect"
 	if r.Upstream != "" || r.Static != nil || r.Respond != nil {
 		v.errorf(p, "a redirect route answers itself; leave out upstream, static and respond")
 	}
@@ -102,8 +100,6 @@ func (v *validator) redirect(p string, r *Route) {
 	}
 }
 
-func (r *Route) defaultRedirect() {
-	if r.Redirect != nil {
-		setDefault(&r.Redirect.Status, DefaultRedirectStatus)
-	}
+func (c *Config) redirectDefaults(_ string, r *Route) {
+	setDefault(&r.Redirect.Status, DefaultRedirectStatus)
 }

@@ -21,9 +21,7 @@ var replacementRef = regexp.MustCompile(`\$([A-Za-z0-9_]+)`)
 
 func (v *validator) rewritePath(p string, r *Route) {
 	rw := r.Rewrite
-	if rw == nil {
-		return
-	}
+	p += ".rewrite"
 	if r.Upstream == "" {
 		v.errorf(p, "rewrite changes the path sent to an upstream; the route has none")
 	}

@@ -19,26 +19,37 @@ const (
 	PolicySplit       PolicyName = "split"
 )
 
-// routePolicies is every per-route policy field with how to tell a route wrote it. A new
-// policy adds its field to Route and one line here.
-var routePolicies = []struct {
+// routePolicy is the configuration side of one per-route policy; its fields, defaults and
+// validation live in the policy's own file (cors.go, auth.go, ...).
+type routePolicy struct {
 	name PolicyName
-	set  func(*Route) bool
-}{
-	{PolicyCORS, func(r *Route) bool { return r.CORS != nil }},
-	{PolicyAuth, func(r *Route) bool { return r.Auth != nil }},
-	{PolicyCompression, func(r *Route) bool { return r.Compression != nil }},
-	{PolicyRateLimit, func(r *Route) bool { return r.RateLimit != nil }},
-	{PolicyCache, func(r *Route) bool { return r.Cache != nil }},
-	{PolicyStatic, func(r *Route) bool { return r.Static != nil }},
-	{PolicyAccess, func(r *Route) bool { return r.Access != nil }},
-	{PolicyForwardAuth, func(r *Route) bool { return r.ForwardAuth != nil }},
-	{PolicyRedirect, func(r *Route) bool { return r.Redirect != nil }},
-	{PolicyRewrite, func(r *Route) bool { return r.Rewrite != nil }},
-	{PolicySplit, func(r *Route) bool { return r.Split != nil }},
+	// set reports whether the route wrote the policy's field.
+	set func(*Route) bool
+	// defaults fills what the route left out (p is the route's path, "routes[3]"); nil when
+	// there is nothing to fill.
+	defaults func(c *Config, p string, r *Route)
+	// validate reports the policy's problems under p.
+	validate func(v *validator, p string, r *Route)
 }
 
-// Policies returns the per-route policies r asks for, in the order of their fields.
+// routePolicies is every per-route policy. A new policy adds its field to Route and one line
+// here. Defaults run in this order: static routes get their methods (GET, HEAD) before CORS
+// allows them by default and adds OPTIONS.
+var routePolicies = []routePolicy{
+	{PolicyStatic, func(r *Route) bool { return r.Static != nil }, (*Config).staticDefaults, (*validator).static},
+	{PolicyCORS, func(r *Route) bool { return r.CORS != nil }, (*Config).corsDefaults, (*validator).cors},
+	{PolicyAuth, func(r *Route) bool { return r.Auth != nil }, nil, (*validator).auth},
+	{PolicyCompression, func(r *Route) bool { return r.Compression != nil }, (*Config).compressionDefaults, (*validator).compression},
+	{PolicyRateLimit, func(r *Route) bool { return r.RateLimit != nil }, (*Config).rateLimitDefaults, (*validator).rateLimit},
+	{PolicyCache, func(r *Route) bool { return r.Cache != nil }, (*Config).cacheDefaults, (*validator).cache},
+	{PolicyAccess, func(r *Route) bool { return r.Access != nil }, nil, (*validator).access},
+	{PolicyForwardAuth, func(r *Route) bool { return r.ForwardAuth != nil }, (*Config).forwardAuthDefaults, (*validator).forwardAuth},
+	{PolicyRedirect, func(r *Route) bool { return r.Redirect != nil }, (*Config).redirectDefaults, (*validator).redirect},
+	{PolicyRewrite, func(r *Route) bool { return r.Rewrite != nil }, nil, (*validator).rewritePath},
+	{PolicySplit, func(r *Route) bool { return r.Split != nil }, nil, (*validator).split},
+}
+
+// Policies returns the per-route policies r asks for.
 func (r *Route) Policies() []PolicyName {
 	var names []PolicyName
 	for _, p := range routePolicies {
@@ -56,4 +67,36 @@ func PolicyNames() []PolicyName {
 		names[i] = p.name
 	}
 	return names
+}
+
+func (c *Config) routePolicyDefaults(p string, r *Route) {
+	for _, rp := range routePolicies {
+		if rp.defaults != nil && rp.set(r) {
+			rp.defaults(c, p, r)
+		}
+	}
+}
+
+func (v *validator) routePolicies(p string, r *Route) {
+	for _, rp := range routePolicies {
+		if rp.set(r) {
+			rp.validate(v, p, r)
+		}
+	}
+}
+
+// written reports whether the file wrote the field at path (e.g. "routes[2].cache.ttl"), so a
+// default never replaces a value given explicitly, a zero included.
+func (c *Config) written(path string) bool {
+	_, ok := c.positions[path]
+	return ok
+}
+
+// names turns typed constants back into strings, for suggestions in errors.
+func names[T ~string](values []T) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = string(v)
+	}
+	return out
 }

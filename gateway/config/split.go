@@ -51,9 +51,7 @@ const MaxSplitWeight = 10000
 
 func (v *validator) split(p string, r *Route) {
 	s := r.Split
-	if s == nil {
-		return
-	}
+	p += ".split"
 	if r.Upstream == "" {
 		v.errorf(p, "a split spreads a proxied route over upstreams; set the route's upstream to one of them")
 	}

@@ -65,7 +65,7 @@ func (v *validator) server() {
 	if s.MaxBodyBytes <= 0 {
 		v.errorf("server.max_body_bytes", "must be greater than 0")
 	}
-	if s.EncodedSlashes != "keep" && s.EncodedSlashes != "reject" {
+	if s.EncodedSlashes != KeepEncodedSlashes && s.EncodedSlashes != RejectEncodedSlashes {
 		v.errorf("server.encoded_slashes", "must be keep or reject, got %q", s.EncodedSlashes)
 	}
 	if !strings.HasPrefix(s.HealthPath, "/") {
@@ -292,14 +292,7 @@ func (v *validator) routes() {
 		}
 		v.headerOps(p+".headers.request", r.Headers.Request, true)
 		v.headerOps(p+".headers.response", r.Headers.Response, false)
-		v.rateLimit(p+".rate_limit", r.RateLimit)
-		v.cache(p+".cache", r)
-		v.edgePolicies(p, r)
-		v.access(p+".access", r.Access)
-		v.forwardAuth(p+".forward_auth", r.ForwardAuth)
-		v.redirect(p+".redirect", r)
-		v.rewritePath(p+".rewrite", r)
-		v.split(p+".split", r)
+		v.routePolicies(p, r)
 
 		key := matchKey{exact: r.Match.Path, prefix: CleanPrefix(r.Match.PathPrefix), host: r.Match.Host}
 		for _, j := range byMatch[key] {

@@ -105,7 +105,7 @@ func (p *Policies) table() []Row {
 
 func (p *Policies) rateLimit(route *config.Route, cfg *config.Config) (proxy.Middleware, error) {
 	var store *redisstore.Store
-	if route.RateLimit.Scope == "redis" {
+	if route.RateLimit.Scope == config.ScopeRedis {
 		store = p.Redis.Get(cfg.Redis)
 	}
 	return p.Limits.Middleware(route, store), nil
@@ -113,7 +113,7 @@ func (p *Policies) rateLimit(route *config.Route, cfg *config.Config) (proxy.Mid
 
 func (p *Policies) cache(route *config.Route, cfg *config.Config) (proxy.Middleware, error) {
 	var store *redisstore.Store
-	if route.Cache.Store == "redis" {
+	if route.Cache.Store == config.CacheRedis {
 		store = p.Redis.Get(cfg.Redis)
 	}
 	return p.Caches.Middleware(route, store), nil

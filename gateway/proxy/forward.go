@@ -6,7 +6,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/archway-gateway/archway/gateway/balancer"
 	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/upstream"
 )
@@ -58,10 +57,7 @@ func (f *Forwarder) Serve(x *Exchange) {
 	x.up.Deadline = now.Add(r.Timeout)
 	x.up.Timeout = r.Timeout
 	x.up.Head = x.Method == 1
-	key := uint64(0)
-	if up.Policy == "ip_hash" {
-		key = balancer.HashBytes(x.ClientIP.AsSlice())
-	}
+	key := up.Key(x.ClientIP)
 
 	retries := r.Retries
 	if retries > 0 {

@@ -52,8 +52,8 @@ func (r *Registry) Middleware(route *config.Route, store *redisstore.Store) prox
 		return nil
 	}
 	st := r.state(route.Name, rl)
-	m := &middleware{state: st, local: st.local, denyOnError: rl.OnStoreError == "deny"}
-	if rl.Scope == "redis" && store != nil {
+	m := &middleware{state: st, local: st.local, denyOnError: rl.OnStoreError == config.OnStoreErrorDeny}
+	if rl.Scope == config.ScopeRedis && store != nil {
 		m.redis = NewRedis(store, route.Name, rl.Rate.Interval(), rl.Burst)
 		m.store = store
 	}

@@ -78,7 +78,7 @@ func New(ctx context.Context, cfg config.Redis, logger *slog.Logger) *Store {
 		// Maintenance notifications are a Redis Enterprise handshake; plain servers refuse it.
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
-	if cfg.Mode == "cluster" {
+	if cfg.Mode == config.RedisCluster {
 		opts.IsClusterMode = true
 		opts.MaxRedirects = 3
 	}

@@ -55,7 +55,7 @@ func (b *builder) build(cfg *config.Config, version uint64) (*proxy.Snapshot, er
 		Config:             cfg,
 		Upstreams:          map[string]*upstream.Upstream{},
 		MaxBodyBytes:       cfg.Server.MaxBodyBytes.Bytes(),
-		RejectEncodedSlash: cfg.Server.EncodedSlashes == "reject",
+		RejectEncodedSlash: cfg.Server.EncodedSlashes == config.RejectEncodedSlashes,
 		HealthPath:         []byte(cfg.Server.HealthPath),
 		SecurityHeaders:    headerList(cfg.Server.SecurityHeaders),
 		Unmatched:          b.metrics.Route(unmatchedRoute),

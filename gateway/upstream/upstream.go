@@ -5,6 +5,7 @@
 package upstream
 
 import (
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -120,7 +121,16 @@ func newEndpointSet(targets []*Target) *endpointSet {
 // Targets returns the current targets. The slice is shared and must not be modified.
 func (u *Upstream) Targets() []*Target { return u.set.Load().targets }
 
-// Pick chooses a target for a request: key feeds ip_hash, tried excludes targets already tried
+// Key is the Choice.Key of a request from client: what the upstream's policy keys on (see
+// balancer.Keyer), or 0.
+func (u *Upstream) Key(client netip.Addr) uint64 {
+	if k, ok := u.policy.(balancer.Keyer); ok {
+		return k.Key(client)
+	}
+	return 0
+}
+
+// Pick chooses a target for a request: key is Key's, tried excludes targets already tried
 // (bit i for the target at index i of the set the index refers to). It returns the target and
 // its index, or nil and -1 when none is available.
 func (u *Upstream) Pick(key, tried uint64, now int64) (*Target, int) {
