@@ -41,6 +41,11 @@ func (s *service) routes(srv *server.Server) {
 	srv.Handle(http.MethodPost, "/auth/register", s.register)
 	srv.Handle(http.MethodPost, "/auth/login", s.login)
 	srv.Handle(http.MethodGet, "/users/me", s.verifier.Require(s.me))
+	// /auth/verify is for a gateway's forward_auth, which asks with the original request's
+	// method: every method a route may carry gets the same answer.
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		srv.Handle(m, "/auth/verify", s.verifier.Require(s.verify))
+	}
 	srv.Handle(http.MethodGet, "/users/{id}", s.verifier.Require(s.userByID))
 	srv.Handle(http.MethodGet, "/.well-known/jwks.json", s.jwks)
 }
@@ -156,6 +161,19 @@ func (s *service) me(ctx *fasthttp.RequestCtx) error {
 		return api.Unauthorized("invalid token subject")
 	}
 	return s.writeUser(ctx, id)
+}
+
+// verify answers 204 for a valid bearer token, with the identity it carries in X-User-Id,
+// X-User-Email and X-User-Role; Require has already answered 401 for anything else. It reads
+// no database: a gateway asks on every request it is configured to check.
+func (s *service) verify(ctx *fasthttp.RequestCtx) error {
+	c := auth.ClaimsFrom(ctx)
+	ctx.Response.Header.Set(auth.HeaderUserID, c.Subject)
+	ctx.Response.Header.Set(auth.HeaderUserEmail, c.Email)
+	ctx.Response.Header.Set(auth.HeaderUserRole, c.Role)
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "private, no-store")
+	ctx.SetStatusCode(http.StatusNoContent)
+	return nil
 }
 
 // userByID answers for the user themself or an admin. Anyone else gets the same 404 as for an

@@ -266,6 +266,29 @@ func TestUserEndpoints(t *testing.T) {
 	}
 }
 
+// TestAuthVerify: the endpoint a gateway's forward_auth asks answers 204 with the token's
+// identity for every method, and 401 without a valid token.
+func TestAuthVerify(t *testing.T) {
+	h := startUsers(t)
+	user, token := h.register(t, "ana@example.com", "secret123")
+	for _, method := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
+		r := call(t, method, h.url+"/auth/verify", "", "Authorization", "Bearer "+token)
+		if r.status != 204 || r.header.Get("X-User-Id") != strconv.Itoa(int(user["id"].(float64))) ||
+			r.header.Get("X-User-Email") != "ana@example.com" || r.header.Get("X-User-Role") != "customer" {
+			t.Fatalf("%s: %d %v", method, r.status, r.header)
+		}
+	}
+	for name, headers := range map[string][]string{
+		"no token":      nil,
+		"bad token":     {"Authorization", "Bearer " + token[:len(token)-4] + "AAAA"},
+		"identity only": {"X-User-Id", "1"},
+	} {
+		if r := call(t, "GET", h.url+"/auth/verify", "", headers...); r.status != 401 || r.header.Get("X-User-Id") != "" {
+			t.Errorf("%s: %d %v", name, r.status, r.header)
+		}
+	}
+}
+
 // TestIssuedTokensVerifyThroughJWKS is the path every other service takes: a token from
 // /auth/login, keys from /.well-known/jwks.json over HTTP.
 func TestIssuedTokensVerifyThroughJWKS(t *testing.T) {

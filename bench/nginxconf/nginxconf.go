@@ -89,6 +89,9 @@ func Write(w io.Writer, cfg *config.Config, o Options) error {
 		if rl := r.RateLimit; rl != nil && strings.HasPrefix(rl.Key, "jwt:") {
 			return fmt.Errorf("route %s: rate-limit key %s has no nginx equivalent", r.Name, rl.Key)
 		}
+		if r.Access != nil || r.ForwardAuth != nil || r.Redirect != nil || r.Rewrite != nil || r.Split != nil {
+			return fmt.Errorf("route %s: access, forward_auth, redirect, rewrite and split are not translated to nginx by this generator", r.Name)
+		}
 	}
 
 	b := &strings.Builder{}

@@ -242,6 +242,39 @@ type routeView struct {
 	StripPrefix string   `json:"strip_prefix,omitempty"`
 	AddPrefix   string   `json:"add_prefix,omitempty"`
 	Timeout     string   `json:"timeout"`
+	// Split shows a route's weighted upstreams; archway_split_requests_total counts what each got.
+	Split *splitView `json:"split,omitempty"`
+}
+
+type splitView struct {
+	Sticky    string              `json:"sticky,omitempty"`
+	Upstreams []splitUpstreamView `json:"upstreams"`
+}
+
+type splitUpstreamView struct {
+	Upstream string `json:"upstream"`
+	Weight   int    `json:"weight"`
+	// Match is "header <Name>: <value>" or "cookie <name>=<value>" when set.
+	Match string `json:"match,omitempty"`
+}
+
+func newSplitView(s *config.Split) *splitView {
+	if s == nil {
+		return nil
+	}
+	v := &splitView{Sticky: s.Sticky}
+	for _, e := range s.Upstreams {
+		u := splitUpstreamView{Upstream: e.Upstream, Weight: e.Weight}
+		if m := e.Match; m != nil {
+			if m.Header != "" {
+				u.Match = "header " + m.Header + ": " + m.Value
+			} else {
+				u.Match = "cookie " + m.Cookie + "=" + m.Value
+			}
+		}
+		v.Upstreams = append(v.Upstreams, u)
+	}
+	return v
 }
 
 func (a *api) routes(w http.ResponseWriter, _ *http.Request) {
@@ -251,7 +284,7 @@ func (a *api) routes(w http.ResponseWriter, _ *http.Request) {
 		out = append(out, routeView{
 			Name: rc.Name, Path: rc.Match.Path, PathPrefix: rc.Match.PathPrefix, Host: rc.Match.Host,
 			Methods: rc.Match.Methods, Upstream: rc.Upstream, StripPrefix: rc.StripPrefix, AddPrefix: rc.AddPrefix,
-			Timeout: rc.Timeout.D().String(),
+			Timeout: rc.Timeout.D().String(), Split: newSplitView(rc.Split),
 		})
 	}
 	writeJSON(w, http.StatusOK, out)

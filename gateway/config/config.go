@@ -174,6 +174,12 @@ type Route struct {
 	// Redirects rewrites the upstream's Location, Content-Location, Refresh and Set-Cookie
 	// (redirects.go); rewrite by default where strip_prefix or add_prefix change the path.
 	Redirects *Redirects `yaml:"redirects,omitempty"`
+	// Access, ForwardAuth, Redirect, Rewrite and Split are defined in their own files.
+	Access      *Access      `yaml:"access,omitempty"`
+	ForwardAuth *ForwardAuth `yaml:"forward_auth,omitempty"`
+	Redirect    *Redirect    `yaml:"redirect,omitempty"`
+	Rewrite     *Rewrite     `yaml:"rewrite,omitempty"`
+	Split       *Split       `yaml:"split,omitempty"`
 }
 
 // Respond is a direct answer. Without a body, a status of 400 or more gets the gateway's JSON

@@ -12,6 +12,11 @@ const (
 	PolicyRateLimit   PolicyName = "rate_limit"
 	PolicyCache       PolicyName = "cache"
 	PolicyStatic      PolicyName = "static"
+	PolicyAccess      PolicyName = "access"
+	PolicyForwardAuth PolicyName = "forward_auth"
+	PolicyRedirect    PolicyName = "redirect"
+	PolicyRewrite     PolicyName = "rewrite"
+	PolicySplit       PolicyName = "split"
 )
 
 // routePolicy is the configuration side of one per-route policy; its fields, defaults and
@@ -37,6 +42,11 @@ var routePolicies = []routePolicy{
 	{PolicyCompression, func(r *Route) bool { return r.Compression != nil }, (*Config).compressionDefaults, (*validator).compression},
 	{PolicyRateLimit, func(r *Route) bool { return r.RateLimit != nil }, (*Config).rateLimitDefaults, (*validator).rateLimit},
 	{PolicyCache, func(r *Route) bool { return r.Cache != nil }, (*Config).cacheDefaults, (*validator).cache},
+	{PolicyAccess, func(r *Route) bool { return r.Access != nil }, nil, (*validator).access},
+	{PolicyForwardAuth, func(r *Route) bool { return r.ForwardAuth != nil }, (*Config).forwardAuthDefaults, (*validator).forwardAuth},
+	{PolicyRedirect, func(r *Route) bool { return r.Redirect != nil }, (*Config).redirectDefaults, (*validator).redirect},
+	{PolicyRewrite, func(r *Route) bool { return r.Rewrite != nil }, nil, (*validator).rewritePath},
+	{PolicySplit, func(r *Route) bool { return r.Split != nil }, nil, (*validator).split},
 }
 
 // Policies returns the per-route policies r asks for.

@@ -265,7 +265,7 @@ func (v *validator) routes() {
 			}
 		}
 		switch {
-		case kinds == 0:
+		case kinds == 0 && r.Redirect == nil:
 			v.errorf(p+".upstream", "required (or static, to serve files, or respond, to answer directly)")
 		case kinds > 1:
 			v.errorf(p, "a route either proxies (upstream), serves files (static) or answers directly (respond): one of them")

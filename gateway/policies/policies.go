@@ -1,5 +1,6 @@
 // Package policies owns every per-route policy of the gateway as one ordered table: each row
-// builds one policy (CORS, auth, compression, rate limit, cache, static files) from a route's
+// builds one policy (access, CORS, auth, forward auth, rewrite, compression, rate limit, cache,
+// split, static files, redirect) from a route's
 // configuration, keeps that policy's state across reloads and reports its metrics. The table
 // (table.go) is the only place the order of a route's chain is written; server.New gets it as
 // server.Options.Policies and refuses a route that asks for a policy no row built.
@@ -27,9 +28,11 @@ import (
 	"github.com/archway-gateway/archway/gateway/auth"
 	"github.com/archway-gateway/archway/gateway/cache"
 	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/forwardauth"
 	"github.com/archway-gateway/archway/gateway/proxy"
 	"github.com/archway-gateway/archway/gateway/ratelimit"
 	"github.com/archway-gateway/archway/gateway/redisstore"
+	"github.com/archway-gateway/archway/gateway/split"
 	"github.com/archway-gateway/archway/gateway/static"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -68,6 +71,10 @@ type Policies struct {
 	Caches *cache.Registry
 	// Redis is the connection rate limits (scope: redis) and caches (store: redis) share.
 	Redis *redisstore.Manager
+	// AuthServices is the connection pool forward_auth asks auth services through.
+	AuthServices *forwardauth.Manager
+	// Splits counts what each split route sent to each of its upstreams.
+	Splits *split.Registry
 
 	rows   []Row
 	cancel context.CancelFunc
@@ -82,13 +89,15 @@ func New(logger *slog.Logger) *Policies {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Policies{
-		Tokens: auth.NewManager(ctx, logger, nil),
-		Files:  static.NewManager(logger),
-		Limits: ratelimit.NewRegistry(),
-		Caches: cache.NewRegistry(ctx, logger),
-		Redis:  redisstore.NewManager(ctx, logger, 30*time.Second),
-		cancel: cancel,
-		done:   make(chan struct{}),
+		Tokens:       auth.NewManager(ctx, logger, nil),
+		Files:        static.NewManager(logger),
+		Limits:       ratelimit.NewRegistry(),
+		Caches:       cache.NewRegistry(ctx, logger),
+		Redis:        redisstore.NewManager(ctx, logger, 30*time.Second),
+		AuthServices: forwardauth.NewManager(),
+		Splits:       split.NewRegistry(),
+		cancel:       cancel,
+		done:         make(chan struct{}),
 	}
 	p.rows = p.table()
 	go func() {

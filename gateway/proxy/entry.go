@@ -278,7 +278,9 @@ func logRequest(l *accesslog.Logger, x *Exchange, code int, elapsed time.Duratio
 	}
 	if x.Route != nil {
 		e.Route = x.Route.Name
-		if x.Route.Upstream != nil { // nil on a static route
+		if x.Upstream != nil { // a split chose it
+			e.Upstream = x.Upstream.Name
+		} else if x.Route.Upstream != nil { // nil on a static route
 			e.Upstream = x.Route.Upstream.Name
 		}
 	}

@@ -47,6 +47,9 @@ type Exchange struct {
 	// middleware that runs before the policies reading them (rate_limit key jwt:<claim>); nil
 	// when the request carried no verified credentials.
 	Claims ClaimGetter
+	// Upstream, when set by a policy before the forwarder (a split), replaces the route's
+	// upstream for this request.
+	Upstream *upstream.Upstream
 
 	// Filled in by the forwarder, read by logs and metrics.
 	Target           *upstream.Target

@@ -25,6 +25,10 @@ var _ Handler = (*Forwarder)(nil)
 // Serve implements Handler.
 func (f *Forwarder) Serve(x *Exchange) {
 	r := f.Route
+	up := r.Upstream
+	if x.Upstream != nil {
+		up = x.Upstream
+	}
 	ctx := x.Ctx
 	req := &ctx.Request
 	raw := req.Header.RawHeaders()
@@ -53,18 +57,18 @@ func (f *Forwarder) Serve(x *Exchange) {
 	x.up.Deadline = now.Add(r.Timeout)
 	x.up.Timeout = r.Timeout
 	x.up.Head = x.Method == 1
-	key := r.Upstream.Key(x.ClientIP)
+	key := up.Key(x.ClientIP)
 
 	retries := r.Retries
 	if retries > 0 {
-		r.Upstream.Earn()
+		up.Earn()
 	}
 	var tried uint64
 	staleRetried := false
 	var lastErr error
 	start := now // the first attempt starts now; a repeated one reads the clock again
 	for {
-		t, idx := r.Upstream.Pick(key, tried, x.up.Now)
+		t, idx := up.Pick(key, tried, x.up.Now)
 		if t == nil {
 			if lastErr == nil {
 				lastErr = ErrNoTarget
@@ -77,12 +81,12 @@ func (f *Forwarder) Serve(x *Exchange) {
 		if x.Attempts > 1 {
 			start = time.Now()
 		}
-		err := r.Upstream.Do(t, req, &ctx.Response, &x.up)
+		err := up.Do(t, req, &ctx.Response, &x.up)
 		x.UpstreamDuration += time.Since(start)
 		if err == nil {
 			code := ctx.Response.StatusCode()
-			r.Upstream.ObserveStatus(t, code, x.up.Now)
-			if retries > 0 && retryableStatus(code) && replayable && protocol.IsIdempotent(x.Method) && r.Upstream.Spend() {
+			up.ObserveStatus(t, code, x.up.Now)
+			if retries > 0 && retryableStatus(code) && replayable && protocol.IsIdempotent(x.Method) && up.Spend() {
 				retries--
 				tried |= bit(idx)
 				ctx.Response.Reset() // discards the answer (and closes its body stream)
@@ -102,7 +106,7 @@ func (f *Forwarder) Serve(x *Exchange) {
 			staleRetried = true
 			continue
 		}
-		if retries > 0 && retryableError(err, x.Method, replayable) && r.Upstream.Spend() {
+		if retries > 0 && retryableError(err, x.Method, replayable) && up.Spend() {
 			retries--
 			tried |= bit(idx)
 			continue
