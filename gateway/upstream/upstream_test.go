@@ -369,7 +369,8 @@ func TestChunkSizeParsing(t *testing.T) {
 		size int64
 		ok   bool
 	}{
-		{"a\r\n", 10, true}, {"1F;ext=1\r\n", 31, true}, {"0\r\n", 0, true}, {"ff\n", 255, true},
+		{"a\r\n", 10, true}, {"1F;ext=1\r\n", 31, true}, {"0\r\n", 0, true}, {"ff \t\r\n", 255, true},
+		{"ff\n", 0, false}, {"f\rf\r\n", 0, false}, {"a x\r\n", 0, false}, {"a ;x\r\n", 0, false}, {"a;x\ry\r\n", 0, false},
 		{"\r\n", 0, false}, {"zz\r\n", 0, false}, {";x\r\n", 0, false},
 		{"1000000000000000\r\n", 0, false}, {"-1\r\n", 0, false}, {"12", 0, false},
 	} {
