@@ -66,6 +66,7 @@ type Gateway struct {
 	build   builder
 	server  *fasthttp.Server
 	metrics *gatewayMetrics
+	conns   *connLimiter // server.max_connections and max_connections_per_ip
 
 	reloadMu   sync.Mutex // serialises Apply/Reload; never taken by requests
 	version    atomic.Uint64
@@ -114,6 +115,10 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.commit(snap, nil)
 	g.lastReload.Store(&ReloadResult{Version: 1, Digest: cfg.Digest(), Source: "start", At: time.Now(), OK: true})
 
+	g.conns = newConnLimiter(func() (int, int) {
+		s := g.Config().Server
+		return s.MaxConnections, s.MaxConnectionsPerIP
+	})
 	metrics, err := newGatewayMetrics(g, reg)
 	if err != nil {
 		cancel()
@@ -198,7 +203,7 @@ func (g *Gateway) DiscoveryState(upstreamName string) (discovery.State, bool) {
 
 // Serve accepts connections on ln until Shutdown.
 func (g *Gateway) Serve(ln net.Listener) error {
-	err := g.server.Serve(ln)
+	err := g.server.Serve(g.conns.wrap(ln))
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}
