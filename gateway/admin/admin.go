@@ -322,6 +322,7 @@ type discoveryView struct {
 	Service     string     `json:"service"`
 	Status      string     `json:"status"`
 	Stale       bool       `json:"stale"`
+	Errors      uint64     `json:"errors"` // failed answers from the source since the watch started
 	Error       string     `json:"error,omitempty"`
 	LastError   string     `json:"last_error,omitempty"`
 	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
@@ -331,7 +332,7 @@ type discoveryView struct {
 }
 
 func newDiscoveryView(st discovery.State) *discoveryView {
-	v := &discoveryView{Source: "consul", Service: st.Service, Status: st.Status.String(), Stale: st.Stale(), Index: st.Index}
+	v := &discoveryView{Source: "consul", Service: st.Service, Status: st.Status.String(), Stale: st.Stale(), Errors: st.Errors, Index: st.Index}
 	if st.SourceErr != nil {
 		v.Error = st.SourceErr.Error()
 	}

@@ -63,6 +63,9 @@ type Server struct {
 	// is the original nginx set; an empty mapping turns them all off. Routes override them with
 	// headers.response.set and headers.response.remove.
 	SecurityHeaders map[string]string `yaml:"security_headers"`
+	// MaxConnections and MaxConnectionsPerIP cap client connections (see connections.go).
+	MaxConnections      int `yaml:"max_connections"`
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 }
 
 // Admin configures the admin API listener.

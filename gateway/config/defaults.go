@@ -78,6 +78,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&s.ShutdownGrace, DefaultShutdownGrace)
 	setDefault(&s.EncodedSlashes, DefaultEncodedSlashes)
 	setDefault(&s.HealthPath, DefaultHealthPath)
+	s.applyConnectionDefaults()
 	if s.SecurityHeaders == nil {
 		s.SecurityHeaders = DefaultSecurityHeaders()
 	}

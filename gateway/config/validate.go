@@ -37,6 +37,7 @@ func (v *validator) errorf(path, format string, args ...any) {
 func (c *Config) validate(errs *ErrorList) {
 	v := &validator{c: c, errs: errs}
 	v.server()
+	v.connections()
 	v.admin()
 	v.accessLog()
 	v.consul()

@@ -65,6 +65,8 @@ func (f *Forwarder) Serve(x *Exchange) {
 	}
 	var tried uint64
 	staleRetried := false
+	failovers := 0
+	x.up.Fresh = false
 	var lastErr error
 	start := now // the first attempt starts now; a repeated one reads the clock again
 	for {
@@ -104,6 +106,18 @@ func (f *Forwarder) Serve(x *Exchange) {
 		// spends nothing from the route's retries.
 		if !staleRetried && replayable && staleRetryable(err, x.Method) {
 			staleRetried = true
+			x.up.Fresh = true // a newly dialled connection: the next idle one may be just as dead
+			continue
+		}
+		x.up.Fresh = false
+		// A request that provably never left (refused, no connection within connect_timeout or
+		// queue_timeout, a pooled connection that broke before any byte was written) goes to
+		// another target, whatever the method and whatever retries says: nginx's default
+		// proxy_next_upstream error timeout. It spends neither the route's retries nor the
+		// budget, because the upstream did no work; it stops when every target was tried.
+		if failovers < maxFailovers && failoverable(err, replayable) {
+			failovers++
+			tried |= bit(idx)
 			continue
 		}
 		if retries > 0 && retryableError(err, x.Method, replayable) && up.Spend() {
@@ -144,6 +158,22 @@ func retryableError(err error, method int, replayable bool) bool {
 		return true
 	}
 	return replayable && protocol.IsIdempotent(method)
+}
+
+// maxFailovers bounds the moves to another target after unsent failures; the tried mask also
+// ends them when every target was tried, but it holds only 64 targets.
+const maxFailovers = 64
+
+// failoverable reports whether a failed attempt cannot have reached the upstream and left the
+// request intact, so that it may go to another target outside the retry budget.
+func failoverable(err error, replayable bool) bool {
+	var ue *upstream.Error
+	if !errors.As(err, &ue) || !ue.NotSent() {
+		return false
+	}
+	// Connect-phase failures never touched a streamed body; a stale connection that broke
+	// while writing may have consumed part of one.
+	return replayable || ue.Kind != upstream.KindStale
 }
 
 func staleRetryable(err error, method int) bool {

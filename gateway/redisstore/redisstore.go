@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,13 +37,18 @@ type Store struct {
 	probe     time.Duration
 	failures  atomic.Int32
 	open      atomic.Bool
-	wake      chan struct{} // nudges the prober when the breaker opens
+	// lastTimeout is when the last counted timeout failure was reported (unix nanoseconds).
+	lastTimeout atomic.Int64
+	wake        chan struct{} // nudges the prober when the breaker opens
 
 	// Counters for metrics, read at scrape time.
 	Calls    atomic.Uint64 // calls made to Redis
 	Failures atomic.Uint64 // calls that failed or timed out
 	Skipped  atomic.Uint64 // calls not made because the breaker was open
 	Opened   atomic.Uint64 // times the breaker opened
+	// Recovered counts the times the breaker closed again: Redis answered the probe and a pool
+	// of warm connections.
+	Recovered atomic.Uint64
 
 	logger *slog.Logger
 	stop   context.CancelFunc
@@ -129,6 +136,9 @@ func (s *Store) Report(err error) {
 		return
 	}
 	s.Failures.Add(1)
+	if s.sameStall(err) {
+		return
+	}
 	if s.failures.Add(1) >= s.threshold && s.open.CompareAndSwap(false, true) {
 		s.Opened.Add(1)
 		s.logger.Warn("redis unavailable; policies use their fallback until it answers again", "error", err.Error(), "addrs", s.cfg.Addrs)
@@ -137,6 +147,26 @@ func (s *Store) Report(err error) {
 		default:
 		}
 	}
+}
+
+// sameStall reports whether err is a timeout that ends within one redis.timeout of a timeout
+// already counted. One stall (a GC pause, a starved CPU, a Redis that hiccups) times out every
+// call in flight at the same moment; counted one by one, a single stall under concurrent load
+// was breaker_failures "consecutive" failures, and opened the breaker on a healthy Redis, which
+// is how recovery from a hang flapped on a loaded machine. A hung Redis still opens it: calls
+// keep timing out one timeout after another. Errors that are answers (refused, reset) count
+// each.
+func (s *Store) sameStall(err error) bool {
+	var ne net.Error
+	if !errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &ne) && ne.Timeout()) {
+		return false
+	}
+	now := time.Now().UnixNano()
+	last := s.lastTimeout.Load()
+	if now-last < int64(s.Timeout) {
+		return true
+	}
+	return !s.lastTimeout.CompareAndSwap(last, now)
 }
 
 // runProber closes the breaker once Redis answers a PING again.
@@ -159,14 +189,50 @@ func (s *Store) runProber(ctx context.Context) {
 			pctx, cancel := context.WithTimeout(ctx, s.Timeout)
 			err := s.Client.Ping(pctx).Err()
 			cancel()
-			if err == nil {
+			if err == nil && s.warm(ctx) {
 				s.failures.Store(0)
 				s.open.Store(false)
+				s.Recovered.Add(1)
 				s.logger.Info("redis answers again; policies use it", "addrs", s.cfg.Addrs)
 			}
 		}
 		tick.Stop()
 	}
+}
+
+// warm fills the connection pool before the breaker closes. An outage empties it (a command
+// that times out takes its connection with it), so without this every request arriving at the
+// moment of closing dials at once, each under the request timeout: on a loaded machine enough
+// of those handshakes miss redis.timeout in a row to open the breaker again a moment later,
+// handing the policies' local fallback another fresh burst each time. Here the connections are
+// made by the prober, off the request path, with a longer deadline; the breaker closes only
+// when all of them answer, so a Redis still digesting its backlog keeps it open.
+func (s *Store) warm(ctx context.Context) bool {
+	n := s.poolSize()
+	deadline := max(s.Timeout, s.probe, time.Second)
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wctx, cancel := context.WithTimeout(ctx, deadline)
+			defer cancel()
+			if err := s.Client.Ping(wctx).Err(); err != nil {
+				failed.Store(true)
+			}
+		}()
+	}
+	wg.Wait()
+	return !failed.Load()
+}
+
+// poolSize is the connections go-redis keeps per node: redis.pool_size, or its own default.
+func (s *Store) poolSize() int {
+	if s.cfg.PoolSize > 0 {
+		return s.cfg.PoolSize
+	}
+	return 10 * runtime.GOMAXPROCS(0)
 }
 
 // Close stops the prober and closes the client's connections.

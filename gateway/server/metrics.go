@@ -68,6 +68,7 @@ func newGatewayMetrics(g *Gateway, reg prometheus.Registerer) (*gatewayMetrics, 
 		upstreamCollector{g},
 		tunnelCollector{g},
 		discoveryCollector{g},
+		connLimitCollector{g.conns},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}

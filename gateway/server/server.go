@@ -61,6 +61,7 @@ type Gateway struct {
 	build   builder
 	server  *fasthttp.Server
 	metrics *gatewayMetrics
+	conns   *connLimiter // server.max_connections and max_connections_per_ip
 
 	reloadMu   sync.Mutex // serialises Apply/Reload; never taken by requests
 	version    atomic.Uint64
@@ -108,6 +109,10 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.commit(snap, nil)
 	g.lastReload.Store(&ReloadResult{Version: 1, Digest: cfg.Digest(), Source: "start", At: time.Now(), OK: true})
 
+	g.conns = newConnLimiter(func() (int, int) {
+		s := g.Config().Server
+		return s.MaxConnections, s.MaxConnectionsPerIP
+	})
 	metrics, err := newGatewayMetrics(g, reg)
 	if err != nil {
 		cancel()
@@ -192,8 +197,9 @@ func (g *Gateway) DiscoveryState(upstreamName string) (discovery.State, bool) {
 
 // Serve accepts connections on ln until Shutdown.
 func (g *Gateway) Serve(ln net.Listener) error {
-	// protocol.Listener checks request heads as they arrive (bare LF, request-line length).
-	err := g.server.Serve(protocol.Listener{Listener: ln})
+	// protocol.Listener checks request heads as they arrive (bare LF, request-line length);
+	// the connection caps refuse what is over server.max_connections(_per_ip) first.
+	err := g.server.Serve(protocol.Listener{Listener: g.conns.wrap(ln)})
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}

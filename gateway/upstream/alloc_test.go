@@ -34,3 +34,33 @@ func TestDoAllocatesNothing(t *testing.T) {
 		t.Fatalf("Target.Do allocates %.1f times per request", allocs)
 	}
 }
+
+// TestIdleCheckAllocatesNothing: every reuse of an idle connection asks the kernel whether the
+// upstream closed it; that question must cost no allocation either.
+func TestIdleCheckAllocatesNothing(t *testing.T) {
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBody(kilobyte) })
+	tg := newTarget("app", b.addr, 1, testSettings())
+	req := fasthttp.AcquireRequest()
+	req.SetRequestURI("/x")
+	req.Header.SetHost("b")
+	resp := &fasthttp.Response{}
+	x := newExchange(2 * time.Second)
+	for range 10 {
+		if err := tg.Do(req, resp, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(500, func() {
+		pc := tg.pool.popIdle(x.Now)
+		if pc == nil || pc.fd < 0 {
+			t.Fatal("no idle connection with a socket to check")
+		}
+		tg.pool.release(pc, true, x.Now)
+	})
+	if allocs != 0 {
+		t.Fatalf("the idle check allocates %.1f times per checkout", allocs)
+	}
+	if s := tg.Stats(); s.PeerClosed != 0 || s.Dials != 1 {
+		t.Fatalf("stats %+v: an open idle connection was taken for closed", s)
+	}
+}

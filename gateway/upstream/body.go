@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"sync"
@@ -140,7 +141,11 @@ func (s *bodyStream) readChunked(p []byte) (int, error) {
 	return n, nil
 }
 
-// readChunkSize parses "1a2b;ext=1\r\n". It accepts a bare "\n" line end, as net/http does.
+// readChunkSize parses "1a2b;ext=1\r\n" with the rule net/http applies (RFC 9112 §7.1 and its
+// erratum 7633): the line ends in CRLF, with no other CR and no bare LF; hex digits, then an
+// extension after ';' or optional whitespace at the very end. Two parsers in a chain that
+// disagree on where a chunk ends is how responses get desynchronised, so the gateway accepts no
+// more than the Go upstreams it fronts (the differential test holds it to that).
 func readChunkSize(br *bufio.Reader) (int64, error) {
 	line, err := br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull || len(line) > maxChunkLine {
@@ -152,9 +157,16 @@ func readChunkSize(br *bufio.Reader) (int64, error) {
 		}
 		return 0, err
 	}
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return 0, errChunkSyntax // bare LF
+	}
+	line = line[:len(line)-2]
+	for len(line) > 0 && (line[len(line)-1] == ' ' || line[len(line)-1] == '\t') {
+		line = line[:len(line)-1]
+	}
 	var size int64
 	digits := 0
-	for _, c := range line {
+	for i, c := range line {
 		var v byte
 		switch {
 		case c >= '0' && c <= '9':
@@ -163,8 +175,8 @@ func readChunkSize(br *bufio.Reader) (int64, error) {
 			v = c - 'a' + 10
 		case c >= 'A' && c <= 'F':
 			v = c - 'A' + 10
-		case c == ';' || c == '\r' || c == '\n' || c == ' ' || c == '\t':
-			if digits == 0 {
+		case c == ';' && digits > 0:
+			if bytes.IndexByte(line[i:], '\r') >= 0 {
 				return 0, errChunkSyntax
 			}
 			return size, nil
@@ -177,18 +189,23 @@ func readChunkSize(br *bufio.Reader) (int64, error) {
 		}
 		size = size<<4 | int64(v)
 	}
-	return 0, errChunkSyntax
+	if digits == 0 {
+		return 0, errChunkSyntax
+	}
+	return size, nil
 }
 
+// expectCRLF reads the CRLF that ends a chunk's data; nothing else will do.
 func expectCRLF(br *bufio.Reader) error {
 	c, err := br.ReadByte()
 	if err != nil {
 		return errTruncated
 	}
-	if c == '\r' {
-		if c, err = br.ReadByte(); err != nil {
-			return errTruncated
-		}
+	if c != '\r' {
+		return errChunkSyntax
+	}
+	if c, err = br.ReadByte(); err != nil {
+		return errTruncated
 	}
 	if c != '\n' {
 		return errChunkSyntax

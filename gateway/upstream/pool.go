@@ -44,6 +44,9 @@ type pool struct {
 	draining atomic.Bool
 	dials    atomic.Uint64
 	open     atomic.Int64
+	// peerClosed counts idle connections found closed (or holding stray bytes) at checkout and
+	// discarded before a request was written to them.
+	peerClosed atomic.Uint64
 }
 
 // pconn is one upstream connection and its buffers, owned by whoever popped its slot index.
@@ -53,6 +56,7 @@ type pconn struct {
 	conn     net.Conn
 	br       *bufio.Reader
 	bw       *bufio.Writer
+	fd       int    // the socket, for the idle check at checkout; -1 where there is none
 	lastUsed int64  // unix nanoseconds of the last release
 	uses     uint64 // completed exchanges on this connection; > 0 means it was reused
 }
@@ -72,8 +76,25 @@ func newPool(addr string, s Settings) *pool {
 }
 
 // acquire returns a connection: the most recently used idle one, or a new one. At MaxConns it
-// waits for a slot until QueueTimeout or the deadline, whichever is first.
-func (p *pool) acquire(deadline time.Time, now int64) (*pconn, error) {
+// waits for a slot until QueueTimeout or the deadline, whichever is first. With fresh set it
+// dials a new connection, closing an idle one to make room if it must: a request that met a
+// stale keep-alive connection is repeated on a connection that cannot be stale too.
+func (p *pool) acquire(deadline time.Time, now int64, fresh bool) (*pconn, error) {
+	if fresh {
+		i := p.free.pop()
+		if i < 0 {
+			if j := p.idle.pop(); j >= 0 {
+				p.discard(p.slots[j])
+				i = p.free.pop()
+			}
+		}
+		if i >= 0 {
+			return p.dial(i, deadline)
+		}
+		// Every slot is busy: wait like any request (what frees up is most likely idle only
+		// for an instant, so it is safe to reuse).
+		return p.waitForSlot(deadline)
+	}
 	if pc := p.popIdle(now); pc != nil {
 		return pc, nil
 	}
@@ -92,6 +113,15 @@ func (p *pool) popIdle(now int64) *pconn {
 		}
 		pc := p.slots[i]
 		if now-pc.lastUsed > int64(p.settings.IdleTimeout) {
+			p.discard(pc)
+			continue
+		}
+		// The upstream may have closed the connection while it sat idle (its keep-alive timeout
+		// is shorter than ours), or sent bytes nobody asked for; the kernel already knows, so ask
+		// before writing a request into it. One non-blocking system call per reuse: cheaper
+		// than a failed round trip, and a stray response must never be read as the next one.
+		if pc.fd >= 0 && idleConnDead(pc.fd) {
+			p.peerClosed.Add(1)
 			p.discard(pc)
 			continue
 		}
@@ -154,6 +184,7 @@ func (p *pool) dial(i int, deadline time.Time) (*pconn, error) {
 		pc.bw.Reset(conn)
 	}
 	pc.conn = conn
+	pc.fd = socketFD(conn)
 	pc.uses = 0
 	p.dials.Add(1)
 	p.open.Add(1)
@@ -161,9 +192,11 @@ func (p *pool) dial(i int, deadline time.Time) (*pconn, error) {
 }
 
 // release returns a connection after a complete exchange: to the idle stack when it can carry
-// another request, closed otherwise.
+// another request, closed otherwise. Bytes already read past the end of the response (an
+// upstream that sent more than its Content-Length) would be taken as the next response: such a
+// connection is closed, never reused. Stray bytes that arrive later are found at checkout.
 func (p *pool) release(pc *pconn, reusable bool, now int64) {
-	if !reusable || p.draining.Load() {
+	if !reusable || p.draining.Load() || pc.br.Buffered() > 0 {
 		p.discard(pc)
 		return
 	}

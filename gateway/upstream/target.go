@@ -119,6 +119,8 @@ type Stats struct {
 	// ChecksPassed and ChecksFailed count active health check probes.
 	ChecksPassed, ChecksFailed uint64
 	Tunnels                    int64
+	// PeerClosed counts idle connections found closed by the upstream at checkout.
+	PeerClosed uint64
 }
 
 // Stats reads the counters.
@@ -127,7 +129,7 @@ func (t *Target) Stats() Stats {
 		InFlight: t.inflight.Load(), Requests: t.requests.Load(), Failures: t.failures.Load(),
 		Ejections: t.ejections.Load(), OpenConns: t.pool.open.Load(), Dials: t.pool.dials.Load(),
 		RecentFailures: t.failCount.Load(), ChecksPassed: t.checksPassed.Load(), ChecksFailed: t.checksFailed.Load(),
-		Tunnels: t.tunnels.Load(),
+		Tunnels: t.tunnels.Load(), PeerClosed: t.pool.peerClosed.Load(),
 	}
 	if until := t.ejectedUntil.Load(); until > 0 {
 		s.EjectedUntil = time.Unix(0, until)
@@ -199,7 +201,10 @@ type Exchange struct {
 	// Informational, when set, receives each interim response (1xx but 100 and 101, such as
 	// 103 Early Hints) before the final one is read, to pass it on to the client.
 	Informational func(h *fasthttp.ResponseHeader)
-	policy        passivePolicy
+	// Fresh makes Do dial a new connection instead of reusing an idle one: the repeat of a
+	// request that met a stale keep-alive connection.
+	Fresh  bool
+	policy passivePolicy
 }
 
 // Do sends req to the target and reads the response into resp. A body up to 64 KiB is read
@@ -212,7 +217,7 @@ type Exchange struct {
 func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *Exchange) error {
 	t.inflight.Add(1)
 	t.requests.Add(1)
-	pc, err := t.pool.acquire(x.Deadline, x.Now)
+	pc, err := t.pool.acquire(x.Deadline, x.Now, x.Fresh)
 	if err != nil {
 		t.inflight.Add(-1)
 		e := dialError(t.Addr, err)

@@ -1,0 +1,225 @@
+package upstream
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// keepAliveServer is a net/http server that closes a keep-alive connection after idle of its
+// IdleTimeout, as Node.js does after 5 s, and reports every connection it closed.
+type keepAliveServer struct {
+	addr   string
+	closed chan struct{} // one value per connection the server closed
+	served atomic.Int64
+	pair   sync.WaitGroup // requests to /pair wait for each other: two connections at once
+}
+
+func startKeepAliveServer(t *testing.T, idle time.Duration) *keepAliveServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &keepAliveServer{addr: ln.Addr().String(), closed: make(chan struct{}, 64)}
+	s.pair.Add(2)
+	srv := &http.Server{
+		IdleTimeout: idle,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.served.Add(1)
+			if r.URL.Path == "/pair" {
+				s.pair.Done()
+				s.pair.Wait()
+			}
+			_, _ = w.Write([]byte("ok"))
+		}),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed {
+				s.closed <- struct{}{}
+			}
+		},
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return s
+}
+
+// waitClosed waits until the server has closed n connections: the condition itself, not a pause
+// long enough for it.
+func (s *keepAliveServer) waitClosed(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-s.closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the upstream never closed its idle keep-alive connection")
+		}
+	}
+}
+
+// opaqueConn hides the socket behind a net.Conn, as a TLS connection does: checkout cannot ask
+// the kernel about it, so a closed idle connection is only found by using it.
+type opaqueConn struct{ net.Conn }
+
+func opaqueDial(addr string, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return opaqueConn{c}, nil
+}
+
+// TestIdleConnectionClosedByUpstreamIsFoundAtCheckout: the upstream's keep-alive timeout is far
+// shorter than idle_conn_timeout. The kernel already knows the connection is closed; checkout
+// asks it and dials anew instead of writing the request into a dead connection.
+func TestIdleConnectionClosedByUpstreamIsFoundAtCheckout(t *testing.T) {
+	b := startKeepAliveServer(t, 20*time.Millisecond)
+	tg := newTarget("app", b.addr, 1, testSettings())
+	for round := range 3 {
+		if _, err := get(t, tg, "/"); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		b.waitClosed(t, 1)
+	}
+	s := tg.Stats()
+	if s.PeerClosed != 2 || s.Dials != 3 || s.Failures != 0 {
+		t.Fatalf("stats %+v: want 2 connections found closed at checkout, 3 dials, no failures", s)
+	}
+}
+
+// TestStaleKeepAliveIsReported: where the kernel cannot be asked (a TLS-like connection), a
+// request on a connection the upstream closed is written into the kernel's buffer and then reads
+// EOF. That is KindStale with Written set: safe to repeat for idempotent methods only, and not
+// the target's fault. The repeat asks for a fresh connection and gets one, even with more dead
+// connections idle in the pool.
+func TestStaleKeepAliveIsReported(t *testing.T) {
+	b := startKeepAliveServer(t, 20*time.Millisecond)
+	s := testSettings()
+	s.Dial = opaqueDial
+	tg := newTarget("app", b.addr, 1, s)
+
+	req := func(x *Exchange) error {
+		r := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(r)
+		r.SetRequestURI("/")
+		r.Header.SetHost("backend")
+		return tg.Do(r, &fasthttp.Response{}, x)
+	}
+	// Two connections in the pool: two requests that wait for each other at the upstream.
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- get2(tg, "/pair") }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.waitClosed(t, 2)
+
+	err := req(newExchange(2 * time.Second))
+	if kindOf(err) != KindStale || IsNotSent(err) {
+		t.Fatalf("request on a connection the upstream closed: %v (kind %v), want KindStale, written", err, kindOf(err))
+	}
+	if tg.Stats().Failures != 0 {
+		t.Fatal("a stale keep-alive connection counted as a target failure")
+	}
+	// The repeat: a newly dialled connection although another idle one is in the pool.
+	x := newExchange(2 * time.Second)
+	x.Fresh = true
+	if err := req(x); err != nil {
+		t.Fatalf("repeat on a fresh connection: %v", err)
+	}
+	if d := tg.Stats().Dials; d != 3 {
+		t.Fatalf("%d dials, want 3: the repeat must dial, not take the other dead idle connection", d)
+	}
+}
+
+func get2(tg *Target, path string) error {
+	r := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(r)
+	r.SetRequestURI(path)
+	r.Header.SetHost("backend")
+	return tg.Do(r, &fasthttp.Response{}, newExchange(5*time.Second))
+}
+
+// rawServer answers every request on a connection with the bytes answer returns for it, in one
+// write, and then signals wrote: an upstream whose framing is broken in ways net/http and
+// fasthttp servers never produce.
+func rawServer(t *testing.T, answer func(n int) []string) (addr string, wrote chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	wrote = make(chan struct{}, 64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for n := 0; ; n++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_ = req.Body.Close()
+					for _, part := range answer(n) {
+						if _, err := io.WriteString(c, part); err != nil {
+							return
+						}
+					}
+					wrote <- struct{}{}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), wrote
+}
+
+// TestBytesPastContentLengthCloseTheConnection: an upstream that sends more than its
+// Content-Length leaves bytes on the connection that the next request would read as its
+// response. Whether they came with the response or after it, the connection is closed, never
+// reused.
+func TestBytesPastContentLengthCloseTheConnection(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		parts []string
+	}{
+		{"same write", []string{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"}},
+		{"later write", []string{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"}},
+		{"streamed body", []string{"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n" + strings.Repeat("a", 70000) + "garbage"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, wrote := rawServer(t, func(int) []string { return tc.parts })
+			tg := newTarget("app", addr, 1, testSettings())
+			for i := range 3 {
+				resp, err := get(t, tg, "/")
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				body := resp.Body() // reads a streamed body to its end and closes the stream
+				if string(body) != "ok" && len(body) != 70000 {
+					t.Fatalf("request %d: body %q", i, body)
+				}
+				<-wrote // every byte of this answer is on its way: the next checkout sees it
+			}
+			if s := tg.Stats(); s.Dials != 3 || s.OpenConns > 1 {
+				t.Fatalf("stats %+v: each connection with stray bytes must be closed (3 dials)", s)
+			}
+		})
+	}
+}
