@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
+	"gopkg.in/yaml.v3"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -905,5 +906,142 @@ func checkExternal(t *testing.T, m manifests, s *corev1.Service) {
 				t.Errorf("EndpointSlice %s has no address", es.Name)
 			}
 		}
+	}
+}
+
+// docYAML returns the yaml block of docs/operations.md that follows <!-- test: name -->.
+func docYAML(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root(), "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(data), "<!-- test: "+name+" -->\n```yaml\n")
+	if !ok {
+		t.Fatalf("docs/operations.md has no yaml block marked <!-- test: %s -->", name)
+	}
+	body, _, _ := strings.Cut(after, "```")
+	return []byte(body)
+}
+
+// TestK8sGatewayTLS: the gateway pod mounts a kubernetes.io/tls Secret where the gateway's
+// non-root user can read the key and nobody else can, where Secret updates reach it, and the
+// listener of docs/operations.md names exactly the mounted files.
+func TestK8sGatewayTLS(t *testing.T) {
+	m := loadManifests(t)
+	secrets := secretTemplates(t)
+	pod := m.deployment.Spec.Template.Spec
+	var vol *corev1.Volume
+	for i, v := range pod.Volumes {
+		if v.Secret != nil && secrets[v.Secret.SecretName] != nil && secrets[v.Secret.SecretName].Type == corev1.SecretTypeTLS {
+			vol = &pod.Volumes[i]
+		}
+	}
+	if vol == nil {
+		t.Fatal("the gateway mounts no Secret of type kubernetes.io/tls")
+	}
+	tmpl := secrets[vol.Secret.SecretName]
+	for _, k := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
+		if _, ok := tmpl.StringData[k]; !ok {
+			t.Errorf("the template of Secret %s has no %s", tmpl.Name, k)
+		}
+	}
+	if len(vol.Secret.Items) > 0 {
+		t.Error("the TLS volume renames its keys: the documented files are tls.crt and tls.key")
+	}
+	c := pod.Containers[0]
+	mount := ""
+	for _, vm := range c.VolumeMounts {
+		if vm.Name != vol.Name {
+			continue
+		}
+		mount = vm.MountPath
+		if !vm.ReadOnly {
+			t.Error("the TLS Secret is mounted writable")
+		}
+	}
+	if mount == "" {
+		t.Fatalf("volume %s is not mounted into the gateway container", vol.Name)
+	}
+	for _, vm := range c.VolumeMounts {
+		if vm.Name != vol.Name && (strings.HasPrefix(mount, vm.MountPath+"/") || strings.HasPrefix(vm.MountPath, mount+"/")) {
+			t.Errorf("the TLS mount %s and %s are nested: the kubelet cannot create a mount point inside a read-only volume", mount, vm.MountPath)
+		}
+	}
+	// Secret files belong to root; fsGroup gives them the pod's group, and the mode decides.
+	mode := int32(corev1.SecretVolumeSourceDefaultMode)
+	if vol.Secret.DefaultMode != nil {
+		mode = *vol.Secret.DefaultMode
+	}
+	if mode&0o004 != 0 {
+		t.Errorf("the TLS key is readable by every user (mode %04o)", mode)
+	}
+	if sc := pod.SecurityContext; mode&0o040 == 0 || sc == nil || sc.FSGroup == nil {
+		t.Errorf("the gateway's non-root user cannot read the TLS key (mode %04o): it needs fsGroup and group read", mode)
+	}
+
+	var doc struct {
+		Server struct {
+			Listeners []struct {
+				Addr string
+				TLS  *struct {
+					Certificates []struct{ Cert, Key string }
+				}
+			}
+		}
+	}
+	if err := yaml.Unmarshal(docYAML(t, "k8s-tls-listener"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var plain, tls int
+	for _, l := range doc.Server.Listeners {
+		if l.TLS == nil {
+			plain++
+			// The probes ask the plain listener, the container's port http.
+			if p := c.ReadinessProbe.HTTPGet.Port; p.StrVal != "http" || !slices.ContainsFunc(c.Ports, func(cp corev1.ContainerPort) bool {
+				return cp.Name == "http" && int(cp.ContainerPort) == portOf(t, "listener addr", l.Addr)
+			}) {
+				t.Errorf("the plain listener %s is not the port the probes ask", l.Addr)
+			}
+			continue
+		}
+		tls++
+		if len(l.TLS.Certificates) != 1 || l.TLS.Certificates[0].Cert != mount+"/"+corev1.TLSCertKey || l.TLS.Certificates[0].Key != mount+"/"+corev1.TLSPrivateKeyKey {
+			t.Errorf("the documented TLS listener names %+v, not %s/tls.crt and tls.key", l.TLS.Certificates, mount)
+		}
+	}
+	if plain != 1 || tls != 1 {
+		t.Errorf("the documented listeners: %d plain and %d TLS, want one of each", plain, tls)
+	}
+}
+
+// TestK8sDocsSecrets: the documented kubectl commands create every Opaque Secret of the
+// templates with exactly its keys.
+func TestK8sDocsSecrets(t *testing.T) {
+	secrets := secretTemplates(t)
+	created := map[string][]string{}
+	for _, l := range docBlock(t, "k8s-secrets") {
+		f := strings.Fields(l)
+		i := slices.Index(f, "generic")
+		if i < 0 || i+1 >= len(f) {
+			continue
+		}
+		for _, a := range f[i+2:] {
+			if k, ok := strings.CutPrefix(a, "--from-literal="); ok {
+				k, _, _ = strings.Cut(k, "=")
+				created[f[i+1]] = append(created[f[i+1]], k)
+			}
+		}
+	}
+	for name, s := range secrets {
+		if s.Type != corev1.SecretTypeOpaque && s.Type != "" {
+			continue
+		}
+		if want := slices.Sorted(maps.Keys(s.StringData)); !slices.Equal(sorted(created[name]), want) {
+			t.Errorf("docs create Secret %s with keys %v, the template has %v", name, created[name], want)
+		}
+	}
+	if len(created) == 0 {
+		t.Error("the documented block creates no Secret")
 	}
 }
