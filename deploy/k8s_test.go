@@ -965,7 +965,7 @@ func TestK8sGatewayTLS(t *testing.T) {
 	}
 	for _, vm := range c.VolumeMounts {
 		if vm.Name != vol.Name && (strings.HasPrefix(mount, vm.MountPath+"/") || strings.HasPrefix(vm.MountPath, mount+"/")) {
-			t.Errorf("the TLS mount %s and %s are nested: the kubelet cannot create a mount point inside a read-only volume", mount, vm.MountPath)
+			t.Errorf("the TLS mount %s and %s are nested: a mount point inside a ConfigMap's read-only, rewritten volume", mount, vm.MountPath)
 		}
 	}
 	// Secret files belong to root; fsGroup gives them the pod's group, and the mode decides.
