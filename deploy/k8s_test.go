@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -308,8 +310,13 @@ func TestK8sManifests(t *testing.T) {
 	if public == 0 {
 		t.Error("no Service selects the gateway pods")
 	}
-	m.reach(t, "gateway CONSUL_ADDR", env["CONSUL_ADDR"])
-	m.reach(t, "gateway REDIS_ADDR", env["REDIS_ADDR"])
+	m.reach(t, "gateway consul.address", cfg.Consul.Address)
+	for _, a := range cfg.Redis.Addrs {
+		m.reach(t, "gateway redis.addrs", a)
+	}
+	if cfg.JWT != nil && cfg.JWT.JWKSURL != "" {
+		m.reachURL(t, "gateway jwt.jwks_url", cfg.JWT.JWKSURL)
+	}
 	checkHardened(t, d)
 
 	// The HPA scales this Deployment from at least 2; the PDB keeps pods up during drains
@@ -1012,6 +1019,35 @@ func TestK8sGatewayTLS(t *testing.T) {
 	}
 	if plain != 1 || tls != 1 {
 		t.Errorf("the documented listeners: %d plain and %d TLS, want one of each", plain, tls)
+	}
+
+	// Once the gateway's configuration has server.listeners, the routes file with the documented
+	// listeners in place of server.listen must load with the pod's environment.
+	routes, err := os.ReadFile(filepath.Join(root(), "deploy", "compose", "routes.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, fromSecret := m.containerEnv(t, gatewayName, c, secrets)
+	for k := range fromSecret {
+		env[k] = strings.Repeat("s", 32)
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := config.ParseWithEnv(routes, "routes.yaml", lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reflect.TypeOf(cfg.Server).FieldByName("Listeners"); !ok {
+		t.Log("this gateway has no server.listeners: the documented listeners are checked against the mount only")
+		return
+	}
+	// server: is the file's first section, so the first listen line is server.listen.
+	at := regexp.MustCompile(`(?m)^  listen: .*\n`).FindIndex(routes)
+	if at == nil || !bytes.Contains(routes[:at[0]], []byte("\nserver:\n")) || bytes.Contains(routes[:at[0]], []byte("\nadmin:\n")) {
+		t.Fatal("deploy/compose/routes.yaml: no server.listen line to replace")
+	}
+	withTLS := slices.Concat(routes[:at[0]], bytes.TrimPrefix(docYAML(t, "k8s-tls-listener"), []byte("server:\n")), routes[at[1]:])
+	if _, err := config.ParseWithEnv(withTLS, "routes.yaml with the documented listeners", lookup); err != nil {
+		t.Errorf("the gateway refuses the documented listeners:\n%v", err)
 	}
 }
 
