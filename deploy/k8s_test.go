@@ -2,17 +2,29 @@ package deploy
 
 import (
 	"bytes"
+	"cmp"
+	"go/ast"
+	"go/parser"
+	gotoken "go/token"
+	"maps"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
+	"gopkg.in/yaml.v3"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -28,7 +40,7 @@ func k8sDir() string { return filepath.Join(root(), "deploy", "k8s") }
 func strictDecoder(t *testing.T) runtime.Decoder {
 	t.Helper()
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, autoscalingv2.AddToScheme, policyv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, autoscalingv2.AddToScheme, policyv1.AddToScheme, discoveryv1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			t.Fatal(err)
 		}
@@ -58,12 +70,34 @@ func stripComments(d []byte) []byte {
 }
 
 type manifests struct {
-	deployment *appsv1.Deployment
-	services   []*corev1.Service
-	configMaps []*corev1.ConfigMap
-	hpa        *autoscalingv2.HorizontalPodAutoscaler
-	pdb        *policyv1.PodDisruptionBudget
-	files      []string
+	deployments map[string]*appsv1.Deployment
+	deployment  *appsv1.Deployment // the gateway's
+	services    []*corev1.Service
+	configMaps  []*corev1.ConfigMap
+	claims      []*corev1.PersistentVolumeClaim
+	slices      []*discoveryv1.EndpointSlice
+	hpa         *autoscalingv2.HorizontalPodAutoscaler
+	pdbs        []*policyv1.PodDisruptionBudget
+	pdb         *policyv1.PodDisruptionBudget // the gateway's
+	files       []string
+}
+
+// decodeFile decodes every document of a manifest file strictly.
+func decodeFile(t *testing.T, dec runtime.Decoder, file string) []runtime.Object {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs []runtime.Object
+	for i, doc := range splitDocuments(data) {
+		obj, _, err := dec.Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatalf("%s document %d: %v", filepath.Base(file), i+1, err)
+		}
+		objs = append(objs, obj)
+	}
+	return objs
 }
 
 func loadManifests(t *testing.T) manifests {
@@ -73,45 +107,48 @@ func loadManifests(t *testing.T) manifests {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m manifests
+	m := manifests{deployments: map[string]*appsv1.Deployment{}}
 	for _, f := range files {
 		if filepath.Base(f) == "kustomization.yaml" {
 			continue
 		}
 		m.files = append(m.files, filepath.Base(f))
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, doc := range splitDocuments(data) {
-			obj, gvk, err := dec.Decode(doc, nil, nil)
-			if err != nil {
-				t.Fatalf("%s document %d: %v", filepath.Base(f), i+1, err)
-			}
+		for _, obj := range decodeFile(t, dec, f) {
 			switch o := obj.(type) {
 			case *appsv1.Deployment:
-				if m.deployment != nil {
-					t.Fatalf("%s: a second Deployment", filepath.Base(f))
+				if m.deployments[o.Name] != nil {
+					t.Fatalf("%s: a second Deployment %s", filepath.Base(f), o.Name)
 				}
-				m.deployment = o
+				m.deployments[o.Name] = o
 			case *corev1.Service:
 				m.services = append(m.services, o)
 			case *corev1.ConfigMap:
 				m.configMaps = append(m.configMaps, o)
+			case *corev1.PersistentVolumeClaim:
+				m.claims = append(m.claims, o)
+			case *discoveryv1.EndpointSlice:
+				m.slices = append(m.slices, o)
 			case *autoscalingv2.HorizontalPodAutoscaler:
 				m.hpa = o
 			case *policyv1.PodDisruptionBudget:
-				m.pdb = o
+				m.pdbs = append(m.pdbs, o)
+				if o.Name == gatewayName {
+					m.pdb = o
+				}
 			default:
-				t.Fatalf("%s: unexpected %s", filepath.Base(f), gvk)
+				t.Fatalf("%s: unexpected %T (a Secret belongs in secrets/, as a template)", filepath.Base(f), obj)
 			}
 		}
 	}
+	m.deployment = m.deployments[gatewayName]
 	if m.deployment == nil || len(m.services) == 0 || len(m.configMaps) == 0 || m.hpa == nil || m.pdb == nil {
-		t.Fatalf("deploy/k8s needs a Deployment, a Service, a ConfigMap, an HPA and a PDB; found %+v", m)
+		t.Fatalf("deploy/k8s needs the gateway's Deployment, Service, ConfigMap, HPA and PDB (all named %s); found %+v", gatewayName, m)
 	}
 	return m
 }
+
+// gatewayName names the gateway's Deployment, HPA and PDB.
+const gatewayName = "archway"
 
 // TestK8sDecodingIsStrict: the decoder the manifests go through refuses what the API server's
 // strict validation refuses, so the manifests' passing means something.
@@ -256,29 +293,31 @@ func TestK8sManifests(t *testing.T) {
 		t.Errorf("terminationGracePeriodSeconds %d must exceed preStop %ds + shutdown_grace %s", grace, pause, cfg.Server.ShutdownGrace.D())
 	}
 
-	// Hardening.
-	sc := c.SecurityContext
-	if pod.Spec.SecurityContext == nil || pod.Spec.SecurityContext.RunAsNonRoot == nil || !*pod.Spec.SecurityContext.RunAsNonRoot {
-		t.Error("the pod does not require a non-root user")
-	}
-	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-		t.Error("the container's root filesystem is writable or it may escalate privileges")
-	}
-	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
-		t.Error("the container needs a CPU request (the HPA's utilization is relative to it) and a memory limit")
-	}
-
-	// Services select the pods and name container ports.
+	// The Services of the gateway name its container ports (TestK8sServicesSelectPods checks
+	// every Service); the stores it talks to are Services of deploy/k8s.
+	public := 0
 	for _, s := range m.services {
-		if !labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) || len(s.Spec.Selector) == 0 {
-			t.Errorf("Service %s does not select the gateway pods", s.Name)
+		if len(s.Spec.Selector) == 0 || !labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) {
+			continue
 		}
+		public++
 		for _, p := range s.Spec.Ports {
 			if resolve(p.TargetPort) == 0 || (p.TargetPort.Type == intstr.String && portByName[p.TargetPort.StrVal] == 0) {
 				t.Errorf("Service %s port %s targets %s, not a container port", s.Name, p.Name, p.TargetPort.String())
 			}
 		}
 	}
+	if public == 0 {
+		t.Error("no Service selects the gateway pods")
+	}
+	m.reach(t, "gateway consul.address", cfg.Consul.Address)
+	for _, a := range cfg.Redis.Addrs {
+		m.reach(t, "gateway redis.addrs", a)
+	}
+	if cfg.JWT != nil && cfg.JWT.JWKSURL != "" {
+		m.reachURL(t, "gateway jwt.jwks_url", cfg.JWT.JWKSURL)
+	}
+	checkHardened(t, d)
 
 	// The HPA scales this Deployment from at least 2; the PDB keeps pods up during drains
 	// without blocking them.
@@ -317,4 +356,728 @@ func sorted(s []string) []string {
 	c := slices.Clone(s)
 	slices.Sort(c)
 	return c
+}
+
+// reach checks that host:port names a Service of deploy/k8s by the short name pods of the
+// namespace resolve, with that port: the stores too are Services here (external.yaml).
+func (m manifests) reach(t *testing.T, what, hostport string) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		t.Errorf("%s: %q is not host:port", what, hostport)
+		return
+	}
+	for _, s := range m.services {
+		if s.Name != host {
+			continue
+		}
+		for _, p := range s.Spec.Ports {
+			if strconv.Itoa(int(p.Port)) == port {
+				return
+			}
+		}
+		t.Errorf("%s: Service %s has no port %s", what, host, port)
+		return
+	}
+	t.Errorf("%s: %s is not a Service of deploy/k8s (a store outside the cluster is a Service of external.yaml)", what, host)
+}
+
+// reachURL is reach for a URL.
+func (m manifests) reachURL(t *testing.T, what, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		t.Errorf("%s: %q is not a URL", what, raw)
+		return &url.URL{}
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443", "postgres": "5432", "postgresql": "5432"}[u.Scheme]
+	}
+	m.reach(t, what, net.JoinHostPort(u.Hostname(), port))
+	return u
+}
+
+// checkHardened holds a Deployment to the gateway's hardening: a non-root user, the runtime's
+// seccomp profile, a read-only root filesystem without privilege escalation or capabilities,
+// requests and a memory limit, pods spread over nodes.
+func checkHardened(t *testing.T, d *appsv1.Deployment) {
+	t.Helper()
+	pod := d.Spec.Template
+	podLabels := labels.Set(pod.Labels)
+	if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err != nil || !sel.Matches(podLabels) {
+		t.Errorf("%s: the Deployment's selector does not select its pods: %v", d.Name, err)
+	}
+	psc := pod.Spec.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 {
+		t.Errorf("%s: the pod does not require a non-root user", d.Name)
+	}
+	if psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("%s: the pod does not run under the runtime's default seccomp profile", d.Name)
+	}
+	for _, c := range pod.Spec.Containers {
+		sc := c.SecurityContext
+		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Errorf("%s: container %s's root filesystem is writable or it may escalate privileges", d.Name, c.Name)
+		}
+		if sc == nil || sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+			t.Errorf("%s: container %s keeps Linux capabilities", d.Name, c.Name)
+		}
+		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+			t.Errorf("%s: container %s needs CPU and memory requests (scheduling, the HPA's utilization) and a memory limit", d.Name, c.Name)
+		}
+	}
+	spread := false
+	for _, c := range pod.Spec.TopologySpreadConstraints {
+		sel, err := metav1.LabelSelectorAsSelector(c.LabelSelector)
+		spread = spread || (c.TopologyKey == "kubernetes.io/hostname" && err == nil && sel.Matches(podLabels))
+	}
+	if !spread {
+		t.Errorf("%s: the pods are not spread over nodes (topologySpreadConstraints on kubernetes.io/hostname)", d.Name)
+	}
+}
+
+// secretTemplates loads deploy/k8s/secrets: every Secret the manifests read, with placeholder
+// values, which kustomization.yaml does not apply.
+func secretTemplates(t *testing.T) map[string]*corev1.Secret {
+	t.Helper()
+	dec := strictDecoder(t)
+	files, err := filepath.Glob(filepath.Join(k8sDir(), "secrets", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no Secret templates in deploy/k8s/secrets: %v", err)
+	}
+	out := map[string]*corev1.Secret{}
+	for _, f := range files {
+		for _, obj := range decodeFile(t, dec, f) {
+			s, ok := obj.(*corev1.Secret)
+			if !ok {
+				t.Fatalf("%s: %T; only Secret templates belong in secrets/", filepath.Base(f), obj)
+			}
+			if out[s.Name] != nil {
+				t.Fatalf("%s: Secret %s twice", filepath.Base(f), s.Name)
+			}
+			if len(s.Data) > 0 {
+				t.Errorf("Secret template %s: use stringData, readable placeholders", s.Name)
+			}
+			out[s.Name] = s
+		}
+	}
+	return out
+}
+
+// containerEnv resolves a container's environment as the kubelet would: values, the pod IP,
+// ConfigMaps of deploy/k8s (envFrom and configMapKeyRef) and the Secret templates. secret
+// reports which variables come from a Secret.
+func (m manifests) containerEnv(t *testing.T, owner string, c corev1.Container, secrets map[string]*corev1.Secret) (env map[string]string, secret map[string]bool) {
+	t.Helper()
+	env, secret = map[string]string{}, map[string]bool{}
+	configMap := func(name string) *corev1.ConfigMap {
+		for _, cm := range m.configMaps {
+			if cm.Name == name {
+				return cm
+			}
+		}
+		t.Errorf("%s: ConfigMap %s is not in deploy/k8s", owner, name)
+		return &corev1.ConfigMap{}
+	}
+	for _, from := range c.EnvFrom {
+		if from.ConfigMapRef == nil || from.Prefix != "" {
+			t.Errorf("%s: envFrom other than a whole ConfigMap", owner)
+			continue
+		}
+		maps.Copy(env, configMap(from.ConfigMapRef.Name).Data)
+	}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP":
+			env[e.Name] = "10.1.2.3"
+		case e.ValueFrom.ConfigMapKeyRef != nil:
+			ref := e.ValueFrom.ConfigMapKeyRef
+			v, ok := configMap(ref.Name).Data[ref.Key]
+			if !ok {
+				t.Errorf("%s: env %s: ConfigMap %s has no key %s", owner, e.Name, ref.Name, ref.Key)
+			}
+			env[e.Name] = v
+		case e.ValueFrom.SecretKeyRef != nil:
+			ref := e.ValueFrom.SecretKeyRef
+			s := secrets[ref.Name]
+			if s == nil {
+				t.Errorf("%s: env %s: Secret %s has no template in deploy/k8s/secrets", owner, e.Name, ref.Name)
+				continue
+			}
+			v, ok := s.StringData[ref.Key]
+			if !ok {
+				t.Errorf("%s: env %s: the template of Secret %s has no key %s", owner, e.Name, ref.Name, ref.Key)
+			}
+			env[e.Name], secret[e.Name] = v, true
+		default:
+			t.Errorf("%s: env %s: unexpected source", owner, e.Name)
+		}
+	}
+	return env, secret
+}
+
+// serviceFlags reads, from the source, the environment variables a service's flags fall back
+// to and each one's default (the string literals of the default argument): the common flags
+// (config.RegisterCommon), the token verifier's when the service registers them, and its own.
+func serviceFlags(t *testing.T, service string) map[string]string {
+	t.Helper()
+	main := filepath.Join(root(), "backends", service, "main.go")
+	files := []string{filepath.Join(root(), "backends", "internal", "config", "config.go"), main}
+	src, err := os.ReadFile(main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(src, []byte("auth.RegisterVerifierFlags(")) {
+		files = append(files, filepath.Join(root(), "backends", "internal", "auth", "flags.go"))
+	}
+	flags := map[string]string{}
+	fset := gotoken.NewFileSet()
+	for _, f := range files {
+		file, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) != 5 {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || !slices.Contains([]string{"StringVar", "IntVar", "DurationVar"}, sel.Sel.Name) {
+				return true
+			}
+			lit, ok := call.Args[2].(*ast.BasicLit)
+			if !ok || lit.Kind != gotoken.STRING {
+				return true
+			}
+			name, _ := strconv.Unquote(lit.Value)
+			var def strings.Builder
+			ast.Inspect(call.Args[3], func(n ast.Node) bool {
+				if l, ok := n.(*ast.BasicLit); ok && l.Kind == gotoken.STRING {
+					s, _ := strconv.Unquote(l.Value)
+					def.WriteString(s)
+				}
+				return true
+			})
+			flags[name] = def.String()
+			return true
+		})
+	}
+	if _, ok := flags["DATABASE_URL"]; !ok || len(flags) < 8 {
+		t.Fatalf("%s: found only %v in its flags' source: has the registration changed shape?", service, flags)
+	}
+	return flags
+}
+
+// TestK8sServiceDeployments: each service's Deployment sets what the service reads, probes what
+// it listens on, reaches its stores and peers through Services of deploy/k8s, and shuts down
+// within its grace.
+func TestK8sServiceDeployments(t *testing.T) {
+	m := loadManifests(t)
+	secrets := secretTemplates(t)
+	serverSrc, err := os.ReadFile(filepath.Join(root(), "backends", "internal", "server", "server.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range []struct {
+		name        string
+		minReplicas int32
+	}{
+		{"users", 1}, // one signing key: users.yaml
+		{"products", 2},
+		{"orders", 2},
+		{"payments", 2},
+	} {
+		t.Run(svc.name, func(t *testing.T) {
+			d := m.deployments[svc.name]
+			if d == nil {
+				t.Fatalf("no Deployment %s", svc.name)
+			}
+			checkHardened(t, d)
+			pod := d.Spec.Template.Spec
+			if len(pod.Containers) != 1 {
+				t.Fatalf("%d containers", len(pod.Containers))
+			}
+			c := pod.Containers[0]
+			if img, _, _ := strings.Cut(c.Image, ":"); img != "archway/"+svc.name {
+				t.Errorf("image %s, not archway/%s", c.Image, svc.name)
+			}
+			if d.Spec.Replicas == nil || *d.Spec.Replicas < svc.minReplicas {
+				t.Errorf("replicas %v, want at least %d", d.Spec.Replicas, svc.minReplicas)
+			}
+
+			// Every variable set is one the service reads (a misspelt name would be ignored and
+			// the default used), and every variable whose default cannot work in a pod is set.
+			env, fromSecret := m.containerEnv(t, svc.name, c, secrets)
+			flags := serviceFlags(t, svc.name)
+			for k := range env {
+				if _, ok := flags[k]; !ok {
+					t.Errorf("sets %s, which %s does not read", k, svc.name)
+				}
+			}
+			for k, def := range flags {
+				// Ignored when CONSUL_HTTP_ADDR is set: orders then finds its peers in Consul.
+				if k == "PRODUCTS_URL" || k == "PAYMENTS_URL" {
+					continue
+				}
+				// The listen address, the Consul registration, and defaults on loopback or in
+				// ./data (the root filesystem is read-only and holds no database).
+				need := slices.Contains([]string{"ADDR", "CONSUL_HTTP_ADDR", "ADVERTISE_ADDR"}, k) ||
+					strings.Contains(def, "127.0.0.1") || strings.Contains(def, "./data")
+				if _, ok := env[k]; need && !ok {
+					t.Errorf("%s is not set; its default %q does not work in a pod", k, def)
+				}
+			}
+			if env["ADVERTISE_ADDR"] != "10.1.2.3" {
+				t.Errorf("ADVERTISE_ADDR is %q, not the pod IP: Consul's check and the gateway must reach this pod", env["ADVERTISE_ADDR"])
+			}
+			m.reach(t, "CONSUL_HTTP_ADDR", env["CONSUL_HTTP_ADDR"])
+			if _, ok := flags["JWKS_URL"]; ok {
+				if u := m.reachURL(t, "JWKS_URL", env["JWKS_URL"]); u.Hostname() != "users" || u.Path != "/.well-known/jwks.json" {
+					t.Errorf("JWKS_URL %s is not the users Service's key set", env["JWKS_URL"])
+				}
+			}
+			// The database URL carries a password: from a Secret, naming the PostgreSQL Service.
+			if !fromSecret["DATABASE_URL"] {
+				t.Error("DATABASE_URL does not come from a Secret")
+			}
+			if u := m.reachURL(t, "DATABASE_URL", env["DATABASE_URL"]); u.Scheme != "postgres" && u.Scheme != "postgresql" {
+				t.Errorf("DATABASE_URL %q is not PostgreSQL: a SQLite file would be per pod", env["DATABASE_URL"])
+			}
+
+			// Ports and probes: what ADDR listens on, /health as the service serves it.
+			listen := int32(portOf(t, "ADDR", env["ADDR"]))
+			portByName := map[string]int32{}
+			for _, p := range c.Ports {
+				portByName[p.Name] = p.ContainerPort
+			}
+			if portByName["http"] != listen {
+				t.Errorf("container port http is %d, ADDR listens on %d", portByName["http"], listen)
+			}
+			resolve := func(p intstr.IntOrString) int32 {
+				if p.Type == intstr.String {
+					return portByName[p.StrVal]
+				}
+				return p.IntVal
+			}
+			r := c.ReadinessProbe
+			if r == nil || r.HTTPGet == nil {
+				t.Fatal("no HTTP readiness probe")
+			}
+			if !bytes.Contains(serverSrc, []byte(`s.Handle(http.MethodGet, "`+r.HTTPGet.Path+`"`)) {
+				t.Errorf("readiness probe path %s is not a GET route of backends/internal/server", r.HTTPGet.Path)
+			}
+			if resolve(r.HTTPGet.Port) != listen {
+				t.Errorf("readiness probe port %s is not ADDR's %d", r.HTTPGet.Port.String(), listen)
+			}
+			l := c.LivenessProbe
+			switch {
+			case l == nil:
+				t.Error("no liveness probe")
+			case l.TCPSocket != nil && resolve(l.TCPSocket.Port) == listen:
+			case l.HTTPGet != nil && resolve(l.HTTPGet.Port) == listen:
+			default:
+				t.Errorf("liveness probe does not ask port %d", listen)
+			}
+			if a := d.Spec.Template.Annotations; a["prometheus.io/port"] != strconv.Itoa(int(listen)) || a["prometheus.io/path"] != "/metrics" {
+				t.Errorf("prometheus.io annotations %v do not point at :%d/metrics", a, listen)
+			}
+
+			// Shutdown: longer than the preStop pause plus SHUTDOWN_TIMEOUT.
+			drain, err := time.ParseDuration(cmp.Or(env["SHUTDOWN_TIMEOUT"], flags["SHUTDOWN_TIMEOUT"], "10s"))
+			if err != nil {
+				t.Fatalf("SHUTDOWN_TIMEOUT: %v", err)
+			}
+			pause := int64(0)
+			if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+				pause = c.Lifecycle.PreStop.Sleep.Seconds
+			}
+			grace := int64(30)
+			if pod.TerminationGracePeriodSeconds != nil {
+				grace = *pod.TerminationGracePeriodSeconds
+			}
+			if grace <= pause+int64(drain.Seconds()) {
+				t.Errorf("terminationGracePeriodSeconds %d must exceed preStop %ds + SHUTDOWN_TIMEOUT %s", grace, pause, drain)
+			}
+
+			// Rolling updates keep a serving pod until its replacement is ready, unless a
+			// ReadWriteOnce volume makes the old pod let go first.
+			rwo := false
+			for _, v := range pod.Volumes {
+				if v.PersistentVolumeClaim != nil {
+					for _, pvc := range m.claims {
+						rwo = rwo || (pvc.Name == v.PersistentVolumeClaim.ClaimName && slices.Contains(pvc.Spec.AccessModes, corev1.ReadWriteOnce))
+					}
+				}
+			}
+			switch s := d.Spec.Strategy; {
+			case rwo && s.Type != appsv1.RecreateDeploymentStrategyType:
+				t.Error("a ReadWriteOnce volume needs the Recreate strategy: a surge pod on another node could not attach it")
+			case !rwo && (s.RollingUpdate == nil || s.RollingUpdate.MaxUnavailable == nil || s.RollingUpdate.MaxUnavailable.IntValue() != 0):
+				t.Error("rolling updates may take a serving pod down before its replacement is ready")
+			}
+
+			if svc.name == "users" {
+				checkUsersKey(t, m, d, env)
+			}
+		})
+	}
+}
+
+// checkUsersKey: the users service's signing key lives on a persistent volume the service can
+// write and the kubelet does not loosen, so every restart signs with the same key.
+func checkUsersKey(t *testing.T, m manifests, d *appsv1.Deployment, env map[string]string) {
+	t.Helper()
+	if env["JWT_SECRET"] != "" {
+		return
+	}
+	key := env["JWT_PRIVATE_KEY_FILE"]
+	if key == "" || !filepath.IsAbs(key) {
+		t.Fatalf("JWT_PRIVATE_KEY_FILE %q: an absolute path on a volume", key)
+	}
+	pod := d.Spec.Template.Spec
+	var claim string
+	for _, vm := range pod.Containers[0].VolumeMounts {
+		if strings.HasPrefix(key, vm.MountPath+"/") && !vm.ReadOnly {
+			for _, v := range pod.Volumes {
+				if v.Name == vm.Name && v.PersistentVolumeClaim != nil {
+					claim = v.PersistentVolumeClaim.ClaimName
+				}
+			}
+		}
+	}
+	if claim == "" || !slices.ContainsFunc(m.claims, func(c *corev1.PersistentVolumeClaim) bool { return c.Name == claim }) {
+		t.Errorf("JWT_PRIVATE_KEY_FILE %s is not on a writable PersistentVolumeClaim of deploy/k8s: a new pod would sign with a new key", key)
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
+		t.Error("users replicas must be 1: each instance would generate its own signing key")
+	}
+	// Without fsGroup a fresh volume's root belongs to root and the service cannot create the
+	// key; with fsGroup applied on every mount the kubelet adds group bits to the key, which the
+	// service then refuses (mode must deny group and others).
+	sc := pod.SecurityContext
+	if sc == nil || sc.FSGroup == nil {
+		t.Error("no fsGroup: the service cannot write its key on a fresh volume")
+	} else if sc.FSGroupChangePolicy == nil || *sc.FSGroupChangePolicy != corev1.FSGroupChangeOnRootMismatch {
+		t.Error("fsGroupChangePolicy must be OnRootMismatch: on every start the kubelet would make the key group-readable and the service would refuse it")
+	}
+}
+
+// TestK8sServicesSelectPods: every Service reaches pods of deploy/k8s or a store named in
+// external.yaml; every Deployment has a PDB that lets drains proceed; every ConfigMap, claim
+// and Secret a pod reads exists (Secrets as templates); every image can be pinned by the
+// kustomization.
+func TestK8sServicesSelectPods(t *testing.T) {
+	m := loadManifests(t)
+	secrets := secretTemplates(t)
+	selected := func(sel labels.Selector) []*appsv1.Deployment {
+		var out []*appsv1.Deployment
+		for _, name := range slices.Sorted(maps.Keys(m.deployments)) {
+			if d := m.deployments[name]; sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	served := map[string]bool{}
+	for _, s := range m.services {
+		if len(s.Spec.Selector) == 0 {
+			checkExternal(t, m, s)
+			continue
+		}
+		ds := selected(labels.SelectorFromSet(s.Spec.Selector))
+		if len(ds) != 1 {
+			t.Errorf("Service %s selects the pods of %d Deployments, want 1", s.Name, len(ds))
+			continue
+		}
+		served[ds[0].Name] = true
+		c := ds[0].Spec.Template.Spec.Containers[0]
+		for _, p := range s.Spec.Ports {
+			ok := slices.ContainsFunc(c.Ports, func(cp corev1.ContainerPort) bool {
+				return (p.TargetPort.Type == intstr.String && cp.Name == p.TargetPort.StrVal) ||
+					(p.TargetPort.Type == intstr.Int && cp.ContainerPort == cmp.Or(p.TargetPort.IntVal, p.Port))
+			})
+			if !ok {
+				t.Errorf("Service %s port %s targets %s, not a port of %s", s.Name, p.Name, p.TargetPort.String(), ds[0].Name)
+			}
+		}
+	}
+	pdbs := map[string]int{}
+	for _, p := range m.pdbs {
+		sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
+		if err != nil {
+			t.Errorf("PDB %s: %v", p.Name, err)
+			continue
+		}
+		ds := selected(sel)
+		if len(ds) != 1 {
+			t.Errorf("PDB %s selects the pods of %d Deployments, want 1", p.Name, len(ds))
+			continue
+		}
+		pdbs[ds[0].Name]++
+		replicas := int32(1)
+		switch {
+		case ds[0].Spec.Replicas != nil:
+			replicas = *ds[0].Spec.Replicas
+		case m.hpa.Spec.ScaleTargetRef.Name == ds[0].Name && m.hpa.Spec.MinReplicas != nil:
+			replicas = *m.hpa.Spec.MinReplicas
+		}
+		switch {
+		case p.Spec.MaxUnavailable != nil:
+			if p.Spec.MaxUnavailable.IntValue() < 1 {
+				t.Errorf("PDB %s: maxUnavailable < 1 blocks every drain", p.Name)
+			}
+		case p.Spec.MinAvailable != nil:
+			if int32(p.Spec.MinAvailable.IntValue()) >= replicas {
+				t.Errorf("PDB %s: minAvailable reaches the %d replicas of %s: drains would block", p.Name, replicas, ds[0].Name)
+			}
+		default:
+			t.Errorf("PDB %s sets neither minAvailable nor maxUnavailable", p.Name)
+		}
+	}
+
+	kust := readYAML[struct {
+		Images []struct{ Name string }
+	}](t, filepath.Join(k8sDir(), "kustomization.yaml"))
+	for _, name := range slices.Sorted(maps.Keys(m.deployments)) {
+		d := m.deployments[name]
+		if !served[name] {
+			t.Errorf("no Service selects the pods of %s", name)
+		}
+		if pdbs[name] != 1 {
+			t.Errorf("%d PDBs select the pods of %s, want 1", pdbs[name], name)
+		}
+		pod := d.Spec.Template.Spec
+		for _, c := range pod.Containers {
+			img, _, _ := strings.Cut(c.Image, ":")
+			if !slices.ContainsFunc(kust.Images, func(i struct{ Name string }) bool { return i.Name == img }) {
+				t.Errorf("%s: image %s has no entry in kustomization.yaml's images", name, img)
+			}
+			m.containerEnv(t, name, c, secrets)
+			for _, vm := range c.VolumeMounts {
+				if !slices.ContainsFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == vm.Name }) {
+					t.Errorf("%s: mounts volume %s, which the pod does not have", name, vm.Name)
+				}
+			}
+		}
+		for _, v := range pod.Volumes {
+			switch {
+			case v.ConfigMap != nil:
+				if !slices.ContainsFunc(m.configMaps, func(c *corev1.ConfigMap) bool { return c.Name == v.ConfigMap.Name }) {
+					t.Errorf("%s: volume %s: ConfigMap %s is not in deploy/k8s", name, v.Name, v.ConfigMap.Name)
+				}
+			case v.PersistentVolumeClaim != nil:
+				if !slices.ContainsFunc(m.claims, func(c *corev1.PersistentVolumeClaim) bool { return c.Name == v.PersistentVolumeClaim.ClaimName }) {
+					t.Errorf("%s: volume %s: claim %s is not in deploy/k8s", name, v.Name, v.PersistentVolumeClaim.ClaimName)
+				}
+			case v.Secret != nil:
+				if secrets[v.Secret.SecretName] == nil {
+					t.Errorf("%s: volume %s: Secret %s has no template in deploy/k8s/secrets", name, v.Name, v.Secret.SecretName)
+				}
+			}
+		}
+	}
+}
+
+// checkExternal: a Service without a selector is a store outside deploy/k8s, by DNS name
+// (ExternalName) or by address (EndpointSlices labelled with its name, serving its ports).
+func checkExternal(t *testing.T, m manifests, s *corev1.Service) {
+	t.Helper()
+	if s.Spec.Type == corev1.ServiceTypeExternalName {
+		if s.Spec.ExternalName == "" {
+			t.Errorf("Service %s: ExternalName without a name", s.Name)
+		}
+		return
+	}
+	var own []*discoveryv1.EndpointSlice
+	for _, es := range m.slices {
+		if es.Labels[discoveryv1.LabelServiceName] == s.Name {
+			own = append(own, es)
+		}
+	}
+	if len(own) == 0 {
+		t.Errorf("Service %s has no selector, no ExternalName and no EndpointSlice: it reaches nothing", s.Name)
+	}
+	for _, p := range s.Spec.Ports {
+		for _, es := range own {
+			ok := slices.ContainsFunc(es.Ports, func(ep discoveryv1.EndpointPort) bool {
+				return ep.Name != nil && *ep.Name == p.Name && ep.Port != nil && *ep.Port == cmp.Or(p.TargetPort.IntVal, p.Port)
+			})
+			if !ok {
+				t.Errorf("EndpointSlice %s has no port %s %d for Service %s", es.Name, p.Name, p.Port, s.Name)
+			}
+			if len(es.Endpoints) == 0 || len(es.Endpoints[0].Addresses) == 0 {
+				t.Errorf("EndpointSlice %s has no address", es.Name)
+			}
+		}
+	}
+}
+
+// docYAML returns the yaml block of docs/operations.md that follows <!-- test: name -->.
+func docYAML(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root(), "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(data), "<!-- test: "+name+" -->\n```yaml\n")
+	if !ok {
+		t.Fatalf("docs/operations.md has no yaml block marked <!-- test: %s -->", name)
+	}
+	body, _, _ := strings.Cut(after, "```")
+	return []byte(body)
+}
+
+// TestK8sGatewayTLS: the gateway pod mounts a kubernetes.io/tls Secret where the gateway's
+// non-root user can read the key and nobody else can, where Secret updates reach it, and the
+// listener of docs/operations.md names exactly the mounted files.
+func TestK8sGatewayTLS(t *testing.T) {
+	m := loadManifests(t)
+	secrets := secretTemplates(t)
+	pod := m.deployment.Spec.Template.Spec
+	var vol *corev1.Volume
+	for i, v := range pod.Volumes {
+		if v.Secret != nil && secrets[v.Secret.SecretName] != nil && secrets[v.Secret.SecretName].Type == corev1.SecretTypeTLS {
+			vol = &pod.Volumes[i]
+		}
+	}
+	if vol == nil {
+		t.Fatal("the gateway mounts no Secret of type kubernetes.io/tls")
+	}
+	tmpl := secrets[vol.Secret.SecretName]
+	for _, k := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
+		if _, ok := tmpl.StringData[k]; !ok {
+			t.Errorf("the template of Secret %s has no %s", tmpl.Name, k)
+		}
+	}
+	if len(vol.Secret.Items) > 0 {
+		t.Error("the TLS volume renames its keys: the documented files are tls.crt and tls.key")
+	}
+	c := pod.Containers[0]
+	mount := ""
+	for _, vm := range c.VolumeMounts {
+		if vm.Name != vol.Name {
+			continue
+		}
+		mount = vm.MountPath
+		if !vm.ReadOnly {
+			t.Error("the TLS Secret is mounted writable")
+		}
+	}
+	if mount == "" {
+		t.Fatalf("volume %s is not mounted into the gateway container", vol.Name)
+	}
+	for _, vm := range c.VolumeMounts {
+		if vm.Name != vol.Name && (strings.HasPrefix(mount, vm.MountPath+"/") || strings.HasPrefix(vm.MountPath, mount+"/")) {
+			t.Errorf("the TLS mount %s and %s are nested: a mount point inside a ConfigMap's read-only, rewritten volume", mount, vm.MountPath)
+		}
+	}
+	// Secret files belong to root; fsGroup gives them the pod's group, and the mode decides.
+	mode := int32(corev1.SecretVolumeSourceDefaultMode)
+	if vol.Secret.DefaultMode != nil {
+		mode = *vol.Secret.DefaultMode
+	}
+	if mode&0o004 != 0 {
+		t.Errorf("the TLS key is readable by every user (mode %04o)", mode)
+	}
+	if sc := pod.SecurityContext; mode&0o040 == 0 || sc == nil || sc.FSGroup == nil {
+		t.Errorf("the gateway's non-root user cannot read the TLS key (mode %04o): it needs fsGroup and group read", mode)
+	}
+
+	var doc struct {
+		Server struct {
+			Listeners []struct {
+				Addr string
+				TLS  *struct {
+					Certificates []struct{ Cert, Key string }
+				}
+			}
+		}
+	}
+	if err := yaml.Unmarshal(docYAML(t, "k8s-tls-listener"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var plain, tls int
+	for _, l := range doc.Server.Listeners {
+		if l.TLS == nil {
+			plain++
+			// The probes ask the plain listener, the container's port http.
+			if p := c.ReadinessProbe.HTTPGet.Port; p.StrVal != "http" || !slices.ContainsFunc(c.Ports, func(cp corev1.ContainerPort) bool {
+				return cp.Name == "http" && int(cp.ContainerPort) == portOf(t, "listener addr", l.Addr)
+			}) {
+				t.Errorf("the plain listener %s is not the port the probes ask", l.Addr)
+			}
+			continue
+		}
+		tls++
+		if len(l.TLS.Certificates) != 1 || l.TLS.Certificates[0].Cert != mount+"/"+corev1.TLSCertKey || l.TLS.Certificates[0].Key != mount+"/"+corev1.TLSPrivateKeyKey {
+			t.Errorf("the documented TLS listener names %+v, not %s/tls.crt and tls.key", l.TLS.Certificates, mount)
+		}
+	}
+	if plain != 1 || tls != 1 {
+		t.Errorf("the documented listeners: %d plain and %d TLS, want one of each", plain, tls)
+	}
+
+	// Once the gateway's configuration has server.listeners, the routes file with the documented
+	// listeners in place of server.listen must load with the pod's environment.
+	routes, err := os.ReadFile(filepath.Join(root(), "deploy", "compose", "routes.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, fromSecret := m.containerEnv(t, gatewayName, c, secrets)
+	for k := range fromSecret {
+		env[k] = strings.Repeat("s", 32)
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := config.ParseWithEnv(routes, "routes.yaml", lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reflect.TypeOf(cfg.Server).FieldByName("Listeners"); !ok {
+		t.Log("this gateway has no server.listeners: the documented listeners are checked against the mount only")
+		return
+	}
+	// server: is the file's first section, so the first listen line is server.listen.
+	at := regexp.MustCompile(`(?m)^  listen: .*\n`).FindIndex(routes)
+	if at == nil || !bytes.Contains(routes[:at[0]], []byte("\nserver:\n")) || bytes.Contains(routes[:at[0]], []byte("\nadmin:\n")) {
+		t.Fatal("deploy/compose/routes.yaml: no server.listen line to replace")
+	}
+	withTLS := slices.Concat(routes[:at[0]], bytes.TrimPrefix(docYAML(t, "k8s-tls-listener"), []byte("server:\n")), routes[at[1]:])
+	if _, err := config.ParseWithEnv(withTLS, "routes.yaml with the documented listeners", lookup); err != nil {
+		t.Errorf("the gateway refuses the documented listeners:\n%v", err)
+	}
+}
+
+// TestK8sDocsSecrets: the documented kubectl commands create every Opaque Secret of the
+// templates with exactly its keys.
+func TestK8sDocsSecrets(t *testing.T) {
+	secrets := secretTemplates(t)
+	created := map[string][]string{}
+	for _, l := range docBlock(t, "k8s-secrets") {
+		f := strings.Fields(l)
+		i := slices.Index(f, "generic")
+		if i < 0 || i+1 >= len(f) {
+			continue
+		}
+		for _, a := range f[i+2:] {
+			if k, ok := strings.CutPrefix(a, "--from-literal="); ok {
+				k, _, _ = strings.Cut(k, "=")
+				created[f[i+1]] = append(created[f[i+1]], k)
+			}
+		}
+	}
+	for name, s := range secrets {
+		if s.Type != corev1.SecretTypeOpaque && s.Type != "" {
+			continue
+		}
+		if want := slices.Sorted(maps.Keys(s.StringData)); !slices.Equal(sorted(created[name]), want) {
+			t.Errorf("docs create Secret %s with keys %v, the template has %v", name, created[name], want)
+		}
+	}
+	if len(created) == 0 {
+		t.Error("the documented block creates no Secret")
+	}
 }
