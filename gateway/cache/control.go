@@ -21,12 +21,7 @@ func parseCacheControl(v []byte) directives {
 	d := directives{maxAge: -1, sMaxAge: -1, staleWhileRevalidate: -1}
 	for len(v) > 0 {
 		var item []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			item, v = v[:i], v[i+1:]
-		} else {
-			item, v = v, nil
-		}
-		item = bytes.TrimSpace(item)
+		item, v = protocol.NextListItem(v)
 		name, arg := item, []byte(nil)
 		if i := bytes.IndexByte(item, '='); i >= 0 {
 			name, arg = bytes.TrimSpace(item[:i]), bytes.Trim(bytes.TrimSpace(item[i+1:]), `"`)
@@ -82,12 +77,8 @@ func etagMatches(inm, etag []byte) bool {
 	want := bytes.TrimPrefix(etag, []byte("W/"))
 	for len(inm) > 0 {
 		var tag []byte
-		if i := bytes.IndexByte(inm, ','); i >= 0 {
-			tag, inm = inm[:i], inm[i+1:]
-		} else {
-			tag, inm = inm, nil
-		}
-		tag = bytes.TrimPrefix(bytes.TrimSpace(tag), []byte("W/"))
+		tag, inm = protocol.NextListItem(inm)
+		tag = bytes.TrimPrefix(tag, []byte("W/"))
 		if bytes.Equal(tag, want) {
 			return true
 		}

@@ -54,7 +54,7 @@ type Exchange struct {
 	// Err is the error that produced the response, for the access log.
 	Err error
 
-	up       upstream.Exchange
+	up       upstream.RoundTrip
 	pathBuf  []byte
 	queryBuf []byte
 	idBuf    [32]byte
