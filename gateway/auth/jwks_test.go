@@ -154,14 +154,14 @@ func TestKeySetStops(t *testing.T) {
 	ks.Stop() // idempotent after the context ended
 }
 
-// TestManagerKeepsKeysAcrossReloads: a configuration that keeps the jwt section keeps the
+// TestRegistryKeepsKeysAcrossReloads: a configuration that keeps the jwt section keeps the
 // verifier and its key cache (no new fetch); one that changes the JWKS URL stops the old
 // fetcher when it goes live, and not before.
-func TestManagerKeepsKeysAcrossReloads(t *testing.T) {
+func TestRegistryKeepsKeysAcrossReloads(t *testing.T) {
 	key := authtest.NewKey(t)
 	srvA := authtest.NewJWKSServer(t, key.JWK())
 	srvB := authtest.NewJWKSServer(t, key.JWK())
-	m := NewManager(context.Background(), quiet, nil)
+	m := NewRegistry(context.Background(), quiet, nil)
 	defer m.Close()
 	cfgFor := func(url, issuer string) *config.Config {
 		cfg, err := config.Parse([]byte(`

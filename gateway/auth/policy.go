@@ -2,7 +2,7 @@
 // or an HS256 secret), refuses requests without a valid token on routes that require one, and
 // forwards chosen claims upstream as headers, always removing client-supplied copies first.
 //
-// A Manager owns the state that outlives one configuration: the JWKS key caches and their
+// A Registry owns the state that outlives one configuration: the JWKS key caches and their
 // fetcher goroutines. A reload that keeps the jwt section keeps the verifier and its keys.
 package auth
 
@@ -21,10 +21,10 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Manager builds the auth policy of routes and keeps JWKS caches across reloads. Its methods run
+// Registry builds the auth policy of routes and keeps JWKS caches across reloads. Its methods run
 // when snapshots are built and committed (under the gateway's reload lock); the policies it
 // returns are safe for concurrent use.
-type Manager struct {
+type Registry struct {
 	ctx    context.Context
 	logger *slog.Logger
 	client *http.Client
@@ -41,18 +41,18 @@ type keySetKey struct {
 	refresh, minRefresh, timeout time.Duration
 }
 
-// NewManager returns a Manager whose fetchers stop when ctx ends. client fetches JWKS documents
+// NewRegistry returns a Registry whose fetchers stop when ctx ends. client fetches JWKS documents
 // (nil: a client bounded by jwt.jwks_timeout).
-func NewManager(ctx context.Context, logger *slog.Logger, client *http.Client) *Manager {
+func NewRegistry(ctx context.Context, logger *slog.Logger, client *http.Client) *Registry {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Manager{ctx: ctx, logger: logger, client: client, keySets: map[keySetKey]*KeySet{}, verifiers: map[string]*Verifier{}}
+	return &Registry{ctx: ctx, logger: logger, client: client, keySets: map[keySetKey]*KeySet{}, verifiers: map[string]*Verifier{}}
 }
 
 // Middleware builds the auth policy of route, or nil when the route has none. It has the shape
-// of server.MiddlewareFactory.
-func (m *Manager) Middleware(route *config.Route, cfg *config.Config) (proxy.Middleware, error) {
+// of a policies.Row Middleware.
+func (m *Registry) Middleware(route *config.Route, cfg *config.Config) (proxy.Middleware, error) {
 	a := route.Auth
 	if a == nil {
 		return nil, nil
@@ -73,7 +73,7 @@ func (m *Manager) Middleware(route *config.Route, cfg *config.Config) (proxy.Mid
 }
 
 // Commit stops the key caches and forgets the verifiers that cfg, now live, does not use.
-func (m *Manager) Commit(cfg *config.Config) {
+func (m *Registry) Commit(cfg *config.Config) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var live keySetKey
@@ -95,7 +95,7 @@ func (m *Manager) Commit(cfg *config.Config) {
 }
 
 // Close stops every key cache.
-func (m *Manager) Close() {
+func (m *Registry) Close() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for k, ks := range m.keySets {
@@ -105,7 +105,7 @@ func (m *Manager) Close() {
 }
 
 // KeySet returns the live key cache for url, or nil (for tests and the admin API).
-func (m *Manager) KeySet(url string) *KeySet {
+func (m *Registry) KeySet(url string) *KeySet {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for k, ks := range m.keySets {
@@ -129,7 +129,7 @@ func jwtKey(j *config.JWT) string {
 		j.Algorithms, j.Leeway, j.JWKSRefresh, j.JWKSMinRefresh, j.JWKSTimeout)
 }
 
-func (m *Manager) verifier(j *config.JWT) (*Verifier, error) {
+func (m *Registry) verifier(j *config.JWT) (*Verifier, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	key := jwtKey(j)

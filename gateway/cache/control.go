@@ -143,12 +143,8 @@ func etagMatches(inm, etag []byte) bool {
 	want := bytes.TrimPrefix(etag, []byte("W/"))
 	for len(inm) > 0 {
 		var tag []byte
-		if i := bytes.IndexByte(inm, ','); i >= 0 {
-			tag, inm = inm[:i], inm[i+1:]
-		} else {
-			tag, inm = inm, nil
-		}
-		tag = bytes.TrimPrefix(bytes.TrimSpace(tag), []byte("W/"))
+		tag, inm = protocol.NextListItem(inm)
+		tag = bytes.TrimPrefix(tag, []byte("W/"))
 		if bytes.Equal(tag, want) {
 			return true
 		}

@@ -34,9 +34,9 @@ import (
 
 // Method indexes in protocol.Methods.
 var (
-	methodGet     = protocol.MethodIndex([]byte("GET"))
-	methodHead    = protocol.MethodIndex([]byte("HEAD"))
-	methodOptions = protocol.MethodIndex([]byte("OPTIONS"))
+	methodGet     = protocol.MethodGet
+	methodHead    = protocol.MethodHead
+	methodOptions = protocol.MethodOptions
 )
 
 var (
@@ -562,12 +562,7 @@ func (m *middleware) extraVary(v []byte) ([]string, bool) {
 	var names []string
 	for len(v) > 0 {
 		var item []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			item, v = v[:i], v[i+1:]
-		} else {
-			item, v = v, nil
-		}
-		item = bytes.TrimSpace(item)
+		item, v = protocol.NextListItem(v)
 		if len(item) == 0 {
 			continue
 		}

@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/proxy"
 	"github.com/klauspost/compress/gzip"
 	"github.com/valyala/fasthttp"
@@ -55,7 +56,7 @@ func New(c *config.Compression) *Policy {
 }
 
 // Middleware builds the compression policy of route, or nil when it has none. It has the shape
-// of server.MiddlewareFactory.
+// of a policies.Row Middleware.
 func Middleware(route *config.Route, _ *config.Config) (proxy.Middleware, error) {
 	if route.Compression == nil {
 		return nil, nil
@@ -69,7 +70,7 @@ type handler struct {
 	next proxy.Handler
 }
 
-const headMethod = 1 // index of HEAD in protocol.Methods
+const headMethod = protocol.MethodHead
 
 // Serve implements proxy.Handler.
 func (h *handler) Serve(x *proxy.Exchange) {
@@ -201,16 +202,8 @@ func (p *Policy) compress(resp *fasthttp.Response) {
 func AcceptsGzip(v []byte) bool {
 	gzip, star := -1, -1 // -1 absent, 0 refused, 1 accepted
 	for len(v) > 0 {
-		i := bytes.IndexByte(v, ',')
-		if i < 0 {
-			i = len(v)
-		}
-		item := v[:i]
-		if i < len(v) {
-			v = v[i+1:]
-		} else {
-			v = nil
-		}
+		var item []byte
+		item, v = protocol.NextListItem(v)
 		coding, params, _ := bytes.Cut(item, []byte(";"))
 		coding = bytes.TrimSpace(coding)
 		q := 1

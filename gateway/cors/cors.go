@@ -99,7 +99,7 @@ func New(c *config.CORS) *Policy {
 }
 
 // Middleware builds the cors policy of route, or nil when it has none. It has the shape of
-// server.MiddlewareFactory.
+// a policies.Row Middleware.
 func Middleware(route *config.Route, _ *config.Config) (proxy.Middleware, error) {
 	if route.CORS == nil {
 		return nil, nil
@@ -113,7 +113,7 @@ type handler struct {
 	next proxy.Handler
 }
 
-const optionsMethod = 6 // index of OPTIONS in protocol.Methods
+const optionsMethod = protocol.MethodOptions
 
 // Serve implements proxy.Handler.
 func (h *handler) Serve(x *proxy.Exchange) {
@@ -234,18 +234,11 @@ func (p *Policy) allowsHeaders(v []byte) bool {
 		return true
 	}
 	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		tok := trim(v[:i])
+		var tok []byte
+		tok, v = protocol.NextListItem(v)
 		if len(tok) > 0 && !p.allowsHeader(tok) {
 			return false
 		}
-		if i == len(v) {
-			break
-		}
-		v = v[i+1:]
 	}
 	return true
 }
@@ -271,14 +264,4 @@ func (p *Policy) allowsHeader(name []byte) bool {
 		}
 	}
 	return false
-}
-
-func trim(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }

@@ -10,13 +10,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/routestate"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Methods are the method label values, indexed like the proxy's method numbers; the last one
-// stands for any other method.
-var Methods = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"}
+// Methods are the method label values: protocol.Methods, indexed like them, and a last one
+// that stands for any other method.
+var Methods = func() (m [len(protocol.Methods) + 1]string) {
+	copy(m[:], protocol.Methods[:])
+	m[len(m)-1] = "OTHER"
+	return m
+}()
 
 const numCodes = 600
 

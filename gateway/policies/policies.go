@@ -65,8 +65,8 @@ const sweepInterval = 10 * time.Second
 // gateway, pass it as server.Options.Policies, and Close it after the gateway shut down. The
 // exported fields are for the admin API and tests.
 type Policies struct {
-	Tokens *auth.Manager
-	Files  *static.Manager
+	Tokens *auth.Registry
+	Files  *static.Registry
 	Limits *ratelimit.Registry
 	Caches *cache.Registry
 	// Redis is the connection rate limits (scope: redis) and caches (store: redis) share.
@@ -89,8 +89,8 @@ func New(logger *slog.Logger) *Policies {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Policies{
-		Tokens:       auth.NewManager(ctx, logger, nil),
-		Files:        static.NewManager(logger),
+		Tokens:       auth.NewRegistry(ctx, logger, nil),
+		Files:        static.NewRegistry(logger),
 		Limits:       ratelimit.NewRegistry(),
 		Caches:       cache.NewRegistry(ctx, logger),
 		Redis:        redisstore.NewManager(ctx, logger, 30*time.Second),

@@ -13,37 +13,59 @@ const (
 	MethodExtension
 )
 
-// Methods the gateway forwards, in the order metrics index them. MethodIndex(m) < 0 for others.
-var Methods = [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
+// Methods the gateway forwards, indexed by the Method constants (metrics, route method masks
+// and the exchange's Method use these numbers). MethodIndex(m) < 0 for others. config keeps
+// the same names in config.StandardMethods (it is a leaf); a test in gateway/server holds the
+// two equal.
+var Methods = [...]string{
+	MethodGet:     "GET",
+	MethodHead:    "HEAD",
+	MethodPost:    "POST",
+	MethodPut:     "PUT",
+	MethodDelete:  "DELETE",
+	MethodPatch:   "PATCH",
+	MethodOptions: "OPTIONS",
+}
+
+// Indexes of the forwarded methods in Methods.
+const (
+	MethodGet = iota
+	MethodHead
+	MethodPost
+	MethodPut
+	MethodDelete
+	MethodPatch
+	MethodOptions
+)
 
 // MethodIndex returns the index of m in Methods, or -1.
 func MethodIndex(m []byte) int {
 	switch len(m) {
 	case 3:
 		if string(m) == "GET" {
-			return 0
+			return MethodGet
 		}
 		if string(m) == "PUT" {
-			return 3
+			return MethodPut
 		}
 	case 4:
 		if string(m) == "HEAD" {
-			return 1
+			return MethodHead
 		}
 		if string(m) == "POST" {
-			return 2
+			return MethodPost
 		}
 	case 5:
 		if string(m) == "PATCH" {
-			return 5
+			return MethodPatch
 		}
 	case 6:
 		if string(m) == "DELETE" {
-			return 4
+			return MethodDelete
 		}
 	case 7:
 		if string(m) == "OPTIONS" {
-			return 6
+			return MethodOptions
 		}
 	}
 	return -1
@@ -73,7 +95,7 @@ func ClassifyMethod(m []byte) int {
 // (RFC 9110, section 9.2.2).
 func IsIdempotent(i int) bool {
 	switch i {
-	case 0, 1, 3, 4, 6: // GET HEAD PUT DELETE OPTIONS
+	case MethodGet, MethodHead, MethodPut, MethodDelete, MethodOptions:
 		return true
 	}
 	return false

@@ -58,7 +58,7 @@ type Exchange struct {
 	// Err is the error that produced the response, for the access log.
 	Err error
 
-	up        upstream.Exchange
+	up        upstream.RoundTrip
 	http10    bool // the client spoke HTTP/1.0: no interim responses (RFC 9110, section 15.2)
 	interim   []byte
 	onInterim func(h *fasthttp.ResponseHeader) // forwardInterim bound to this exchange, made once

@@ -56,7 +56,7 @@ func (f *Forwarder) Serve(x *Exchange) {
 	x.up.Now = now.UnixNano()
 	x.up.Deadline = now.Add(r.Timeout)
 	x.up.Timeout = r.Timeout
-	x.up.Head = x.Method == 1
+	x.up.Head = x.Method == protocol.MethodHead
 	key := up.Key(x.ClientIP)
 
 	retries := r.Retries

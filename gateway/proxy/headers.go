@@ -72,24 +72,11 @@ func stripRequestHopByHop(req *fasthttp.RequestHeader, f *protocol.HeaderFacts, 
 // forEachToken calls fn for each comma-separated token of a header value, trimmed.
 func forEachToken(v []byte, fn func([]byte)) {
 	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		tok := v[:i]
-		for len(tok) > 0 && (tok[0] == ' ' || tok[0] == '\t') {
-			tok = tok[1:]
-		}
-		for len(tok) > 0 && (tok[len(tok)-1] == ' ' || tok[len(tok)-1] == '\t') {
-			tok = tok[:len(tok)-1]
-		}
+		var tok []byte
+		tok, v = protocol.NextListItem(v)
 		if len(tok) > 0 {
 			fn(tok)
 		}
-		if i == len(v) {
-			break
-		}
-		v = v[i+1:]
 	}
 }
 

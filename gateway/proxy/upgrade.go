@@ -30,7 +30,7 @@ var (
 // "Connection: upgrade" and "Upgrade: websocket" (RFC 6455, section 4.1).
 func isWebSocketUpgrade(x *Exchange) bool {
 	h := &x.Ctx.Request.Header
-	if x.Method != 0 || !h.IsHTTP11() || !x.Facts.Has(protocol.HasUpgrade|protocol.HasConnection) {
+	if x.Method != protocol.MethodGet || !h.IsHTTP11() || !x.Facts.Has(protocol.HasUpgrade|protocol.HasConnection) {
 		return false
 	}
 	if !h.ConnectionUpgrade() {

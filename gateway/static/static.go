@@ -8,7 +8,7 @@
 // gone, a path with an encoded slash or backslash is refused, and fasthttp.FS resolves what is
 // left with os.Root, so neither a path nor a symbolic link can reach outside the root.
 //
-// A Manager owns the file servers across reloads: each keeps a cache of open files cleaned by
+// A Registry owns the file servers across reloads: each keeps a cache of open files cleaned by
 // a goroutine of its own, stopped when no live configuration uses that root any more.
 package static
 
@@ -21,6 +21,7 @@ import (
 	"sync"
 
 	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/proxy"
 	"github.com/valyala/fasthttp"
 )
@@ -48,9 +49,9 @@ var (
 	ErrMethodNotAllowed = &Error{"a static route serves GET and HEAD", fasthttp.StatusMethodNotAllowed}
 )
 
-// Manager builds the handlers of static routes and owns their file servers. Its methods run
+// Registry builds the handlers of static routes and owns their file servers. Its methods run
 // when snapshots are built and committed; the handlers are safe for concurrent use.
-type Manager struct {
+type Registry struct {
 	logger *slog.Logger
 
 	mu      sync.Mutex
@@ -64,17 +65,17 @@ type fileServer struct {
 	stop  chan struct{} // closing it stops fasthttp.FS's cache cleaner
 }
 
-// NewManager returns a Manager.
-func NewManager(logger *slog.Logger) *Manager {
+// NewRegistry returns a Registry.
+func NewRegistry(logger *slog.Logger) *Registry {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Manager{logger: logger, servers: map[fsKey]*fileServer{}}
+	return &Registry{logger: logger, servers: map[fsKey]*fileServer{}}
 }
 
 // Handler builds the last handler of a static route. It has the shape of
-// server.TerminalFactory. The root must be a directory, and the SPA fallback a file in it.
-func (m *Manager) Handler(route *config.Route, _ *config.Config) (proxy.Handler, error) {
+// a policies.Row Terminal. The root must be a directory, and the SPA fallback a file in it.
+func (m *Registry) Handler(route *config.Route, _ *config.Config) (proxy.Handler, error) {
 	s := route.Static
 	if s == nil {
 		return nil, fmt.Errorf("not a static route")
@@ -111,7 +112,7 @@ func (m *Manager) Handler(route *config.Route, _ *config.Config) (proxy.Handler,
 	return h, nil
 }
 
-func (m *Manager) server(k fsKey) *fileServer {
+func (m *Registry) server(k fsKey) *fileServer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s, ok := m.servers[k]; ok {
@@ -131,7 +132,7 @@ func (m *Manager) server(k fsKey) *fileServer {
 }
 
 // Commit stops the file servers of roots that cfg, now live, does not serve.
-func (m *Manager) Commit(cfg *config.Config) {
+func (m *Registry) Commit(cfg *config.Config) {
 	live := map[fsKey]bool{}
 	for _, r := range cfg.Routes {
 		if r.Static != nil {
@@ -152,7 +153,7 @@ func (m *Manager) Commit(cfg *config.Config) {
 }
 
 // Close stops every file server.
-func (m *Manager) Close() {
+func (m *Registry) Close() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for k, s := range m.servers {
@@ -162,7 +163,7 @@ func (m *Manager) Close() {
 }
 
 // Servers returns how many file servers are running (for tests).
-func (m *Manager) Servers() int {
+func (m *Registry) Servers() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.servers)
@@ -184,8 +185,8 @@ var (
 )
 
 const (
-	getMethod  = 0 // indexes in protocol.Methods
-	headMethod = 1
+	getMethod  = protocol.MethodGet
+	headMethod = protocol.MethodHead
 )
 
 // Serve implements proxy.Handler.

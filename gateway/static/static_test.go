@@ -25,7 +25,7 @@ func TestHandlerTable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := NewManager(nil)
+	m := NewRegistry(nil)
 	defer m.Close()
 	route := &config.Route{Name: "files", StripPrefix: "/app",
 		Static: &config.Static{Root: root, Index: "index.html", SPAFallback: "index.html", Immutable: []string{"/assets/"}}}

@@ -19,7 +19,7 @@ func TestDoAllocatesNothing(t *testing.T) {
 	req.SetRequestURI("/x")
 	req.Header.SetHost("b")
 	resp := &fasthttp.Response{}
-	x := newExchange(2 * time.Second)
+	x := newRoundTrip(2 * time.Second)
 	for range 10 {
 		if err := tg.Do(req, resp, x); err != nil {
 			t.Fatal(err)
@@ -44,7 +44,7 @@ func TestIdleCheckAllocatesNothing(t *testing.T) {
 	req.SetRequestURI("/x")
 	req.Header.SetHost("b")
 	resp := &fasthttp.Response{}
-	x := newExchange(2 * time.Second)
+	x := newRoundTrip(2 * time.Second)
 	for range 10 {
 		if err := tg.Do(req, resp, x); err != nil {
 			t.Fatal(err)

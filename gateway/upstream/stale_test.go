@@ -106,7 +106,7 @@ func TestStaleKeepAliveIsReported(t *testing.T) {
 	s.Dial = opaqueDial
 	tg := newTarget("app", b.addr, 1, s)
 
-	req := func(x *Exchange) error {
+	req := func(x *RoundTrip) error {
 		r := fasthttp.AcquireRequest()
 		defer fasthttp.ReleaseRequest(r)
 		r.SetRequestURI("/")
@@ -125,7 +125,7 @@ func TestStaleKeepAliveIsReported(t *testing.T) {
 	}
 	b.waitClosed(t, 2)
 
-	err := req(newExchange(2 * time.Second))
+	err := req(newRoundTrip(2 * time.Second))
 	if kindOf(err) != KindStale || IsNotSent(err) {
 		t.Fatalf("request on a connection the upstream closed: %v (kind %v), want KindStale, written", err, kindOf(err))
 	}
@@ -133,7 +133,7 @@ func TestStaleKeepAliveIsReported(t *testing.T) {
 		t.Fatal("a stale keep-alive connection counted as a target failure")
 	}
 	// The repeat: a newly dialled connection although another idle one is in the pool.
-	x := newExchange(2 * time.Second)
+	x := newRoundTrip(2 * time.Second)
 	x.Fresh = true
 	if err := req(x); err != nil {
 		t.Fatalf("repeat on a fresh connection: %v", err)
@@ -148,7 +148,7 @@ func get2(tg *Target, path string) error {
 	defer fasthttp.ReleaseRequest(r)
 	r.SetRequestURI(path)
 	r.Header.SetHost("backend")
-	return tg.Do(r, &fasthttp.Response{}, newExchange(5*time.Second))
+	return tg.Do(r, &fasthttp.Response{}, newRoundTrip(5*time.Second))
 }
 
 // rawServer answers every request on a connection with the bytes answer returns for it, in one

@@ -189,8 +189,8 @@ func (t *Target) recordSuccess() {
 	}
 }
 
-// Exchange describes one round trip. It is owned by the caller and reused across requests.
-type Exchange struct {
+// RoundTrip describes one round trip. It is owned by the caller and reused across requests.
+type RoundTrip struct {
 	Deadline time.Time // absolute response deadline (the route's timeout)
 	Timeout  time.Duration
 	Now      int64 // unix nanoseconds at the start
@@ -214,7 +214,7 @@ type Exchange struct {
 //
 // req must carry no hop-by-hop headers and must not ask for a protocol upgrade: the connection
 // goes back to a shared pool.
-func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *Exchange) error {
+func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip) error {
 	t.inflight.Add(1)
 	t.requests.Add(1)
 	pc, err := t.pool.acquire(x.Deadline, x.Now, x.Fresh)
@@ -302,7 +302,7 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *Exchange)
 	return nil
 }
 
-func (t *Target) failWrite(pc *pconn, x *Exchange, reused bool, err error) error {
+func (t *Target) failWrite(pc *pconn, x *RoundTrip, reused bool, err error) error {
 	if x.ClientBody != nil {
 		if cerr := x.ClientBody.Err(); cerr != nil {
 			return t.fail(pc, x, KindClient, cerr)
@@ -318,7 +318,7 @@ func (t *Target) failWrite(pc *pconn, x *Exchange, reused bool, err error) error
 }
 
 // fail discards the connection and classifies the failure.
-func (t *Target) fail(pc *pconn, x *Exchange, kind Kind, err error) error {
+func (t *Target) fail(pc *pconn, x *RoundTrip, kind Kind, err error) error {
 	t.pool.discard(pc)
 	t.inflight.Add(-1)
 	if kind.countsAsFailure() {

@@ -144,7 +144,7 @@ func (u *Upstream) Pick(key, tried uint64, now int64) (*Target, int) {
 
 // Do runs one round trip to t (a target of this upstream) under the upstream's health policy.
 // See Target.Do.
-func (u *Upstream) Do(t *Target, req *fasthttp.Request, resp *fasthttp.Response, x *Exchange) error {
+func (u *Upstream) Do(t *Target, req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip) error {
 	x.policy = u.passive
 	return t.Do(req, resp, x)
 }

@@ -60,9 +60,9 @@ func testSettings() Settings {
 	return Settings{ConnectTimeout: time.Second, IdleTimeout: 30 * time.Second, QueueTimeout: 200 * time.Millisecond, MaxConns: 8, MaxResponseBytes: 1 << 30}
 }
 
-func newExchange(timeout time.Duration) *Exchange {
+func newRoundTrip(timeout time.Duration) *RoundTrip {
 	now := time.Now()
-	return &Exchange{Deadline: now.Add(timeout), Timeout: timeout, Now: now.UnixNano(), policy: passivePolicy{maxFails: 3, failTimeout: int64(time.Second)}}
+	return &RoundTrip{Deadline: now.Add(timeout), Timeout: timeout, Now: now.UnixNano(), policy: passivePolicy{maxFails: 3, failTimeout: int64(time.Second)}}
 }
 
 func get(t *testing.T, tg *Target, path string) (*fasthttp.Response, error) {
@@ -72,7 +72,7 @@ func get(t *testing.T, tg *Target, path string) (*fasthttp.Response, error) {
 	req.SetRequestURI(path)
 	req.Header.SetHost("backend")
 	resp := &fasthttp.Response{}
-	err := tg.Do(req, resp, newExchange(2*time.Second))
+	err := tg.Do(req, resp, newRoundTrip(2*time.Second))
 	return resp, err
 }
 
@@ -188,7 +188,7 @@ func TestPassiveHealthEjectsAndReturnsWithProbation(t *testing.T) {
 	tg := newTarget("app", addr, 1, testSettings())
 	now := time.Now().UnixNano()
 	policy := passivePolicy{maxFails: 3, failTimeout: int64(time.Second)}
-	x := &Exchange{Deadline: time.Now().Add(time.Second), Now: now, policy: policy}
+	x := &RoundTrip{Deadline: time.Now().Add(time.Second), Now: now, policy: policy}
 	for i := range 3 {
 		if !tg.Available(now) {
 			t.Fatalf("ejected after %d failures, want 3", i)
@@ -260,7 +260,7 @@ func TestTimeoutsAndLimits(t *testing.T) {
 	req.SetRequestURI("/slow")
 	req.Header.SetHost("b")
 	start := time.Now()
-	err := tg.Do(req, &fasthttp.Response{}, newExchange(100*time.Millisecond))
+	err := tg.Do(req, &fasthttp.Response{}, newRoundTrip(100*time.Millisecond))
 	if kindOf(err) != KindTimeout || time.Since(start) > time.Second {
 		t.Fatalf("slow upstream: %v after %v, want KindTimeout after about 100ms", err, time.Since(start))
 	}
@@ -277,7 +277,7 @@ func TestTimeoutsAndLimits(t *testing.T) {
 		req := fasthttp.AcquireRequest()
 		req.SetRequestURI("/slow")
 		req.Header.SetHost("b")
-		_ = tg.Do(req, &fasthttp.Response{}, newExchange(500*time.Millisecond))
+		_ = tg.Do(req, &fasthttp.Response{}, newRoundTrip(500*time.Millisecond))
 	}()
 	<-entered // the upstream holds the request, so it holds the one connection
 	if _, err := get(t, tg, "/"); kindOf(err) != KindNoFreeConns || !IsNotSent(err) {
@@ -306,7 +306,7 @@ func TestDrainClosesIdleNowAndBusyOnRelease(t *testing.T) {
 		req := fasthttp.AcquireRequest()
 		req.SetRequestURI("/hold")
 		req.Header.SetHost("b")
-		busyErr = tg.Do(req, &fasthttp.Response{}, newExchange(2*time.Second))
+		busyErr = tg.Do(req, &fasthttp.Response{}, newRoundTrip(2*time.Second))
 	}()
 	for tg.Stats().OpenConns < 1 || tg.InFlight() < 1 {
 		time.Sleep(time.Millisecond)
@@ -413,7 +413,7 @@ func BenchmarkTargetDo(b *testing.B) {
 	req.SetRequestURI("/x")
 	req.Header.SetHost("b")
 	resp := &fasthttp.Response{}
-	x := newExchange(time.Hour)
+	x := newRoundTrip(time.Hour)
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := tg.Do(req, resp, x); err != nil {
