@@ -100,6 +100,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			middlewares: opts.Middlewares,
 			tunnels:     proxy.NewTunnels(),
 			terminal:    opts.Terminal,
+			logger:      opts.Logger,
 		},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
