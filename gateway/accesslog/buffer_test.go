@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/archway-gateway/archway/gateway/config"
 )
 
 // TestLineMatchesSlog holds the hand-written encoder to the bytes log/slog's JSON handler wrote
@@ -280,4 +282,50 @@ func BenchmarkLog(b *testing.B) {
 			}
 		})
 	})
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+// TestWriteErrorIsReported: a failing output is named in a warning, not silently ignored.
+func TestWriteErrorIsReported(t *testing.T) {
+	var warnings lockedBuffer
+	l := New(failingWriter{}, Options{Flush: time.Hour, Warn: slog.New(slog.NewTextHandler(&warnings, nil))})
+	l.Log(&Entry{Status: 200})
+	_ = l.Close()
+	l.warn(0)
+	if !bytes.Contains(warnings.b.Bytes(), []byte("disk full")) {
+		t.Errorf("warnings %q", warnings.b.String())
+	}
+}
+
+// TestMatchesComparesEffectiveOptions: a reload keeps the logger only when output, buffer and
+// flush all stay, zero values meaning the defaults.
+func TestMatchesComparesEffectiveOptions(t *testing.T) {
+	l := New(io.Discard, Options{})
+	defer l.Close()
+	for _, c := range []struct {
+		output string
+		o      Options
+		want   bool
+	}{
+		{"writer", Options{}, true},
+		{"writer", Options{Buffer: DefaultBuffer, Flush: DefaultFlush}, true},
+		{"stdout", Options{}, false},
+		{"writer", Options{Buffer: 2 * DefaultBuffer}, false},
+		{"writer", Options{Flush: 5 * time.Second}, false},
+	} {
+		if got := l.Matches(c.output, c.o); got != c.want {
+			t.Errorf("Matches(%q, %+v) = %v, want %v", c.output, c.o, got, c.want)
+		}
+	}
+}
+
+// TestDefaultsMatchConfig: the logger's defaults are routes.yaml's.
+func TestDefaultsMatchConfig(t *testing.T) {
+	if DefaultBuffer != config.DefaultAccessLogBuffer.Bytes() || DefaultFlush != config.DefaultAccessLogFlush.D() ||
+		MinBuffer != config.MinAccessLogBuffer.Bytes() {
+		t.Error("accesslog and config disagree on the access log's defaults")
+	}
 }
