@@ -70,7 +70,7 @@ func (o Options) withDefaults() Options {
 	if o.Buffer <= 0 {
 		o.Buffer = DefaultBuffer
 	}
-	o.Buffer = max(o.Buffer, MinBuffer)
+	o.Buffer = min(max(o.Buffer, MinBuffer), 1<<31) // offsets live in 32 bits of the state word
 	if o.Flush <= 0 {
 		o.Flush = DefaultFlush
 	}
