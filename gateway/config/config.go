@@ -78,6 +78,10 @@ type Admin struct {
 type AccessLog struct {
 	Enabled *bool  `yaml:"enabled"`
 	Output  string `yaml:"output"` // stdout, stderr or a file path
+	// Buffer is the size of each of the log's four buffers; Flush bounds how long a line waits
+	// in one that is not full (accesslog.go).
+	Buffer Size     `yaml:"buffer"`
+	Flush  Duration `yaml:"flush"`
 }
 
 // On reports whether access logging is enabled.

@@ -94,6 +94,7 @@ func (c *Config) applyDefaults() {
 		c.Admin.Listen = DefaultAdminListen
 	}
 	setDefault(&c.AccessLog.Output, DefaultAccessLogOutput)
+	c.AccessLog.setDefaults()
 	if c.AccessLog.Enabled == nil {
 		on := true
 		c.AccessLog.Enabled = &on

@@ -124,6 +124,7 @@ func (v *validator) accessLog() {
 	if v.c.AccessLog.Output == "" {
 		v.errorf("access_log.output", "must be stdout, stderr or a file path")
 	}
+	v.accessLogBuffering()
 }
 
 func (v *validator) upstreams() {

@@ -271,7 +271,7 @@ func securityPresent(h *fasthttp.ResponseHeader, security []KV) (present uint64)
 func logRequest(l *accesslog.Logger, x *Exchange, code int, elapsed time.Duration, in, out int64) {
 	hdr := &x.Ctx.Request.Header
 	e := accesslog.Entry{
-		RequestID: x.RequestID, ClientIP: x.ClientIP.String(), Method: hdr.Method(), Path: x.Path,
+		RequestID: x.RequestID, ClientIP: x.ClientIP, Method: hdr.Method(), Path: x.Path,
 		Query: x.Query, Status: code, BytesIn: in, BytesOut: out, Duration: elapsed,
 		UpstreamTime: x.UpstreamDuration, Attempts: x.Attempts, UserAgent: hdr.UserAgent(),
 		Referer: hdr.Referer(), Err: x.Err,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sort"
@@ -39,6 +40,7 @@ type builder struct {
 	metrics   *metrics.Registry
 	policies  Policies
 	accessLog *accesslog.Logger // the live one, reused while its output is unchanged
+	logger    *slog.Logger      // warnings of the access log's writer
 	tunnels   *proxy.Tunnels
 	discovery *discoveryManager
 }
@@ -112,10 +114,11 @@ func (b *builder) build(cfg *config.Config, version uint64) (*proxy.Snapshot, er
 	s.Table = table
 
 	if cfg.AccessLog.On() {
-		if b.accessLog != nil && b.accessLog.Output == cfg.AccessLog.Output {
+		opts := accesslog.Options{Buffer: int(cfg.AccessLog.Buffer.Bytes()), Flush: cfg.AccessLog.Flush.D(), Warn: b.logger}
+		if b.accessLog != nil && b.accessLog.Matches(cfg.AccessLog.Output, opts) {
 			s.AccessLog = b.accessLog
 		} else {
-			l, err := accesslog.Open(cfg.AccessLog.Output)
+			l, err := accesslog.Open(cfg.AccessLog.Output, opts)
 			if err != nil {
 				return nil, err
 			}

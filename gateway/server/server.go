@@ -95,6 +95,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			metrics:   metrics.NewRegistry(),
 			policies:  opts.Policies,
 			tunnels:   proxy.NewTunnels(),
+			logger:    opts.Logger,
 		},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
