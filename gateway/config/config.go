@@ -63,12 +63,15 @@ type Server struct {
 	// is the original nginx set; an empty mapping turns them all off. Routes override them with
 	// headers.response.set and headers.response.remove.
 	SecurityHeaders map[string]string `yaml:"security_headers"`
+	// Listeners replaces Listen with any number of listeners, plain or TLS (see listeners.go).
+	Listeners []Listener `yaml:"listeners,omitempty"`
 }
 
 // Admin configures the admin API listener.
 type Admin struct {
 	Listen string `yaml:"listen"`
 	Token  Secret `yaml:"token,omitempty"`
+	TLS    *TLS   `yaml:"tls,omitempty"`
 }
 
 // AccessLog configures the one-line-per-request JSON log.
@@ -198,6 +201,7 @@ type Match struct {
 	PathPrefix string   `yaml:"path_prefix,omitempty"`
 	Host       string   `yaml:"host,omitempty"`
 	Methods    []string `yaml:"methods,omitempty"`
+	Listeners  []string `yaml:"listeners,omitempty"` // names; empty means every listener
 }
 
 // Headers changes request headers on the way to the upstream and response headers on the way back.
@@ -244,6 +248,7 @@ func (c *Config) resolvePaths(dir string) {
 			r.Static.Root = abs(r.Static.Root)
 		}
 	}
+	c.resolveListenerPaths(abs)
 }
 
 // Parse defaults and validates a configuration held in memory; file names it in messages.

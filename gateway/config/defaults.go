@@ -200,6 +200,7 @@ func (c *Config) applyDefaults() {
 		setDefault(&rd.BreakerProbe, DefaultRedisBreakerProbe)
 	}
 	c.applyEdgeDefaults()
+	c.applyListenerDefaults()
 }
 
 func setDefault[T comparable](field *T, def T) {

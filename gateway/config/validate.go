@@ -37,6 +37,7 @@ func (v *validator) errorf(path, format string, args ...any) {
 func (c *Config) validate(errs *ErrorList) {
 	v := &validator{c: c, errs: errs}
 	v.server()
+	v.listeners()
 	v.admin()
 	v.accessLog()
 	v.consul()
@@ -236,7 +237,7 @@ func (v *validator) targetAddr(path, addr string) {
 	}
 }
 
-type matchKey struct{ exact, prefix, host string }
+type matchKey struct{ exact, prefix, host, listeners string }
 
 func (v *validator) routes() {
 	if len(v.c.Routes) == 0 {
@@ -295,8 +296,9 @@ func (v *validator) routes() {
 		v.rateLimit(p+".rate_limit", r.RateLimit)
 		v.cache(p+".cache", r)
 		v.edgePolicies(p, r)
+		v.routeListeners(p, r)
 
-		key := matchKey{exact: r.Match.Path, prefix: CleanPrefix(r.Match.PathPrefix), host: r.Match.Host}
+		key := matchKey{exact: r.Match.Path, prefix: CleanPrefix(r.Match.PathPrefix), host: r.Match.Host, listeners: strings.Join(r.Match.Listeners, ",")}
 		for _, j := range byMatch[key] {
 			if methodsOverlap(v.c.Routes[j].Match.Methods, r.Match.Methods) {
 				v.errorf(p+".match", "matches the same requests as routes[%d] (%q): same path, host and methods", j, v.c.Routes[j].Name)

@@ -92,6 +92,9 @@ func (b *builder) build(cfg *config.Config, version uint64) (*proxy.Snapshot, er
 		return nil, err
 	}
 	s.Table = table
+	if err := buildListenerPolicies(cfg, s, entries); err != nil {
+		return nil, err
+	}
 
 	if cfg.AccessLog.On() {
 		if b.accessLog != nil && b.accessLog.Output == cfg.AccessLog.Output {
