@@ -96,6 +96,11 @@ func (ca *CA) Issue(t testing.TB, file string, o Options, names ...string) Pair 
 	if o.Organization != "" {
 		tmpl.Subject.Organization = []string{o.Organization}
 	}
+	if !o.Client {
+		// Where revocation would be published, as a public CA's certificates say (scanners rate
+		// a certificate without one as a finding); nothing is served there.
+		tmpl.CRLDistributionPoints = []string{"http://crl.archway.test/ca.crl"}
+	}
 	if o.Client {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	} else {
