@@ -69,6 +69,10 @@ func scrape(t *testing.T, url string, into series) {
 // prometheusOwn are series Prometheus makes itself for every target, not found in any /metrics.
 var prometheusOwn = []string{"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
+// tlsOnly are gateway series that exist only with a TLS listener, which the image's routes file
+// does not configure; gateway/server's TLS tests read them from a live gateway.
+var tlsOnly = []string{"archway_tls_certificate_expiry_seconds"}
+
 var literalAlternatives = regexp.MustCompile(`^[A-Za-z0-9_-]+(\|[A-Za-z0-9_-]+)*$`)
 
 // checkSelector reports what is wrong with a selector against the live series: an unknown
@@ -78,6 +82,9 @@ func checkSelector(sel selector, live series, jobs []string) []string {
 	var problems []string
 	sets, ok := live[sel.metric]
 	own := slices.Contains(prometheusOwn, sel.metric)
+	if !ok && slices.Contains(tlsOnly, sel.metric) {
+		return nil
+	}
 	if !ok && !own {
 		return []string{fmt.Sprintf("metric %s is exported by neither the gateway nor the services", sel.metric)}
 	}

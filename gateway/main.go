@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -80,18 +82,23 @@ func serve(ctx context.Context, configPath string, logger *slog.Logger, stdout i
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	lns, err := gw.Listen()
 	if err != nil {
 		_ = gw.Shutdown(context.Background())
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
 	var adminSrv *http.Server
 	var adminLn net.Listener
 	if cfg.Admin.Listen != "" {
 		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-			ln.Close()
+			for _, ln := range lns {
+				ln.Close()
+			}
 			_ = gw.Shutdown(context.Background())
 			return fmt.Errorf("admin listen: %w", err)
+		}
+		if t := gw.AdminTLSConfig(); t != nil {
+			adminLn = tls.NewListener(adminLn, t)
 		}
 		adminSrv = &http.Server{
 			Handler:           gw.Admin(),
@@ -107,7 +114,7 @@ func serve(ctx context.Context, configPath string, logger *slog.Logger, stdout i
 	defer signal.Stop(signals)
 
 	errc := make(chan error, 2)
-	go func() { errc <- gw.Serve(ln) }()
+	go func() { errc <- gw.ServeListeners(lns) }()
 	if adminSrv != nil {
 		go func() {
 			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
@@ -115,9 +122,13 @@ func serve(ctx context.Context, configPath string, logger *slog.Logger, stdout i
 			}
 		}()
 	}
-	logger.Info("archway started", "listen", ln.Addr().String(), "admin", cfg.Admin.Listen, "config", configPath,
+	var addrs []string
+	for _, ln := range lns {
+		addrs = append(addrs, ln.Addr().String())
+	}
+	logger.Info("archway started", "listen", addrs, "admin", cfg.Admin.Listen, "config", configPath,
 		"version", server.Version, "routes", len(cfg.Routes), "upstreams", len(cfg.Upstreams))
-	fmt.Fprintf(stdout, "archway listening on http://%s (admin http://%s)\n", ln.Addr(), cfg.Admin.Listen)
+	fmt.Fprintf(stdout, "archway listening on %s (admin %s)\n", strings.Join(addrs, ", "), cfg.Admin.Listen)
 
 	for {
 		select {

@@ -66,12 +66,15 @@ type Server struct {
 	// MaxConnections and MaxConnectionsPerIP cap client connections (see connections.go).
 	MaxConnections      int `yaml:"max_connections"`
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// Listeners replaces Listen with any number of listeners, plain or TLS (see listeners.go).
+	Listeners []Listener `yaml:"listeners,omitempty"`
 }
 
 // Admin configures the admin API listener.
 type Admin struct {
 	Listen string `yaml:"listen"`
 	Token  Secret `yaml:"token,omitempty"`
+	TLS    *TLS   `yaml:"tls,omitempty"`
 }
 
 // AccessLog configures the one-line-per-request JSON log.
@@ -214,6 +217,7 @@ type Match struct {
 	PathPrefix string   `yaml:"path_prefix,omitempty"`
 	Host       string   `yaml:"host,omitempty"`
 	Methods    []string `yaml:"methods,omitempty"`
+	Listeners  []string `yaml:"listeners,omitempty"` // names; empty means every listener
 }
 
 // Headers changes request headers on the way to the upstream and response headers on the way back.
@@ -260,6 +264,7 @@ func (c *Config) resolvePaths(dir string) {
 			r.Static.Root = abs(r.Static.Root)
 		}
 	}
+	c.resolveListenerPaths(abs)
 }
 
 // Parse defaults and validates a configuration held in memory; file names it in messages.

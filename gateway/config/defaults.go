@@ -166,6 +166,7 @@ func (c *Config) applyDefaults() {
 	c.redisDefaults()
 	c.jwtDefaults()
 	c.applyRedirectDefaults()
+	c.applyListenerDefaults()
 }
 
 func setDefault[T comparable](field *T, def T) {

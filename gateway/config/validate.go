@@ -38,6 +38,7 @@ func (c *Config) validate(errs *ErrorList) {
 	v := &validator{c: c, errs: errs}
 	v.server()
 	v.connections()
+	v.listeners()
 	v.admin()
 	v.accessLog()
 	v.consul()
@@ -238,7 +239,7 @@ func (v *validator) targetAddr(path, addr string) {
 	}
 }
 
-type matchKey struct{ exact, prefix, host string }
+type matchKey struct{ exact, prefix, host, listeners string }
 
 func (v *validator) routes() {
 	if len(v.c.Routes) == 0 {
@@ -296,8 +297,9 @@ func (v *validator) routes() {
 		v.headerOps(p+".headers.request", r.Headers.Request, true)
 		v.headerOps(p+".headers.response", r.Headers.Response, false)
 		v.routePolicies(p, r)
+		v.routeListeners(p, r)
 
-		key := matchKey{exact: r.Match.Path, prefix: CleanPrefix(r.Match.PathPrefix), host: r.Match.Host}
+		key := matchKey{exact: r.Match.Path, prefix: CleanPrefix(r.Match.PathPrefix), host: r.Match.Host, listeners: strings.Join(r.Match.Listeners, ",")}
 		for _, j := range byMatch[key] {
 			if methodsOverlap(v.c.Routes[j].Match.Methods, r.Match.Methods) {
 				v.errorf(p+".match", "matches the same requests as routes[%d] (%q): same path, host and methods", j, v.c.Routes[j].Name)

@@ -43,9 +43,17 @@ var (
 	allowAll   = strings.Join(protocol.Methods[:], ", ")
 )
 
-// Handle serves one request.
-func (e *Entry) Handle(ctx *fasthttp.RequestCtx) {
-	x := acquireExchange(ctx, e.snapshot.Load())
+// Handle serves one request arriving on the first listener.
+func (e *Entry) Handle(ctx *fasthttp.RequestCtx) { e.handle(ctx, 0) }
+
+// ListenerHandler returns the handler for the listener at index i of the configuration's
+// listeners; each fasthttp server gets its own, made once at start.
+func (e *Entry) ListenerHandler(i int) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) { e.handle(ctx, i) }
+}
+
+func (e *Entry) handle(ctx *fasthttp.RequestCtx, listener int) {
+	x := acquireExchangeOn(ctx, e.snapshot.Load(), listener)
 	defer func() {
 		if r := recover(); r != nil {
 			e.logger.Error("panic serving request", "panic", r, "path", string(x.Path), "request_id", string(x.RequestID))
@@ -143,7 +151,19 @@ func (e *Entry) serve(x *Exchange) {
 		return
 	}
 
-	route, outcome, allow := s.Table.Match(hdr.Host(), x.Path, x.Method)
+	table := s.Table
+	if l := x.Listener; l != nil {
+		if l.RedirectHTTPS && redirectHTTPS(x, l) {
+			return
+		}
+		if l.Table != nil {
+			table = l.Table
+		}
+		if len(l.ClientCertHeader) > 0 {
+			setClientCertHeader(x, l)
+		}
+	}
+	route, outcome, allow := table.Match(hdr.Host(), x.Path, x.Method)
 	switch outcome {
 	case router.NotFound:
 		WriteError(x, ErrNoRoute)
@@ -234,6 +254,10 @@ func (e *Entry) finish(x *Exchange) {
 				resp.SetCanonical(security[i].Key, security[i].Value)
 			}
 		}
+	}
+
+	if l := x.Listener; l != nil && len(l.HSTS) > 0 && len(resp.PeekBytes(hStrictTransportSecurity)) == 0 {
+		resp.SetCanonical(hStrictTransportSecurity, l.HSTS)
 	}
 
 	code := resp.StatusCode()

@@ -24,6 +24,9 @@ type Exchange struct {
 	Ctx      *fasthttp.RequestCtx
 	Snapshot *Snapshot
 	Route    *Route // nil until routed
+	// Listener is the policy of the listener the request came in on; nil for a snapshot
+	// without listeners (tests that build one by hand).
+	Listener *ListenerPolicy
 
 	// Method is the index of the request method in protocol.Methods.
 	Method int
@@ -76,10 +79,17 @@ var exchangePool = sync.Pool{New: func() any {
 }}
 
 func acquireExchange(ctx *fasthttp.RequestCtx, s *Snapshot) *Exchange {
+	return acquireExchangeOn(ctx, s, 0)
+}
+
+func acquireExchangeOn(ctx *fasthttp.RequestCtx, s *Snapshot, listener int) *Exchange {
 	x := exchangePool.Get().(*Exchange)
 	x.Ctx, x.Snapshot = ctx, s
 	x.Method = -1
 	x.up.Informational = x.onInterim
+	if listener < len(s.Listeners) {
+		x.Listener = &s.Listeners[listener]
+	}
 	return x
 }
 

@@ -160,7 +160,9 @@ func trimSpace(b []byte) []byte {
 // setForwardedHeaders replaces the client's forwarding headers with the gateway's own. Every
 // copy a client sent is deleted first (fasthttp's Set would replace only the first of several).
 // A trusted proxy's X-Forwarded-For chain is kept and extended; its X-Forwarded-Host, -Proto,
-// -Port, -Prefix and Forwarded pass through. From anyone else they are dropped.
+// -Port, -Prefix and Forwarded pass through. From anyone else they are dropped. The scheme is
+// the listener's: https on a TLS listener. Forwarded (RFC 7239) is set to the peer and scheme
+// unless a trusted proxy sent its own.
 func setForwardedHeaders(x *Exchange, raw []byte) {
 	req := &x.Ctx.Request.Header
 	f := &x.Facts
@@ -194,11 +196,15 @@ func setForwardedHeaders(x *Exchange, raw []byte) {
 		}
 		req.SetCanonical(hXForwardedHost, req.Host())
 	}
+	proto := vHTTP
+	if x.Listener != nil && x.Listener.TLS {
+		proto = vHTTPS
+	}
 	if !x.PeerTrusted || !f.Has(protocol.HasXForwardedProto) {
 		if f.Has(protocol.HasXForwardedProto) {
 			req.DelBytes(hXForwardedProto)
 		}
-		req.SetCanonical(hXForwardedProto, vHTTP)
+		req.SetCanonical(hXForwardedProto, proto)
 	}
 	if !x.PeerTrusted {
 		if f.Has(protocol.HasXForwardedPort) {
@@ -210,6 +216,22 @@ func setForwardedHeaders(x *Exchange, raw []byte) {
 		if f.Has(protocol.HasForwarded) {
 			req.DelBytes(hForwarded)
 		}
+	}
+	if !x.PeerTrusted || !f.Has(protocol.HasForwarded) {
+		// RFC 7239: the node that connected to the gateway and the scheme it used. An IPv6
+		// address is quoted and bracketed.
+		buf = append(x.scratch[:0], "for="...)
+		if x.Peer.Is6() {
+			buf = append(buf, `"[`...)
+			buf = x.Peer.AppendTo(buf)
+			buf = append(buf, `]"`...)
+		} else {
+			buf = x.Peer.AppendTo(buf)
+		}
+		buf = append(buf, ";proto="...)
+		buf = append(buf, proto...)
+		x.scratch = buf
+		req.SetCanonical(hForwarded, buf)
 	}
 }
 

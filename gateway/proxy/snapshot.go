@@ -34,6 +34,8 @@ type Snapshot struct {
 	Tunnels *Tunnels
 	// Unmatched counts requests that never reached a route (404, 405, 400s).
 	Unmatched *metrics.RouteStats
+	// Listeners are the per-listener policies, in configuration order.
+	Listeners []ListenerPolicy
 }
 
 // Route is a compiled route: its handler chain and what the forwarder and finisher need.

@@ -112,6 +112,9 @@ func (b *builder) build(cfg *config.Config, version uint64) (*proxy.Snapshot, er
 		return nil, err
 	}
 	s.Table = table
+	if err := buildListenerPolicies(cfg, s, entries); err != nil {
+		return nil, err
+	}
 
 	if cfg.AccessLog.On() {
 		opts := accesslog.Options{Buffer: int(cfg.AccessLog.Buffer.Bytes()), Flush: cfg.AccessLog.Flush.D(), Warn: b.logger}

@@ -59,10 +59,7 @@ func newGatewayMetrics(g *Gateway, reg prometheus.Registerer) (*gatewayMetrics, 
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "archway_open_connections", Help: "Client connections open on the public listener.",
 		}, func() float64 {
-			if g.server == nil {
-				return 0
-			}
-			return float64(g.server.GetOpenConnectionsCount())
+			return float64(g.OpenConnections())
 		}),
 		g.build.metrics,
 		upstreamCollector{g},

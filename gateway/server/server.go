@@ -8,7 +8,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,8 +20,8 @@ import (
 
 	"github.com/archway-gateway/archway/discovery"
 	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/listener"
 	"github.com/archway-gateway/archway/gateway/metrics"
-	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/proxy"
 	"github.com/archway-gateway/archway/gateway/upstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,9 +58,12 @@ type Gateway struct {
 	logger  *slog.Logger
 	entry   *proxy.Entry
 	build   builder
-	server  *fasthttp.Server
 	metrics *gatewayMetrics
 	conns   *connLimiter // server.max_connections and max_connections_per_ip
+	// listeners are the public listeners, in configuration order; adminTLS is the admin API's
+	// TLS termination (nil without admin.tls).
+	listeners []*listenerRuntime
+	adminTLS  *listener.TLS
 
 	reloadMu   sync.Mutex // serialises Apply/Reload; never taken by requests
 	version    atomic.Uint64
@@ -99,6 +101,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
+	prepared, err := prepareListeners(cfg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	snap, err := g.build.build(cfg, 1)
 	if err != nil {
 		cancel()
@@ -122,31 +129,18 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.metrics = metrics
 	g.metrics.reloadResult("start", true)
 
-	s := cfg.Server
-	g.server = &fasthttp.Server{
-		Handler:         g.entry.Handle,
-		ErrorHandler:    g.entry.HandleParseError,
-		ExpectHandler:   g.entry.HandleExpect,
-		ReadTimeout:     s.ReadTimeout.D(),
-		WriteTimeout:    s.WriteTimeout.D(),
-		IdleTimeout:     s.IdleTimeout.D(),
-		ReadBufferSize:  int(s.MaxHeaderBytes.Bytes()),
-		WriteBufferSize: 16 << 10,
-		// An idle keep-alive connection gives its 16 KiB write buffer (and response body buffer)
-		// back to fasthttp's pools instead of holding them until its next request: 10 000 idle
-		// connections take about 50 MiB less (bench: idle scenario). The read buffer stays with
-		// the connection because request bodies are streamed.
-		ReduceMemoryUsage:            true,
-		MaxRequestBodySize:           int(min(s.MaxBodyBytes.Bytes(), 1<<62)),
-		StreamRequestBody:            true,
-		DisablePreParseMultipartForm: true,
-		NoDefaultServerHeader:        true,
-		NoDefaultContentType:         true,
-		CloseOnShutdown:              true,
-		TCPKeepalive:                 true,
-		SecureErrorLogMessage:        true,
-		Logger:                       fasthttpLogger{opts.Logger},
+	g.newListeners(cfg, prepared)
+	if err := reg.Register(listenerCollector{g}); err != nil {
+		cancel()
+		return nil, err
 	}
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		if fingerprint(cfg) != "" { // TLS cannot be turned on by a reload
+			g.watchCertificates(ctx)
+		}
+	}()
 	registered := make(chan struct{})
 	regCtx, regCancel := context.WithCancel(ctx)
 	g.stopRegistration = regCancel
@@ -158,6 +152,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.build.registry.Run(ctx, 5*time.Second)
 		g.build.discovery.close()
 		<-registered
+		<-watched
 		close(g.done)
 	}()
 	return g, nil
@@ -196,16 +191,9 @@ func (g *Gateway) DiscoveryState(upstreamName string) (discovery.State, bool) {
 	return g.build.discovery.state(g.Config(), upstreamName)
 }
 
-// Serve accepts connections on ln until Shutdown.
-func (g *Gateway) Serve(ln net.Listener) error {
-	// protocol.Listener checks request heads as they arrive (bare LF, request-line length);
-	// the connection caps refuse what is over server.max_connections(_per_ip) first.
-	err := g.server.Serve(protocol.Listener{Listener: g.conns.wrap(ln)})
-	if errors.Is(err, net.ErrClosed) {
-		return nil
-	}
-	return err
-}
+// Serve accepts connections on ln until Shutdown, as the first listener (with its TLS and PROXY
+// protocol settings). Listen and ServeListeners serve every listener.
+func (g *Gateway) Serve(ln net.Listener) error { return g.serveOn(0, ln) }
 
 // Shutdown stops accepting connections, lets requests in flight finish within the context's
 // deadline (server.shutdown_grace), closes idle keep-alive connections, then releases upstream
@@ -216,7 +204,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	// close frame at once (they would never end by themselves) while HTTP requests drain.
 	tunnelsDone := make(chan error, 1)
 	go func() { tunnelsDone <- g.build.tunnels.ShutdownAll(ctx) }()
-	err := g.server.ShutdownWithContext(ctx)
+	err := g.shutdownListeners(ctx)
 	if terr := <-tunnelsDone; err == nil {
 		err = terr
 	}
@@ -238,7 +226,13 @@ func (g *Gateway) Config() *config.Config { return g.entry.Load().Config }
 func (g *Gateway) LastReload() ReloadResult { return *g.lastReload.Load() }
 
 // OpenConnections is the number of client connections open now.
-func (g *Gateway) OpenConnections() int32 { return g.server.GetOpenConnectionsCount() }
+func (g *Gateway) OpenConnections() int32 {
+	var n int32
+	for _, rt := range g.listeners {
+		n += rt.server.GetOpenConnectionsCount()
+	}
+	return n
+}
 
 // Reload re-reads the configuration file and applies it. source names who asked ("api",
 // "signal") for the record.
@@ -260,6 +254,10 @@ func (g *Gateway) Apply(cfg *config.Config, source string) (ReloadResult, error)
 	if err := restartOnly(old.Config, cfg); err != nil {
 		return g.recordFailure(source, err), err
 	}
+	prepared, err := prepareListeners(cfg)
+	if err != nil {
+		return g.recordFailure(source, err), err
+	}
 	version := g.version.Load() + 1
 	snap, err := g.build.build(cfg, version)
 	if err != nil {
@@ -268,6 +266,7 @@ func (g *Gateway) Apply(cfg *config.Config, source string) (ReloadResult, error)
 	}
 	g.version.Store(version)
 	g.entry.Store(snap)
+	g.commitListeners(prepared)
 	g.commit(snap, old)
 	res := ReloadResult{Version: version, Digest: cfg.Digest(), Source: source, At: time.Now(), OK: true}
 	g.lastReload.Store(&res)
@@ -283,6 +282,9 @@ func (g *Gateway) Check(cfg *config.Config) error {
 	defer g.reloadMu.Unlock()
 	old := g.entry.Load()
 	if err := restartOnly(old.Config, cfg); err != nil {
+		return err
+	}
+	if _, err := prepareListeners(cfg); err != nil {
 		return err
 	}
 	snap, err := g.build.build(cfg, 0)
@@ -375,6 +377,8 @@ func restartOnly(old, new *config.Config) error {
 		{"server.idle_timeout", old.Server.IdleTimeout, new.Server.IdleTimeout},
 		{"server.max_header_bytes", old.Server.MaxHeaderBytes, new.Server.MaxHeaderBytes},
 		{"admin.listen", old.Admin.Listen, new.Admin.Listen},
+		{"server.listeners", listenerShape(old), listenerShape(new)},
+		{"admin.tls", old.Admin.TLS != nil, new.Admin.TLS != nil},
 		{"consul.register", registration(old), registration(new)},
 	}
 	errs := config.NewErrorList(new.File)
