@@ -36,16 +36,16 @@ var _ proxy.StatusError = unavailableError{}
 // maxAuthBodyBytes bounds an auth service's answer; a denial is a short message.
 const maxAuthBodyBytes = 64 << 10
 
-// Manager owns the HTTP client every forward_auth route shares, across reloads: one pool of
+// Registry owns the HTTP client every forward_auth route shares, across reloads: one pool of
 // connections per auth service. Create it with the gateway and Close it after the gateway shut
 // down. Safe for concurrent use.
-type Manager struct {
+type Registry struct {
 	client *fasthttp.Client
 }
 
-// NewManager returns a manager with an idle pool; connections are dialled on demand.
-func NewManager() *Manager {
-	return &Manager{client: &fasthttp.Client{
+// NewRegistry returns a registry with an idle pool; connections are dialled on demand.
+func NewRegistry() *Registry {
+	return &Registry{client: &fasthttp.Client{
 		Name:                     "archway-forward-auth",
 		NoDefaultUserAgentHeader: true,
 		MaxResponseBodySize:      maxAuthBodyBytes,
@@ -58,10 +58,10 @@ func NewManager() *Manager {
 }
 
 // Close drops the idle connections to auth services.
-func (m *Manager) Close() { m.client.CloseIdleConnections() }
+func (m *Registry) Close() { m.client.CloseIdleConnections() }
 
 // Middleware is the factory of the forward_auth policy: nil when the route has none.
-func (m *Manager) Middleware(route *config.Route, _ *config.Config) (proxy.Middleware, error) {
+func (m *Registry) Middleware(route *config.Route, _ *config.Config) (proxy.Middleware, error) {
 	fa := route.ForwardAuth
 	if fa == nil {
 		return nil, nil

@@ -74,7 +74,7 @@ func (r *recorder) Serve(x *proxy.Exchange) {
 	x.Ctx.SetStatusCode(200)
 }
 
-func newHandler(t *testing.T, m *Manager, fa *config.ForwardAuth, next proxy.Handler) proxy.Handler {
+func newHandler(t *testing.T, m *Registry, fa *config.ForwardAuth, next proxy.Handler) proxy.Handler {
 	t.Helper()
 	if fa.RequestHeaders == nil {
 		fa.RequestHeaders = []string{"Authorization", "Cookie"}
@@ -106,7 +106,7 @@ func request(t *testing.T, raw string) *proxy.Exchange {
 
 func TestForwardAuthDecisions(t *testing.T) {
 	auth := startAuth(t, allowUser)
-	m := NewManager()
+	m := NewRegistry()
 	defer m.Close()
 	fa := &config.ForwardAuth{URL: auth.url, ResponseHeaders: []string{"X-User-Id"}}
 
@@ -143,7 +143,7 @@ func TestForwardAuthRelaysRedirects(t *testing.T) {
 		ctx.Response.Header.Set("Location", "https://login.example/?next=/admin")
 		ctx.SetStatusCode(302)
 	})
-	m := NewManager()
+	m := NewRegistry()
 	defer m.Close()
 	x := request(t, "GET /admin HTTP/1.1\r\nHost: a\r\n\r\n")
 	newHandler(t, m, &config.ForwardAuth{URL: auth.url}, &recorder{}).Serve(x)
@@ -166,7 +166,7 @@ func TestForwardAuthServiceDown(t *testing.T) {
 	hung := startAuth(t, func(*fasthttp.RequestCtx) { <-hang })
 	defer close(hang)
 
-	m := NewManager()
+	m := NewRegistry()
 	defer m.Close()
 	for _, tc := range []struct {
 		name, url string
@@ -201,7 +201,7 @@ func TestForwardAuthServiceDown(t *testing.T) {
 
 func TestForwardAuthCache(t *testing.T) {
 	auth := startAuth(t, allowUser)
-	m := NewManager()
+	m := NewRegistry()
 	defer m.Close()
 	fa := &config.ForwardAuth{URL: auth.url, ResponseHeaders: []string{"X-User-Id"}, CacheTTL: config.Duration(time.Hour)}
 	h := newHandler(t, m, fa, &recorder{})
@@ -244,7 +244,7 @@ func TestDecisionCacheExpiryAndBound(t *testing.T) {
 }
 
 func TestNoSectionNoMiddleware(t *testing.T) {
-	m := NewManager()
+	m := NewRegistry()
 	defer m.Close()
 	if mw, err := m.Middleware(&config.Route{}, &config.Config{}); mw != nil || err != nil {
 		t.Fatal("a route without forward_auth got a middleware (it must cost nothing)")

@@ -72,7 +72,7 @@ type Policies struct {
 	// Redis is the connection rate limits (scope: redis) and caches (store: redis) share.
 	Redis *redisstore.Manager
 	// AuthServices is the connection pool forward_auth asks auth services through.
-	AuthServices *forwardauth.Manager
+	AuthServices *forwardauth.Registry
 	// Splits counts what each split route sent to each of its upstreams.
 	Splits *split.Registry
 
@@ -94,7 +94,7 @@ func New(logger *slog.Logger) *Policies {
 		Limits:       ratelimit.NewRegistry(),
 		Caches:       cache.NewRegistry(ctx, logger),
 		Redis:        redisstore.NewManager(ctx, logger, 30*time.Second),
-		AuthServices: forwardauth.NewManager(),
+		AuthServices: forwardauth.NewRegistry(),
 		Splits:       split.NewRegistry(),
 		cancel:       cancel,
 		done:         make(chan struct{}),
