@@ -40,7 +40,11 @@ func startProducts(t *testing.T) *harness {
 		_ = json.NewEncoder(w).Encode(issuer.JWKS())
 	}))
 	t.Cleanup(jwks.Close)
-	verifier, err := auth.NewVerifier(auth.VerifierConfig{Keys: auth.NewJWKSClient(jwks.URL, auth.JWKSOptions{})})
+	keys, err := auth.NewJWKS(t.Context(), jwks.URL, auth.JWKSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -300,8 +300,11 @@ func TestIssuedTokensVerifyThroughJWKS(t *testing.T) {
 		keys[0].(map[string]any)["crv"] != "Ed25519" || !strings.HasPrefix(jwks.header.Get("Cache-Control"), "public") {
 		t.Fatalf("jwks = %d %s", jwks.status, jwks.raw)
 	}
-	client := auth.NewJWKSClient(h.url+"/.well-known/jwks.json", auth.JWKSOptions{})
-	verifier, err := auth.NewVerifier(auth.VerifierConfig{Keys: client})
+	published, err := auth.NewJWKS(t.Context(), h.url+"/.well-known/jwks.json", auth.JWKSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{Keys: published})
 	if err != nil {
 		t.Fatal(err)
 	}

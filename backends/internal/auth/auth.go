@@ -2,8 +2,8 @@
 //
 // The users service signs tokens with an Ed25519 key (alg EdDSA, header kid = the key's RFC 7638
 // thumbprint) and publishes the public key at GET /.well-known/jwks.json. Every other service
-// verifies tokens itself with a Verifier whose keys come from a JWKSClient pointed at that
-// endpoint. As a documented alternative all services share an HS256 secret (JWT_SECRET); a
+// verifies tokens itself with a Verifier whose keys come from a JWKS (github.com/MicahParks/keyfunc)
+// pointed at that endpoint. As a documented alternative all services share an HS256 secret (JWT_SECRET); a
 // Verifier accepts exactly one algorithm, so a token signed with the other is always rejected.
 //
 // Identity headers the gateway adds (X-User-Id, X-User-Email, X-User-Role) are never trusted on
@@ -149,13 +149,18 @@ func (i *Issuer) JWKS() JWKSet {
 	return JWKSet{Keys: []JWK{PublicJWK(i.public)}}
 }
 
-// Keys returns the issuer's public key as a KeySource, so the issuing service verifies its own
+// Keys returns the issuer's public key as a key source, so the issuing service verifies its own
 // tokens without fetching its own JWKS. Nil for HS256.
-func (i *Issuer) Keys() StaticKeys {
+func (i *Issuer) Keys() Keys {
 	if i.public == nil {
 		return nil
 	}
-	return StaticKeys{i.kid: i.public}
+	keys, err := staticKeys(i.kid, i.public)
+	if err != nil {
+		// jwkset supports Ed25519 public keys; failing here means the library broke that.
+		panic(fmt.Sprintf("auth: %v", err))
+	}
+	return keys
 }
 
 // Algorithm returns the JWS alg the issuer signs with: "EdDSA" or "HS256".

@@ -10,7 +10,7 @@ import (
 )
 
 // A service other than users verifies tokens with the users service's public keys. In production
-// Keys is auth.NewJWKSClient("http://users:3001/.well-known/jwks.json", auth.JWKSOptions{}); here
+// Keys is auth.NewJWKS(ctx, "http://users:3001/.well-known/jwks.json", auth.JWKSOptions{}); here
 // the issuer's own keys stand in for the fetched set.
 func ExampleVerifier() {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)

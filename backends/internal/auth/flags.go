@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"github.com/archway-gateway/archway/backends/internal/config"
 )
@@ -33,38 +32,19 @@ func RegisterVerifierFlags(fs *config.FlagSet) *VerifierSettings {
 	return s
 }
 
-// NewVerifier builds the Verifier the settings describe. In JWKS mode it also starts fetching
-// the keys in the background, retrying with backoff (1 s doubling to 30 s) until a fetch
-// succeeds or ctx ends, so a service that starts before the users service has the keys soon
-// after users is up, before the first request needs them.
+// NewVerifier builds the Verifier the settings describe. In JWKS mode it fetches the key set
+// once (a failure does not stop the service) and keeps it fresh in the background until ctx
+// ends; while no keys have arrived, a token's unknown kid retries the fetch once per second.
 func (s *VerifierSettings) NewVerifier(ctx context.Context, log *slog.Logger) (*Verifier, error) {
 	cfg := VerifierConfig{Issuer: s.Issuer, Audience: s.Audience}
 	if s.Secret != "" {
 		cfg.Secret = []byte(s.Secret)
 		return NewVerifier(cfg)
 	}
-	client := NewJWKSClient(s.JWKSURL, JWKSOptions{Logger: log})
-	cfg.Keys = client
-	v, err := NewVerifier(cfg)
+	keys, err := NewJWKS(ctx, s.JWKSURL, JWKSOptions{Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	go prefetch(ctx, client)
-	return v, nil
-}
-
-// prefetch is owned by the ctx passed to NewVerifier and stops when it ends.
-func prefetch(ctx context.Context, client *JWKSClient) {
-	backoff := time.Second
-	for {
-		if client.Refresh(ctx) == nil { // failures are logged by the client
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
+	cfg.Keys = keys
+	return NewVerifier(cfg)
 }

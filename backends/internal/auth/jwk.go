@@ -13,10 +13,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
-// JWK is a public key in JSON Web Key form. Only OKP/Ed25519 keys (RFC 8037) are produced and
-// used; other key types in a set are skipped.
+// JWK is a public key in JSON Web Key form, as the users service publishes it: only OKP/Ed25519
+// keys (RFC 8037) are produced.
 type JWK struct {
 	Kty string `json:"kty"`
 	Crv string `json:"crv,omitempty"`
@@ -45,44 +47,10 @@ func Thumbprint(pub ed25519.PublicKey) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// Ed25519 returns the key of an OKP/Ed25519 signing JWK, or an error for anything else.
-func (k JWK) Ed25519() (ed25519.PublicKey, error) {
-	if k.Kty != "OKP" || k.Crv != "Ed25519" {
-		return nil, fmt.Errorf("jwk %q: not an OKP/Ed25519 key", k.Kid)
-	}
-	if k.Use != "" && k.Use != "sig" {
-		return nil, fmt.Errorf("jwk %q: use %q is not sig", k.Kid, k.Use)
-	}
-	if k.Alg != "" && k.Alg != "EdDSA" {
-		return nil, fmt.Errorf("jwk %q: alg %q is not EdDSA", k.Kid, k.Alg)
-	}
-	x, err := base64.RawURLEncoding.DecodeString(k.X)
-	if err != nil || len(x) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("jwk %q: x is not a base64url Ed25519 public key", k.Kid)
-	}
-	return ed25519.PublicKey(x), nil
-}
-
-// KeySource finds the Ed25519 public key for a token's kid. Implementations return an error
-// wrapping ErrUnknownKey when there is no such key.
-type KeySource interface {
-	PublicKey(ctx context.Context, kid string) (ed25519.PublicKey, error)
-}
-
-// ErrUnknownKey is wrapped when a KeySource has no key for a kid.
-var ErrUnknownKey = errors.New("unknown signing key")
-
-// StaticKeys is a fixed KeySource: kid to public key. Do not modify it once in use.
-type StaticKeys map[string]ed25519.PublicKey
-
-var _ KeySource = StaticKeys(nil)
-
-// PublicKey returns the key for kid.
-func (s StaticKeys) PublicKey(_ context.Context, kid string) (ed25519.PublicKey, error) {
-	if k, ok := s[kid]; ok {
-		return k, nil
-	}
-	return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, kid)
+// Keys finds the verification key for a token by its kid: a *JWKS for the users service's
+// remote set, or an Issuer's own Keys. keyfunc.Keyfunc satisfies it.
+type Keys interface {
+	KeyfuncCtx(ctx context.Context) jwt.Keyfunc
 }
 
 // LoadOrCreateEd25519Key reads a PKCS#8 PEM Ed25519 private key from path, or, when the file does

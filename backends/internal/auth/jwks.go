@@ -2,58 +2,64 @@ package auth
 
 import (
 	"context"
-	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
 )
 
-// JWKSOptions tunes a JWKSClient. Zero fields take the defaults.
+// JWKSOptions tunes NewJWKS. Zero fields take the defaults.
 type JWKSOptions struct {
-	// MinRefreshInterval is the least time between two fetches, successful or not (30 s).
-	MinRefreshInterval time.Duration
-	// RetryWithoutKeys replaces MinRefreshInterval while no fetch has succeeded yet (1 s): a
+	// RefreshUnknownKID limits the fetches a token with an unknown kid may trigger, however many
+	// requests carry one, so a flood of made-up kids cannot become a flood of fetches. Default:
+	// one fetch per 30 s (burst 1). A caller whose turn is further away than Timeout is refused
+	// at once instead of waiting.
+	RefreshUnknownKID *rate.Limiter
+	// RetryWithoutKeys replaces the limiter's rate while no fetch has brought keys yet (1 s): a
 	// service that starts before the users service must not reject every token for 30 s.
 	RetryWithoutKeys time.Duration
+	// RefreshInterval is how often the set is fetched in the background (5 min).
+	RefreshInterval time.Duration
 	// Timeout bounds one fetch (5 s).
 	Timeout time.Duration
 	// HTTPClient fetches the set; a client with Timeout when nil.
 	HTTPClient *http.Client
-	Logger     *slog.Logger     // slog.Default() when nil
-	Now        func() time.Time // time.Now when nil
+	Logger     *slog.Logger // slog.Default() when nil
 }
 
-// JWKSClient is a KeySource backed by a remote JWK Set (the users service's
-// /.well-known/jwks.json). Keys are fetched on first use and cached. A kid that is not cached
-// triggers a refetch, at most once per MinRefreshInterval however many requests ask, so a flood
-// of tokens with made-up kids cannot turn into a flood of fetches. A failed fetch keeps the last
-// good keys. Until a first fetch succeeds, fetches may happen once per RetryWithoutKeys
-// instead. Safe for concurrent use.
-type JWKSClient struct {
-	url  string
-	opts JWKSOptions
-
-	fetchMu sync.Mutex // one fetch at a time; waiters then see its result
-
-	mu        sync.RWMutex
-	keys      map[string]ed25519.PublicKey
-	lastFetch time.Time // last attempt, successful or not; zero before the first
-	fetches   int
+// JWKS is the key source for a remote JWK Set (the users service's /.well-known/jwks.json),
+// built on github.com/MicahParks/keyfunc: keyfunc caches the keys, refetches on an unknown kid
+// within the rate limit and keeps the last good keys when a fetch fails. JWKS adds only the
+// faster retry while no keys have arrived yet. Safe for concurrent use.
+type JWKS struct {
+	keys    keyfunc.Keyfunc
+	limiter *rate.Limiter
+	steady  rate.Limit
+	settled atomic.Bool // keys have arrived and the limiter runs at its steady rate
 }
 
-var _ KeySource = (*JWKSClient)(nil)
+var (
+	_ Keys = (*JWKS)(nil)
+	_ Keys = keyfunc.Keyfunc(nil)
+)
 
-// NewJWKSClient returns a client for the JWK Set at url. It fetches nothing until asked for a key.
-func NewJWKSClient(url string, opts JWKSOptions) *JWKSClient {
-	if opts.MinRefreshInterval == 0 {
-		opts.MinRefreshInterval = 30 * time.Second
+// NewJWKS fetches the set at url once (a failure is logged, not returned: the service starts and
+// retries) and keeps it fresh in a goroutine that stops when ctx ends.
+func NewJWKS(ctx context.Context, url string, opts JWKSOptions) (*JWKS, error) {
+	if opts.RefreshUnknownKID == nil {
+		opts.RefreshUnknownKID = rate.NewLimiter(rate.Every(30*time.Second), 1)
 	}
 	if opts.RetryWithoutKeys == 0 {
 		opts.RetryWithoutKeys = time.Second
+	}
+	if opts.RefreshInterval == 0 {
+		opts.RefreshInterval = 5 * time.Minute
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 5 * time.Second
@@ -64,112 +70,71 @@ func NewJWKSClient(url string, opts JWKSOptions) *JWKSClient {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	return &JWKSClient{url: url, opts: opts}
-}
-
-// PublicKey returns the key for kid, refetching the set when kid is unknown and the last fetch
-// is at least MinRefreshInterval old.
-func (c *JWKSClient) PublicKey(ctx context.Context, kid string) (ed25519.PublicKey, error) {
-	if k, ok := c.cached(kid); ok {
-		return k, nil
-	}
-	c.fetchMu.Lock()
-	defer c.fetchMu.Unlock()
-	// Another caller may have fetched while this one waited.
-	if k, ok := c.cached(kid); ok {
-		return k, nil
-	}
-	c.mu.RLock()
-	last, interval := c.lastFetch, c.opts.MinRefreshInterval
-	if c.keys == nil {
-		interval = c.opts.RetryWithoutKeys
-	}
-	c.mu.RUnlock()
-	if since := c.opts.Now().Sub(last); !last.IsZero() && since < interval {
-		return nil, fmt.Errorf("%w: kid %q (next fetch of %s allowed in %s)", ErrUnknownKey, kid, c.url,
-			(interval - since).Round(100*time.Millisecond))
-	}
-	if err := c.refresh(ctx); err != nil {
-		return nil, fmt.Errorf("%w: kid %q: %w", ErrUnknownKey, kid, err)
-	}
-	if k, ok := c.cached(kid); ok {
-		return k, nil
-	}
-	return nil, fmt.Errorf("%w: kid %q not in %s", ErrUnknownKey, kid, c.url)
-}
-
-// Refresh fetches the set now, regardless of MinRefreshInterval; services call it at start so
-// the first request does not wait. A failure keeps the cached keys.
-func (c *JWKSClient) Refresh(ctx context.Context) error {
-	c.fetchMu.Lock()
-	defer c.fetchMu.Unlock()
-	return c.refresh(ctx)
-}
-
-// Fetches returns how many fetches were attempted, for tests and metrics.
-func (c *JWKSClient) Fetches() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.fetches
-}
-
-func (c *JWKSClient) cached(kid string) (ed25519.PublicKey, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	k, ok := c.keys[kid]
-	return k, ok
-}
-
-// refresh fetches the set; the caller holds fetchMu.
-func (c *JWKSClient) refresh(ctx context.Context) error {
-	c.mu.Lock()
-	c.lastFetch = c.opts.Now()
-	c.fetches++
-	c.mu.Unlock()
-	keys, err := c.fetch(ctx)
+	j := &JWKS{limiter: opts.RefreshUnknownKID, steady: opts.RefreshUnknownKID.Limit()}
+	// Until keys arrive, unknown-kid fetches run at the faster retry rate; set before the first
+	// fetch so that no caller sees the steady rate while the set is still empty.
+	j.limiter.SetLimit(rate.Every(opts.RetryWithoutKeys))
+	remote, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{url}, keyfunc.Override{
+		Client:      opts.HTTPClient,
+		HTTPTimeout: opts.Timeout,
+		// The wait for the limiter and the fetch that follows share this deadline.
+		RateLimitWaitMax: opts.Timeout,
+		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+			return func(_ context.Context, err error) {
+				opts.Logger.Warn("jwks fetch failed; keeping the last good keys", "url", u, "error", err.Error())
+			}
+		},
+		RefreshInterval:   opts.RefreshInterval,
+		RefreshUnknownKID: j.limiter,
+	})
 	if err != nil {
-		c.opts.Logger.Warn("jwks fetch failed; keeping the last good keys", "url", c.url, "error", err.Error())
-		return err
+		return nil, fmt.Errorf("jwks %s: %w", url, err)
 	}
-	c.mu.Lock()
-	c.keys = keys
-	c.mu.Unlock()
-	return nil
+	// The same storage, with keys marked for encryption refused (the override cannot say so); a
+	// key without "use" is a signing key.
+	if j.keys, err = keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: remote.Storage(),
+		UseWhitelist: []jwkset.USE{jwkset.UseSig, ""}}); err != nil {
+		return nil, fmt.Errorf("jwks %s: %w", url, err)
+	}
+	j.settle(ctx)
+	return j, nil
 }
 
-func (c *JWKSClient) fetch(ctx context.Context) (map[string]ed25519.PublicKey, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
+// KeyfuncCtx returns keyfunc's lookup of the token's kid.
+func (j *JWKS) KeyfuncCtx(ctx context.Context) jwt.Keyfunc {
+	lookup := j.keys.KeyfuncCtx(ctx)
+	if j.settled.Load() {
+		return lookup
+	}
+	return func(t *jwt.Token) (any, error) {
+		key, err := lookup(t)
+		j.settle(ctx)
+		return key, err
+	}
+}
+
+// settle switches the limiter to its steady rate once the storage holds keys.
+func (j *JWKS) settle(ctx context.Context) {
+	if j.settled.Load() {
+		return
+	}
+	if keys, err := j.keys.Storage().KeyReadAll(ctx); err == nil && len(keys) > 0 && !j.settled.Swap(true) {
+		j.limiter.SetLimit(j.steady)
+	}
+}
+
+// staticKeys returns a key source holding only pub under kid, for a service that verifies the
+// tokens it issues itself.
+func staticKeys(kid string, pub any) (Keys, error) {
+	jwk, err := jwkset.NewJWKFromKey(pub, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{
+		ALG: jwkset.AlgEdDSA, KID: kid, USE: jwkset.UseSig,
+	}})
 	if err != nil {
-		return nil, fmt.Errorf("jwks request: %w", err)
+		return nil, fmt.Errorf("static key %q: %w", kid, err)
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.opts.HTTPClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch jwks: %w", err)
+	store := jwkset.NewMemoryStorage()
+	if err := store.KeyWrite(context.Background(), jwk); err != nil {
+		return nil, fmt.Errorf("static key %q: %w", kid, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch jwks: %s answered %d", c.url, resp.StatusCode)
-	}
-	var set JWKSet
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
-		return nil, fmt.Errorf("decode jwks: %w", err)
-	}
-	keys := make(map[string]ed25519.PublicKey, len(set.Keys))
-	for _, k := range set.Keys {
-		pub, err := k.Ed25519()
-		if err != nil || k.Kid == "" {
-			continue // other key types and kid-less keys are not for us
-		}
-		keys[k.Kid] = pub
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("jwks at %s holds no Ed25519 signing key", c.url)
-	}
-	return keys, nil
+	return keyfunc.New(keyfunc.Options{Storage: store})
 }

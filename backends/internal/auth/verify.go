@@ -15,10 +15,10 @@ import (
 
 // VerifierConfig configures a Verifier: exactly one of Keys (EdDSA) and Secret (HS256).
 type VerifierConfig struct {
-	Issuer   string    // required iss; DefaultIssuer when empty
-	Audience string    // required aud; DefaultAudience when empty
-	Keys     KeySource // Ed25519 keys by kid: a JWKSClient, or an Issuer's Keys
-	Secret   []byte    // HS256 shared secret, at least MinSecretLength bytes
+	Issuer   string // required iss; DefaultIssuer when empty
+	Audience string // required aud; DefaultAudience when empty
+	Keys     Keys   // Ed25519 keys by kid: a *JWKS, or an Issuer's Keys
+	Secret   []byte // HS256 shared secret, at least MinSecretLength bytes
 	// Leeway is the clock skew allowed on exp, iat and nbf (5 s when zero).
 	Leeway time.Duration
 	Now    func() time.Time // time.Now when nil
@@ -78,11 +78,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		if v.cfg.Secret != nil {
 			return v.cfg.Secret, nil
 		}
-		kid, _ := t.Header["kid"].(string)
-		if kid == "" {
+		// keyfunc tries every key of the set for a token without a kid; ours always carry one.
+		if kid, _ := t.Header["kid"].(string); kid == "" {
 			return nil, errors.New("token has no kid")
 		}
-		return v.cfg.Keys.PublicKey(ctx, kid)
+		return v.cfg.Keys.KeyfuncCtx(ctx)(t)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
