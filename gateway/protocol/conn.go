@@ -56,6 +56,10 @@ type Conn struct {
 	err       error // refusal to return from the next Read
 }
 
+// NetConn returns the wrapped connection, so what it adds to net.Conn (a TLS connection's
+// verified client certificate) stays reachable through the wrapper.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 // Read implements net.Conn. Bytes up to a bare LF are delivered, then ErrBareLF, so fasthttp's
 // parser fails on the incomplete head it holds and the error handler answers.
 func (c *Conn) Read(p []byte) (int, error) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"net"
 
 	"github.com/archway-gateway/archway/gateway/router"
 	"github.com/valyala/fasthttp"
@@ -85,9 +86,24 @@ func hostWithoutPort(h []byte) []byte {
 func setClientCertHeader(x *Exchange, l *ListenerPolicy) {
 	hdr := &x.Ctx.Request.Header
 	hdr.DelBytes(l.ClientCertHeader)
-	if c, ok := x.Ctx.Conn().(clientSubjecter); ok {
+	if c, ok := unwrapConn(x.Ctx.Conn()).(clientSubjecter); ok {
 		if s := c.VerifiedClientSubject(); len(s) > 0 {
 			hdr.SetCanonical(l.ClientCertHeader, s)
 		}
+	}
+}
+
+// unwrapConn looks through connection wrappers (the request head check) for the first
+// connection that knows its client certificate.
+func unwrapConn(c net.Conn) net.Conn {
+	for {
+		if _, ok := c.(clientSubjecter); ok {
+			return c
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return c
+		}
+		c = w.NetConn()
 	}
 }
