@@ -68,18 +68,23 @@ routes:
 			stalled := make(chan error, readers)
 			done := make(chan error, readers)
 			var wg sync.WaitGroup
-			for i := range readers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					done <- slowRead(gw.Addr, body, stall, stalled)
-				}()
-				_ = i
-			}
-			for range readers {
-				if err := <-stalled; err != nil {
-					close(stall)
-					t.Fatalf("a slow reader: %v", err)
+			// The readers come in groups of max_conns_per_target, each after the previous group
+			// stalled: when the gateway has freed the connections, a group never waits for one;
+			// when it has not, the second group gets 503 after queue_timeout.
+			const group = 4
+			for started := 0; started < readers; started += group {
+				for range group {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						done <- slowRead(gw.Addr, body, stall, stalled)
+					}()
+				}
+				for range group {
+					if err := <-stalled; err != nil {
+						close(stall)
+						t.Fatalf("a slow reader after %d stalled: %v", started, err)
+					}
 				}
 			}
 			// Every reader has its status line and first bytes, and reads no more.

@@ -132,9 +132,6 @@ func createUnlinked(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// size is the number of bytes buffered.
-func (sb *spooledBody) size() int64 { return int64(len(sb.mem)) + sb.fileSize + int64(len(sb.pending)) }
-
 // Read implements io.Reader.
 func (sb *spooledBody) Read(p []byte) (int, error) {
 	if sb.memOff < len(sb.mem) {
@@ -211,11 +208,12 @@ func (t *Target) spool(s *bodyStream, resp *fasthttp.Response, cl int, x *RoundT
 	if s.done {
 		t.buffered.Add(1)
 		_ = s.Close() // the connection goes back to the pool now
-		resp.SetBodyStream(sb, int(sb.size()))
 	} else {
 		sb.tail = s // too large to buffer whole: the rest streams as without buffering
-		resp.SetBodyStream(sb, cl)
 	}
+	// The client gets the upstream's framing: a chunked body stays chunked (and so, for
+	// instance, is not compressed), buffered or not.
+	resp.SetBodyStream(sb, cl)
 	t.recordSuccess()
 	return nil
 }
