@@ -221,7 +221,9 @@ type RoundTrip struct {
 // Do sends req to the target and reads the response into resp. A body up to 64 KiB is read
 // whole and the connection returned to the pool before Do returns; a larger or chunked body is
 // left as resp's body stream, which holds the connection until fasthttp has written it to the
-// client and closed it. Do never retries: that is the caller's decision, made from the *Error.
+// client and closed it, unless the upstream buffers responses (buffer.go): then Do reads such a
+// body ahead of the client and returns the connection first. Do never retries: that is the
+// caller's decision, made from the *Error.
 //
 // req must carry no hop-by-hop headers and must not ask for a protocol upgrade: the connection
 // goes back to a shared pool.
