@@ -109,6 +109,8 @@ type Upstream struct {
 	HealthCheck *HealthCheck `yaml:"health_check,omitempty"`
 	// Consul discovers the targets instead of listing them (exclusive with Targets).
 	Consul *UpstreamConsul `yaml:"consul,omitempty"`
+	// Buffering frees the upstream connection before a slow client has read the response.
+	Buffering Buffering `yaml:"buffering"`
 }
 
 // Consul is the Consul agent the gateway talks to.

@@ -116,6 +116,7 @@ func (c *Config) applyDefaults() {
 		setDefault(&u.QueueTimeout, DefaultQueueTimeout)
 		setDefault(&u.IdleConnTimeout, DefaultIdleConnTimeout)
 		setDefault(&u.MaxResponseBytes, DefaultMaxResponseBytes)
+		u.applyBufferingDefaults(c, name)
 		for i := range u.Targets {
 			setDefault(&u.Targets[i].Weight, 1)
 		}

@@ -172,6 +172,7 @@ func (v *validator) upstreams() {
 		if u.MaxConnsPerTarget < 1 || u.MaxConnsPerTarget > 65535 {
 			v.errorf(p+".max_conns_per_target", "must be between 1 and 65535, got %d", u.MaxConnsPerTarget)
 		}
+		v.buffering(p, &u.Buffering)
 		if u.MaxResponseBytes <= 0 {
 			v.errorf(p+".max_response_bytes", "must be greater than 0")
 		}

@@ -249,6 +249,9 @@ func (s *bodyStream) Close() error {
 // have done (return the connection to the pool after a clean end, close it otherwise). It
 // returns nil when stream is not an upstream body stream or is already closed.
 func Detach(stream io.Reader) io.ReadCloser {
+	if sb, ok := stream.(*spooledBody); ok {
+		return detachSpooled(sb)
+	}
 	s, ok := stream.(*bodyStream)
 	if !ok || s.pc == nil {
 		return nil

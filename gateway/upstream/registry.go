@@ -82,6 +82,7 @@ func (r *Registry) Build(name string, c *config.Upstream, discovered []TargetSpe
 		Timeout:    c.Timeout.D(),
 		Discovered: c.Consul != nil,
 		settings:   s,
+		buffering:  newBuffering(&c.Buffering),
 		health:     c.HealthCheck,
 		policy:     policy,
 		passive:    passivePolicy{maxFails: int32(c.MaxFails), failTimeout: int64(c.FailTimeout.D())},

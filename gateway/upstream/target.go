@@ -54,6 +54,11 @@ type Target struct {
 	ejectedUntil atomic.Int64
 	probation    atomic.Bool
 
+	// Response buffering (buffer.go): bodies read whole ahead of the client, and those of them
+	// that needed a temporary file.
+	buffered atomic.Uint64
+	spilled  atomic.Uint64
+
 	// Outlier detection: consecutive 5xx answers.
 	consecutive5xx atomic.Int32
 
@@ -121,6 +126,10 @@ type Stats struct {
 	Tunnels                    int64
 	// PeerClosed counts idle connections found closed by the upstream at checkout.
 	PeerClosed uint64
+	// Buffered counts response bodies read whole ahead of the client (buffering), so the
+	// connection went back to the pool before the client had them; Spilled counts those that
+	// needed a temporary file.
+	Buffered, Spilled uint64
 }
 
 // Stats reads the counters.
@@ -130,6 +139,7 @@ func (t *Target) Stats() Stats {
 		Ejections: t.ejections.Load(), OpenConns: t.pool.open.Load(), Dials: t.pool.dials.Load(),
 		RecentFailures: t.failCount.Load(), ChecksPassed: t.checksPassed.Load(), ChecksFailed: t.checksFailed.Load(),
 		Tunnels: t.tunnels.Load(), PeerClosed: t.pool.peerClosed.Load(),
+		Buffered: t.buffered.Load(), Spilled: t.spilled.Load(),
 	}
 	if until := t.ejectedUntil.Load(); until > 0 {
 		s.EjectedUntil = time.Unix(0, until)
@@ -203,14 +213,17 @@ type RoundTrip struct {
 	Informational func(h *fasthttp.ResponseHeader)
 	// Fresh makes Do dial a new connection instead of reusing an idle one: the repeat of a
 	// request that met a stale keep-alive connection.
-	Fresh  bool
-	policy passivePolicy
+	Fresh     bool
+	policy    passivePolicy
+	buffering *Buffering // the upstream's response buffering; nil: off
 }
 
 // Do sends req to the target and reads the response into resp. A body up to 64 KiB is read
 // whole and the connection returned to the pool before Do returns; a larger or chunked body is
 // left as resp's body stream, which holds the connection until fasthttp has written it to the
-// client and closed it. Do never retries: that is the caller's decision, made from the *Error.
+// client and closed it, unless the upstream buffers responses (buffer.go): then Do reads such a
+// body ahead of the client and returns the connection first. Do never retries: that is the
+// caller's decision, made from the *Error.
 //
 // req must carry no hop-by-hop headers and must not ask for a protocol upgrade: the connection
 // goes back to a shared pool.
@@ -291,12 +304,20 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 		t.finish(pc, reusable, x.Now)
 	case cl > 0 && int64(cl) > limit:
 		return t.fail(pc, x, KindTooLarge, errTooLarge)
-	case cl >= 0:
-		resp.SetBodyStream(newBodyStream(pc, t, framingFixed, int64(cl), limit, x.Timeout, reusable), cl)
-	case cl == -1:
-		resp.SetBodyStream(newBodyStream(pc, t, framingChunked, 0, limit, x.Timeout, reusable), -1)
 	default:
-		resp.SetBodyStream(newBodyStream(pc, t, framingClose, 0, limit, x.Timeout, false), -1)
+		var s *bodyStream
+		switch {
+		case cl >= 0:
+			s = newBodyStream(pc, t, framingFixed, int64(cl), limit, x.Timeout, reusable)
+		case cl == -1:
+			s = newBodyStream(pc, t, framingChunked, 0, limit, x.Timeout, reusable)
+		default:
+			s = newBodyStream(pc, t, framingClose, 0, limit, x.Timeout, false)
+		}
+		if x.buffering.wants(&resp.Header, cl) {
+			return t.spool(s, resp, max(cl, -1), x)
+		}
+		resp.SetBodyStream(s, max(cl, -1))
 	}
 	t.recordSuccess()
 	return nil

@@ -24,8 +24,9 @@ type Upstream struct {
 	// Discovered is set when service discovery supplies the targets.
 	Discovered bool
 
-	settings Settings            // how targets are reached, for targets added by discovery
-	health   *config.HealthCheck // active health checking of those targets
+	settings  Settings            // how targets are reached, for targets added by discovery
+	buffering *Buffering          // response buffering (buffer.go); nil: off
+	health    *config.HealthCheck // active health checking of those targets
 
 	policy  balancer.Policy
 	passive passivePolicy
@@ -146,5 +147,6 @@ func (u *Upstream) Pick(key, tried uint64, now int64) (*Target, int) {
 // See Target.Do.
 func (u *Upstream) Do(t *Target, req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip) error {
 	x.policy = u.passive
+	x.buffering = u.buffering
 	return t.Do(req, resp, x)
 }
