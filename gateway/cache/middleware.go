@@ -682,7 +682,7 @@ var forwardedFields = [...]struct {
 // appendOrigin appends the scheme the client used and, from a trusted proxy, every forwarded
 // field it sent.
 func appendOrigin(dst []byte, x *proxy.Exchange) []byte {
-	if x.Ctx.IsTLS() {
+	if x.TLS() {
 		dst = append(dst, 's')
 	} else {
 		dst = append(dst, 'p')

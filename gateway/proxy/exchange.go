@@ -105,6 +105,11 @@ func releaseExchange(x *Exchange) {
 // the client as it arrives, ahead of the final response, without its hop-by-hop fields. fasthttp
 // has flushed everything before this request (ReduceMemoryUsage flushes after every response),
 // so writing to the connection directly keeps the order. An HTTP/1.0 client gets none.
+// TLS reports whether the client's connection to the gateway is TLS. Ask the listener, not
+// fasthttp's RequestCtx.IsTLS: the connection fasthttp holds is wrapped (the request head
+// check), so it no longer looks like a *tls.Conn.
+func (x *Exchange) TLS() bool { return x.Listener != nil && x.Listener.TLS }
+
 func (x *Exchange) forwardInterim(h *fasthttp.ResponseHeader) {
 	if x.http10 || x.Ctx == nil {
 		return

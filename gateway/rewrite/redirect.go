@@ -94,7 +94,7 @@ func (r *Redirect) AppendLocation(dst []byte, x *proxy.Exchange) []byte {
 // scheme is the scheme the client used: https on a TLS connection, or what a trusted proxy
 // says in X-Forwarded-Proto; http otherwise.
 func scheme(x *proxy.Exchange) []byte {
-	if x.Ctx.IsTLS() {
+	if x.TLS() {
 		return schemeHTTPS
 	}
 	if x.PeerTrusted {

@@ -35,7 +35,10 @@ func startEdgeGateway(t testing.TB, yaml string) *edgeGateway {
 	t.Helper()
 	cfg := mustParse(t, yaml)
 	reg := prometheus.NewRegistry()
-	gw, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg})
+	opts := server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg}
+	_, withTable := withPolicies(t)
+	withTable(&opts)
+	gw, err := server.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +159,7 @@ upstreams:
 routes:
   - {name: app, match: {path_prefix: /}, upstream: app}
   - {name: internal-only, match: {path_prefix: /internal, listeners: [internal]}, upstream: app}
+  - {name: moved, match: {path: /moved}, redirect: {to: "$scheme://$http_host/new", status: 301}}
 `, plain, secure, p.shop.CertFile, p.shop.KeyFile, p.api.CertFile, p.api.KeyFile,
 		mtls, p.shop.CertFile, p.shop.KeyFile, p.ca.CertFile, up.Addr))
 
@@ -180,6 +184,13 @@ routes:
 		}
 		if got := strings.Join(seen.Headers["Forwarded"], "|"); got != "for=127.0.0.1;proto=https" {
 			t.Errorf("Forwarded = %q", got)
+		}
+	})
+
+	t.Run("$scheme in a redirect is https on a TLS listener", func(t *testing.T) {
+		out, err := curl(append(resolve(secure), "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "https://shop.test:"+portOf(secure)+"/moved")...)
+		if want := "301 https://shop.test:" + portOf(secure) + "/new"; err != nil || out != want {
+			t.Errorf("got %q (%v), want %q", out, err, want)
 		}
 	})
 
