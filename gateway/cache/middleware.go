@@ -655,6 +655,10 @@ func (m *middleware) appendKey(dst []byte, x *proxy.Exchange) []byte {
 	dst = appendSortedQuery(dst, x.Query)
 	dst = append(dst, 0)
 	dst = appendOrigin(dst, x)
+	if x.Upstream != nil { // chosen by a split: each upstream's answers are entries of their own
+		dst = append(dst, 3)
+		dst = append(dst, x.Upstream.Name...)
+	}
 	for _, name := range m.vary {
 		dst = append(dst, 0)
 		dst, _ = appendRequestField(dst, req, name)

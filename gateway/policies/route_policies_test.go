@@ -38,7 +38,7 @@ routes:
 `, secret))
 	want := map[string][]config.PolicyName{
 		"api": {config.PolicyAccess, config.PolicyCORS, config.PolicyAuth, config.PolicyForwardAuth, config.PolicyRewrite,
-			config.PolicyRateLimit, config.PolicyCache, config.PolicySplit},
+			config.PolicySplit, config.PolicyRateLimit, config.PolicyCache},
 		"moved": {config.PolicyAccess, config.PolicyRedirect},
 	}
 	for _, rc := range cfg.Routes {

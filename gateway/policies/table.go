@@ -66,6 +66,15 @@ func (p *Policies) table() []Row {
 			Has:        func(r *config.Route) bool { return r.Compression != nil },
 			Middleware: compress.Middleware,
 		},
+		// Split before the cache: the cache keys an entry by the upstream the split chose, so a
+		// canary's response never reaches a client the split sends to the stable upstream.
+		{
+			Name:       config.PolicySplit,
+			Has:        func(r *config.Route) bool { return r.Split != nil },
+			Middleware: p.Splits.Middleware,
+			Commit:     p.Splits.Commit,
+			Collector:  p.Splits,
+		},
 		{
 			Name:       config.PolicyRateLimit,
 			Has:        func(r *config.Route) bool { return r.RateLimit != nil },
@@ -80,13 +89,6 @@ func (p *Policies) table() []Row {
 			Commit:     p.Caches.Commit,
 			Close:      p.Caches.Wait, // the refreshes end with the context Close cancels first
 			Collector:  p.Caches,
-		},
-		{
-			Name:       config.PolicySplit,
-			Has:        func(r *config.Route) bool { return r.Split != nil },
-			Middleware: p.Splits.Middleware,
-			Commit:     p.Splits.Commit,
-			Collector:  p.Splits,
 		},
 		{
 			Name:     config.PolicyStatic,

@@ -144,3 +144,60 @@ routes:
 		t.Errorf("/routes split: %s", r.Body)
 	}
 }
+
+// TestSplitWithCacheKeepsEachUpstreamsAnswers: a cached route with a canary. The split runs
+// before the cache and the cache keys by the chosen upstream, so a tester's canary answer is
+// never served from cache to a client the split sends to the stable version, and the reverse.
+func TestSplitWithCacheKeepsEachUpstreamsAnswers(t *testing.T) {
+	answer := func(body string) func(ctx *fasthttp.RequestCtx) {
+		return func(ctx *fasthttp.RequestCtx) {
+			ctx.Response.Header.Set("Cache-Control", "public, max-age=60")
+			ctx.SetBodyString(body)
+		}
+	}
+	stable := startUpstream(t, "stable", answer("stable"))
+	canary := startUpstream(t, "canary", answer("canary"))
+	_, opt := withPolicies(t)
+	gw := startGateway(t, fmt.Sprintf(`
+access_log: {enabled: false}
+upstreams:
+  products: {targets: ["%s"]}
+  products-canary: {targets: ["%s"]}
+routes:
+  - name: products
+    match: {path_prefix: /api/products}
+    upstream: products
+    cache: {ttl: 60s}
+    split:
+      upstreams:
+        - {upstream: products, weight: 100}
+        - {upstream: products-canary, weight: 0, match: {header: X-Canary, value: always}}
+`, stable.Addr, canary.Addr), opt)
+
+	get := func(canaryTester bool) (string, string) {
+		t.Helper()
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI("http://" + gw.Addr + "/api/products/1")
+		if canaryTester {
+			req.Header.Set("X-Canary", "always")
+		}
+		if err := fasthttp.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+			t.Fatalf("GET: %v %d", err, resp.StatusCode())
+		}
+		return string(resp.Body()), string(resp.Header.Peek("X-Cache"))
+	}
+	if body, _ := get(true); body != "canary" {
+		t.Fatalf("tester got %q, want canary", body)
+	}
+	if body, _ := get(true); body != "canary" {
+		t.Fatalf("tester again got %q, want canary", body)
+	}
+	if body, cache := get(false); body != "stable" {
+		t.Fatalf("a stable client got %q (X-Cache %s): the canary's cached answer leaked", body, cache)
+	}
+	if body, cache := get(false); body != "stable" || cache != "HIT" {
+		t.Fatalf("a stable client again got %q (X-Cache %s), want the stable answer from cache", body, cache)
+	}
+}
