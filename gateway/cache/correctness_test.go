@@ -272,6 +272,11 @@ func TestCacheHitKeepsStoredDate(t *testing.T) {
 	if strings.Count(got, "Date: ") != 1 || !strings.Contains(got, "Date: "+date+"\r\n") || !strings.Contains(got, "Age: 0\r\n") {
 		t.Fatalf("a hit must carry the stored Date %q and an Age; wrote:\n%s", date, got)
 	}
+	// The template comes from a request that asked to close; a hit must not inherit that, or
+	// every cache hit closes the client's keep-alive connection.
+	if r.ConnectionClose() || strings.Contains(got, "Connection: close") {
+		t.Fatalf("a hit closes the client's connection; wrote:\n%s", got)
+	}
 }
 
 func TestCacheRevalidatesWithValidators(t *testing.T) {

@@ -223,6 +223,9 @@ func (e *Entry) buildHeader() {
 	if err := h.Read(bufio.NewReaderSize(bytes.NewReader(raw), len(raw)+16)); err != nil {
 		return
 	}
+	// A parsed head without Content-Length (the stored fields have none: the hit sets the body)
+	// reads as a body delimited by close; a hit must keep the client's connection open.
+	h.ResetConnectionClose()
 	e.header = h
 }
 
