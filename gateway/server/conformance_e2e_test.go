@@ -176,28 +176,7 @@ func TestHTTPVersions(t *testing.T) {
 // startHTTP10Upstream answers every request "HTTP/1.0 200 OK" with body "old" and closes.
 func startHTTP10Upstream(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				_, _ = io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nold")
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return startRawUpstream(t, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nold")
 }
 
 // A head not received within read_timeout is 408; a request line that alone fills
