@@ -81,6 +81,9 @@ func newGeneration(s Settings, logger fasthttp.Logger) *generation {
 		IdleTimeout:                  s.IdleTimeout,
 		MaxUploadBufferPerStream:     s.MaxUploadBufferPerStream,
 		MaxUploadBufferPerConnection: s.MaxUploadBufferPerConnection,
+		// HTTP/2's default frame size (nginx's too): a larger frame from a client is a
+		// FRAME_SIZE_ERROR, and no single frame makes the server buffer more than 16 KiB.
+		MaxReadFrameSize: 16 << 10,
 		// A client that stops reading stalls its connection's writes; without a bound it would
 		// hold the connection and every stream on it forever.
 		WriteByteTimeout: s.WriteTimeout,
