@@ -161,7 +161,7 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 		path, args = r.nginx, []string{"-p", dir, "-c", px.conf, "-e", filepath.Join(dir, "error.log")}
 	case stats.HAProxy:
 		px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
-		o := haproxyconf.Options{Listen: px.addr, Threads: pl.gomaxprocs, Dir: dir}
+		o := haproxyconf.Options{Listen: px.addr, Threads: pl.gomaxprocs, Dir: dir, FDLimit: fileLimit()}
 		if s.tls {
 			o.TLS = r.cert.Combined
 		}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/bench/benchcert"
+	"github.com/archway-gateway/archway/bench/haproxyconf"
 	"github.com/archway-gateway/archway/bench/loadgen"
 	"github.com/archway-gateway/archway/bench/stats"
 )
@@ -309,6 +310,26 @@ func lookNginx() (string, error) {
 	return "", errors.New("nginx is not installed (run `make deps`)")
 }
 
+// fileLimit is the soft limit on open files (after raiseFileLimit).
+func fileLimit() int {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
+		return 0
+	}
+	return int(min(l.Cur, 1<<30))
+}
+
+// idleCount is how many idle connections the memory scenarios hold: 10 000, or fewer when the
+// open-file limit lets HAProxy (two descriptors per connection) take no more, so that every
+// contender holds the same number.
+func idleCount() int {
+	n := idleConns
+	if lim := fileLimit(); lim > 0 {
+		n = min(n, haproxyconf.MaxConnFor(lim)/100*100-100)
+	}
+	return n
+}
+
 // raiseFileLimit lifts the soft limit on open files to the hard one, for this process and,
 // because it is set explicitly, for every program it starts (10 000 idle connections).
 func raiseFileLimit() {
@@ -397,7 +418,12 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 	}
 	res.Placements[pl.name] = pl.desc
 	res.GOMAXPROCS[pl.name] = pl.gomaxprocs
-	for _, n := range s.notes {
+	notes := s.notes
+	if s.idle && idleCount() < idleConns {
+		notes = append(notes, fmt.Sprintf("Each contender held %d connections, not %d: the open-file limit here (%d) lets HAProxy, which reserves two descriptors per connection, take no more. The per-connection figure (kib_per_conn) is comparable.",
+			idleCount(), idleConns, fileLimit()))
+	}
+	for _, n := range notes {
 		if !slices.Contains(res.Notes, n) {
 			res.Notes = append(res.Notes, n)
 		}
@@ -737,7 +763,8 @@ func idleWSLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Dura
 func (r *Runner) holdIdle(pl placement, px *proxyProc, c contender, d time.Duration, extra ...string) (map[string]float64, error) {
 	pid := px.proc.pid()
 	before := float64(pssKiB(pid)) / 1024
-	args := append([]string{r.bin("archway-bench"), "idle", "-addr", px.addr, "-path", c.path, "-n", strconv.Itoa(idleConns)}, extra...)
+	n := idleCount()
+	args := append([]string{r.bin("archway-bench"), "idle", "-addr", px.addr, "-path", c.path, "-n", strconv.Itoa(n)}, extra...)
 	cmd := exec.Command(args[0], args[1:]...)
 	if pl.loadCPU != "" {
 		cmd = exec.Command("taskset", append([]string{"-c", pl.loadCPU}, args...)...)
@@ -758,8 +785,8 @@ func (r *Runner) holdIdle(pl placement, px *proxyProc, c contender, d time.Durat
 	time.Sleep(min(d, 2*time.Second)) // let the proxy settle with the connections open
 	pss := float64(pssKiB(pid)) / 1024
 	rss := float64(memKiB(pid, "VmRSS")) / 1024
-	return map[string]float64{stats.PSS: pss, stats.RSS: rss, "pss_before_mib": before, stats.Conns: idleConns,
-		"kib_per_conn": (pss - before) * 1024 / idleConns, stats.Requests: idleConns}, nil
+	return map[string]float64{stats.PSS: pss, stats.RSS: rss, "pss_before_mib": before, stats.Conns: float64(n),
+		"kib_per_conn": (pss - before) * 1024 / float64(n), stats.Requests: float64(n)}, nil
 }
 
 // reloadLoad drives the proxy with the classifying closed-loop generator (archway-bench
