@@ -28,7 +28,10 @@
 //     update;
 //   - cache → HAProxy's small-object cache (cache section, http-request cache-use,
 //     http-response cache-store), max-age the route's ttl, X-Cache HIT or MISS from
-//     res.cache_hit;
+//     res.cache_hit; a response without explicit freshness gets Cache-Control: max-age=ttl
+//     before it is stored, because HAProxy's cache stores only responses with freshness or
+//     a validator, where Archway and nginx's proxy_cache_valid store heuristically cacheable
+//     ones too (the one header more that clients see is the price of doing the same work);
 //   - websocket → nothing to add (HAProxy tunnels upgrades by itself), timeout tunnel the
 //     route's idle_timeout;
 //   - respond → http-request return with the status, content type and body (a status of 400 or
@@ -299,6 +302,10 @@ func writeRoute(p func(int, string, ...any), cfg *config.Config, r *config.Route
 	}
 	if c := r.Cache; c != nil {
 		p(1, "http-request cache-use cache_%s", r.Name)
+		// HAProxy stores only responses with explicit freshness or a validator; Archway and
+		// nginx (proxy_cache_valid) also store heuristically cacheable ones for the ttl. The
+		// same work: give such a response the ttl before storing it.
+		p(1, "http-response set-header Cache-Control \"max-age=%d\" unless { res.hdr(Cache-Control) -m found } || { res.hdr(Expires) -m found }", int(c.TTL.D()/time.Second))
 		p(1, "http-response cache-store cache_%s", r.Name)
 		p(1, "http-response set-header X-Cache HIT if { res.cache_hit }")
 		p(1, "http-response set-header X-Cache MISS unless { res.cache_hit }")

@@ -281,6 +281,9 @@ func newLogSink(sock, file string) (*logSink, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A large receive buffer: HAProxy drops a log line rather than wait when the socket is
+	// full, and a short queue would count the reader's hiccups against HAProxy.
+	_ = conn.SetReadBuffer(32 << 20)
 	f, err := os.Create(file)
 	if err != nil {
 		conn.Close()
