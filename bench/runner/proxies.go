@@ -135,11 +135,15 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 	case "nginx", "nginx-auto":
 		px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
 		o := nginxconf.Options{Listen: px.addr, Workers: "1", Dir: dir}
+		if s.name == stats.ScenarioIdleWS {
+			o.WorkerConnections = max(16384, 2*idleWSCount()+1024) // client and upstream side of each
+		}
 		if kind == "nginx-auto" {
 			o.Workers = "auto"
 		}
 		if s.tls {
 			o.TLSCert, o.TLSKey = r.cert.Cert, r.cert.Key
+			o.HTTP2 = s.h2
 		}
 		px.conf = filepath.Join(dir, "nginx.conf")
 		px.render = func(routes []byte) ([]byte, error) {

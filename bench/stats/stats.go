@@ -223,6 +223,7 @@ const (
 	ScenarioTLSResume = "tls_resume"
 	ScenarioTLSIdle   = "tls_idle"
 	ScenarioH2        = "h2"
+	ScenarioH2H1      = "h2_h1"
 	PlacementPinned   = "A"
 	PlacementUnpined  = "U"
 )
