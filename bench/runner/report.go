@@ -177,6 +177,9 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 				"statuses of 500 or more, and a retry that failed again.\n\n")
 		case stats.ScenarioAccessLog:
 			cols = append(cols, stats.LogLines)
+		case stats.ScenarioH2, stats.ScenarioH2H1:
+			// h2load reports a mean time per request, no percentiles.
+			cols = []string{stats.RPS, "mean_ms", stats.Errors, stats.CPUPerReq, stats.Capacity, stats.ProxyCPU, stats.PeakRSS, stats.Steal, stats.Others}
 		}
 		if res.Scenario == stats.ScenarioLatency {
 			cols = append([]string{stats.Rate}, cols...)
