@@ -2,7 +2,7 @@
 # docs/benchmarks.md). Not part of `make test`: it takes the machine over for a while. The root
 # Makefile's `bench` target is the Go microbenchmarks; these compare whole proxies.
 #
-#   make bench-quick   rough answer in about 4 minutes: placement A, plain, rate limit, cache and
+#   make bench-quick   rough answer in about 3 minutes: placement A, plain, rate limit, cache and
 #                      open-loop latency, 3 runs of 2 s, system calls per request (results in
 #                      bench/results/quick/)
 #   make bench-nginx   every scenario, both placements, 5 runs of 5 s after a warm-up, CPU and
@@ -39,5 +39,5 @@ bench-build:
 bench-nginx: system-deps bench-deps bench-build ## benchmark against nginx, HAProxy and Caddy: every scenario, both placements (~75 min)
 	$(BIN)/archway-bench run -repo . -bin $(BIN) -results bench/results -profile -docs docs/benchmarks.md $(BENCH_FLAGS)
 
-bench-quick: system-deps bench-deps bench-build ## rough benchmark against nginx, HAProxy and Caddy (~4 min)
+bench-quick: system-deps bench-deps bench-build ## rough benchmark against nginx, HAProxy and Caddy (~3 min)
 	$(BIN)/archway-bench run -repo . -bin $(BIN) -results bench/results/quick -quick $(BENCH_FLAGS)

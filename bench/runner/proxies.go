@@ -60,9 +60,6 @@ func (px *proxyProc) stop() {
 	}
 }
 
-// kindOf is the proxy a contender runs on: nginx-auto is nginx.
-func isNginx(kind string) bool { return strings.HasPrefix(kind, "nginx") }
-
 // routesFor is bench/routes.yaml as the scenario runs it: with the access log on (writing to
 // dir/access.log) for the accesslog scenario, with one TLS listener for the TLS scenarios.
 func (r *Runner) routesFor(s *scenario, dir string) ([]byte, error) {

@@ -335,7 +335,7 @@ func Evaluate(tables map[string]Table) []Verdict {
 		out = append(out, verdict("reload every 100 ms under load", "0 failed requests a client sees", fmt.Sprintf("Archway's worst run: %s seen (%s retried); peers' worst: %s",
 			Num(w), Num(worstOf(t, Archway, ErrReusedClosed)), strings.Join(peers, ", ")), w, w == 0))
 	} else {
-		out = append(out, verdict("reload every 100 ms under load", "0 failed requests", "", math.NaN(), false))
+		out = append(out, verdict("reload every 100 ms under load", "0 failed requests a client sees", "", math.NaN(), false))
 	}
 	return out
 }
