@@ -163,7 +163,7 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 			cols[0] = stats.Handshakes
 			cols = append(cols, stats.Resumed)
 		case stats.PSS:
-			cols = []string{stats.PSS, stats.RSS, "pss_before_mib", "kib_per_conn", stats.Steal, stats.Others}
+			cols = []string{stats.PSS, stats.RSS, "pss_before_mib", "kib_per_conn", "kib_per_conn_total", stats.Steal, stats.Others}
 		}
 		switch res.Scenario {
 		case stats.ScenarioReload:

@@ -830,7 +830,7 @@ func (r *Runner) holdIdle(pl placement, px *proxyProc, c contender, d time.Durat
 	pss := float64(pssKiB(pid)) / 1024
 	rss := float64(memKiB(pid, "VmRSS")) / 1024
 	return map[string]float64{stats.PSS: pss, stats.RSS: rss, "pss_before_mib": before, stats.Conns: float64(n),
-		"kib_per_conn": (pss - before) * 1024 / float64(n), stats.Requests: float64(n)}, nil
+		"kib_per_conn": (pss - before) * 1024 / float64(n), "kib_per_conn_total": pss * 1024 / float64(n), stats.Requests: float64(n)}, nil
 }
 
 // reloadLoad drives the proxy with the classifying closed-loop generator (archway-bench
