@@ -7,7 +7,7 @@
 #                      bench/results/quick/)
 #   make bench-nginx   every scenario, both placements, 5 runs of 5 s after a warm-up, CPU and
 #                      heap profiles; results in bench/results/, docs/benchmarks.md updated
-#                      (about 75 minutes)
+#                      (about 90 minutes, estimated from the scenario lengths)
 # BENCH_FLAGS adds flags to either, e.g. BENCH_FLAGS='-scenarios plain,cache -runs 7'.
 
 BENCH_FLAGS ?=
@@ -36,7 +36,7 @@ bench-deps: ## install the benchmark's peers and tools (HAProxy, Caddy, h2load, 
 bench-build:
 	$(GO) build -o $(BIN)/ ./gateway ./backends/products ./bench/cmd/archway-bench ./bench/cmd/gateway-pprof
 
-bench-nginx: system-deps bench-deps bench-build ## benchmark against nginx, HAProxy and Caddy: every scenario, both placements (~75 min)
+bench-nginx: system-deps bench-deps bench-build ## benchmark against nginx, HAProxy and Caddy: every scenario, both placements (~90 min)
 	$(BIN)/archway-bench run -repo . -bin $(BIN) -results bench/results -profile -docs docs/benchmarks.md $(BENCH_FLAGS)
 
 bench-quick: system-deps bench-deps bench-build ## rough benchmark against nginx, HAProxy and Caddy (~3 min)
