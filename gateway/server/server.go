@@ -57,6 +57,7 @@ type Gateway struct {
 	opts    Options
 	logger  *slog.Logger
 	entry   *proxy.Entry
+	drops   logDrops // access log lines dropped, across replaced loggers
 	build   builder
 	metrics *gatewayMetrics
 	conns   *connLimiter // server.max_connections and max_connections_per_ip
@@ -315,8 +316,9 @@ func (g *Gateway) commit(snap, old *proxy.Snapshot) {
 	g.build.tunnels.Reconcile(maxCloseGrace(old))
 	if old.AccessLog != nil && old.AccessLog != snap.AccessLog {
 		l := old.AccessLog
+		g.drops.retire(l)
 		grace := old.Config.Server.WriteTimeout.D() + old.Config.Server.ReadTimeout.D()
-		time.AfterFunc(grace, func() { _ = l.Close() })
+		time.AfterFunc(grace, func() { _ = l.Close(); g.drops.closed(l) })
 	}
 }
 
