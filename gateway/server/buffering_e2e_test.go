@@ -3,8 +3,10 @@ package server_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/archway-gateway/archway/gateway/server"
 	"github.com/valyala/fasthttp"
 )
 
@@ -30,9 +33,9 @@ func patterned(size int) []byte {
 // slowReaderLoad is how many slow readers of how large a body TestSlowReadersDoNotPinUpstream
 // Connections runs. The issue's figure is 1000 readers of 16 MiB: about 16 GiB of temporary
 // files at once and minutes of copying, more than a CI runner's disk. By default the test runs
-// 50 readers of 8 MiB (a body no kernel socket buffer pair absorbs: the gateway's send buffer
-// grows to 4 MiB on Linux, the readers' receive buffers are kept small, so without buffering the
-// upstream connection stays busy for as long as its reader stalls);
+// 50 readers of 8 MiB (a body no kernel socket buffer pair absorbs: the readers' receive buffers
+// and the gateway's send buffers are kept small, so without buffering the upstream connection
+// stays busy for as long as its reader stalls);
 // ARCHWAY_SLOW_READERS=1000 ARCHWAY_SLOW_READER_MIB=16 runs the issue's figure.
 func slowReaderLoad(t *testing.T) (readers, size int) {
 	readers, size = 50, 8<<20
@@ -69,6 +72,41 @@ func tempFilesOpen(dir string) int {
 	return n
 }
 
+// smallSendBuffers gives each accepted connection a 64 KiB send buffer. The test runs its
+// slow readers and the gateway in one kernel: with autotuned send buffers (up to 4 MiB each),
+// a thousand stalled readers hold about 1.8 GiB of socket memory, past the kernel's TCP memory
+// pressure point (net.ipv4.tcp_mem), and every TCP transfer on the machine, the upstream's to
+// the gateway included, slows to a crawl. A fixed buffer keeps the kernel out of the test.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(64 << 10)
+	}
+	return c, err
+}
+
+// startGatewaySmallSendBuffers is startGateway with smallSendBuffers on the listener.
+func startGatewaySmallSendBuffers(t *testing.T, yaml string) *gateway {
+	t.Helper()
+	gw, err := server.New(mustParse(t, yaml), server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gw.Serve(smallSendBuffers{ln}) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = gw.Shutdown(ctx)
+	})
+	return &gateway{Gateway: gw, Addr: ln.Addr().String(), URL: "http://" + ln.Addr().String()}
+}
+
 // TestSlowReadersDoNotPinUpstreamConnections: many clients ask for a large response from an
 // upstream the gateway may open 4 connections to, read its first bytes and stall. The gateway
 // reads every body ahead of them (memory, then an unlinked temporary file) and gives the
@@ -101,7 +139,7 @@ func TestSlowReadersDoNotPinUpstreamConnections(t *testing.T) {
 						readers, size>>20, need>>20, tempDir, free>>20)
 				}
 			}
-			gw := startGateway(t, fmt.Sprintf(`
+			gw := startGatewaySmallSendBuffers(t, fmt.Sprintf(`
 admin: {listen: ""}
 access_log: {enabled: false}
 server: {write_timeout: 10m}
