@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -35,7 +36,8 @@ type Pebble struct {
 	ManagementAddr string
 
 	proc     *Process
-	listen   string
+	listen   string // Pebble's own ACME address, behind relay
+	relay    *tcpRelay
 	roots    *x509.CertPool // trusts Pebble's HTTPS certificate
 	caPEM    []byte
 	dnsProc  *Process
@@ -65,7 +67,7 @@ func StartPebble(t testing.TB, opts PebbleOptions) *Pebble {
 	p := &Pebble{}
 	p.writeServerCertificate(t, dir)
 
-	ports := FreePorts(t, 3)
+	ports := FreePorts(t, 4)
 	p.dnsAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	p.dnsProc = StartProcess(t, "pebble-challtestsrv", dnsBin, []string{
 		"-dnsserver", p.dnsAddr, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
@@ -78,7 +80,10 @@ func StartPebble(t testing.TB, opts PebbleOptions) *Pebble {
 
 	p.listen = fmt.Sprintf("127.0.0.1:%d", ports[1])
 	p.ManagementAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
-	p.Directory = "https://" + p.listen + "/dir"
+	// Clients reach the ACME API through a relay the test can cut (the CA unreachable) while
+	// Pebble keeps its accounts and certificates, as a real CA does through an outage.
+	p.relay = &tcpRelay{addr: fmt.Sprintf("127.0.0.1:%d", ports[3]), target: p.listen}
+	p.Directory = "https://" + p.relay.addr + "/dir"
 	validity := uint64(opts.Validity / time.Second)
 	if validity == 0 {
 		validity = 90 * 24 * 3600
@@ -106,6 +111,10 @@ func StartPebble(t testing.TB, opts PebbleOptions) *Pebble {
 		Env: []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0", "PEBBLE_CHAIN_LENGTH=2"},
 	})
 	p.waitReady(t)
+	if err := p.relay.up(); err != nil {
+		t.Fatalf("testenv: pebble relay: %v", err)
+	}
+	t.Cleanup(p.relay.down)
 	return p
 }
 
@@ -196,16 +205,98 @@ func (p *Pebble) Issued() int { return strings.Count(p.proc.Output(), "Issued ce
 // Orders counts the orders clients created at Pebble (across restarts).
 func (p *Pebble) Orders() int { return strings.Count(p.proc.Output(), "Added order") }
 
-// Stop stops Pebble (the CA is down: connections are refused); Start brings it back on the same
-// ports, with a new root and no accounts, as a reinstalled CA would be.
-func (p *Pebble) Stop() { p.proc.Stop() }
+// Unreachable makes the ACME API refuse connections (and cuts those open), as a CA outage
+// looks to clients; Pebble itself keeps running with its state. (Restarting Pebble would not
+// do: it keeps nothing across a restart, so its accounts and certificates would be gone.)
+func (p *Pebble) Unreachable() { p.relay.down() }
 
-// Start starts Pebble again after Stop and waits until it accepts connections.
-func (p *Pebble) Start(t testing.TB) {
+// Reachable opens the ACME API again after Unreachable, on the same address.
+func (p *Pebble) Reachable(t testing.TB) {
 	t.Helper()
-	p.proc.Restart()
-	p.waitReady(t)
+	if err := p.relay.up(); err != nil {
+		t.Fatalf("testenv: pebble relay: %v", err)
+	}
 }
 
 // Output is what Pebble printed so far.
 func (p *Pebble) Output() string { return p.proc.Output() }
+
+// tcpRelay forwards connections from addr to target while it is up. Its goroutines end when it
+// goes down (the listener and every connection are closed).
+type tcpRelay struct {
+	addr, target string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func (r *tcpRelay) up() error {
+	var ln net.Listener
+	var err error
+	for range 50 { // the port may linger briefly after down
+		if ln, err = net.Listen("tcp", r.addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.ln, r.conns = ln, map[net.Conn]struct{}{}
+	r.mu.Unlock()
+	r.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			r.wg.Go(func() { r.pipe(c) })
+		}
+	})
+	return nil
+}
+
+func (r *tcpRelay) track(c net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conns == nil {
+		return false
+	}
+	r.conns[c] = struct{}{}
+	return true
+}
+
+func (r *tcpRelay) pipe(c net.Conn) {
+	defer c.Close()
+	if !r.track(c) {
+		return
+	}
+	u, err := net.DialTimeout("tcp", r.target, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	if !r.track(u) {
+		return
+	}
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
+	<-done // either side ending ends both
+}
+
+func (r *tcpRelay) down() {
+	r.mu.Lock()
+	if r.ln != nil {
+		_ = r.ln.Close()
+	}
+	for c := range r.conns {
+		_ = c.Close()
+	}
+	r.ln, r.conns = nil, nil
+	r.mu.Unlock()
+	r.wg.Wait()
+}
