@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -114,6 +116,24 @@ func TestACMEDocumentation(t *testing.T) {
 		if _, err := ParseWithEnv(completeEdgeExample(t, b[1]), "docs", func(string) (string, bool) { return "", false }); err != nil {
 			t.Errorf("example does not load:\n%s\n%v", b[1], err)
 		}
+	}
+	// The operations guide's ACME examples load too.
+	ops, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsExamples := 0
+	for _, b := range regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(ops), -1) {
+		if !strings.Contains(b[1], "acme:") {
+			continue
+		}
+		opsExamples++
+		if _, err := ParseWithEnv(completeEdgeExample(t, b[1]), "docs", func(string) (string, bool) { return "", false }); err != nil {
+			t.Errorf("docs/operations.md example does not load:\n%s\n%v", b[1], err)
+		}
+	}
+	if opsExamples == 0 {
+		t.Error("docs/operations.md has no ACME example")
 	}
 	cfg, err := Parse([]byte(acmeConfig(`{hosts: [a.example.com]}`)), "defaults")
 	if err != nil {

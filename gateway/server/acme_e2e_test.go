@@ -301,10 +301,12 @@ func TestACMERestartUsesStoredCertificate(t *testing.T) {
 }
 
 // TestACMEReplicasShareOneOrder: two gateways on one storage directory start together; one
-// orders (holding the lock in storage), the other waits and loads the result, so Pebble sees
-// one order and both serve the same certificate. Pebble validates on the first gateway's
-// ports only, as a load balancer might send it to either: a challenge the second gateway
-// started is answered by the first from the shared storage.
+// orders (holding the lock file in storage), the other waits and loads the result, so Pebble
+// sees one order and both serve the same certificate. (With a storage directory each, this
+// test sees two orders.) Pebble validates on the first gateway's ports only, as a load
+// balancer may send it to either. Both gateways run in this test's process, where certmagic
+// also keeps pending challenges in memory, so this does not isolate answering a challenge from
+// storage alone.
 func TestACMEReplicasShareOneOrder(t *testing.T) {
 	a, b := newACMESite(t), newACMESite(t)
 	b.storage = a.storage
