@@ -58,11 +58,14 @@ type ACME struct {
 
 	startOnce sync.Once
 	stopOnce  sync.Once
-	stop      context.CancelFunc
-	stopped   chan struct{}
-	cache     *certmagic.Cache
-	magic     *certmagic.Config
-	issuer    *certmagic.ACMEIssuer
+	// setup is held while start wires the cache, config and issuer together: the cache's
+	// maintenance goroutine (running from NewCache on) may ask configFor before that is done.
+	setup   sync.Mutex
+	stop    context.CancelFunc
+	stopped chan struct{}
+	cache   *certmagic.Cache
+	magic   *certmagic.Config
+	issuer  *certmagic.ACMEIssuer
 }
 
 // NewACME checks what it can of a at load (the CA root file, the storage directory) and returns
@@ -124,9 +127,6 @@ func (m *ACME) Same(a *config.ACME, opts ACMEOptions) bool {
 // Stats returns the manager's counters.
 func (m *ACME) Stats() *ACMEStats { return m.stats }
 
-// Hosts returns the configured host names.
-func (m *ACME) Hosts() []string { return m.configured }
-
 // Start loads the stored certificates and orders the missing ones in the background; failed
 // orders are retried with back-off (1, 2, 2, 5, 10 minutes, ... up to 30 days). It returns at
 // once. Everything it starts stops when ctx ends or Stop is called. Only the first call does
@@ -138,6 +138,8 @@ func (m *ACME) Start(ctx context.Context) {
 func (m *ACME) start(parent context.Context) {
 	ctx, cancel := context.WithCancel(parent)
 	m.stop = cancel
+	m.setup.Lock()
+	defer m.setup.Unlock()
 	zl := newZapLogger(m.logger)
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(c certmagic.Certificate) (*certmagic.Config, error) { return m.configFor(c), nil },
@@ -201,6 +203,8 @@ func (m *ACME) template(ratio float64) certmagic.Config {
 // configFor is the configuration the renewal loop checks cert with: certmagic expresses the
 // renewal window as a share of the lifetime, renew_before as a time before expiry.
 func (m *ACME) configFor(cert certmagic.Certificate) *certmagic.Config {
+	m.setup.Lock()
+	defer m.setup.Unlock()
 	ratio := certmagic.DefaultRenewalWindowRatio
 	if leaf := cert.Leaf; leaf != nil {
 		if life := leaf.NotAfter.Sub(leaf.NotBefore); life > 0 {
@@ -264,9 +268,6 @@ func (m *ACME) NextProtos() []string {
 	}
 	return nil
 }
-
-// AnswersHTTP01 reports whether the manager answers HTTP-01 challenges.
-func (m *ACME) AnswersHTTP01() bool { return m.httpPort != 0 }
 
 // HTTPChallenge returns the issuer that answers HTTP-01 challenges, or nil before Start.
 func (m *ACME) HTTPChallenge() *certmagic.ACMEIssuer {
