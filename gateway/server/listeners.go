@@ -39,19 +39,28 @@ type preparedListeners struct {
 	tls   []*listener.TLSSettings // by listener index; nil for plain listeners
 	proxy []*listener.ProxyPolicy // by listener index; nil without proxy_protocol
 	admin *listener.TLSSettings
+	acme  []*listener.ACME // by listener index; nil without tls.acme (running ones are reused)
 }
 
 // prepareListeners reads every certificate cfg names. Each problem is reported with the field
 // and the file; the running listeners are untouched either way.
-func prepareListeners(cfg *config.Config) (*preparedListeners, error) {
+func (g *Gateway) prepareListeners(cfg *config.Config) (*preparedListeners, error) {
 	now := time.Now()
 	lst := cfg.EffectiveListeners()
-	p := &preparedListeners{tls: make([]*listener.TLSSettings, len(lst)), proxy: make([]*listener.ProxyPolicy, len(lst))}
+	p := &preparedListeners{tls: make([]*listener.TLSSettings, len(lst)), proxy: make([]*listener.ProxyPolicy, len(lst)), acme: make([]*listener.ACME, len(lst))}
 	errs := config.NewErrorList(cfg.File)
 	for i, l := range lst {
 		path := fmt.Sprintf("server.listeners[%d]", i)
+		if l.TLS != nil && l.TLS.ACME != nil {
+			m, err := g.prepareACME(cfg, i)
+			if err != nil {
+				errs.Add(cfg.Position(path+".tls.acme"), path+".tls.acme", err.Error())
+				continue
+			}
+			p.acme[i] = m
+		}
 		if l.TLS != nil {
-			s, err := listener.CompileTLS(l.TLS, now)
+			s, err := listener.CompileTLSWithACME(l.TLS, now, p.acme[i])
 			if err != nil {
 				errs.Add(cfg.Position(path+".tls"), path+".tls", err.Error())
 			}
@@ -83,7 +92,13 @@ func (g *Gateway) newListeners(cfg *config.Config, p *preparedListeners) {
 	for i, l := range cfg.EffectiveListeners() {
 		rt := &listenerRuntime{name: l.Name, addr: l.Addr, stats: &listener.Stats{}}
 		rt.server = newFastServer(cfg.Server, g.entry, g.entry.ListenerHandler(i), g.logger)
+		if l.TLS == nil {
+			rt.server.Handler = g.answerACMEChallenges(rt.server.Handler)
+		}
 		if p.tls[i] != nil {
+			if p.acme[i] != nil {
+				p.acme[i].Start(g.ctx)
+			}
 			rt.tls = listener.NewTLS(p.tls[i], rt.stats)
 		}
 		if p.proxy[i] != nil {
@@ -100,7 +115,14 @@ func (g *Gateway) newListeners(cfg *config.Config, p *preparedListeners) {
 func (g *Gateway) commitListeners(p *preparedListeners) {
 	for i, rt := range g.listeners {
 		if rt.tls != nil && p.tls[i] != nil {
+			old := rt.tls.Load().ACME
+			if p.acme[i] != nil {
+				p.acme[i].Start(g.ctx) // a no-op for the running manager a reload kept
+			}
 			rt.tls.Store(p.tls[i])
+			if old != nil && old != p.acme[i] {
+				old.Stop()
+			}
 		}
 		if rt.proxy != nil && p.proxy[i] != nil {
 			rt.proxy.Store(p.proxy[i])
@@ -346,6 +368,8 @@ func (c listenerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- handshakesDesc
 	ch <- handshakeErrorsDesc
 	ch <- proxyRejectedDesc
+	ch <- acmeCertificatesDesc
+	ch <- acmeErrorsDesc
 }
 
 func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -354,7 +378,11 @@ func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
 		if t == nil {
 			return
 		}
-		for _, cert := range t.Load().Certificates {
+		certs := t.Load().Certificates
+		if a := t.Load().ACME; a != nil {
+			certs = append(certs[:len(certs):len(certs)], a.Certificates()...)
+		}
+		for _, cert := range certs {
 			if prev, ok := expiry[cert.Name]; !ok || cert.NotAfter.Before(prev) {
 				expiry[cert.Name] = cert.NotAfter
 			}
@@ -367,6 +395,9 @@ func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
 			rt.stats.EachHandshakeError(func(reason string, n uint64) {
 				ch <- prometheus.MustNewConstMetric(handshakeErrorsDesc, prometheus.CounterValue, float64(n), rt.name, reason)
 			})
+			if a := rt.tls.Load().ACME; a != nil {
+				collectACME(ch, rt.name, a.Stats())
+			}
 		}
 		if rt.proxy != nil {
 			for r, name := range listener.ProxyReasonNames {

@@ -102,7 +102,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
-	prepared, err := prepareListeners(cfg)
+	prepared, err := g.prepareListeners(cfg)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -255,7 +255,7 @@ func (g *Gateway) Apply(cfg *config.Config, source string) (ReloadResult, error)
 	if err := restartOnly(old.Config, cfg); err != nil {
 		return g.recordFailure(source, err), err
 	}
-	prepared, err := prepareListeners(cfg)
+	prepared, err := g.prepareListeners(cfg)
 	if err != nil {
 		return g.recordFailure(source, err), err
 	}
@@ -285,7 +285,7 @@ func (g *Gateway) Check(cfg *config.Config) error {
 	if err := restartOnly(old.Config, cfg); err != nil {
 		return err
 	}
-	if _, err := prepareListeners(cfg); err != nil {
+	if _, err := g.prepareListeners(cfg); err != nil {
 		return err
 	}
 	snap, err := g.build.build(cfg, 0)
