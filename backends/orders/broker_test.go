@@ -253,7 +253,7 @@ func TestOutboxStore(t *testing.T) {
 		url := newURL(t)
 		st := openStore(t, url)
 		kicks := 0
-		st.UseOutbox(func() { kicks++ })
+		st.OnCommit(func() { kicks++ })
 		a, err := st.Create(ctx, newOrder(2))
 		if err != nil {
 			t.Fatal(err)

@@ -16,10 +16,12 @@ const (
 	pruneEvery          = 10 * time.Minute
 )
 
-// Feed pushes order status changes to this instance's subscribers (the WebSockets). It polls the
-// change feed (order_events) by id cursor, so a change made by any instance sharing the database
-// reaches every instance's subscribers within one poll interval; Kick makes a change made here
-// go out at once.
+// Feed pushes order status changes to this instance's subscribers (the WebSockets). With a
+// broker, the changes come from this instance's own queue (UseBroker, HandleEvent). Without one,
+// it tails the outbox by id: every instance reads every event, as every instance has its own
+// queue on the broker, so a change made by any instance sharing the database reaches every
+// instance's subscribers within one poll interval, with the payload a broker would carry; Kick
+// makes a change made here go out at once.
 //
 // Run it once, in a goroutine the caller owns; Subscribe and Kick are safe from any goroutine.
 type Feed struct {
@@ -58,7 +60,7 @@ func NewFeed(ctx context.Context, store *Store, log *slog.Logger, interval time.
 	if interval <= 0 {
 		interval = DefaultPollInterval
 	}
-	cursor, err := store.LastEventID(ctx)
+	cursor, err := store.LastOutboxID(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -164,18 +166,29 @@ func (f *Feed) Run(ctx context.Context) {
 	}
 }
 
-// poll delivers every event after the cursor.
+// poll delivers every outbox event after the cursor.
 func (f *Feed) poll(ctx context.Context) error {
 	for {
-		events, err := f.store.Events(ctx, f.cursor, feedBatch)
+		batch, err := f.store.OutboxAfter(ctx, f.cursor, feedBatch)
 		if err != nil {
 			return err
 		}
-		if len(events) > 0 {
-			f.deliver(events)
-			f.cursor = events[len(events)-1].ID
+		events := make([]Event, 0, len(batch))
+		for _, m := range batch {
+			e, err := outboxEvent(m.msg.Body)
+			if err != nil {
+				// Written by this service in the transaction of the change, so never expected;
+				// skipped rather than retried for ever.
+				f.log.Error("skipping an outbox event the feed cannot read", "outbox_id", m.id, "error", err.Error())
+				continue
+			}
+			events = append(events, e)
 		}
-		if len(events) < feedBatch {
+		if len(batch) > 0 {
+			f.deliver(events)
+			f.cursor = batch[len(batch)-1].id
+		}
+		if len(batch) < feedBatch {
 			return nil
 		}
 	}

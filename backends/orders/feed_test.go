@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
+
+	ev "github.com/archway-gateway/archway/backends/internal/events"
 )
 
 func newTestFeed(t *testing.T) (*Feed, *Store) {
@@ -89,5 +92,40 @@ func TestFeedKick(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a kick did not make the feed poll")
+	}
+}
+
+// Without a broker the feed reads the outbox, not the change table: a row only in order_events
+// reaches nobody, and an outbox event reaches its user with the fields of its payload, the same
+// a broker would have delivered.
+func TestFeedTailsTheOutbox(t *testing.T) {
+	ctx := context.Background()
+	f, st := newTestFeed(t)
+	sub := f.Subscribe(2)
+	at := time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC)
+	if _, err := st.db.Exec(ctx, "INSERT INTO order_events (order_id, user_id, status, created_at) VALUES (?, ?, ?, ?)",
+		999, 2, StatusShipped, at); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(ev.OrderChange{OrderID: 998, Seq: 77, Ref: "r", UserID: 2, Status: StatusPaid, Items: []ev.Line{}})
+	body, _ := json.Marshal(ev.Envelope{ID: ev.NewID(), Type: ev.OrderPaid, Version: ev.Version, OrderID: 998, OccurredAt: at, Data: data})
+	if _, err := st.db.Exec(ctx, "INSERT INTO outbox (event_id, type, order_id, body, created_at) VALUES (?, ?, ?, ?, ?)",
+		ev.NewID(), string(ev.OrderPaid), 998, string(body), at); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := Event{ID: 77, OrderID: 998, UserID: 2, Status: StatusPaid, At: at}
+	select {
+	case e := <-sub.C:
+		if e != want {
+			t.Fatalf("event %+v, want %+v", e, want)
+		}
+	default:
+		t.Fatal("the outbox event was not delivered")
+	}
+	if len(sub.C) != 0 {
+		t.Fatalf("%d more events; the change-table row must not be delivered", len(sub.C))
 	}
 }

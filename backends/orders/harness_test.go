@@ -156,6 +156,9 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 		if svc.name == "products" && opts.broker.url != "" {
 			args = append(args, "-amqp-url", opts.broker.url)
 		}
+		if svc.name == "products" && opts.broker.pushSecret != "" {
+			args = append(args, "-events-secret", opts.broker.pushSecret)
+		}
 		testenv.StartProcess(t, svc.name, filepath.Join(bin, svc.name), args, testenv.ProcessOptions{})
 		*svc.url = "http://" + addr
 	}
@@ -214,12 +217,13 @@ func startOrdersWith(t *testing.T, dbURL, productsURL, paymentsURL string, ping 
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := newEventTasks(store, feed, broker, log)
+	opts := ClientOptions{Timeout: 3 * time.Second, Retries: 2, Backoff: 20 * time.Millisecond}
+	productsPeer := newPeerClient("products", StaticPeer(productsURL), opts)
+	events := newEventTasks(store, feed, broker, productsPeer, log)
 	srv := server.New(server.Config{Service: "orders", Logger: log, Health: store.Ping, MaxBodyBytes: 64 << 10})
 	events.registerMetrics(srv.Registry())
-	opts := ClientOptions{Timeout: 3 * time.Second, Retries: 2, Backoff: 20 * time.Millisecond}
 	(&service{store: store, verifier: verifier, feed: feed, currency: "USD", log: log,
-		products: &productsClient{newPeerClient("products", StaticPeer(productsURL), opts)},
+		products: &productsClient{productsPeer},
 		payments: &paymentsClient{newPeerClient("payments", StaticPeer(paymentsURL), opts)},
 		ws:       wsSettings{PingInterval: ping},
 	}).routes(srv)

@@ -51,7 +51,7 @@ func register(fs *config.FlagSet) *settings {
 		"extra attempts of an idempotent call to products or payments after a connection error, timeout, 502, 503 or 504")
 	fs.StringVar(&s.currency, "currency", "CURRENCY", "USD", "ISO 4217 currency of prices and payments")
 	fs.DurationVar(&s.pollInterval, "events-poll-interval", "EVENTS_POLL_INTERVAL", DefaultPollInterval,
-		"how often the order change feed is read for WebSocket pushes (changes made by another instance)")
+		"without -amqp-url: how often the outbox is read for WebSocket pushes (changes made by another instance)")
 	fs.DurationVar(&s.pingInterval, "ws-ping-interval", "WS_PING_INTERVAL", DefaultPingInterval,
 		"WebSocket ping interval; a client silent for two intervals is disconnected")
 	s.broker.register(fs)
@@ -132,16 +132,17 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, s 
 	if err != nil {
 		return err
 	}
-	events := newEventTasks(store, feed, s.broker, log)
+	opts := ClientOptions{Timeout: s.peerTimeout, Retries: s.peerRetries}
+	productsPeer := newPeerClient("products", products, opts)
+	events := newEventTasks(store, feed, s.broker, productsPeer, log)
 	srv := server.New(server.Config{
 		Service: "orders", Addr: c.Addr, Logger: log, MaxBodyBytes: c.MaxBodyBytes,
 		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, ShutdownTimeout: c.ShutdownTimeout,
 		Consul: c.Consul, Advertise: c.Advertise,
 		Health: store.Ping,
 	})
-	opts := ClientOptions{Timeout: s.peerTimeout, Retries: s.peerRetries}
 	(&service{store: store, verifier: verifier, feed: feed, currency: s.currency, log: log,
-		products: &productsClient{newPeerClient("products", products, opts)},
+		products: &productsClient{productsPeer},
 		payments: &paymentsClient{newPeerClient("payments", payments, opts)},
 		ws:       wsSettings{PingInterval: s.pingInterval},
 	}).routes(srv)

@@ -28,6 +28,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{[]string{"-currency", "usd"}, "currency", 1},
 		{[]string{"-events-poll-interval", "1ms"}, "poll interval", 1},
 		{[]string{"-ws-ping-interval", "10ms"}, "ping interval", 1},
+		{[]string{"-events-secret", "short"}, "events secret is 5 bytes", 1},
+		{[]string{"-events-secret", strings.Repeat("s", 32), "-pending-order-ttl", "10ms"}, "pending order TTL", 1},
 		{[]string{"-peer-timeout", "soon"}, "invalid value", 2},
 		{[]string{"-nope"}, "flag provided but not defined", 2},
 		{[]string{"serve"}, "unexpected argument", 2},

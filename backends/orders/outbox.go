@@ -27,9 +27,9 @@ const (
 	expirySweepMax  = time.Minute
 )
 
-// UseOutbox makes every order event also go to the outbox, and calls kick after each commit
-// that wrote one. Call it before the store is used.
-func (s *Store) UseOutbox(kick func()) { s.outbox, s.onCommit = true, kick }
+// OnCommit makes the store call kick after each commit that wrote an event to the outbox.
+// Call it before the store is used.
+func (s *Store) OnCommit(kick func()) { s.onCommit = kick }
 
 func (s *Store) committed() {
 	if s.onCommit != nil {
@@ -107,8 +107,28 @@ func (s *Store) ClaimRelay(ctx context.Context, holder string, ttl time.Duration
 
 // Unsent returns up to limit unsent outbox events, oldest first.
 func (s *Store) Unsent(ctx context.Context, limit int) ([]outboxEntry, error) {
-	rows, err := s.db.Query(ctx, `SELECT id, event_id, type, order_id, body, created_at FROM outbox
+	return s.readOutbox(ctx, `SELECT id, event_id, type, order_id, body, created_at FROM outbox
 		WHERE sent_at IS NULL ORDER BY id LIMIT ?`, limit)
+}
+
+// OutboxAfter returns up to limit outbox events after id, sent or not, oldest first: what a
+// reader tailing the outbox (the WebSocket feed without a broker) has not seen yet.
+func (s *Store) OutboxAfter(ctx context.Context, id int64, limit int) ([]outboxEntry, error) {
+	return s.readOutbox(ctx, `SELECT id, event_id, type, order_id, body, created_at FROM outbox
+		WHERE id > ? ORDER BY id LIMIT ?`, id, limit)
+}
+
+// LastOutboxID returns the newest outbox id (0 when empty): where a new tail starts.
+func (s *Store) LastOutboxID(ctx context.Context) (int64, error) {
+	var id sql.NullInt64
+	if err := s.db.QueryRow(ctx, "SELECT MAX(id) FROM outbox").Scan(&id); err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	return id.Int64, nil
+}
+
+func (s *Store) readOutbox(ctx context.Context, query string, args ...any) ([]outboxEntry, error) {
+	rows, err := s.db.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
@@ -232,7 +252,7 @@ type Relay struct {
 func NewRelay(store *Store, pub publisher, log *slog.Logger, holder string) *Relay {
 	return &Relay{store: store, pub: pub, log: log, holder: holder, kick: make(chan struct{}, 1), poll: relayPoll,
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "orders_outbox_published_events_total",
-			Help: "Order events this instance published and the broker confirmed."})}
+			Help: "Order events this instance relayed from the outbox: confirmed by the broker, or without one taken by every service they are pushed to."})}
 }
 
 // Kick asks Run to publish now (an event was just committed).
@@ -359,6 +379,6 @@ func registerOutboxMetrics(reg prometheus.Registerer, store *Store, relay *Relay
 	} else {
 		// Exported without a broker too, so dashboards and alerts find the series.
 		reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "orders_outbox_published_events_total",
-			Help: "Order events this instance published and the broker confirmed."}))
+			Help: "Order events this instance relayed from the outbox: confirmed by the broker, or without one taken by every service they are pushed to."}))
 	}
 }

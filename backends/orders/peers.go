@@ -132,6 +132,7 @@ func (c *peerClient) worstCase() time.Duration {
 type peerCall struct {
 	method, path string
 	body         any    // JSON-encoded when not nil
+	raw          []byte // sent as is (JSON) when body is nil
 	token        string // forwarded as Authorization: Bearer
 	requestID    string
 	header       map[string]string
@@ -166,7 +167,7 @@ func retryable(status int) bool {
 // is then unknown.
 func (c *peerClient) do(ctx context.Context, call peerCall) (peerReply, error) {
 	ctx = reqctx.Detach(ctx) // the HTTP client watches ctx from its own goroutines
-	var body []byte
+	body := call.raw
 	if call.body != nil {
 		var err error
 		if body, err = json.Marshal(call.body); err != nil {

@@ -89,10 +89,8 @@ var (
 type Store struct {
 	db  *sqldb.DB
 	now func() time.Time
-	// outbox: each event is also written to the outbox for the relay (a broker is configured).
-	// Set before use, with onCommit (the relay's kick, called after a transaction that wrote
-	// an event committed).
-	outbox   bool
+	// onCommit is called after a transaction that wrote an event committed (the relay's kick).
+	// Set before use.
 	onCommit func()
 }
 
@@ -120,26 +118,21 @@ var eventsLock = func() int64 {
 	return int64(h.Sum64())
 }()
 
-// appendEvent records a status change in the change feed; it must be the last statement of its
-// transaction. On PostgreSQL an identity value is taken at insert but becomes visible at commit,
-// so two transactions could commit ids out of order and a poller past the later id would skip
-// the earlier one for good. The transaction-level advisory lock, held from the insert to the
-// commit, makes ids visible in id order. SQLite serializes writers already.
+// appendEvent records a status change in the change feed and its event in the outbox; it must be
+// the last statement of its transaction. On PostgreSQL an identity value is taken at insert but
+// becomes visible at commit, so two transactions could commit ids out of order and a reader past
+// the later id (the WebSocket feed tails the outbox by id) would skip the earlier one for good.
+// The transaction-level advisory lock, held from the inserts to the commit, makes ids of both
+// tables visible in id order. SQLite serializes writers already.
 func (s *Store) appendEvent(ctx context.Context, tx *sqldb.Tx, orderID, userID int64, status, reason string, at time.Time) error {
 	if tx.Engine() == sqldb.Postgres {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(?)", eventsLock); err != nil {
 			return fmt.Errorf("lock change feed: %w", err)
 		}
 	}
-	const insert = "INSERT INTO order_events (order_id, user_id, status, created_at) VALUES (?, ?, ?, ?)"
-	if !s.outbox {
-		if _, err := tx.Exec(ctx, insert, orderID, userID, status, at); err != nil {
-			return fmt.Errorf("record order event: %w", err)
-		}
-		return nil
-	}
 	var seq int64
-	if err := tx.QueryRow(ctx, insert+" RETURNING id", orderID, userID, status, at).Scan(&seq); err != nil {
+	if err := tx.QueryRow(ctx, `INSERT INTO order_events (order_id, user_id, status, created_at) VALUES (?, ?, ?, ?)
+		RETURNING id`, orderID, userID, status, at).Scan(&seq); err != nil {
 		return fmt.Errorf("record order event: %w", err)
 	}
 	return s.appendOutbox(ctx, tx, seq, orderID, userID, status, reason, at)

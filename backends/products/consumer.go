@@ -18,6 +18,8 @@ type brokerSettings struct {
 	url           string
 	prefetch      int
 	maxDeliveries int
+	// pushSecret: order events pushed by orders without a broker are taken on ev.PushPath.
+	pushSecret string
 }
 
 func (b *brokerSettings) register(fs *config.FlagSet) {
@@ -28,9 +30,15 @@ func (b *brokerSettings) register(fs *config.FlagSet) {
 		"with -amqp-url: unacknowledged order events in flight to this instance")
 	fs.IntVar(&b.maxDeliveries, "events-max-deliveries", "EVENTS_MAX_DELIVERIES", ev.DefaultMaxDeliveries,
 		"with -amqp-url: deliveries of an event that keeps failing before it goes to the dead-letter queue "+ReleaseQueue+ev.DeadLetterSuffix)
+	fs.StringVar(&b.pushSecret, "events-secret", "EVENTS_SECRET", "",
+		"order events the orders service pushes without a broker are taken on POST "+ev.PushPath+" when signed with this secret "+
+			"(at least 32 bytes; orders needs the same), and cancelled and expired orders release their stock; empty: that endpoint is off (404)")
 }
 
 func (b *brokerSettings) validate() error {
+	if err := ev.ValidateSecret(b.pushSecret); err != nil {
+		return err
+	}
 	switch {
 	case b.url == "":
 		return nil

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -85,6 +86,9 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, br
 		Health: store.Ping,
 	})
 	(&service{store: store, verifier: verifier}).routes(srv)
+	if broker.pushSecret != "" {
+		srv.Handle(http.MethodPost, ev.PushPath, pushHandler(store, []byte(broker.pushSecret)))
+	}
 	if broker.url != "" {
 		consumer, err := newReleaseConsumer(store, broker, log)
 		if err != nil {
@@ -95,7 +99,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, br
 		go func() { defer close(done); consumer.Run(cctx) }()
 		defer func() { stopConsumer(); <-done }() // before the store closes
 	}
-	log.Info("products service starting", "addr", c.Addr, "engine", string(store.db.Engine()), "broker", describeBroker(broker.url))
+	log.Info("products service starting", "addr", c.Addr, "engine", string(store.db.Engine()), "broker", describeBroker(broker.url), "events_push", broker.pushSecret != "")
 	return srv.ListenAndServe(ctx)
 }
 

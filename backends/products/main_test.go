@@ -103,6 +103,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 	}{
 		{[]string{"-jwt-secret", "short"}, "at least 32 bytes", 1},
 		{[]string{"-log-level", "loud"}, "log level", 1},
+		{[]string{"-events-secret", "short"}, "events secret is 5 bytes", 1},
 		{[]string{"-nope"}, "flag provided but not defined", 2},
 		{[]string{"serve"}, "unknown command", 2},
 		{[]string{"seed", "-nope"}, "flag provided but not defined", 2},

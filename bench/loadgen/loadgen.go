@@ -6,9 +6,11 @@ package loadgen
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,11 +121,25 @@ func OpenLoop(addr, path string, rate float64, d time.Duration, conns int) (*Res
 	return res, nil
 }
 
+// IdleOptions say how Idle opens its connections.
+type IdleOptions struct {
+	// TLS, when set, makes every connection a TLS connection (a full handshake each).
+	TLS *tls.Config
+	// WebSocket upgrades every connection (GET path with the upgrade headers, 101 expected)
+	// instead of making one plain request on it.
+	WebSocket bool
+}
+
 // Idle opens n connections to addr, sends one GET path on each and reads the answer, so the
-// proxy has served a request on every one, then leaves them open and idle. Close them with the
-// returned function.
-func Idle(addr, path string, n, parallel int) (closeAll func(), err error) {
+// proxy has served a request on every one (or, with o.WebSocket, upgraded it and opened the
+// tunnel to the upstream), then leaves them open and idle. Close them with the returned
+// function.
+func Idle(addr, path string, n, parallel int, o IdleOptions) (closeAll func(), err error) {
 	raw := []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\n\r\n")
+	if o.WebSocket {
+		raw = []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	}
 	conns := make([]net.Conn, n)
 	var next atomic.Int64
 	var firstErr error
@@ -141,11 +157,23 @@ func Idle(addr, path string, n, parallel int) (closeAll func(), err error) {
 					return
 				}
 				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err == nil && o.TLS != nil {
+					tc := tls.Client(c, o.TLS)
+					_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+					if err = tc.Handshake(); err != nil {
+						c.Close()
+					}
+					c = tc
+				}
 				if err == nil {
 					_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 					if _, err = c.Write(raw); err == nil {
 						br.Reset(c)
-						err = resp.Read(br)
+						if o.WebSocket {
+							err = readSwitchingProtocols(br)
+						} else {
+							err = resp.Read(br)
+						}
 					}
 					_ = c.SetDeadline(time.Time{})
 				}
@@ -177,6 +205,97 @@ func Idle(addr, path string, n, parallel int) (closeAll func(), err error) {
 		return nil, firstErr
 	}
 	return closeAll, nil
+}
+
+// readSwitchingProtocols reads a response head and wants 101.
+func readSwitchingProtocols(br *bufio.Reader) error {
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return fmt.Errorf("websocket upgrade answered %s", resp.Status)
+	}
+	return nil
+}
+
+// HandshakeResult is a run of Handshakes.
+type HandshakeResult struct {
+	Result
+	Resumed int64 // handshakes that resumed a session
+}
+
+// Handshakes opens a new TLS connection to addr for every request, conns at a time, for d:
+// each connection does one handshake, one GET path with Connection: close, and is closed.
+// With resume, the workers share a client session cache, so every handshake after a
+// worker's first can resume (TLS 1.3 tickets, or 1.2 tickets); without it, every handshake is
+// full. The certificate is not verified: the benchmark measures the server's handshake work,
+// and skipping the client's chain check keeps the load generator from being the bottleneck.
+func Handshakes(addr, path string, conns int, d time.Duration, resume bool) (*HandshakeResult, error) {
+	if conns <= 0 || d <= 0 {
+		return nil, errors.New("handshake: connections and duration must be positive")
+	}
+	raw := []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nConnection: close\r\n\r\n")
+	cfg := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: []string{"http/1.1"}} //nolint:gosec // see above
+	if resume {
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(conns * 4)
+	}
+	var completed, failed, resumed atomic.Int64
+	hists := make([]*hdrhistogram.Histogram, conns)
+	start := time.Now()
+	end := start.Add(d)
+	var wg sync.WaitGroup
+	for w := range conns {
+		hists[w] = newHist()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var resp fasthttp.Response
+			br := bufio.NewReaderSize(nil, 4096)
+			for time.Now().Before(end) {
+				t := time.Now()
+				did, err := oneTLSRequest(addr, cfg, raw, br, &resp)
+				if err != nil || resp.StatusCode() >= 400 {
+					failed.Add(1)
+					if err != nil {
+						time.Sleep(time.Millisecond) // a refused dial returns at once: do not spin
+					}
+					continue
+				}
+				if did {
+					resumed.Add(1)
+				}
+				_ = hists[w].RecordValue(max(1, time.Since(t).Microseconds()))
+				completed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	res := &HandshakeResult{Result: Result{Sent: completed.Load() + failed.Load(), Completed: completed.Load(), Errors: failed.Load(),
+		Elapsed: time.Since(start), Hist: newHist()}, Resumed: resumed.Load()}
+	for _, h := range hists {
+		res.Hist.Merge(h)
+	}
+	return res, nil
+}
+
+func oneTLSRequest(addr string, cfg *tls.Config, raw []byte, br *bufio.Reader, resp *fasthttp.Response) (resumed bool, err error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return false, err
+	}
+	tc := tls.Client(c, cfg)
+	defer tc.Close()
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := tc.Write(raw); err != nil { // the handshake runs on the first write
+		return false, err
+	}
+	br.Reset(tc)
+	if err := resp.Read(br); err != nil {
+		return false, err
+	}
+	return tc.ConnectionState().DidResume, nil
 }
 
 // WSEcho opens conns WebSocket connections to url and on each sends a message of size bytes,

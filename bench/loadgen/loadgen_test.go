@@ -1,10 +1,12 @@
 package loadgen
 
 import (
+	"crypto/tls"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/archway-gateway/archway/bench/benchcert"
 	"github.com/archway-gateway/archway/bench/fixed"
 )
 
@@ -72,13 +74,63 @@ func TestOpenLoopCountsTheWaitForAStalledServer(t *testing.T) {
 	}
 }
 
-func TestIdleAndWebSocket(t *testing.T) {
-	addr := startFixed(t)
-	closeAll, err := Idle(addr, "/plain", 50, 4)
+// TestHandshakesResume: against a TLS server with session tickets, every handshake after the
+// first of each worker resumes when asked to, and none does otherwise.
+func TestHandshakesResume(t *testing.T) {
+	dir := t.TempDir()
+	files, err := benchcert.Write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go fixed.Serve(ln)
+	addr := ln.Addr().String()
+	full, err := Handshakes(addr, "/plain", 2, 300*time.Millisecond, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Completed == 0 || full.Errors != 0 || full.Resumed != 0 {
+		t.Fatalf("full handshakes: %d completed, %d errors, %d resumed", full.Completed, full.Errors, full.Resumed)
+	}
+	res, err := Handshakes(addr, "/plain", 2, 300*time.Millisecond, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Completed < 4 || res.Errors != 0 || res.Resumed < res.Completed-2 {
+		t.Fatalf("resumed handshakes: %d completed, %d errors, %d resumed", res.Completed, res.Errors, res.Resumed)
+	}
+	closeAll, err := Idle(addr, "/plain", 20, 4, IdleOptions{TLS: &tls.Config{InsecureSkipVerify: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	closeAll()
+}
+
+func TestIdleAndWebSocket(t *testing.T) {
+	addr := startFixed(t)
+	closeAll, err := Idle(addr, "/plain", 50, 4, IdleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAll()
+	closeAll, err = Idle(addr, "/ws", 50, 4, IdleOptions{WebSocket: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAll()
+	// A server that answers 200 has not upgraded: the WebSocket holder must say so.
+	plain := rawServer(t, func(c net.Conn) { answer(c, 1, okResponse) })
+	if _, err := Idle(plain, "/ws", 1, 1, IdleOptions{WebSocket: true}); err == nil {
+		t.Fatal("a 200 counted as an upgraded WebSocket")
+	}
 	res, err := WSEcho("ws://"+addr+"/ws", 4, 128, 200*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)

@@ -61,6 +61,12 @@ type Options struct {
 	Dir string
 	// WorkerConnections bounds connections per worker (client and upstream together).
 	WorkerConnections int
+	// TLSCert and TLSKey, when both are set, make the server speak HTTPS with them: TLS 1.2
+	// and 1.3, the AEAD suites and curves Go's crypto/tls prefers (as Archway's listener),
+	// session tickets for resumption, HTTP/1.1 only unless HTTP2 is set.
+	TLSCert, TLSKey string
+	// HTTP2 adds http2 to the TLS listener (ALPN h2, nginx 1.22's listen ... http2).
+	HTTP2 bool
 }
 
 // cachedStatuses are the statuses Archway caches without explicit freshness (RFC 9111
@@ -125,7 +131,12 @@ func Write(w io.Writer, cfg *config.Config, o Options) error {
 		case "stderr":
 			out = "/dev/stderr"
 		}
-		p(1, "access_log %s;", out)
+		if out == cfg.AccessLog.Output {
+			// A file: buffered like Archway's log (access_log.buffer, access_log.flush).
+			p(1, "access_log %s combined buffer=%dk flush=%s;", out, max(1, cfg.AccessLog.Buffer.Bytes()>>10), dur(cfg.AccessLog.Flush.D()))
+		} else {
+			p(1, "access_log %s;", out)
+		}
 	} else {
 		p(1, "access_log off;")
 	}
@@ -195,7 +206,23 @@ func Write(w io.Writer, cfg *config.Config, o Options) error {
 
 	p(1, "")
 	p(1, "server {")
-	p(2, "listen %s reuseport backlog=4096;", listen)
+	if o.TLSCert != "" && o.TLSKey != "" {
+		h2 := ""
+		if o.HTTP2 {
+			h2 = " http2"
+		}
+		p(2, "listen %s ssl%s reuseport backlog=4096;", listen, h2)
+		p(2, "ssl_certificate %s;", o.TLSCert)
+		p(2, "ssl_certificate_key %s;", o.TLSKey)
+		p(2, "ssl_protocols TLSv1.2 TLSv1.3;")
+		p(2, "ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;")
+		p(2, "ssl_ecdh_curve X25519:prime256v1:secp384r1;")
+		p(2, "ssl_prefer_server_ciphers off;")
+		p(2, "ssl_session_tickets on;")
+		p(2, "ssl_session_timeout 1d;")
+	} else {
+		p(2, "listen %s reuseport backlog=4096;", listen)
+	}
 	p(2, "")
 	p(2, "location = %s {", s.HealthPath)
 	p(3, "default_type application/json;")

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,9 +92,9 @@ func (b *tailBuffer) String() string {
 }
 
 // waitHTTP waits until GET url answers 200.
-func waitHTTP(ctx context.Context, url string, p *process, timeout time.Duration) error {
+func (r *Runner) waitHTTP(ctx context.Context, url string, p *process, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: time.Second}
+	client := r.client(time.Second)
 	for {
 		resp, err := client.Get(url)
 		if err == nil {

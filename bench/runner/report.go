@@ -25,6 +25,9 @@ func (r *Runner) write() error {
 	for name, res := range r.results {
 		names = append(names, name)
 		tables[name] = res.Summary
+		if len(res.Syscalls) > 0 {
+			tables[name+stats.PerfSuffix] = res.Syscalls
+		}
 		data, err := json.MarshalIndent(res, "", "  ")
 		if err != nil {
 			return err
@@ -71,9 +74,9 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 		mode = "quick"
 	}
 	w("## Results of %s (%s run)\n\n", results[0].Date, mode)
-	w("%d × %s, Linux %s, %s, nginx %s, wrk %s. Each figure is the median of %d counted runs of %s after one warm-up,\n",
-		m.CPUs, m.Model, m.Kernel, m.Go, m.Nginx, m.Wrk, m.RunCount, m.RunSecs)
-	w("with the range (min–max) in parentheses; Archway and nginx alternated run by run.\n\n")
+	w("%d × %s, Linux %s, %s, nginx %s, HAProxy %s, Caddy %s, wrk %s. Each figure is the median of %d counted runs of %s after one warm-up,\n",
+		m.CPUs, m.Model, m.Kernel, m.Go, m.Nginx, m.HAProxy, m.Caddy, m.Wrk, m.RunCount, m.RunSecs)
+	w("with the range (min–max) in parentheses; the contenders alternated run by run.\n\n")
 	pls := map[string]string{}
 	gmp := map[string]int{}
 	for _, res := range results {
@@ -83,37 +86,67 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 		}
 	}
 	for _, k := range sortedKeys(pls) {
-		w("- Placement **%s**: %s. Archway GOMAXPROCS=%d; nginx worker_processes 1 (nginx-auto: auto).\n", k, pls[k], gmp[k])
+		w("- Placement **%s**: %s. Archway and Caddy GOMAXPROCS=%d; nginx worker_processes 1 (nginx-auto: auto); HAProxy nbthread %d.\n", k, pls[k], gmp[k], gmp[k])
 	}
 	w("\n### Targets\n\n| target | rule | measured | |\n|---|---|---|---|\n")
 	for _, v := range verdicts {
 		w("| %s | %s | %s | **%s** |\n", v.Target, v.Rule, v.Detail, v.Status)
 	}
-	w("\n### Archway / nginx\n\nRatios of medians: above 1 is better for Archway in req/s and per CPU-second (requests served\n" +
+	w("\n### Archway / each peer\n\nRatios of medians: above 1 is better for Archway in req/s and per CPU-second (requests served\n" +
 		"per second of the proxy's CPU time: its throughput on a core of its own, steadier than req/s on\n" +
-		"a shared machine), below 1 in latency, CPU and memory.\n\n")
-	w("| scenario | placement | req/s (or msg/s) | per CPU-second | p50 | p99 | p99.9 | CPU µs/req | peak RSS | errors A / n |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		"a shared machine), below 1 in latency, CPU and memory. A peer missing from a scenario could not\n" +
+		"do its work (see the scenario's note).\n\n")
+	w("| scenario | placement | peer | req/s (or msg/s) | per CPU-second | p50 | p99 | p99.9 | CPU µs/req | memory | errors Archway / peer |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, res := range results {
 		for _, pl := range sortedKeys(res.Summary) {
 			t := res.Summary
-			ratio := func(metric string) string {
-				v := stats.Ratio(t.Get(pl, stats.Archway, metric), t.Get(pl, stats.Nginx, metric))
-				if math.IsNaN(v) {
-					return "–"
+			for _, peer := range stats.Peers {
+				if _, ok := t[pl][peer]; !ok {
+					continue
 				}
-				return fmt.Sprintf("%.2f", v)
+				ratio := func(metric string) string {
+					v := stats.Ratio(t.Get(pl, stats.Archway, metric), t.Get(pl, peer, metric))
+					if math.IsNaN(v) {
+						return "–"
+					}
+					return fmt.Sprintf("%.2f", v)
+				}
+				tput := ratio(stats.RPS)
+				switch res.Headline {
+				case stats.MsgsPerSec, stats.Handshakes:
+					tput = ratio(res.Headline)
+				}
+				mem := ratio(stats.PeakRSS) + " (peak RSS)"
+				if res.Headline == stats.PSS {
+					mem = ratio(stats.PSS) + " (PSS, held)"
+					tput = "–"
+				}
+				w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", res.Scenario, pl, peer, tput, ratio(stats.Capacity), ratio(stats.P50), ratio(stats.P99), ratio(stats.P999),
+					ratio(stats.CPUPerReq), mem, stats.Num(t.Get(pl, stats.Archway, stats.Errors).Median), stats.Num(t.Get(pl, peer, stats.Errors).Median))
 			}
-			tput := ratio(stats.RPS)
-			if res.Headline == stats.MsgsPerSec {
-				tput = ratio(stats.MsgsPerSec)
+		}
+	}
+	var counted []*Result
+	for _, res := range results {
+		if len(res.Syscalls) > 0 {
+			counted = append(counted, res)
+		}
+	}
+	if len(counted) > 0 {
+		w("\n### System calls and context switches per request\n\n" +
+			"Counted by `perf stat -e raw_syscalls:sys_enter,context-switches` attached to every process of\n" +
+			"the proxy over the middle of a run of its own (after the measured runs, so perf's cost never\n" +
+			"touches the figures above), divided by the requests served meanwhile. `plain` is saturation\n" +
+			"(wrk, 64 connections); `latency` is half of nginx's maximum rate, open loop. Counts barely move\n" +
+			"with a neighbour's load, unlike timings.\n\n")
+		w("| scenario | placement | contender | syscalls / request | context switches / request | req/s meanwhile |\n|---|---|---|---|---|---|\n")
+		for _, res := range counted {
+			for _, pl := range sortedKeys(res.Syscalls) {
+				for _, c := range contendersOf(res.Syscalls[pl]) {
+					g := func(m string) string { return res.Syscalls.Get(pl, c, m).String() }
+					w("| %s | %s | %s | %s | %s | %s |\n", res.Scenario, pl, c, g(stats.Syscalls), g(stats.CtxSwitches), g(stats.RPS))
+				}
 			}
-			mem := ratio(stats.PeakRSS)
-			if res.Headline == stats.PSS {
-				mem = ratio(stats.PSS) + " (PSS, held)"
-				tput = "–"
-			}
-			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", res.Scenario, pl, tput, ratio(stats.Capacity), ratio(stats.P50), ratio(stats.P99), ratio(stats.P999),
-				ratio(stats.CPUPerReq), mem, stats.Num(t.Get(pl, stats.Archway, stats.Errors).Median), stats.Num(t.Get(pl, stats.Nginx, stats.Errors).Median))
 		}
 	}
 	w("\n### Every figure\n")
@@ -126,11 +159,27 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 		switch res.Headline {
 		case stats.MsgsPerSec:
 			cols[0] = stats.MsgsPerSec
+		case stats.Handshakes:
+			cols[0] = stats.Handshakes
+			cols = append(cols, stats.Resumed)
 		case stats.PSS:
-			cols = []string{stats.PSS, stats.RSS, "pss_before_mib", "kib_per_conn", stats.Steal, stats.Others}
+			cols = []string{stats.PSS, stats.RSS, "pss_before_mib", "kib_per_conn", "kib_per_conn_total", stats.Steal, stats.Others}
 		}
-		if res.Scenario == stats.ScenarioReload {
-			cols = append(cols, stats.Reloads)
+		switch res.Scenario {
+		case stats.ScenarioReload:
+			cols = []string{stats.RPS, stats.Errors, stats.ErrorsSeen, stats.ErrReusedClosed, stats.ErrConnect, stats.ErrRead, stats.ErrTimeout, stats.ErrStatus,
+				stats.CPUPerReq, stats.Reloads, stats.Steal, stats.Others}
+			w("Failures by kind (`archway-bench closed`, 64 connections): `err_reused_closed` is a reused keep-alive\n" +
+				"connection closed before any byte of the response. Browsers and HTTP libraries send such an\n" +
+				"idempotent request again on a new connection without telling anyone, and so does the load\n" +
+				"generator (once): it is counted, but it is not a failure a client sees. `errors_seen` is every\n" +
+				"other kind: refused connections, reads failing on a fresh connection or mid-response, timeouts,\n" +
+				"statuses of 500 or more, and a retry that failed again.\n\n")
+		case stats.ScenarioAccessLog:
+			cols = append(cols, stats.LogLines)
+		case stats.ScenarioH2, stats.ScenarioH2H1:
+			// h2load reports a mean time per request, no percentiles.
+			cols = []string{stats.RPS, "mean_ms", stats.Errors, stats.CPUPerReq, stats.Capacity, stats.ProxyCPU, stats.PeakRSS, stats.Steal, stats.Others}
 		}
 		if res.Scenario == stats.ScenarioLatency {
 			cols = append([]string{stats.Rate}, cols...)
@@ -157,7 +206,7 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 }
 
 func contendersOf(m map[string]map[string]stats.Summary) []string {
-	order := []string{stats.Archway, stats.ArchwayBefore, stats.ArchwayNoLimit, stats.Nginx, stats.NginxAuto}
+	order := []string{stats.Archway, stats.ArchwayBefore, stats.ArchwayNoLimit, stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy}
 	var out []string
 	for _, c := range order {
 		if _, ok := m[c]; ok {
@@ -233,7 +282,8 @@ func Chart(res *Result) string {
 		top = 1
 	}
 	top *= 1.15
-	const width, height, left, bottom, barW, gap = 720, 360, 70, 60, 60, 30
+	const height, left, bottom, barW, gap = 360, 70, 60, 60, 30
+	width := max(720, left+20+len(bars)*(barW+gap)+10)
 	plotH := float64(height - bottom - 40)
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
@@ -247,8 +297,13 @@ func Chart(res *Result) string {
 	for i, br := range bars {
 		x := float64(left + 20 + i*(barW+gap))
 		color := "#4e79a7"
-		if strings.Contains(br.label, "nginx") {
+		switch {
+		case strings.Contains(br.label, "nginx"):
 			color = "#f28e2b"
+		case strings.Contains(br.label, "haproxy"):
+			color = "#59a14f"
+		case strings.Contains(br.label, "caddy"):
+			color = "#b07aa1"
 		}
 		if strings.Contains(br.label, "no-limit") || strings.Contains(br.label, "auto") || strings.Contains(br.label, "before") {
 			color = "#bab0ac"
@@ -268,7 +323,7 @@ func Chart(res *Result) string {
 
 func metricLabel(m string) string {
 	return map[string]string{stats.RPS: "requests/s", stats.MsgsPerSec: "messages/s", stats.PSS: "memory (PSS) with 10 000 idle connections, MiB",
-		stats.P50: "p50 latency, ms"}[m]
+		stats.P50: "p50 latency, ms", stats.Handshakes: "TLS handshakes/s (one request each)"}[m]
 }
 
 // profileSummary is one captured profile and its top functions.
@@ -303,14 +358,14 @@ func (r *Runner) captureProfile(ctx context.Context, pl placement, s *scenario) 
 	}
 	defer p.stop(10 * time.Second)
 	addr := r.env["BENCH_LISTEN"]
-	if err := waitHTTP(ctx, "http://"+addr+"/health", p, 20*time.Second); err != nil {
+	if err := r.waitHTTP(ctx, "http://"+addr+"/health", p, 20*time.Second); err != nil {
 		return err
 	}
 	path := s.contenders[0].path
 	secs := 10
 	wrkDone := make(chan error, 1)
 	go func() {
-		_, err := r.wrk(pl, addr+path, 64, "", time.Duration(secs+3)*time.Second)
+		_, err := r.wrk(pl, "http://"+addr+path, 64, "", time.Duration(secs+3)*time.Second)
 		wrkDone <- err
 	}()
 	time.Sleep(time.Second)

@@ -1,6 +1,7 @@
-// Package runner runs the benchmark of Archway against nginx: it starts the upstreams, both
-// proxies on chosen CPUs, drives load through them alternately (A B A B ...), reads CPU time and
-// memory of each proxy from /proc, and writes JSON results, a Markdown report and charts.
+// Package runner runs the benchmark of Archway against its peers (nginx, HAProxy, Caddy): it
+// starts the upstreams, the proxies on chosen CPUs, drives load through them alternately
+// (A B C D A B C D ...), reads CPU time and memory of each proxy from /proc, counts its system
+// calls and context switches with perf, and writes JSON results, a Markdown report and charts.
 package runner
 
 import (
@@ -17,14 +18,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/archway-gateway/archway/bench/nginxconf"
+	"github.com/archway-gateway/archway/bench/benchcert"
+	"github.com/archway-gateway/archway/bench/haproxyconf"
+	"github.com/archway-gateway/archway/bench/loadgen"
 	"github.com/archway-gateway/archway/bench/stats"
-	"github.com/archway-gateway/archway/gateway/config"
 )
 
 // Config is one invocation of the benchmark.
@@ -63,7 +66,7 @@ var placements = map[string]placement{
 // contender is one side of a comparison: a proxy and the path it is driven on.
 type contender struct {
 	label string // as reported
-	proxy string // archway, nginx, nginx-auto
+	proxy string // archway, archway-before, nginx, nginx-auto, haproxy, caddy
 	path  string
 }
 
@@ -73,41 +76,74 @@ type scenario struct {
 	contenders  []contender
 	products    bool // needs the products service
 	idle        bool // memory scenario: the measurement is the load function's
+	syscalls    bool // also count system calls and context switches per request (perf runs)
+	accessLog   bool // every contender logs each request to a file
+	tls         bool // every contender serves HTTPS with the benchmark's certificate
+	h2          bool // the TLS listeners offer h2; a contender that does not negotiate it is left out, with a note
+	notes       []string
 	load        func(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error)
 	check       func(resp *http.Response) error
 }
 
-func archwayNginx(path string) []contender {
-	return []contender{{stats.Archway, "archway", path}, {stats.Nginx, "nginx", path}}
+// everyProxy is Archway and every peer on path, less the proxies named in without.
+func everyProxy(path string, without ...string) []contender {
+	var out []contender
+	for _, p := range append([]string{stats.Archway}, stats.Peers...) {
+		if !slices.Contains(without, p) {
+			out = append(out, contender{p, p, path})
+		}
+	}
+	return out
+}
+
+// caddyNA is the note of a scenario Caddy cannot do with its standard build.
+func caddyNA(what string) []string {
+	return []string{"Caddy: n/a. Its standard build (the Debian package) has no " + what + "; plugins exist, but the comparison is of what each proxy ships."}
 }
 
 func scenarios(quick bool) []*scenario {
-	plain := archwayNginx("/plain")
+	plain := everyProxy("/plain")
 	if !quick {
 		plain = append(plain, contender{stats.NginxAuto, "nginx-auto", "/plain"})
 	}
+	limited := append(everyProxy("/limited", stats.Caddy), contender{stats.ArchwayNoLimit, stats.Archway, "/plain"})
 	return []*scenario{
-		{name: stats.ScenarioPlain, title: "GET through the proxy, 1 KiB body", headline: stats.RPS, contenders: plain,
+		{name: stats.ScenarioPlain, title: "GET through the proxy, 1 KiB body", headline: stats.RPS, contenders: plain, syscalls: true,
 			load: wrkLoad(64, "")},
 		{name: stats.ScenarioLimit, title: "GET with a rate limit that never rejects", headline: stats.RPS,
-			contenders: []contender{{stats.Archway, "archway", "/limited"}, {stats.Nginx, "nginx", "/limited"}, {stats.ArchwayNoLimit, "archway", "/plain"}},
-			load:       wrkLoad(64, "")},
-		{name: stats.ScenarioCache, title: "cache hits (Archway cache against nginx proxy_cache)", headline: stats.RPS,
-			contenders: archwayNginx("/cached/item"), load: wrkLoad(64, ""), check: expectHeader("X-Cache", "HIT")},
+			contenders: limited, notes: caddyNA("rate limiter"), load: wrkLoad(64, "")},
+		{name: stats.ScenarioCache, title: "cache hits (Archway's cache, nginx proxy_cache, HAProxy's cache)", headline: stats.RPS,
+			contenders: everyProxy("/cached/item", stats.Caddy), notes: caddyNA("response cache"), load: wrkLoad(64, ""), check: expectHeader("X-Cache", "HIT")},
 		{name: "post", title: "POST with a 4 KiB body (echoed)", headline: stats.RPS,
-			contenders: archwayNginx("/plain/echo"), load: wrkLoad(64, wrkPOSTScript(4096))},
+			contenders: everyProxy("/plain/echo"), load: wrkLoad(64, wrkPOSTScript(4096))},
 		{name: "conns1000", title: "GET over 1 000 keep-alive connections", headline: stats.RPS,
-			contenders: archwayNginx("/plain"), load: wrkLoad(1000, "")},
+			contenders: everyProxy("/plain"), load: wrkLoad(1000, "")},
 		{name: stats.ScenarioLatency, title: "open-loop latency at half of nginx's maximum rate", headline: stats.P50,
-			contenders: archwayNginx("/plain"), load: openLoopLoad},
+			contenders: everyProxy("/plain"), syscalls: true, load: openLoopLoad},
+		{name: stats.ScenarioAccessLog, title: "GET with every request logged to a file", headline: stats.RPS,
+			contenders: everyProxy("/plain"), accessLog: true, load: accessLogLoad},
 		{name: stats.ScenarioIdle, title: "10 000 idle keep-alive connections held open: memory", headline: stats.PSS,
-			contenders: archwayNginx("/plain"), idle: true, load: idleLoad},
+			contenders: everyProxy("/plain"), idle: true, load: idleLoad},
+		{name: stats.ScenarioIdleWS, title: "10 000 idle WebSocket connections held open: memory", headline: stats.PSS,
+			contenders: everyProxy("/ws"), idle: true, load: idleWSLoad},
 		{name: "websocket", title: "WebSocket echo, 50 connections, 128-byte messages", headline: stats.MsgsPerSec,
-			contenders: archwayNginx("/ws"), load: wsLoad},
+			contenders: everyProxy("/ws"), load: wsLoad},
 		{name: "storefront", title: "storefront mix through the real products service", headline: stats.RPS,
-			contenders: archwayNginx("/api/products?limit=20"), products: true, load: wrkLoad(64, wrkMixScript(storefrontPaths))},
+			contenders: everyProxy("/api/products?limit=20"), products: true, load: wrkLoad(64, wrkMixScript(storefrontPaths))},
 		{name: stats.ScenarioReload, title: "a configuration reload every 100 ms under load", headline: stats.RPS,
-			contenders: archwayNginx("/plain"), load: reloadLoad},
+			contenders: everyProxy("/plain"), load: reloadLoad},
+		{name: stats.ScenarioTLS, title: "HTTPS keep-alive GET, 1 KiB body (ECDSA P-256, TLS 1.3)", headline: stats.RPS,
+			contenders: everyProxy("/plain"), tls: true, load: wrkLoad(64, "")},
+		{name: stats.ScenarioTLSFull, title: "full TLS handshakes: a new connection per request", headline: stats.Handshakes,
+			contenders: everyProxy("/plain"), tls: true, load: handshakeLoad(false)},
+		{name: stats.ScenarioTLSResume, title: "resumed TLS handshakes: a new connection per request, session tickets", headline: stats.Handshakes,
+			contenders: everyProxy("/plain"), tls: true, load: handshakeLoad(true)},
+		{name: stats.ScenarioH2, title: "HTTP/2 over TLS: 16 connections × 100 concurrent streams (h2load)", headline: stats.RPS,
+			contenders: everyProxy("/plain", stats.HAProxy, stats.Caddy), tls: true, h2: true, load: h2Load(16, 100, false)},
+		{name: stats.ScenarioH2H1, title: "HTTP/1.1 over TLS, 64 connections (h2load --h1): the h2 scenario's reference", headline: stats.RPS,
+			contenders: everyProxy("/plain", stats.HAProxy, stats.Caddy), tls: true, load: h2Load(64, 1, true)},
+		{name: stats.ScenarioTLSIdle, title: "10 000 idle TLS keep-alive connections held open: memory", headline: stats.PSS,
+			contenders: everyProxy("/plain"), tls: true, idle: true, load: idleLoad},
 	}
 }
 
@@ -129,6 +165,11 @@ type Runner struct {
 	env     map[string]string
 	ports   map[string]int
 	nginx   string
+	haproxy string
+	caddy   string
+	h2load  string
+	perf    bool               // perf stat can count system calls here
+	cert    benchcert.Files    // the certificate every TLS contender serves
 	maxRate map[string]float64 // nginx's median req/s in the plain scenario, per placement
 	results map[string]*Result
 	logf    func(format string, args ...any)
@@ -149,6 +190,8 @@ type Result struct {
 	Headline   string            `json:"headline"`
 	NginxConf  string            `json:"nginx_conf"`
 	Notes      []string          `json:"notes,omitempty"`
+	// Syscalls holds the perf runs' counts per request (stats.Syscalls, stats.CtxSwitches).
+	Syscalls stats.Table `json:"syscalls,omitempty"`
 }
 
 // Machine describes where the numbers came from.
@@ -158,6 +201,8 @@ type Machine struct {
 	Kernel   string `json:"kernel"`
 	Go       string `json:"go"`
 	Nginx    string `json:"nginx"`
+	HAProxy  string `json:"haproxy"`
+	Caddy    string `json:"caddy"`
 	Wrk      string `json:"wrk"`
 	RunCount int    `json:"counted_runs"`
 	RunSecs  string `json:"run_duration"`
@@ -177,10 +222,23 @@ func Run(ctx context.Context, cfg Config) error {
 	if r.nginx, err = lookNginx(); err != nil {
 		return err
 	}
-	for _, tool := range []string{"wrk", "taskset"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s is not installed (run `make deps`)", tool)
+	for _, tool := range []string{"wrk", "taskset", "haproxy", "caddy", "h2load"} {
+		p, err := lookTool(tool)
+		if err != nil {
+			return err
 		}
+		switch tool {
+		case "haproxy":
+			r.haproxy = p
+		case "caddy":
+			r.caddy = p
+		case "h2load":
+			r.h2load = p
+		}
+	}
+	r.perf = perfWorks()
+	if !r.perf {
+		r.logf("perf stat cannot count raw_syscalls:sys_enter here: system calls per request are not measured")
 	}
 	if r.dir, err = os.MkdirTemp("", "archway-bench-"); err != nil {
 		return err
@@ -190,6 +248,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer os.RemoveAll(r.dir)
+	if r.cert, err = benchcert.Write(r.dir); err != nil {
+		return err
+	}
+	// nginx's workers (nobody) read the key after the master (root) opened it: the master
+	// reads it, so 0600 root-owned is enough.
 
 	want := map[string]bool{}
 	for _, s := range cfg.Scenarios {
@@ -224,6 +287,25 @@ func Run(ctx context.Context, cfg Config) error {
 	return r.write()
 }
 
+// lookTool finds a program the benchmark runs, in PATH or the sbin directories Debian puts
+// daemons in.
+func lookTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
+		if p := filepath.Join(dir, name); isExecutable(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s is not installed (run `make deps`)", name)
+}
+
+func isExecutable(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+}
+
 func lookNginx() (string, error) {
 	for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
 		if _, err := os.Stat(p); err == nil {
@@ -234,6 +316,36 @@ func lookNginx() (string, error) {
 		return p, nil
 	}
 	return "", errors.New("nginx is not installed (run `make deps`)")
+}
+
+// fileLimit is the soft limit on open files (after raiseFileLimit).
+func fileLimit() int {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
+		return 0
+	}
+	return int(min(l.Cur, 1<<30))
+}
+
+// idleCount is how many idle connections the memory scenarios hold: 10 000, or fewer when the
+// open-file limit lets HAProxy (two descriptors per connection) take no more, so that every
+// contender holds the same number.
+func idleCount() int {
+	n := idleConns
+	if lim := fileLimit(); lim > 0 {
+		n = min(n, haproxyconf.MaxConnFor(lim)/100*100-100)
+	}
+	return n
+}
+
+// idleWSCount is how many idle WebSockets the memory scenario holds: each takes two
+// connections in the proxy (client and upstream), so 10 000 when the open-file limit lets
+// every contender take 20 000 connections, else half of idleCount.
+func idleWSCount() int {
+	if lim := fileLimit(); lim > 0 && haproxyconf.MaxConnFor(lim) < 2*idleConns+200 {
+		return idleCount() / 2 / 100 * 100
+	}
+	return idleConns
 }
 
 // raiseFileLimit lifts the soft limit on open files to the hard one, for this process and,
@@ -247,12 +359,15 @@ func raiseFileLimit() {
 }
 
 func (r *Runner) runPlacement(ctx context.Context, pl placement, todo []*scenario) error {
-	ports, err := freePorts(9)
+	names := []string{stats.Archway, "admin", stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy, "caddy-admin", "up1", "up2", "pprof", stats.ArchwayBefore, "admin-before"}
+	ports, err := freePorts(len(names))
 	if err != nil {
 		return err
 	}
-	r.ports = map[string]int{"archway": ports[0], "admin": ports[1], "nginx": ports[2], "nginx-auto": ports[3], "up1": ports[4], "up2": ports[5], "pprof": ports[6],
-		stats.ArchwayBefore: ports[7], "admin-before": ports[8]}
+	r.ports = map[string]int{}
+	for i, n := range names {
+		r.ports[n] = ports[i]
+	}
 	prodPorts, err := freePorts(2)
 	if err != nil {
 		return err
@@ -272,7 +387,7 @@ func (r *Runner) runPlacement(ctx context.Context, pl placement, todo []*scenari
 		return err
 	}
 	defer up.stop(5 * time.Second)
-	if err := waitHTTP(ctx, "http://"+r.env["BENCH_UPSTREAM_1"]+"/plain", up, 10*time.Second); err != nil {
+	if err := r.waitHTTP(ctx, "http://"+r.env["BENCH_UPSTREAM_1"]+"/plain", up, 10*time.Second); err != nil {
 		return err
 	}
 	var products []*process
@@ -292,7 +407,7 @@ func (r *Runner) runPlacement(ctx context.Context, pl placement, todo []*scenari
 					return err
 				}
 				products = append(products, p)
-				if err := waitHTTP(ctx, "http://"+addr+"/health", p, 60*time.Second); err != nil {
+				if err := r.waitHTTP(ctx, "http://"+addr+"/health", p, 60*time.Second); err != nil {
 					return err
 				}
 			}
@@ -321,6 +436,20 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 	}
 	res.Placements[pl.name] = pl.desc
 	res.GOMAXPROCS[pl.name] = pl.gomaxprocs
+	notes := s.notes
+	held := idleCount()
+	if s.name == stats.ScenarioIdleWS {
+		held = idleWSCount()
+	}
+	if s.idle && held < idleConns {
+		notes = append(notes, fmt.Sprintf("Each contender held %d connections, not %d: the open-file limit here (%d) lets HAProxy, which reserves two descriptors per connection (a WebSocket takes two connections), take no more. The per-connection figure (kib_per_conn) is comparable.",
+			held, idleConns, fileLimit()))
+	}
+	for _, n := range notes {
+		if !slices.Contains(res.Notes, n) {
+			res.Notes = append(res.Notes, n)
+		}
+	}
 
 	proxies := map[string]*proxyProc{}
 	defer func() {
@@ -332,20 +461,39 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 		if proxies[c.proxy] != nil {
 			continue
 		}
-		px, err := r.startProxy(ctx, pl, c.proxy, s.name)
+		px, err := r.startProxy(ctx, pl, c.proxy, s)
 		if err != nil {
 			return err
 		}
 		proxies[c.proxy] = px
 	}
+	if s.h2 {
+		// Archway's HTTP/2 arrives with issue 13; until its TLS listener negotiates h2, the
+		// scenario runs against nginx alone and says so.
+		kept := s.contenders[:0:0]
+		for _, c := range s.contenders {
+			if r.speaksH2(proxies[c.proxy]) {
+				kept = append(kept, c)
+				continue
+			}
+			n := c.label + ": not measured, its TLS listener does not negotiate h2 (ALPN) yet."
+			if !slices.Contains(res.Notes, n) {
+				res.Notes = append(res.Notes, n)
+			}
+		}
+		s = &scenario{name: s.name, title: s.title, headline: s.headline, contenders: kept, tls: s.tls, h2: s.h2, load: s.load}
+		if len(kept) == 0 {
+			return nil
+		}
+	}
 	for _, c := range s.contenders {
-		if err := preflight(proxies[c.proxy], c, s); err != nil {
+		if err := r.preflight(proxies[c.proxy], c, s); err != nil {
 			return err
 		}
 	}
 	if s.name == stats.ScenarioLatency && r.maxRate[pl.name] == 0 {
 		// The plain scenario did not run in this invocation: measure nginx's maximum first.
-		m, err := wrkLoad(64, "")(r, pl, proxies["nginx"], contender{stats.Nginx, "nginx", "/plain"}, r.cfg.Duration)
+		m, err := wrkLoad(64, "")(r, pl, proxies[stats.Nginx], contender{stats.Nginx, stats.Nginx, "/plain"}, r.cfg.Duration)
 		if err != nil {
 			return err
 		}
@@ -365,7 +513,7 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 				// back at once, so a second 10 000 on the same process would measure the first.
 				px.stop()
 				var err error
-				if px, err = r.startProxy(ctx, pl, c.proxy, s.name); err != nil {
+				if px, err = r.startProxy(ctx, pl, c.proxy, s); err != nil {
 					return err
 				}
 				proxies[c.proxy] = px
@@ -382,6 +530,17 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 			}
 		}
 	}
+	if s.syscalls && r.perf {
+		for _, c := range s.contenders {
+			m, err := r.countSyscalls(pl, proxies[c.proxy], c, s)
+			if err != nil {
+				return fmt.Errorf("%s system calls: %w", c.label, err)
+			}
+			res.Runs = append(res.Runs, stats.Run{Contender: c.label, Placement: pl.name, Index: 1, Kind: "perf", Metrics: m})
+			r.logf("%-10s %s %-16s perf: %s", s.name, pl.name, c.label, brief(m))
+		}
+		res.Syscalls = stats.AggregateKind(res.Runs, "perf")
+	}
 	res.Summary = stats.Aggregate(res.Runs)
 	if s.name == stats.ScenarioPlain {
 		r.maxRate[pl.name] = res.Summary.Get(pl.name, stats.Nginx, stats.RPS).Median
@@ -391,7 +550,7 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 
 func brief(m map[string]float64) string {
 	var parts []string
-	for _, k := range []string{stats.RPS, stats.MsgsPerSec, stats.P50, stats.P99, stats.P999, stats.Errors, stats.CPUPerReq, stats.ProxyCPU, stats.PeakRSS, stats.PSS, stats.RSS, stats.Steal, stats.Others, stats.Reloads} {
+	for _, k := range []string{stats.RPS, stats.MsgsPerSec, stats.Handshakes, stats.P50, stats.P99, stats.P999, stats.Errors, stats.ErrorsSeen, stats.CPUPerReq, stats.ProxyCPU, stats.PeakRSS, stats.PSS, stats.RSS, "kib_per_conn", stats.Syscalls, stats.CtxSwitches, stats.LogLines, stats.Resumed, stats.Steal, stats.Others, stats.Reloads} {
 		if v, ok := m[k]; ok {
 			parts = append(parts, k+"="+stats.Num(v))
 		}
@@ -432,117 +591,20 @@ func (r *Runner) measure(pl placement, px *proxyProc, c contender, s *scenario, 
 	return m, nil
 }
 
-// proxyProc is a running proxy.
-type proxyProc struct {
-	kind  string
-	proc  *process
-	addr  string
-	admin string // Archway's admin API
-	dir   string
-	conf  string // the config file it reads
-	r     *Runner
-	o     nginxconf.Options
-}
-
-func (px *proxyProc) stop() {
-	if strings.HasPrefix(px.kind, "nginx") && !px.proc.exited() {
-		_ = px.proc.cmd.Process.Signal(syscall.SIGQUIT) // nginx: graceful stop
-	}
-	px.proc.stop(10 * time.Second)
-}
-
-func (r *Runner) startProxy(ctx context.Context, pl placement, kind, scenario string) (*proxyProc, error) {
-	dir := filepath.Join(r.dir, pl.name+"-"+scenario+"-"+kind)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	src, err := os.ReadFile(filepath.Join(r.cfg.Repo, "bench", "routes.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	px := &proxyProc{kind: kind, dir: dir, r: r}
-	switch kind {
-	case "archway", stats.ArchwayBefore:
-		px.addr = r.env["BENCH_LISTEN"]
-		px.admin = r.env["BENCH_ADMIN"]
-		binary := r.bin("gateway")
-		if kind == stats.ArchwayBefore {
-			px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
-			px.admin = fmt.Sprintf("127.0.0.1:%d", r.ports["admin-before"])
-			binary = r.cfg.Before
-		}
-		px.conf = filepath.Join(dir, "routes.yaml")
-		if err := writeFile(px.conf, src); err != nil {
-			return nil, err
-		}
-		env := []string{fmt.Sprintf("GOMAXPROCS=%d", pl.gomaxprocs), "ARCHWAY_LOG_LEVEL=warn"}
-		for k, v := range r.env {
-			env = append(env, k+"="+v)
-		}
-		env = append(env, "BENCH_LISTEN="+px.addr, "BENCH_ADMIN="+px.admin)
-		if px.proc, err = start(kind, pl.proxyCPU, env, binary, "-config", px.conf); err != nil {
-			return nil, err
-		}
-	default:
-		px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
-		px.o = nginxconf.Options{Listen: px.addr, Workers: "1", Dir: dir}
-		if kind == "nginx-auto" {
-			px.o.Workers = "auto"
-		}
-		px.conf = filepath.Join(dir, "nginx.conf")
-		conf, err := r.nginxConfig(src, px.o)
-		if err != nil {
-			return nil, err
-		}
-		if err := writeFile(px.conf, conf); err != nil {
-			return nil, err
-		}
-		if kind == "nginx" {
-			// The baseline, saved beside the results so it can be audited.
-			if err := writeFile(filepath.Join(r.cfg.Results, r.date+"-nginx.conf"), conf); err != nil {
-				return nil, err
-			}
-		}
-		if px.proc, err = start(kind, pl.proxyCPU, nil, r.nginx, "-p", dir, "-c", px.conf, "-e", filepath.Join(dir, "error.log")); err != nil {
-			return nil, err
-		}
-	}
-	if err := waitHTTP(ctx, "http://"+px.addr+"/health", px.proc, 20*time.Second); err != nil {
-		px.stop()
-		return nil, err
-	}
-	return px, nil
-}
-
-func (r *Runner) nginxConfig(routes []byte, o nginxconf.Options) ([]byte, error) {
-	cfg, err := config.ParseWithEnv(routes, "bench/routes.yaml", func(k string) (string, bool) {
-		v, ok := r.env[k]
-		return v, ok
-	})
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := nginxconf.Write(&buf, cfg, o); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
 // preflight checks that a contender answers what the scenario expects before it is measured, so
 // a misconfigured proxy cannot win by answering errors quickly.
-func preflight(px *proxyProc, c contender, s *scenario) error {
-	if s.name == "websocket" {
+func (r *Runner) preflight(px *proxyProc, c contender, s *scenario) error {
+	if s.name == "websocket" || s.name == stats.ScenarioIdleWS {
 		return nil // the load itself fails on a bad handshake
 	}
-	client := &http.Client{Timeout: 5 * time.Second}
+	client := r.client(5 * time.Second)
 	var resp *http.Response
 	var err error
 	for range 2 { // the second answer of a cache scenario is a hit
 		if s.name == "post" {
-			resp, err = client.Post("http://"+px.addr+c.path, "application/octet-stream", strings.NewReader(strings.Repeat("a", 4096)))
+			resp, err = client.Post(px.url(c.path), "application/octet-stream", strings.NewReader(strings.Repeat("a", 4096)))
 		} else {
-			resp, err = client.Get("http://" + px.addr + c.path)
+			resp, err = client.Get(px.url(c.path))
 		}
 		if err != nil {
 			return fmt.Errorf("%s preflight: %w", c.label, err)
@@ -557,6 +619,10 @@ func preflight(px *proxyProc, c contender, s *scenario) error {
 		if err := s.check(resp); err != nil {
 			return fmt.Errorf("%s preflight: %w", c.label, err)
 		}
+	}
+	// Header parity: every contender forwards and echoes a request id.
+	if c.path != "/api/products?limit=20" && resp.Header.Get("X-Request-ID") == "" {
+		return fmt.Errorf("%s preflight: no X-Request-ID on the response", c.label)
 	}
 	return nil
 }
@@ -573,7 +639,7 @@ func expectHeader(name, value string) func(*http.Response) error {
 // wrkLoad drives the contender with wrk (closed loop, conns connections) for d.
 func wrkLoad(conns int, script string) func(*Runner, placement, *proxyProc, contender, time.Duration) (map[string]float64, error) {
 	return func(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error) {
-		w, err := r.wrk(pl, px.addr+c.path, conns, script, d)
+		w, err := r.wrk(pl, px.url(c.path), conns, script, d)
 		if err != nil {
 			return nil, err
 		}
@@ -598,7 +664,7 @@ func (r *Runner) wrk(pl placement, target string, conns int, script string, d ti
 	}
 	secs := max(1, int(math.Round(d.Seconds())))
 	args := []string{"-t", strconv.Itoa(pl.wrkThreads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", secs),
-		"--latency", "--timeout", "5s", "-s", sf, "http://" + target}
+		"--latency", "--timeout", "5s", "-s", sf, target}
 	cmd := "wrk"
 	if pl.loadCPU != "" {
 		args = append([]string{"-c", pl.loadCPU, "wrk"}, args...)
@@ -619,11 +685,13 @@ func hash(s string) uint32 {
 	return h
 }
 
-// genResult is what the Go load generators (archway-bench openloop/ws) print.
+// genResult is what the Go load generators (archway-bench openloop/ws/closed/handshake) print.
 type genResult struct {
 	Sent, Completed, Errors int64
 	ElapsedS                float64 `json:"elapsed_s"`
 	P50, P90, P99, P999     float64
+	Kinds                   loadgen.ErrorKinds `json:"kinds"`
+	Resumed                 int64              `json:"resumed"`
 }
 
 func (r *Runner) generator(pl placement, args ...string) (genResult, error) {
@@ -669,17 +737,81 @@ func wsLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration
 	}, nil
 }
 
-// idleConns is how many idle connections the memory scenario holds.
+// accessLogLoad is wrk with every request logged: after the load it waits out the longest
+// flush interval (1 s: nginx flush=1s, Archway's access_log.flush) and counts the lines the
+// run added, so a contender that loses lines shows it (log_lines_per_req below 1).
+func accessLogLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error) {
+	if px.sink != nil {
+		px.sink.flush()
+	}
+	before := countLines(px.accessLog)
+	m, err := wrkLoad(64, "")(r, pl, px, c, d)
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if px.sink != nil {
+		px.sink.flush()
+	}
+	if n := m[stats.Requests]; n > 0 {
+		m[stats.LogLines] = float64(countLines(px.accessLog)-before) / n
+	}
+	return m, nil
+}
+
+// handshakeLoad opens a new TLS connection for every request (64 at once), without (full
+// handshakes) or with (resumed) a client session cache.
+func handshakeLoad(resume bool) func(*Runner, placement, *proxyProc, contender, time.Duration) (map[string]float64, error) {
+	return func(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error) {
+		g, err := r.generator(pl, "handshake", "-addr", px.addr, "-path", c.path, "-conns", "64", "-duration", d.String(),
+			"-resume="+strconv.FormatBool(resume))
+		if err != nil {
+			return nil, err
+		}
+		m := map[string]float64{
+			stats.Handshakes: float64(g.Completed) / g.ElapsedS, stats.RPS: float64(g.Completed) / g.ElapsedS,
+			stats.Requests: float64(g.Completed), stats.Errors: float64(g.Errors),
+			stats.P50: g.P50, stats.P90: g.P90, stats.P99: g.P99, stats.P999: g.P999,
+		}
+		if g.Completed > 0 {
+			m[stats.Resumed] = float64(g.Resumed) / float64(g.Completed) * 100
+		}
+		if resume && g.Completed > 0 && g.Resumed < g.Completed/2 {
+			return nil, fmt.Errorf("%s resumed %d of %d handshakes: session resumption does not work", c.label, g.Resumed, g.Completed)
+		}
+		return m, nil
+	}
+}
+
+// idleConns is how many idle connections the memory scenarios hold.
 const idleConns = 10000
 
-// idleLoad opens 10 000 keep-alive connections (one request each), holds them idle and reads
-// the proxy's resident memory while they are open.
+// idleLoad opens 10 000 keep-alive connections (one request each; over TLS in the TLS
+// scenario), holds them idle and reads the proxy's resident memory while they are open.
 func idleLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error) {
+	var extra []string
+	if px.tls {
+		extra = []string{"-tls"}
+	}
+	return r.holdIdle(pl, px, c, d, extra...)
+}
+
+// idleWSLoad holds 10 000 upgraded WebSocket connections idle.
+func idleWSLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error) {
+	return r.holdIdle(pl, px, c, d, "-ws")
+}
+
+func (r *Runner) holdIdle(pl placement, px *proxyProc, c contender, d time.Duration, extra ...string) (map[string]float64, error) {
 	pid := px.proc.pid()
 	before := float64(pssKiB(pid)) / 1024
-	cmd := exec.Command(r.bin("archway-bench"), "idle", "-addr", px.addr, "-path", c.path, "-n", strconv.Itoa(idleConns))
+	n := idleCount()
+	if slices.Contains(extra, "-ws") {
+		n = idleWSCount()
+	}
+	args := append([]string{r.bin("archway-bench"), "idle", "-addr", px.addr, "-path", c.path, "-n", strconv.Itoa(n)}, extra...)
+	cmd := exec.Command(args[0], args[1:]...)
 	if pl.loadCPU != "" {
-		cmd = exec.Command("taskset", append([]string{"-c", pl.loadCPU}, cmd.Args...)...)
+		cmd = exec.Command("taskset", append([]string{"-c", pl.loadCPU}, args...)...)
 	}
 	cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", pl.gomaxprocs))
 	stdin, _ := cmd.StdinPipe()
@@ -697,15 +829,19 @@ func idleLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Durati
 	time.Sleep(min(d, 2*time.Second)) // let the proxy settle with the connections open
 	pss := float64(pssKiB(pid)) / 1024
 	rss := float64(memKiB(pid, "VmRSS")) / 1024
-	return map[string]float64{stats.PSS: pss, stats.RSS: rss, "pss_before_mib": before, stats.Conns: idleConns,
-		"kib_per_conn": (pss - before) * 1024 / idleConns, stats.Requests: idleConns}, nil
+	return map[string]float64{stats.PSS: pss, stats.RSS: rss, "pss_before_mib": before, stats.Conns: float64(n),
+		"kib_per_conn": (pss - before) * 1024 / float64(n), "kib_per_conn_total": pss * 1024 / float64(n), stats.Requests: float64(n)}, nil
 }
 
-// reloadLoad runs wrk while the proxy's configuration is changed and reloaded every 100 ms:
-// Archway through its admin API (POST /reload), nginx with nginx -s reload. Every reload
-// applies a real change (a response header's value).
+// reloadLoad drives the proxy with the classifying closed-loop generator (archway-bench
+// closed, 64 connections) while its configuration is changed and reloaded every 100 ms:
+// Archway through its admin API (POST /reload), nginx with nginx -s reload, HAProxy with
+// SIGUSR2 to its master, Caddy through its admin API (POST /load). Every reload applies a real
+// change (a response header's value). Failures are split by kind (loadgen.ErrorKinds): a
+// reused keep-alive connection closed before any response byte is retried on a new
+// connection, as browsers and HTTP libraries do, and counted apart from what a client sees.
 func reloadLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error) {
-	src, err := os.ReadFile(filepath.Join(r.cfg.Repo, "bench", "routes.yaml"))
+	src, err := r.routesFor(&scenario{name: stats.ScenarioReload, tls: px.tls}, px.dir)
 	if err != nil {
 		return nil, err
 	}
@@ -713,7 +849,6 @@ func reloadLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Dura
 	done := make(chan error, 1)
 	reloads := 0
 	go func() {
-		client := &http.Client{Timeout: 5 * time.Second}
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for gen := 1; ; gen++ {
@@ -725,27 +860,10 @@ func reloadLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Dura
 			}
 			variant := bytes.Replace(src, []byte("  - name: plain\n"),
 				[]byte(fmt.Sprintf("  - name: plain\n    headers: { response: { set: { X-Config-Generation: \"%d\" } } }\n", gen)), 1)
-			var err error
-			if !strings.HasPrefix(px.kind, "nginx") {
-				if err = writeFile(px.conf, variant); err == nil {
-					var resp *http.Response
-					if resp, err = client.Post("http://"+px.admin+"/reload", "", nil); err == nil {
-						_, _ = io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if resp.StatusCode != 200 {
-							err = fmt.Errorf("POST /reload: %s", resp.Status)
-						}
-					}
-				}
-			} else {
-				var conf []byte
-				if conf, err = r.nginxConfig(variant, px.o); err == nil {
-					if err = writeFile(px.conf, conf); err == nil {
-						var out []byte
-						if out, err = exec.Command(r.nginx, "-p", px.dir, "-c", px.conf, "-e", filepath.Join(px.dir, "error.log"), "-s", "reload").CombinedOutput(); err != nil {
-							err = fmt.Errorf("nginx -s reload: %w: %s", err, out)
-						}
-					}
+			conf, err := px.render(variant)
+			if err == nil {
+				if err = writeFile(px.conf, conf); err == nil {
+					err = px.reload()
 				}
 			}
 			if err != nil {
@@ -755,17 +873,92 @@ func reloadLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Dura
 			reloads++
 		}
 	}()
-	w, werr := r.wrk(pl, px.addr+c.path, 64, "", d)
+	g, gerr := r.generator(pl, "closed", "-addr", px.addr, "-path", c.path, "-conns", "64", "-duration", d.String(), "-timeout", "5s")
 	close(stop)
 	if err := <-done; err != nil {
 		return nil, err
 	}
-	if werr != nil {
-		return nil, werr
+	if gerr != nil {
+		return nil, gerr
 	}
-	m := wrkMetrics(w)
-	m[stats.Reloads] = float64(reloads)
-	return m, nil
+	k := g.Kinds
+	return map[string]float64{
+		stats.RPS: float64(g.Completed) / g.ElapsedS, stats.Requests: float64(g.Completed),
+		stats.Errors: float64(k.Seen() + k.ReusedClosed), stats.ErrorsSeen: float64(k.Seen()),
+		stats.ErrConnect: float64(k.Connect), stats.ErrReusedClosed: float64(k.ReusedClosed), stats.ErrRead: float64(k.Read),
+		stats.ErrTimeout: float64(k.Timeout), stats.ErrStatus: float64(k.Status),
+		stats.Reloads: float64(reloads),
+	}, nil
+}
+
+// perfWorks reports whether perf stat can count system calls and context switches here (it
+// needs the raw_syscalls tracepoint: tracefs mounted, perf_event_paranoid allowing it).
+func perfWorks() bool {
+	out, err := exec.Command("perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter,context-switches", "true").CombinedOutput()
+	return err == nil && bytes.Contains(out, []byte("raw_syscalls:sys_enter")) && !bytes.Contains(out, []byte("<not"))
+}
+
+// countSyscalls runs the scenario's load once more on its own, with perf stat attached to
+// every process of the proxy for the middle of the run (from 0.5 s after the start to 0.5 s
+// before the end), and divides the counts by the requests served in that window.
+func (r *Runner) countSyscalls(pl placement, px *proxyProc, c contender, s *scenario) (map[string]float64, error) {
+	d := max(r.cfg.Duration, 2*time.Second)
+	type result struct {
+		m   map[string]float64
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() { m, err := s.load(r, pl, px, c, d); ch <- result{m, err} }()
+	time.Sleep(500 * time.Millisecond)
+	window := d - time.Second
+	var pids []string
+	for _, p := range procTree(px.proc.pid()) {
+		pids = append(pids, strconv.Itoa(p))
+	}
+	out, perr := exec.Command("perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter,context-switches",
+		"-p", strings.Join(pids, ","), "--", "sleep", strconv.FormatFloat(window.Seconds(), 'f', 3, 64)).CombinedOutput()
+	res := <-ch
+	if res.err != nil {
+		return nil, res.err
+	}
+	if perr != nil {
+		return nil, fmt.Errorf("perf stat: %w: %s", perr, out)
+	}
+	counts, err := parsePerfStat(string(out))
+	if err != nil {
+		return nil, err
+	}
+	reqs := res.m[stats.RPS] * window.Seconds()
+	if reqs <= 0 {
+		return nil, fmt.Errorf("no request served while perf counted")
+	}
+	return map[string]float64{
+		stats.Syscalls:    counts["raw_syscalls:sys_enter"] / reqs,
+		stats.CtxSwitches: counts["context-switches"] / reqs,
+		stats.RPS:         res.m[stats.RPS],
+	}, nil
+}
+
+// parsePerfStat reads perf stat -x, output: value,unit,event,... per line.
+func parsePerfStat(out string) (map[string]float64, error) {
+	counts := map[string]float64{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Split(strings.TrimSpace(line), ",")
+		if len(f) < 3 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		counts[f[2]] = v
+	}
+	for _, ev := range []string{"raw_syscalls:sys_enter", "context-switches"} {
+		if _, ok := counts[ev]; !ok {
+			return nil, fmt.Errorf("perf stat counted no %s:\n%s", ev, out)
+		}
+	}
+	return counts, nil
 }
 
 func (r *Runner) machine() Machine {
@@ -783,6 +976,14 @@ func (r *Runner) machine() Machine {
 	}
 	if out, err := exec.Command(r.nginx, "-v").CombinedOutput(); err == nil {
 		m.Nginx = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version:"))
+	}
+	if out, err := exec.Command(r.haproxy, "-v").CombinedOutput(); err == nil {
+		if f := strings.Fields(string(out)); len(f) > 2 {
+			m.HAProxy = f[2]
+		}
+	}
+	if out, err := exec.Command(r.caddy, "version").CombinedOutput(); err == nil {
+		m.Caddy = strings.TrimSpace(string(out))
 	}
 	if out, _ := exec.Command("wrk", "-v").CombinedOutput(); len(out) > 0 {
 		m.Wrk = strings.Fields(string(out))[1]

@@ -93,6 +93,9 @@ func (v *validator) listeners() {
 		if t.ClientCertHeader != "" || t.HSTS != "" {
 			v.errorf("admin.tls", "client_cert_header and hsts apply to public listeners, not the admin API")
 		}
+		if t.ACME != nil {
+			v.errorf("admin.tls.acme", "applies to public listeners; give the admin API certificate files")
+		}
 	}
 	s := &v.c.Server
 	if len(s.Listeners) == 0 {

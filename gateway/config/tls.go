@@ -28,6 +28,8 @@ type TLS struct {
 	// HSTS is the Strict-Transport-Security value added to responses on this listener that
 	// lack one; empty sends none.
 	HSTS string `yaml:"hsts,omitempty"`
+	// ACME obtains and renews certificates automatically; they are served next to the files.
+	ACME *ACME `yaml:"acme,omitempty"`
 }
 
 // Certificate is a PEM certificate chain and its private key.
@@ -60,6 +62,9 @@ func (c *Config) applyTLSDefaults(t *TLS) {
 	if t.ClientCertHeader != "" {
 		t.ClientCertHeader = http.CanonicalHeaderKey(t.ClientCertHeader)
 	}
+	if t.ACME != nil {
+		c.applyACMEDefaults(t.ACME)
+	}
 }
 
 func (t *TLS) resolvePaths(abs func(string) string) {
@@ -68,11 +73,17 @@ func (t *TLS) resolvePaths(abs func(string) string) {
 		t.Certificates[i].Key = abs(t.Certificates[i].Key)
 	}
 	t.ClientCA = abs(t.ClientCA)
+	if t.ACME != nil {
+		t.ACME.resolvePaths(abs)
+	}
 }
 
 func (v *validator) tls(p string, t *TLS) {
-	if len(t.Certificates) == 0 {
-		v.errorf(p+".certificates", "at least one certificate (cert and key files) is required")
+	if len(t.Certificates) == 0 && t.ACME == nil {
+		v.errorf(p+".certificates", "at least one certificate (cert and key files) is required, or acme")
+	}
+	if t.ACME != nil {
+		v.acme(p+".acme", t.ACME)
 	}
 	for i, c := range t.Certificates {
 		cp := fmt.Sprintf("%s.certificates[%d]", p, i)

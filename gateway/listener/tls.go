@@ -28,15 +28,26 @@ type TLSSettings struct {
 	Config *tls.Config
 	// Certificates are what the file source loaded, for metrics.
 	Certificates []*Certificate
+	// ACME manages certificates next to the files; nil without tls.acme.
+	ACME *ACME
 }
 
 // CompileTLS reads the certificate and CA files of t. An error names the file and the reason;
 // nothing changes for the running listener until the caller stores the result. nextProtos are
 // offered in ALPN before http/1.1 (ProtoH2 on a listener serving HTTP/2).
 func CompileTLS(t *config.TLS, now time.Time, nextProtos ...string) (*TLSSettings, error) {
-	files, err := LoadFiles(t.Certificates, now)
-	if err != nil {
-		return nil, err
+	return CompileTLSWithACME(t, now, nil, nextProtos...)
+}
+
+// CompileTLSWithACME is CompileTLS for a listener whose certificates also come from acme (nil
+// for none): the files, if any, and the managed certificates are served under one source.
+func CompileTLSWithACME(t *config.TLS, now time.Time, acme *ACME, nextProtos ...string) (*TLSSettings, error) {
+	var files *FileCertificates
+	if len(t.Certificates) > 0 || acme == nil {
+		var err error
+		if files, err = LoadFiles(t.Certificates, now); err != nil {
+			return nil, err
+		}
 	}
 	var pool *x509.CertPool
 	if t.ClientCA != "" {
@@ -49,7 +60,15 @@ func CompileTLS(t *config.TLS, now time.Time, nextProtos ...string) (*TLSSetting
 			return nil, fmt.Errorf("client_ca %s: no PEM certificate in it", t.ClientCA)
 		}
 	}
-	return &TLSSettings{Config: ServerConfig(t, files, pool, nextProtos), Certificates: files.Certificates()}, nil
+	if acme == nil {
+		return &TLSSettings{Config: ServerConfig(t, files, pool, nextProtos), Certificates: files.Certificates()}, nil
+	}
+	alpn := append(append([]string(nil), nextProtos...), acme.NextProtos()...)
+	s := &TLSSettings{Config: ServerConfig(t, acme.Source(files), pool, alpn), ACME: acme}
+	if files != nil {
+		s.Certificates = files.Certificates()
+	}
+	return s, nil
 }
 
 // tls12Suites are the TLS 1.2 suites offered: forward-secret AEAD only (Mozilla's

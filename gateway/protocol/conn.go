@@ -1,15 +1,17 @@
 package protocol
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
 	"time"
 )
 
-// ErrBareLF: a line of the request head (request line or header field) ends in LF without CR.
-// The gateway refuses it with 400 and closes the connection (RFC 9112, section 2.2 lets a
-// recipient accept a bare LF; a proxy that accepts it where its upstream does not is a
+// ErrBareLF: a line of the request head (request line or header field), of a chunked body's
+// framing (chunk-size line, the CRLF after chunk data) or of its trailer section ends in LF
+// without CR. The gateway refuses it with 400 and closes the connection (RFC 9112, section 2.2
+// lets a recipient accept a bare LF; a proxy that accepts it where its upstream does not is a
 // smuggling vector, and fasthttp accepts it inside the block but waits for more at its end).
 var ErrBareLF = errors.New("bare LF in request head")
 
@@ -25,14 +27,54 @@ func (l Listener) Accept() (net.Conn, error) {
 	return &Conn{Conn: c}, nil
 }
 
-// States of Conn's head scanner.
+// States of Conn's scanner, in the order a message passes them.
 const (
-	headSkip      uint8 = iota // before the request line: empty lines are skipped
-	headLine                   // in the request line
-	headFields                 // in the header block
-	headDone                   // the head ended; counting body bytes delivered since
-	headBodyLeft               // the request is answered; remaining bytes of its body follow
-	headUnchecked              // not scanning: upgraded, chunked body, or pipelined bytes already read
+	stSkip         uint8 = iota // before the request line: empty lines are skipped
+	stLine                      // in the request line
+	stFieldStart                // at the start of a header field line (or of the empty line)
+	stEmptyCR                   // a line that so far is only CR
+	stName                      // matching the field name against Content-Length or Transfer-Encoding
+	stValue                     // in the value of Content-Length or Transfer-Encoding
+	stOther                     // in any other field line
+	stBody                      // Content-Length body: count bytes
+	stChunkSize                 // chunk-size line: hex digits
+	stChunkOWS                  // whitespace after the chunk size
+	stChunkExt                  // chunk extension, up to CR
+	stChunkCR                   // CR of the chunk-size line seen: LF must follow
+	stChunkData                 // chunk data: count bytes
+	stChunkEndCR                // after chunk data: CR must follow
+	stChunkEndLF                // after chunk data and CR: LF must follow
+	stTrailerStart              // at the start of a trailer line (or of the final empty line)
+	stTrailerCR                 // a trailer line that so far is only CR
+	stTrailerLine               // in a trailer field line
+	stStopped                   // not HTTP any more (upgraded), or framing fasthttp refuses anyway
+)
+
+// Body framing a head declares, as fasthttp (RFC 9112, section 6) reads it.
+const (
+	framingNone    uint8 = iota // no Content-Length, no Transfer-Encoding: no body
+	framingLength               // Content-Length
+	framingChunked              // Transfer-Encoding: chunked (it wins over Content-Length)
+	framingBroken               // duplicate or malformed fields: fasthttp refuses the request and closes
+)
+
+// Fields the scanner reads in a head.
+const (
+	fieldNone uint8 = iota
+	fieldLength
+	fieldEncoding
+)
+
+var (
+	nameLength   = []byte("content-length")
+	nameEncoding = []byte("transfer-encoding")
+)
+
+// maxLengthDigits keeps Content-Length and chunk sizes inside int64; fasthttp refuses longer
+// numbers (its limits are 18 decimal and 15 hex digits on 64-bit platforms).
+const (
+	maxLengthDigits = 18
+	maxChunkDigits  = 15
 )
 
 // Conn is a client connection of the public listener that checks each request head as its bytes
@@ -41,19 +83,36 @@ const (
 // accept the same byte inside the block. It also tells whether the request line ended, so a
 // head over the buffer is answered 414 (long request line) or 431 (long header block).
 //
-// Body bytes are never scanned. The scanner knows where the next head starts only when the
-// answered request tells it its declared body length (RequestDone): with a chunked body, an
-// upgrade, or a next request already read together with the previous one (pipelining), it stops
-// scanning for the rest of the connection, and only the header block check (ScanHeaders) applies.
+// To find the next head on a keep-alive connection, it follows the framing of each request on
+// its own, the way fasthttp reads it: a Content-Length body is counted, a chunked body is read
+// through its chunk-size lines, chunk data and trailer section, and several requests read
+// together (pipelining) are scanned one after the other. Body bytes are counted, never
+// interpreted. It stops only where the stream is no longer HTTP: after a successful upgrade
+// (Upgraded), or after framing fasthttp refuses (it answers 400 and closes). The gateway never
+// tunnels CONNECT (405), so an upgrade is the only way out of HTTP.
 //
-// Read and RequestDone are called from the connection's serving goroutine only.
+// Bytes read after an upgrade request, before the handler knows whether the upgrade succeeds,
+// are scanned as if HTTP followed. A refusal there keeps the bytes from the bare LF on: if the
+// upgrade succeeds, they are delivered untouched to the tunnel instead.
+//
+// Read and Upgraded are called from the connection's serving goroutine only (a hijacked
+// connection's handler runs after the request handler returned). A Conn allocates nothing,
+// except the kept bytes of a refusal.
 type Conn struct {
 	net.Conn
-	state     uint8
-	prev      byte  // the last head byte scanned, across reads
-	lineEmpty bool  // headFields: no byte but CR yet on this line
-	count     int64 // headDone: bytes delivered after the head; headBodyLeft: body bytes still due
-	err       error // refusal to return from the next Read
+	state   uint8
+	prev    byte  // the last framing byte scanned, across reads
+	field   uint8 // stName, stValue: the field being matched or read
+	matched uint8 // stName: bytes of the field name matched; stValue: value bytes kept in value
+	digits  uint8 // digits of a Content-Length value or chunk size
+	framing uint8
+	seen    uint8 // fields of this head already seen: 1<<fieldLength | 1<<fieldEncoding
+	spaced  bool  // stValue: whitespace after the value began (more value bytes are malformed)
+	value   [8]byte
+	number  int64 // stValue: Content-Length being parsed; stChunkSize: chunk size being parsed
+	length  int64 // the head's Content-Length; stBody, stChunkData: bytes still due
+	kept    []byte
+	err     error // refusal to return from the next Read
 }
 
 // NetConn returns the wrapped connection, so what it adds to net.Conn (a TLS connection's
@@ -61,106 +120,337 @@ type Conn struct {
 func (c *Conn) NetConn() net.Conn { return c.Conn }
 
 // Read implements net.Conn. Bytes up to a bare LF are delivered, then ErrBareLF, so fasthttp's
-// parser fails on the incomplete head it holds and the error handler answers.
+// parser fails on the incomplete message it holds and the error handler answers.
 func (c *Conn) Read(p []byte) (int, error) {
+	if c.state == stStopped {
+		if len(c.kept) > 0 { // what followed an upgrade request, held back by a refusal
+			n := copy(p, c.kept)
+			c.kept = c.kept[n:]
+			return n, nil
+		}
+		return c.Conn.Read(p)
+	}
 	if c.err != nil {
 		return 0, c.err
 	}
 	n, err := c.Conn.Read(p)
-	switch c.state {
-	case headUnchecked:
+	if n == 0 {
 		return n, err
-	case headDone:
-		c.count += int64(n)
-		return n, err
-	case headBodyLeft:
-		if int64(n) <= c.count {
-			c.count -= int64(n)
-			if c.count == 0 {
-				c.startHead()
-			}
-			return n, err
+	}
+	if i := c.scan(p[:n]); i >= 0 {
+		c.err = ErrBareLF
+		if i == 0 {
+			return 0, ErrBareLF
 		}
-		from := int(c.count)
-		c.startHead()
-		return c.scan(p[:n], from, err)
+		c.kept = append([]byte(nil), p[i:n]...)
+		return i, nil
 	}
-	return c.scan(p[:n], 0, err)
+	return n, err
 }
 
-func (c *Conn) startHead() {
-	c.state, c.prev, c.count = headSkip, 0, 0
-}
-
-// scan checks b[from:] as head bytes.
-func (c *Conn) scan(b []byte, from int, err error) (int, error) {
-	for i := from; i < len(b); i++ {
-		ch := b[i]
-		switch c.state {
-		case headSkip:
-			if ch == '\r' || ch == '\n' {
-				continue
-			}
-			c.state = headLine
-		case headLine:
-			if ch == '\n' {
-				if c.prev != '\r' {
-					return c.refuse(i)
-				}
-				c.state, c.lineEmpty = headFields, true
-			}
-		case headFields:
-			switch ch {
-			case '\n':
-				if c.prev != '\r' {
-					return c.refuse(i)
-				}
-				if c.lineEmpty {
-					c.state = headDone
-					c.count = int64(len(b) - i - 1)
-					return len(b), err
-				}
-				c.lineEmpty = true
-			case '\r':
-			default:
-				c.lineEmpty = false
-			}
-		default:
-			return len(b), err
-		}
-		c.prev = ch
-	}
-	return len(b), err
-}
-
-func (c *Conn) refuse(i int) (int, error) {
-	c.err = ErrBareLF
-	if i == 0 {
-		return 0, ErrBareLF
-	}
-	return i, nil
+// Upgraded tells the scanner that the request whose handler just returned took the connection
+// over for another protocol (a WebSocket tunnel): it scans nothing more, and bytes a refusal
+// held back are delivered first.
+func (c *Conn) Upgraded() {
+	c.state = stStopped
+	c.err = nil
 }
 
 // InRequestLine reports whether the head being read has not finished its request line yet: a
 // head over the read buffer then has a request line too long to parse (414), not a header block
 // too large (431).
-func (c *Conn) InRequestLine() bool { return c.state == headSkip || c.state == headLine }
+func (c *Conn) InRequestLine() bool { return c.state == stSkip || c.state == stLine }
 
-// RequestDone tells the scanner that the request whose head it read last was answered.
-// bodyLength is the body the request declared (0 for none, negative when chunked); upgraded
-// reports a connection that now carries another protocol. When the bytes already delivered
-// are exactly the head and that body, or fewer, the next head is found and scanned; otherwise
-// scanning stops.
-func (c *Conn) RequestDone(bodyLength int64, upgraded bool) {
-	if c.state != headDone || upgraded || bodyLength < 0 || c.count > bodyLength {
-		c.state = headUnchecked
+// scan runs the scanner over b and returns the index of a bare LF, or -1.
+func (c *Conn) scan(b []byte) int {
+	for i := 0; i < len(b); i++ {
+		ch := b[i]
+		switch c.state {
+		case stSkip:
+			if ch == '\r' || ch == '\n' {
+				continue
+			}
+			c.state = stLine
+			fallthrough
+		case stLine, stOther, stTrailerLine:
+			// The rest of the line matters only for how it ends.
+			j := bytes.IndexByte(b[i:], '\n')
+			if j < 0 {
+				c.prev = b[len(b)-1]
+				return -1
+			}
+			i += j
+			if j > 0 {
+				c.prev = b[i-1]
+			}
+			if c.prev != '\r' {
+				return i
+			}
+			if c.state == stTrailerLine {
+				c.state = stTrailerStart
+			} else {
+				c.state = stFieldStart
+			}
+			c.prev = '\n'
+			continue
+		case stFieldStart:
+			switch {
+			case ch == '\r':
+				c.state = stEmptyCR
+			case ch == '\n':
+				return i
+			case ch == ' ' || ch == '\t':
+				// A folded continuation line: fasthttp joins it to the previous field. Of
+				// Content-Length or Transfer-Encoding, that makes a value no scanner should
+				// second-guess: stop (fasthttp refuses most such values anyway).
+				if c.field != fieldNone {
+					c.framing = framingBroken
+				}
+				c.state = stOther
+			case lower(ch) == 'c':
+				c.state, c.field, c.matched = stName, fieldLength, 1
+			case lower(ch) == 't':
+				c.state, c.field, c.matched = stName, fieldEncoding, 1
+			default:
+				c.state, c.field = stOther, fieldNone
+			}
+		case stEmptyCR:
+			if ch != '\n' {
+				c.state = stOther
+				i--
+				continue
+			}
+			if !c.endHead() {
+				return -1
+			}
+		case stName:
+			name := nameLength
+			if c.field == fieldEncoding {
+				name = nameEncoding
+			}
+			if int(c.matched) == len(name) {
+				if ch != ':' {
+					c.state, c.field = stOther, fieldNone
+					i--
+					continue
+				}
+				if c.seen&(1<<c.field) != 0 {
+					c.framing = framingBroken // fasthttp refuses a second Content-Length or Transfer-Encoding
+				}
+				c.seen |= 1 << c.field
+				c.state, c.matched, c.digits, c.number, c.spaced = stValue, 0, 0, 0, false
+				continue
+			}
+			if lower(ch) != name[c.matched] {
+				c.state, c.field = stOther, fieldNone
+				i--
+				continue
+			}
+			c.matched++
+		case stValue:
+			if ch == '\n' {
+				if c.prev != '\r' {
+					return i
+				}
+				c.endValue()
+				c.state = stFieldStart
+				continue
+			}
+			c.prev = ch
+			c.valueByte(ch)
+		case stBody:
+			n := min(int64(len(b)-i), c.length)
+			c.length -= n
+			i += int(n) - 1
+			if c.length == 0 {
+				c.state = stSkip
+			}
+			continue
+		case stChunkSize:
+			v, hex := unhex(ch)
+			switch {
+			case hex:
+				c.digits++
+				if c.digits > maxChunkDigits {
+					c.stop()
+					return -1
+				}
+				c.number = c.number<<4 | int64(v)
+			case c.digits == 0:
+				return c.broken(ch, i)
+			case ch == ' ' || ch == '\t':
+				c.state = stChunkOWS
+			case ch == ';':
+				c.state = stChunkExt
+			case ch == '\r':
+				c.state = stChunkCR
+			default:
+				return c.broken(ch, i)
+			}
+		case stChunkOWS:
+			switch ch {
+			case ' ', '\t':
+			case '\r':
+				c.state = stChunkCR
+			default: // fasthttp refuses ';' after whitespace, as RFC 9112's grammar does
+				return c.broken(ch, i)
+			}
+		case stChunkExt:
+			switch ch {
+			case '\r':
+				c.state = stChunkCR
+			case '\n':
+				return i
+			}
+		case stChunkCR:
+			if ch != '\n' {
+				return c.broken(ch, i)
+			}
+			if c.number == 0 {
+				c.state = stTrailerStart
+			} else {
+				c.state, c.length = stChunkData, c.number
+			}
+		case stChunkData:
+			n := min(int64(len(b)-i), c.length)
+			c.length -= n
+			i += int(n) - 1
+			if c.length == 0 {
+				c.state = stChunkEndCR
+			}
+			continue
+		case stChunkEndCR:
+			if ch != '\r' {
+				return c.broken(ch, i)
+			}
+			c.state = stChunkEndLF
+		case stChunkEndLF:
+			if ch != '\n' {
+				return c.broken(ch, i)
+			}
+			c.state, c.number, c.digits = stChunkSize, 0, 0
+		case stTrailerStart:
+			switch ch {
+			case '\r':
+				c.state = stTrailerCR
+			case '\n':
+				return i
+			default:
+				c.state = stTrailerLine
+				c.prev = ch
+			}
+		case stTrailerCR:
+			if ch != '\n' {
+				c.state = stTrailerLine
+				i--
+				continue
+			}
+			c.state = stSkip
+		case stStopped:
+			return -1
+		}
+		c.prev = ch
+	}
+	return -1
+}
+
+// broken handles a byte the chunked framing does not allow: a bare LF is refused like any other;
+// anything else fasthttp refuses itself (400, connection closed), so scanning stops.
+func (c *Conn) broken(ch byte, i int) int {
+	if ch == '\n' {
+		return i
+	}
+	c.stop()
+	return -1
+}
+
+func (c *Conn) stop() { c.state = stStopped }
+
+// valueByte reads one byte of a Content-Length or Transfer-Encoding value.
+func (c *Conn) valueByte(ch byte) {
+	switch {
+	case ch == ' ' || ch == '\t' || ch == '\r':
+		if c.matched > 0 || c.digits > 0 {
+			c.spaced = true
+		}
+		return
+	case c.spaced:
+		c.framing = framingBroken // "1 2", "chun ked"
 		return
 	}
-	if c.count == bodyLength {
-		c.startHead()
+	if c.field == fieldLength {
+		if ch < '0' || ch > '9' || c.digits == maxLengthDigits {
+			c.framing = framingBroken
+			return
+		}
+		c.digits++
+		c.number = c.number*10 + int64(ch-'0')
 		return
 	}
-	c.state, c.count = headBodyLeft, bodyLength-c.count
+	if int(c.matched) == len(c.value) {
+		c.framing = framingBroken
+		return
+	}
+	c.value[c.matched] = lower(ch)
+	c.matched++
+}
+
+var (
+	valueChunked  = "chunked"
+	valueIdentity = "identity"
+)
+
+// endValue records what a Content-Length or Transfer-Encoding line declared.
+func (c *Conn) endValue() {
+	if c.framing == framingBroken {
+		return
+	}
+	if c.field == fieldLength {
+		if c.digits == 0 {
+			c.framing = framingBroken
+			return
+		}
+		c.length = c.number
+		if c.framing != framingChunked {
+			c.framing = framingLength
+		}
+		return
+	}
+	// fasthttp takes "chunked" or "identity" (ASCII case ignored), and nothing else, not even a
+	// list: a coding it does not know is refused.
+	switch string(c.value[:c.matched]) {
+	case valueChunked:
+		c.framing = framingChunked
+	case valueIdentity:
+	default:
+		c.framing = framingBroken
+	}
+}
+
+// endHead moves past the empty line ending a head to the body its fields declared, and reports
+// whether scanning goes on.
+func (c *Conn) endHead() bool {
+	framing, length := c.framing, c.length
+	c.framing, c.seen, c.field, c.length, c.number, c.digits = framingNone, 0, fieldNone, 0, 0, 0
+	switch {
+	case framing == framingBroken:
+		c.stop()
+		return false
+	case framing == framingChunked:
+		c.state = stChunkSize
+	case framing == framingLength && length > 0:
+		c.state, c.length = stBody, length
+	default:
+		c.state = stSkip
+	}
+	return true
+}
+
+func lower(ch byte) byte {
+	if ch >= 'A' && ch <= 'Z' {
+		return ch + 'a' - 'A'
+	}
+	return ch
 }
 
 // SetKeepAlive lets fasthttp's server.TCPKeepalive reach the TCP connection.

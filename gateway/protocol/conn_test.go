@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -75,42 +76,130 @@ func TestConnRefusesBareLF(t *testing.T) {
 	}
 }
 
-func TestConnFollowsKeepAlive(t *testing.T) {
-	// The first request's head and part of its 6-byte body, then the rest of the body together
-	// with the next head, which ends in a bare LF.
-	c := &Conn{Conn: &feedConn{pieces: []string{
-		"POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\na\n",
-		"\nb\n\nGET / HTTP/1.1\r\nHost: a\r\n\n",
-	}}}
-	buf := make([]byte, 256)
-	n, err := c.Read(buf)
-	if err != nil || c.InRequestLine() {
-		t.Fatalf("first read: %d %v", n, err)
+// starts feeds in to a fresh Conn one byte per read and returns the offsets where request lines
+// begin, the offset of a refused bare LF (-1 for none) and whether scanning stopped.
+func starts(in string) (heads []int, refused int, stopped bool) {
+	c := &Conn{}
+	for i := range len(in) {
+		before := c.state
+		if c.scan([]byte{in[i]}) == 0 {
+			return heads, i, false
+		}
+		if before == stSkip && c.state != stSkip {
+			heads = append(heads, i)
+		}
+		if c.state == stStopped {
+			return heads, -1, true
+		}
 	}
-	c.RequestDone(6, false)
-	n, err = c.Read(buf)
-	if err != nil || string(buf[:n]) != "\nb\n\nGET / HTTP/1.1\r\nHost: a\r\n" {
-		t.Fatalf("second read: %q %v", buf[:n], err)
-	}
-	if _, err := c.Read(buf); !errors.Is(err, ErrBareLF) {
-		t.Fatalf("after the bare LF: %v, want ErrBareLF", err)
-	}
+	return heads, -1, false
+}
 
-	// Pipelined: the next head came with the first; the scanner cannot know where it starts
-	// and stops rather than scan what may be a body.
-	c = &Conn{Conn: &feedConn{pieces: []string{"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n", "x\n\n"}}}
-	_, _ = c.Read(buf)
-	c.RequestDone(0, false)
-	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "x\n\n" {
-		t.Fatalf("after pipelined requests: %q %v", buf[:n], err)
+// TestConnFollowsFraming: where the scanner finds each head, for each way a body is framed. In
+// the inputs, "»" marks where a request line must be found and "¦" a bare LF that must be
+// refused; neither is part of the bytes fed.
+func TestConnFollowsFraming(t *testing.T) {
+	const get = "»GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+	const chunked = "»POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+	tests := []struct {
+		name    string
+		in      string
+		stopped bool
+	}{
+		{"pipelined", get + get + get, false},
+		{"content-length body with LFs and a fake head", "»POST / HTTP/1.1\r\nContent-Length: 20\r\n\r\n\n\nGET / HTTP/1.1\n\n\r\n" + get, false},
+		{"content-length case and whitespace", "»POST / HTTP/1.1\r\ncOnTeNt-LeNgTh:\t 3 \r\n\r\n\n\n\n" + get, false},
+		{"get with a body", "»GET / HTTP/1.1\r\nContent-Length: 2\r\n\r\n\n\n" + get, false},
+		{"content-type is not content-length", "»POST / HTTP/1.1\r\nContent-Type: 5\r\nContent-Lengthy: 5\r\n\r\n" + get, false},
+		{"zero length", "»POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n" + get, false},
+		{"empty lines before a head", get + "\r\n\r\n" + get, false},
+		{"chunked body, extensions, trailers",
+			chunked + "3;a=b\r\n\n\n\n\r\n" + "A \t\r\nGET /\n\n\r\n\n\r\n" + "0\r\nX-T: 1\r\nY: 2\r\n\r\n" + get, false},
+		{"chunked, upper-case hex, leading zeros", "»POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n00B\r\nhello\nworld\r\n0\r\n\r\n" + get, false},
+		{"chunked wins over content-length", "»POST / HTTP/1.1\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n" + get, false},
+		{"identity is no coding", "»POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\nContent-Length: 1\r\n\r\n\n" + get, false},
+		{"bare LF ending a head after a chunked body", chunked + "2\r\n\n\n\r\n0\r\n\r\n»GET / HTTP/1.1\r\nHost: a\r\n¦\n", false},
+		{"bare LF ending a pipelined head", get + "»GET / HTTP/1.1\r\n¦\n", false},
+		{"bare LF in a pipelined request line", get + "»GET / HTTP/1.1¦\nHost: a\r\n\r\n", false},
+		{"bare LF inside a pipelined header block", get + "»GET / HTTP/1.1\r\nHost: a¦\nX: b\r\n\r\n", false},
+		{"bare LF in a chunk-size line", chunked + "2¦\n", false},
+		{"bare LF in a chunk extension", chunked + "2;x¦\n", false},
+		{"bare LF after chunk data", chunked + "2\r\nab¦\n", false},
+		{"bare LF in a trailer", chunked + "0\r\nX: 1¦\n", false},
+		{"bare LF ending the trailers", chunked + "0\r\n¦\n", false},
+		{"bare LF after a content-length value", "»POST / HTTP/1.1\r\nContent-Length: 1¦\n\r\n", false},
+		// Framing fasthttp refuses (400, connection closed): the scanner stops rather than guess.
+		{"duplicate content-length", "»POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", true},
+		{"non-numeric content-length", "»POST / HTTP/1.1\r\nContent-Length: 1a\r\n\r\n", true},
+		{"empty content-length", "»POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", true},
+		{"content-length list", "»POST / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\n", true},
+		{"unknown coding", "»POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", true},
+		{"two transfer-encodings", "»POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", true},
+		{"folded content-length", "»POST / HTTP/1.1\r\nContent-Length: 1\r\n 2\r\n\r\n", true},
+		{"too many hex digits", chunked + "0000000000000001\r\n", true},
+		{"semicolon after whitespace", chunked + "1 ;x\r\n", true},
+		{"no CRLF after chunk data", chunked + "1\r\nxy", true},
 	}
+	for _, tc := range tests {
+		var in []byte
+		var wantHeads []int
+		wantRefused := -1
+		for _, r := range tc.in {
+			switch r {
+			case '»':
+				wantHeads = append(wantHeads, len(in))
+			case '¦':
+				wantRefused = len(in)
+			default:
+				in = append(in, byte(r))
+			}
+		}
+		heads, refused, stopped := starts(string(in))
+		if !slices.Equal(heads, wantHeads) || refused != wantRefused || stopped != tc.stopped {
+			t.Errorf("%s: heads at %v, refused at %d, stopped %v; want %v, %d, %v", tc.name, heads, refused, stopped, wantHeads, wantRefused, tc.stopped)
+		}
+		// Whole, the same input gives the same answer.
+		got, err := readAll(&Conn{Conn: &feedConn{pieces: []string{string(in)}}})
+		if wantRefused >= 0 {
+			if !errors.Is(err, ErrBareLF) || got != string(in[:wantRefused]) {
+				t.Errorf("%s, one read: delivered %d bytes, err %v; want %d, then ErrBareLF", tc.name, len(got), err, wantRefused)
+			}
+		} else if got != string(in) || err != io.EOF {
+			t.Errorf("%s, one read: delivered %d of %d bytes, err %v", tc.name, len(got), len(in), err)
+		}
+	}
+}
 
-	// Upgraded: what follows is another protocol.
-	c = &Conn{Conn: &feedConn{pieces: []string{"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", "\n\n"}}}
-	_, _ = c.Read(buf)
-	c.RequestDone(0, true)
-	if n, err := c.Read(buf); err != nil || n != 2 {
-		t.Fatalf("after an upgrade: %d %v", n, err)
+// TestConnUpgrade: after an upgrade request the next bytes may be another protocol. They are
+// scanned as HTTP until the handler says; a refusal among them holds the rest back, and an
+// upgrade delivers it untouched.
+func TestConnUpgrade(t *testing.T) {
+	head := "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+	frames := "\x81\x8a\x00\x00\x00\x00a\nb\n\nc\r\n\n\n" + "\n\nGET / HTTP/1.1\n\n"
+	for _, upgraded := range []bool{true, false} {
+		for _, pieces := range [][]string{{head + frames}, {head, frames}} {
+			c := &Conn{Conn: &feedConn{pieces: append([]string(nil), pieces...)}}
+			buf := make([]byte, 4096)
+			var got []byte
+			for len(got) < len(head) {
+				n, err := c.Read(buf)
+				if err != nil {
+					t.Fatalf("reading the upgrade request: %v", err)
+				}
+				got = append(got, buf[:n]...)
+			}
+			if upgraded {
+				c.Upgraded()
+			}
+			rest, err := readAll(c)
+			got = append(got, rest...)
+			switch {
+			case upgraded && (err != io.EOF || string(got) != head+frames):
+				t.Errorf("upgraded (%d reads): delivered %q, err %v; want everything untouched", len(pieces), got, err)
+			case !upgraded && (!errors.Is(err, ErrBareLF) || len(got) >= len(head+frames)):
+				t.Errorf("not upgraded (%d reads): delivered %q, err %v; want ErrBareLF", len(pieces), got, err)
+			}
+		}
 	}
 }
 
@@ -167,6 +256,8 @@ func TestClassifyVersionAndExpect(t *testing.T) {
 func FuzzConnSplitInvariant(f *testing.F) {
 	f.Add("GET / HTTP/1.1\r\nHost: a\r\n\n", uint8(3))
 	f.Add("\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nbody\n\n", uint8(1))
+	f.Add("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\n\n\n\n\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\n", uint8(5))
+	f.Add("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n\n\n\nGET / HTTP/1.1\r\nHost: a\n\r\n", uint8(2))
 	f.Fuzz(func(t *testing.T, in string, step uint8) {
 		whole, werr := readAll(&Conn{Conn: &feedConn{pieces: []string{in}}})
 		var pieces []string

@@ -62,14 +62,13 @@ func (e *Entry) handle(ctx *fasthttp.RequestCtx, listener int) {
 		}
 		releaseExchange(x)
 	}()
-	bodyLength := int64(ctx.Request.Header.ContentLength())
 	e.serve(x)
 	e.finish(x)
-	if c, ok := ctx.Conn().(*protocol.Conn); ok {
-		if bodyLength == -2 { // no Content-Length and no Transfer-Encoding: no body
-			bodyLength = 0
+	if ctx.Hijacked() {
+		// The connection leaves HTTP (an upgrade): its request-head scanner stops.
+		if c, ok := ctx.Conn().(*protocol.Conn); ok {
+			c.Upgraded()
 		}
-		c.RequestDone(bodyLength, ctx.Hijacked())
 	}
 }
 

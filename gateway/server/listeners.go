@@ -41,24 +41,33 @@ type preparedListeners struct {
 	tls   []*listener.TLSSettings // by listener index; nil for plain listeners
 	proxy []*listener.ProxyPolicy // by listener index; nil without proxy_protocol
 	admin *listener.TLSSettings
+	acme  []*listener.ACME // by listener index; nil without tls.acme (running ones are reused)
 	h2    h2.Settings
 }
 
 // prepareListeners reads every certificate cfg names. Each problem is reported with the field
 // and the file; the running listeners are untouched either way.
-func prepareListeners(cfg *config.Config) (*preparedListeners, error) {
+func (g *Gateway) prepareListeners(cfg *config.Config) (*preparedListeners, error) {
 	now := time.Now()
 	lst := cfg.EffectiveListeners()
-	p := &preparedListeners{tls: make([]*listener.TLSSettings, len(lst)), proxy: make([]*listener.ProxyPolicy, len(lst)), h2: http2Settings(cfg)}
+	p := &preparedListeners{tls: make([]*listener.TLSSettings, len(lst)), proxy: make([]*listener.ProxyPolicy, len(lst)), acme: make([]*listener.ACME, len(lst)), h2: http2Settings(cfg)}
 	errs := config.NewErrorList(cfg.File)
 	for i, l := range lst {
 		path := fmt.Sprintf("server.listeners[%d]", i)
+		if l.TLS != nil && l.TLS.ACME != nil {
+			m, err := g.prepareACME(cfg, i)
+			if err != nil {
+				errs.Add(cfg.Position(path+".tls.acme"), path+".tls.acme", err.Error())
+				continue
+			}
+			p.acme[i] = m
+		}
 		if l.TLS != nil {
 			var alpn []string
 			if l.HTTP2On() {
 				alpn = append(alpn, listener.ProtoH2)
 			}
-			s, err := listener.CompileTLS(l.TLS, now, alpn...)
+			s, err := listener.CompileTLSWithACME(l.TLS, now, p.acme[i], alpn...)
 			if err != nil {
 				errs.Add(cfg.Position(path+".tls"), path+".tls", err.Error())
 			}
@@ -89,12 +98,18 @@ func prepareListeners(cfg *config.Config) (*preparedListeners, error) {
 func (g *Gateway) newListeners(cfg *config.Config, p *preparedListeners) {
 	for i, l := range cfg.EffectiveListeners() {
 		rt := &listenerRuntime{name: l.Name, addr: l.Addr, stats: &listener.Stats{}}
-		handler := g.entry.ListenerHandler(i)
-		rt.server = newFastServer(cfg.Server, g.entry, handler, g.logger)
+		rt.server = newFastServer(cfg.Server, g.entry, g.entry.ListenerHandler(i), g.logger)
+		if l.TLS == nil {
+			rt.server.Handler = g.answerACMEChallenges(rt.server.Handler)
+		}
 		if l.HTTP2On() {
-			rt.h2 = h2.NewServer(p.h2, h2.Handler{Serve: handler, ParseError: g.entry.HandleParseError, Logger: fasthttpLogger{g.logger}})
+			// The same handler fasthttp calls: HTTP/2 streams take the listener's one path.
+			rt.h2 = h2.NewServer(p.h2, h2.Handler{Serve: rt.server.Handler, ParseError: g.entry.HandleParseError, Logger: fasthttpLogger{g.logger}})
 		}
 		if p.tls[i] != nil {
+			if p.acme[i] != nil {
+				p.acme[i].Start(g.ctx)
+			}
 			rt.tls = listener.NewTLS(p.tls[i], rt.stats)
 		}
 		if p.proxy[i] != nil {
@@ -111,7 +126,14 @@ func (g *Gateway) newListeners(cfg *config.Config, p *preparedListeners) {
 func (g *Gateway) commitListeners(p *preparedListeners) {
 	for i, rt := range g.listeners {
 		if rt.tls != nil && p.tls[i] != nil {
+			old := rt.tls.Load().ACME
+			if p.acme[i] != nil {
+				p.acme[i].Start(g.ctx) // a no-op for the running manager a reload kept
+			}
 			rt.tls.Store(p.tls[i])
+			if old != nil && old != p.acme[i] {
+				old.Stop()
+			}
 		}
 		if rt.proxy != nil && p.proxy[i] != nil {
 			rt.proxy.Store(p.proxy[i])
@@ -389,6 +411,8 @@ func (c listenerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- handshakesDesc
 	ch <- handshakeErrorsDesc
 	ch <- proxyRejectedDesc
+	ch <- acmeCertificatesDesc
+	ch <- acmeErrorsDesc
 }
 
 func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -397,7 +421,11 @@ func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
 		if t == nil {
 			return
 		}
-		for _, cert := range t.Load().Certificates {
+		certs := t.Load().Certificates
+		if a := t.Load().ACME; a != nil {
+			certs = append(certs[:len(certs):len(certs)], a.Certificates()...)
+		}
+		for _, cert := range certs {
 			if prev, ok := expiry[cert.Name]; !ok || cert.NotAfter.Before(prev) {
 				expiry[cert.Name] = cert.NotAfter
 			}
@@ -410,6 +438,9 @@ func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
 			rt.stats.EachHandshakeError(func(reason string, n uint64) {
 				ch <- prometheus.MustNewConstMetric(handshakeErrorsDesc, prometheus.CounterValue, float64(n), rt.name, reason)
 			})
+			if a := rt.tls.Load().ACME; a != nil {
+				collectACME(ch, rt.name, a.Stats())
+			}
 		}
 		if rt.proxy != nil {
 			for r, name := range listener.ProxyReasonNames {

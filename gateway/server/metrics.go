@@ -61,6 +61,10 @@ func newGatewayMetrics(g *Gateway, reg prometheus.Registerer) (*gatewayMetrics, 
 		}, func() float64 {
 			return float64(g.OpenConnections())
 		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "archway_access_log_dropped_total",
+			Help: "Access log lines not written: the output was slower than the requests, a line was longer than a buffer, or the log was closing.",
+		}, func() float64 { return float64(g.drops.total(g.entry.Load().AccessLog)) }),
 		g.build.metrics,
 		upstreamCollector{g},
 		tunnelCollector{g},

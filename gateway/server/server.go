@@ -57,6 +57,7 @@ type Gateway struct {
 	opts    Options
 	logger  *slog.Logger
 	entry   *proxy.Entry
+	drops   logDrops // access log lines dropped, across replaced loggers
 	build   builder
 	metrics *gatewayMetrics
 	conns   *connLimiter // server.max_connections and max_connections_per_ip
@@ -101,7 +102,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
-	prepared, err := prepareListeners(cfg)
+	prepared, err := g.prepareListeners(cfg)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -257,7 +258,7 @@ func (g *Gateway) Apply(cfg *config.Config, source string) (ReloadResult, error)
 	if err := restartOnly(old.Config, cfg); err != nil {
 		return g.recordFailure(source, err), err
 	}
-	prepared, err := prepareListeners(cfg)
+	prepared, err := g.prepareListeners(cfg)
 	if err != nil {
 		return g.recordFailure(source, err), err
 	}
@@ -287,7 +288,7 @@ func (g *Gateway) Check(cfg *config.Config) error {
 	if err := restartOnly(old.Config, cfg); err != nil {
 		return err
 	}
-	if _, err := prepareListeners(cfg); err != nil {
+	if _, err := g.prepareListeners(cfg); err != nil {
 		return err
 	}
 	snap, err := g.build.build(cfg, 0)
@@ -318,8 +319,9 @@ func (g *Gateway) commit(snap, old *proxy.Snapshot) {
 	g.build.tunnels.Reconcile(maxCloseGrace(old))
 	if old.AccessLog != nil && old.AccessLog != snap.AccessLog {
 		l := old.AccessLog
+		g.drops.retire(l)
 		grace := old.Config.Server.WriteTimeout.D() + old.Config.Server.ReadTimeout.D()
-		time.AfterFunc(grace, func() { _ = l.Close() })
+		time.AfterFunc(grace, func() { _ = l.Close(); g.drops.closed(l) })
 	}
 }
 

@@ -3,6 +3,7 @@ package upstream
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -23,6 +24,23 @@ func getBuffered(t *testing.T, tg *Target, path string, b *Buffering) (*fasthttp
 	x.buffering = b
 	err := tg.Do(req, resp, x)
 	return resp, err
+}
+
+// settled waits until the filler of resp's buffered body, if it has one, is done with the
+// upstream stream: the body is buffered whole, or the bound is reached, or the upstream broke.
+func settled(t *testing.T, resp *fasthttp.Response) {
+	t.Helper()
+	sb, ok := resp.BodyStream().(*spooledBody)
+	if !ok {
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sb.sp.state.Load() == spFilling {
+		if time.Now().After(deadline) {
+			t.Fatal("the filler is still reading after 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // TestBufferingFreesTheConnectionBeforeTheClientReads: what is buffered, where, and when the
@@ -75,6 +93,7 @@ func TestBufferingFreesTheConnectionBeforeTheClientReads(t *testing.T) {
 			if got := resp.Header.ContentLength(); got != tc.cl {
 				t.Errorf("content length %d, want %d (the upstream's framing)", got, tc.cl)
 			}
+			settled(t, resp)
 			st := tg.Stats()
 			wantInFlight := int64(1)
 			if tc.buffered {
@@ -101,23 +120,129 @@ func TestBufferingFreesTheConnectionBeforeTheClientReads(t *testing.T) {
 	}
 }
 
-// TestBufferingAnUpstreamThatBreaksIsAFailure: a body cut short while buffering is the
-// upstream's failure (502), not a truncated 200, and its connection is not reused.
+// TestBufferingAnUpstreamThatBreaksIsAFailure: a body cut short while buffering counts as the
+// upstream's failure, its connection is not reused, and the client's read of the body fails
+// where the upstream broke: the response is cut short, never ended as if complete.
 func TestBufferingAnUpstreamThatBreaksIsAFailure(t *testing.T) {
+	sent := make([]byte, 300<<10)
+	for i := range sent {
+		sent[i] = byte(i % 249)
+	}
 	b := startBackend(t, func(ctx *fasthttp.RequestCtx) {
 		ctx.HijackSetNoResponse(true)
 		ctx.Hijack(func(c net.Conn) {
 			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
-			_, _ = c.Write(make([]byte, 300<<10))
+			_, _ = c.Write(sent)
 		})
 	})
 	tg := newTarget("app", b.addr, 1, testSettings())
-	_, err := getBuffered(t, tg, "/", &Buffering{Memory: 128 << 10, MaxTempFile: 1 << 30, TempDir: t.TempDir()})
-	if kindOf(err) != KindRead {
-		t.Fatalf("err %v (kind %v), want a read failure", err, kindOf(err))
+	resp, err := getBuffered(t, tg, "/", &Buffering{Memory: 128 << 10, MaxTempFile: 1 << 30, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if st := tg.Stats(); st.InFlight != 0 || st.OpenConns != 0 || st.Failures != 1 {
-		t.Fatalf("in flight %d, open %d, failures %d; want 0, 0, 1", st.InFlight, st.OpenConns, st.Failures)
+	got, err := io.ReadAll(resp.BodyStream())
+	if kindOf(err) != KindRead || !bytes.Equal(got, sent) {
+		t.Fatalf("read %d bytes, err %v (kind %v); want the %d sent, then a read failure", len(got), err, kindOf(err), len(sent))
+	}
+	_ = resp.CloseBodyStream()
+	if st := tg.Stats(); st.InFlight != 0 || st.OpenConns != 0 || st.Failures != 1 || st.Buffered != 0 {
+		t.Fatalf("in flight %d, open %d, failures %d, buffered %d; want 0, 0, 1, 0", st.InFlight, st.OpenConns, st.Failures, st.Buffered)
+	}
+}
+
+// heldUpstream answers every request with a body of len(body) bytes, of which it sends the
+// first `first` at once and the rest only when release is closed.
+type heldUpstream struct {
+	addr    string
+	release chan struct{}
+}
+
+func startHeldUpstream(t *testing.T, body []byte, first int) *heldUpstream {
+	t.Helper()
+	h := &heldUpstream{release: make(chan struct{})}
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.HijackSetNoResponse(true)
+		ctx.Hijack(func(c net.Conn) {
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(body))
+			_, _ = c.Write(body[:first])
+			select {
+			case <-h.release:
+				_, _ = c.Write(body[first:])
+				_, _ = io.Copy(io.Discard, c) // keep the connection until the gateway's side ends it
+			case <-ctx.Done():
+			}
+		})
+	})
+	h.addr = b.addr
+	return h
+}
+
+// TestBufferingSendsWhileItBuffers: the client gets the first bytes of a body the upstream is
+// still producing (the upstream holds the rest until the client has them), and the rest when
+// the upstream sends it. With the client stalled, the connection then goes back to the pool.
+func TestBufferingSendsWhileItBuffers(t *testing.T) {
+	body := make([]byte, 3<<20)
+	for i := range body {
+		body[i] = byte(i % 241)
+	}
+	const first = 1 << 20 // past memory: the client's first bytes come from memory and the file
+	up := startHeldUpstream(t, body, first)
+	tg := newTarget("app", up.addr, 1, testSettings())
+	x := newRoundTrip(20 * time.Second)
+	x.buffering = &Buffering{Memory: 256 << 10, MaxTempFile: 1 << 30, TempDir: t.TempDir()}
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI("/slow")
+	req.Header.SetHost("backend")
+	resp := &fasthttp.Response{}
+	if err := tg.Do(req, resp, x); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(body))
+	if _, err := io.ReadFull(resp.BodyStream(), got[:first]); err != nil || !bytes.Equal(got[:first], body[:first]) {
+		t.Fatalf("the first %d bytes while the upstream holds the rest: %v", first, err)
+	}
+	if st := tg.Stats(); st.InFlight != 1 || st.Buffered != 0 || st.Spilled != 1 {
+		t.Fatalf("while the upstream holds the rest: in flight %d, buffered %d, spilled %d; want 1, 0, 1", st.InFlight, st.Buffered, st.Spilled)
+	}
+	close(up.release)
+	settled(t, resp) // the client reads nothing meanwhile: the body is buffered and the connection back
+	if st := tg.Stats(); st.InFlight != 0 || st.Buffered != 1 || st.OpenConns != 1 {
+		t.Fatalf("body buffered, client stalled: in flight %d, buffered %d, open %d; want 0, 1, 1", st.InFlight, st.Buffered, st.OpenConns)
+	}
+	if _, err := io.ReadFull(resp.BodyStream(), got[first:]); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("the rest: %v (bodies equal: %v)", err, bytes.Equal(got, body))
+	}
+	if n, err := resp.BodyStream().Read(got[:1]); n != 0 || err != io.EOF {
+		t.Fatalf("after the body: %d, %v; want EOF", n, err)
+	}
+	_ = resp.CloseBodyStream()
+}
+
+// TestBufferingClientGoneStopsTheFiller: a client that goes away while the upstream is still
+// producing ends the upstream exchange at once (the connection is closed, not left to the
+// upstream's pace and not reused), and nothing of the buffer stays.
+func TestBufferingClientGoneStopsTheFiller(t *testing.T) {
+	body := make([]byte, 2<<20)
+	up := startHeldUpstream(t, body, 512<<10)
+	tg := newTarget("app", up.addr, 1, testSettings())
+	resp, err := getBuffered(t, tg, "/slow", &Buffering{Memory: 256 << 10, MaxTempFile: 1 << 30, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.BodyStream(), make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.CloseBodyStream()
+	deadline := time.Now().Add(10 * time.Second)
+	for st := tg.Stats(); st.InFlight != 0 || st.OpenConns != 0; st = tg.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the client left: in flight %d, open %d; want 0, 0", st.InFlight, st.OpenConns)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st := tg.Stats(); st.Failures != 0 || st.Buffered != 0 {
+		t.Fatalf("failures %d, buffered %d; the client leaving is not the upstream's failure", st.Failures, st.Buffered)
 	}
 }
 

@@ -11,6 +11,8 @@ package stack
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +62,11 @@ type Options struct {
 	// its events there and feeds its WebSockets from it, products releases the stock of
 	// cancelled and expired orders from it.
 	RabbitMQ bool
+	// EventsSecret is shared by orders and products: without a broker, orders pushes the order
+	// events products consumes (order.cancelled) to it, signed with it. Start makes a random
+	// one per run when empty, so the stock of cancelled and expired orders comes back on
+	// embedded defaults too.
+	EventsSecret string
 }
 
 // Service is one process of the stack.
@@ -89,6 +96,8 @@ func (o Options) Services() [][]Service {
 		return Service{Name: name, Binary: bin(binary), Addr: addr(port), Health: "/health",
 			Env: append([]string{"ADDR=" + addr(port)}, env...)}
 	}
+	// Only the two services that use it get the events secret.
+	pushSecret := "EVENTS_SECRET=" + o.EventsSecret
 	peers := []string{
 		jwks,
 		"PRODUCTS_URL=http://" + addr(p.Products1),
@@ -117,13 +126,13 @@ func (o Options) Services() [][]Service {
 	return append(groups, [][]Service{
 		{users},
 		{
-			backend("products-1", "products", p.Products1, append([]string{db("products")}, peers...)...),
-			backend("products-2", "products", p.Products2, append([]string{db("products")}, peers...)...),
+			backend("products-1", "products", p.Products1, append([]string{db("products"), pushSecret}, peers...)...),
+			backend("products-2", "products", p.Products2, append([]string{db("products"), pushSecret}, peers...)...),
 			backend("payments", "payments", p.Payments, append([]string{db("payments")}, peers...)...),
 		},
 		{
-			backend("orders-1", "orders", p.Orders1, append([]string{db("orders")}, peers...)...),
-			backend("orders-2", "orders", p.Orders2, append([]string{db("orders")}, peers...)...),
+			backend("orders-1", "orders", p.Orders1, append([]string{db("orders"), pushSecret}, peers...)...),
+			backend("orders-2", "orders", p.Orders2, append([]string{db("orders"), pushSecret}, peers...)...),
 		},
 		{{
 			Name: "gateway", Binary: bin("gateway"), Args: []string{"-config", o.Config},
@@ -173,6 +182,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		if err := o.prepareRabbitMQ(); err != nil {
 			return nil, err
 		}
+	}
+	if o.EventsSecret == "" {
+		var b [32]byte
+		_, _ = rand.Read(b[:])
+		o.EventsSecret = hex.EncodeToString(b[:])
 	}
 	s := &Stack{opts: o}
 	out := &lockedWriter{w: o.Out}

@@ -6,13 +6,16 @@
 //	                                 the fixed-response upstream (1 KiB GET, POST echo, WebSocket echo)
 //	archway-bench openloop ...       fixed-rate load, latency from when each request was due (JSON)
 //	archway-bench ws ...             WebSocket echo load (JSON)
-//	archway-bench idle ...           hold idle keep-alive connections until stdin closes
+//	archway-bench idle ...           hold idle keep-alive (-tls: TLS, -ws: WebSocket) connections until stdin closes
+//	archway-bench closed ...         closed-loop load with failures split by kind (JSON)
+//	archway-bench handshake ...      a new TLS connection per request (JSON)
 //	archway-bench docs -report bench/results/<date>-report.md
 //	                                 put a report into docs/benchmarks.md again
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -47,6 +50,10 @@ func main() {
 		err = ws(args)
 	case "idle":
 		err = idle(args)
+	case "closed":
+		err = closed(args)
+	case "handshake":
+		err = handshake(args)
 	case "docs":
 		err = docs(args)
 	default:
@@ -153,6 +160,7 @@ type genOutput struct {
 	Sent      int64   `json:"sent"`
 	Completed int64   `json:"completed"`
 	Errors    int64   `json:"errors"`
+	Resumed   int64   `json:"resumed,omitempty"`
 	ElapsedS  float64 `json:"elapsed_s"`
 	P50       float64 `json:"p50"`
 	P90       float64 `json:"p90"`
@@ -196,13 +204,56 @@ func ws(args []string) error {
 	return printResult(res)
 }
 
+func closed(args []string) error {
+	fs := flag.NewFlagSet("closed", flag.ExitOnError)
+	addr := fs.String("addr", "", "host:port")
+	path := fs.String("path", "/", "request path")
+	conns := fs.Int("conns", 64, "connections")
+	dur := fs.Duration("duration", 5*time.Second, "how long")
+	timeout := fs.Duration("timeout", 5*time.Second, "per request")
+	_ = fs.Parse(args)
+	res, err := loadgen.Closed(*addr, *path, *conns, *dur, *timeout)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(struct {
+		Completed int64              `json:"completed"`
+		ElapsedS  float64            `json:"elapsed_s"`
+		Kinds     loadgen.ErrorKinds `json:"kinds"`
+	}{res.Completed, res.Elapsed.Seconds(), res.Errors})
+}
+
+func handshake(args []string) error {
+	fs := flag.NewFlagSet("handshake", flag.ExitOnError)
+	addr := fs.String("addr", "", "host:port")
+	path := fs.String("path", "/", "request path")
+	conns := fs.Int("conns", 64, "connections at once")
+	dur := fs.Duration("duration", 5*time.Second, "how long")
+	resume := fs.Bool("resume", false, "share a client session cache: resumed handshakes")
+	_ = fs.Parse(args)
+	res, err := loadgen.Handshakes(*addr, *path, *conns, *dur, *resume)
+	if err != nil {
+		return err
+	}
+	out := genOutput{Sent: res.Sent, Completed: res.Completed, Errors: res.Errors, ElapsedS: res.Elapsed.Seconds(),
+		P50: res.Percentile(50), P90: res.Percentile(90), P99: res.Percentile(99), P999: res.Percentile(99.9), Resumed: res.Resumed}
+	return json.NewEncoder(os.Stdout).Encode(out)
+}
+
 func idle(args []string) error {
 	fs := flag.NewFlagSet("idle", flag.ExitOnError)
 	addr := fs.String("addr", "", "host:port")
 	path := fs.String("path", "/", "path of the one request made on each connection")
 	n := fs.Int("n", 10000, "connections")
+	useTLS := fs.Bool("tls", false, "TLS connections (the certificate is not verified)")
+	ws := fs.Bool("ws", false, "upgrade each connection to a WebSocket")
 	_ = fs.Parse(args)
-	closeAll, err := loadgen.Idle(*addr, *path, *n, 32)
+	var o loadgen.IdleOptions
+	if *useTLS {
+		o.TLS = &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: []string{"http/1.1"}} //nolint:gosec // loopback benchmark of our own certificate
+	}
+	o.WebSocket = *ws
+	closeAll, err := loadgen.Idle(*addr, *path, *n, 32, o)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,167 @@
+package caddyconf
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/archway-gateway/archway/bench/benchcert"
+	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/internal/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// benchEnv pins the addresses bench/routes.yaml reads from the environment.
+func benchEnv(name string) (string, bool) {
+	v, ok := map[string]string{
+		"BENCH_LISTEN":     ":18080",
+		"BENCH_ADMIN":      "127.0.0.1:19901",
+		"BENCH_UPSTREAM_1": "127.0.0.1:18001",
+		"BENCH_UPSTREAM_2": "127.0.0.1:18002",
+		"BENCH_PRODUCTS_1": "127.0.0.1:18003",
+		"BENCH_PRODUCTS_2": "127.0.0.1:18004",
+	}[name]
+	return v, ok
+}
+
+func loadBenchConfig(t *testing.T) *config.Config {
+	t.Helper()
+	path := filepath.Join(testenv.RepoRoot(), "bench", "routes.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.ParseWithEnv(data, path, benchEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestGolden keeps the Caddy translation of bench/routes.yaml reviewable: a change to the
+// generator shows up as a diff of testdata/bench.Caddyfile (regenerate with -update).
+func TestGolden(t *testing.T) {
+	cfg := loadBenchConfig(t)
+	var buf bytes.Buffer
+	if err := Write(&buf, cfg, Options{Listen: "127.0.0.1:18084", Admin: "127.0.0.1:19902"}); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "bench.Caddyfile")
+	if *update {
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Errorf("generated config differs from %s (go test ./bench/caddyconf -update):\n%s", golden, buf.String())
+	}
+}
+
+// TestDirectives checks the parts of the translation the benchmark's fairness rests on: the
+// same forwarding headers as Archway, upstream keep-alive, and what Caddy cannot do named.
+func TestDirectives(t *testing.T) {
+	cfg := loadBenchConfig(t)
+	var buf bytes.Buffer
+	if err := Write(&buf, cfg, Options{Listen: "127.0.0.1:18084"}); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"admin off",
+		"auto_https off",
+		"http://127.0.0.1:18084 {",
+		"idle 90s",
+		"@route_plain path /plain /plain/*",
+		"reverse_proxy 127.0.0.1:18001 127.0.0.1:18002 {",
+		"lb_policy least_conn",
+		"header_up X-Real-IP {remote_host}",
+		"header_up X-Forwarded-Proto http",
+		"header_up X-Request-ID {http.request.uuid}",
+		"header X-Request-ID {http.request.uuid}",
+		"header_up X-Forwarded-Prefix \"/api\"",
+		"uri strip_prefix /api",
+		"keepalive_idle_conns_per_host 512",
+		"# cache: Caddy's standard build has no response cache",
+		"# rate_limit: Caddy's standard build has no rate limiter",
+		"respond `{\"error\":\"method not allowed\"}` 405",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "X-Frame-Options") {
+		t.Error("security headers are off in bench/routes.yaml, yet the translation sets them")
+	}
+	if got := Unsupported(cfg); !slices.Equal(got, []string{"limited: rate_limit", "cached: cache"}) {
+		t.Errorf("Unsupported = %q", got)
+	}
+}
+
+func TestRefusesWhatItDoesNotTranslate(t *testing.T) {
+	for _, yml := range []string{
+		"upstreams: {a: {targets: [\"127.0.0.1:1\"]}}\nroutes: [{name: r, match: {path_prefix: /s}, static: {root: /srv}}]\n",
+		"upstreams: {a: {targets: [\"127.0.0.1:1\"]}}\nroutes: [{name: r, match: {path_prefix: /, host: a.example}, upstream: a}]\n",
+	} {
+		cfg, err := config.Parse([]byte(yml), "t.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Write(&bytes.Buffer{}, cfg, Options{}); err == nil {
+			t.Errorf("no error for %s", yml)
+		}
+	}
+}
+
+// TestCaddyAcceptsTheConfig runs caddy validate on the translation of bench/routes.yaml, with
+// the access log on and off and with TLS.
+func TestCaddyAcceptsTheConfig(t *testing.T) {
+	caddy := testenv.RequireBinary(t, "caddy")
+	cfg := loadBenchConfig(t)
+	dir := t.TempDir()
+	logged := loadBenchConfig(t)
+	on := true
+	logged.AccessLog.Enabled = &on
+	logged.AccessLog.Output = filepath.Join(dir, "access.log")
+	cert, err := benchcert.Write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		cfg *config.Config
+		o   Options
+	}{
+		"plain":     {cfg, Options{Listen: testenv.FreeAddr(t), Admin: testenv.FreeAddr(t)}},
+		"accesslog": {logged, Options{Listen: testenv.FreeAddr(t)}},
+		"tls":       {cfg, Options{Listen: testenv.FreeAddr(t), TLSCert: cert.Cert, TLSKey: cert.Key}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := Write(&buf, c.cfg, c.o); err != nil {
+				t.Fatal(err)
+			}
+			conf := filepath.Join(dir, name+".Caddyfile")
+			if err := os.WriteFile(conf, buf.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(caddy, "validate", "--config", conf, "--adapter", "caddyfile")
+			cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("caddy validate: %v\n%s\n%s", err, out, buf.String())
+			}
+			if strings.Contains(string(out), `"level":"warn","ts"`) && strings.Contains(string(out), `"logger":"caddyfile"`) {
+				t.Errorf("caddy validate warns:\n%s", out)
+			}
+		})
+	}
+}

@@ -1,0 +1,74 @@
+package runner
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/archway-gateway/archway/bench/benchcert"
+	"github.com/archway-gateway/archway/bench/stats"
+	"github.com/archway-gateway/archway/internal/testenv"
+)
+
+// TestEveryScenarioHasEveryPeer: each scenario runs Archway and every peer, except where a
+// peer cannot do the work, and then the report says why (a note naming it).
+func TestEveryScenarioHasEveryPeer(t *testing.T) {
+	for _, s := range scenarios(false) {
+		var labels []string
+		for _, c := range s.contenders {
+			labels = append(labels, c.label)
+		}
+		if !slices.Contains(labels, stats.Archway) {
+			t.Errorf("%s: no Archway", s.name)
+		}
+		for _, peer := range stats.Peers {
+			if slices.Contains(labels, peer) {
+				continue
+			}
+			explained := s.h2 || s.name == stats.ScenarioH2H1 // h2: nginx is the peer that speaks it here
+			for _, n := range s.notes {
+				if strings.HasPrefix(strings.ToLower(n), peer+":") {
+					explained = true
+				}
+			}
+			if !explained {
+				t.Errorf("%s: %s left out without a note", s.name, peer)
+			}
+		}
+	}
+}
+
+// TestScenarioRoutesParse: the rewrites of bench/routes.yaml the access log and TLS scenarios
+// make still parse and turn on what they should, so an edit of bench/routes.yaml cannot
+// silently break them.
+func TestScenarioRoutesParse(t *testing.T) {
+	dir := t.TempDir()
+	cert, err := benchcert.Write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{cfg: Config{Repo: testenv.RepoRoot()}, cert: cert, env: map[string]string{
+		"BENCH_LISTEN": "127.0.0.1:18080", "BENCH_ADMIN": "127.0.0.1:19901", "BENCH_UPSTREAM_1": "127.0.0.1:18001",
+		"BENCH_UPSTREAM_2": "127.0.0.1:18002", "BENCH_PRODUCTS_1": "127.0.0.1:18003", "BENCH_PRODUCTS_2": "127.0.0.1:18004"}}
+	for _, s := range []*scenario{{name: "plain"}, {name: stats.ScenarioAccessLog, accessLog: true}, {name: stats.ScenarioTLS, tls: true}} {
+		src, err := r.routesFor(s, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := r.parseRoutes(src)
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if got := cfg.AccessLog.On(); got != s.accessLog {
+			t.Errorf("%s: access log on = %v", s.name, got)
+		}
+		if s.accessLog && cfg.AccessLog.Output != filepath.Join(dir, "access.log") {
+			t.Errorf("%s: access log output %q", s.name, cfg.AccessLog.Output)
+		}
+		tls := len(cfg.Server.Listeners) == 1 && cfg.Server.Listeners[0].TLS != nil
+		if tls != s.tls {
+			t.Errorf("%s: TLS listener = %v (%+v)", s.name, tls, cfg.Server.Listeners)
+		}
+	}
+}
