@@ -171,7 +171,8 @@ routes:
 	}
 
 	t.Run("curl over HTTPS", func(t *testing.T) {
-		out, err := curl(append(resolve(secure), "-D", "-", "https://shop.test:"+portOf(secure)+"/products?x=1")...)
+		// --http1.1: the listener offers h2 first (see h2_curl_e2e_test.go for HTTP/2).
+		out, err := curl(append(resolve(secure), "--http1.1", "-D", "-", "https://shop.test:"+portOf(secure)+"/products?x=1")...)
 		if err != nil {
 			t.Fatalf("curl: %v\n%s", err, out)
 		}
@@ -232,10 +233,12 @@ routes:
 		}
 	})
 
-	t.Run("ALPN http/1.1", func(t *testing.T) {
-		out, err := sClient(t, secure, "-servername", "shop.test", "-alpn", "h2,http/1.1")
-		if err != nil || !strings.Contains(out, "ALPN protocol: http/1.1") {
-			t.Errorf("ALPN: %v\n%s", err, out)
+	t.Run("ALPN h2 first, then http/1.1", func(t *testing.T) {
+		for offer, want := range map[string]string{"http/1.1,h2": "h2", "http/1.1": "http/1.1"} {
+			out, err := sClient(t, secure, "-servername", "shop.test", "-alpn", offer)
+			if err != nil || !strings.Contains(out, "ALPN protocol: "+want) {
+				t.Errorf("ALPN offering %s: %v\n%s", offer, err, out)
+			}
 		}
 	})
 
