@@ -364,13 +364,10 @@ func (t *Target) DialTunnel(deadline time.Time, now int64, u *Upstream) (net.Con
 	timeout := min(t.pool.settings.ConnectTimeout, time.Until(deadline))
 	var conn net.Conn
 	var err error
-	switch {
-	case timeout <= 0:
+	if timeout <= 0 {
 		err = errDialNoTime
-	case t.pool.settings.Dial != nil:
-		conn, err = t.pool.settings.Dial(t.Addr, timeout)
-	default:
-		conn, err = net.DialTimeout("tcp", t.Addr, timeout)
+	} else {
+		conn, _, err = t.pool.connect(timeout)
 	}
 	if err != nil {
 		e := dialError(t.Addr, err)
