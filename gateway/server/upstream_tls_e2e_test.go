@@ -181,6 +181,10 @@ routes:
 
 	// The instances require a client certificate: without one the request never reaches them.
 	expectStatus(t, get(t, gw.URL+"/no-client-cert/products"), 502)
+	waitUntil(t, "the access log to say a client certificate was asked for", func() bool {
+		data, _ := os.ReadFile(accessLog)
+		return strings.Contains(string(data), "asked for a client certificate and none is configured")
+	})
 
 	// A CA file that is not PEM is refused on reload with file, line and field; the running
 	// configuration keeps serving.

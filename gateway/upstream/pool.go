@@ -53,6 +53,10 @@ type pool struct {
 	// peerClosed counts idle connections found closed (or holding stray bytes) at checkout and
 	// discarded before a request was written to them.
 	peerClosed atomic.Uint64
+	// clientCertAsked is set when a TLS target asked for a client certificate and none is
+	// configured: over TLS 1.3 its refusal arrives only after the handshake, as a broken
+	// connection, and the error then says why.
+	clientCertAsked atomic.Bool
 }
 
 // pconn is one upstream connection and its buffers, owned by whoever popped its slot index.
@@ -77,6 +81,12 @@ func newPool(addr string, s Settings) *pool {
 	}
 	if s.TLS != nil {
 		p.tls = TargetTLSConfig(s.TLS, addr)
+		if len(p.tls.Certificates) == 0 && p.tls.GetClientCertificate == nil {
+			p.tls.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				p.clientCertAsked.Store(true)
+				return &tls.Certificate{}, nil // none: the target decides whether that will do
+			}
+		}
 	}
 	for i := s.MaxConns - 1; i >= 0; i-- {
 		p.free.push(i)

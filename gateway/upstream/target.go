@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"runtime"
 	"sync/atomic"
@@ -340,6 +341,9 @@ func (t *Target) failWrite(pc *pconn, x *RoundTrip, reused bool, err error) erro
 
 // fail discards the connection and classifies the failure.
 func (t *Target) fail(pc *pconn, x *RoundTrip, kind Kind, err error) error {
+	if pc.uses == 0 && (kind == KindRead || kind == KindWrite) && t.pool.clientCertAsked.Load() {
+		err = fmt.Errorf("%w (the target asked for a client certificate and none is configured: tls.cert_file and key_file)", err)
+	}
 	t.pool.discard(pc)
 	t.inflight.Add(-1)
 	if kind.countsAsFailure() {

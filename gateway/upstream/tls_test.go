@@ -172,6 +172,8 @@ func TestTLSClientCertificateForUpstreamsThatRequireOne(t *testing.T) {
 	without := newTarget("app", b.addr, 1, tlsSettings(t, &config.UpstreamTLS{CAFile: p.ca.CertFile, ServerName: "backend.test"}))
 	if _, err := get(t, without, "/"); err == nil || served.Load() != 0 {
 		t.Fatalf("a target requiring a client certificate served a request without one (error %v)", err)
+	} else if !strings.Contains(err.Error(), "asked for a client certificate and none is configured") {
+		t.Fatalf("error %q does not say the target wanted a client certificate", err)
 	}
 	with := newTarget("app", b.addr, 1, tlsSettings(t, &config.UpstreamTLS{CAFile: p.ca.CertFile, ServerName: "backend.test",
 		CertFile: p.client.CertFile, KeyFile: p.client.KeyFile}))
