@@ -43,17 +43,17 @@ const (
 
 // applyTLSDefaults strips the scheme of targets written as URLs, giving a port-less one its
 // scheme's default port, and turns TLS on for https:// targets.
-func (u *Upstream) applyTLSDefaults(c *Config, name string) {
+func (u *Upstream) applyTLSDefaults(name string) {
 	var plain, secure []int
 	for i := range u.Targets {
 		t := &u.Targets[i]
-		rest, port := t.Addr, "80"
+		var rest, port string
 		switch {
 		case hasPrefixFold(t.Addr, schemeHTTPS):
 			rest, port = t.Addr[len(schemeHTTPS):], "443"
 			secure = append(secure, i)
 		case hasPrefixFold(t.Addr, schemeHTTP):
-			rest = t.Addr[len(schemeHTTP):]
+			rest, port = t.Addr[len(schemeHTTP):], "80"
 			plain = append(plain, i)
 		default:
 			continue
