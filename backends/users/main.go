@@ -122,6 +122,7 @@ func serve(ctx context.Context, s *settings, stdout io.Writer) error {
 		Service: "users", Addr: s.Addr, Logger: log, MaxBodyBytes: s.MaxBodyBytes,
 		ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout, ShutdownTimeout: s.ShutdownTimeout,
 		Consul: s.Consul, Advertise: s.Advertise,
+		TLSCertFile: s.TLSCert, TLSKeyFile: s.TLSKey, TLSClientCAFile: s.TLSClientCA,
 		Health: store.Ping,
 	})
 	svc.routes(srv)

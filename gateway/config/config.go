@@ -111,6 +111,8 @@ type Upstream struct {
 	Consul *UpstreamConsul `yaml:"consul,omitempty"`
 	// Buffering frees the upstream connection before a slow client has read the response.
 	Buffering Buffering `yaml:"buffering"`
+	// TLS speaks HTTPS to the targets (upstream_tls.go); nil speaks plain HTTP.
+	TLS *UpstreamTLS `yaml:"tls,omitempty"`
 }
 
 // Consul is the Consul agent the gateway talks to.
@@ -267,6 +269,7 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 	c.resolveListenerPaths(abs)
+	c.resolveUpstreamTLSPaths(abs)
 }
 
 // Parse defaults and validates a configuration held in memory; file names it in messages.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -76,6 +77,12 @@ func (b *builder) build(cfg *config.Config, version uint64) (*proxy.Snapshot, er
 			}
 		}
 		u, err := b.registry.Build(name, uc, discovered)
+		if fe := (*upstream.TLSFileError)(nil); errors.As(err, &fe) {
+			path := "upstreams." + name + ".tls." + fe.Field
+			errs := config.NewErrorList(cfg.File)
+			errs.Add(cfg.Position(path), path, fe.Error())
+			return nil, errs
+		}
 		if err != nil {
 			return nil, err
 		}

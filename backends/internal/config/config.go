@@ -118,6 +118,8 @@ type Common struct {
 	// Advertise is the address others reach the service at, for the registration; empty means
 	// the listen address's host (or 127.0.0.1 when it listens on every interface).
 	Advertise string
+	// TLSCert and TLSKey serve HTTPS; TLSClientCA also requires client certificates from it.
+	TLSCert, TLSKey, TLSClientCA string
 }
 
 // RegisterCommon defines the flags every service has on f and returns where Parse puts them:
@@ -131,6 +133,9 @@ type Common struct {
 //	-shutdown-timeout  SHUTDOWN_TIMEOUT  grace for in-flight requests on SIGTERM (10s)
 //	-consul            CONSUL_HTTP_ADDR  Consul agent to register with (none)
 //	-advertise         ADVERTISE_ADDR    host others reach this instance at (the listen host)
+//	-tls-cert          TLS_CERT          PEM certificate chain: serve HTTPS (plain HTTP)
+//	-tls-key           TLS_KEY           its private key
+//	-tls-client-ca     TLS_CLIENT_CA     require client certificates issued by these CAs (none)
 func RegisterCommon(f *FlagSet, service, defaultAddr string) *Common {
 	c := &Common{}
 	f.StringVar(&c.Addr, "addr", "ADDR", defaultAddr, "listen address")
@@ -144,6 +149,9 @@ func RegisterCommon(f *FlagSet, service, defaultAddr string) *Common {
 		"how long in-flight requests may finish after SIGTERM")
 	f.StringVar(&c.Consul, "consul", "CONSUL_HTTP_ADDR", "", "Consul agent address (host:port); the service registers itself when set")
 	f.StringVar(&c.Advertise, "advertise", "ADVERTISE_ADDR", "", "host others reach this instance at, for the Consul registration")
+	f.StringVar(&c.TLSCert, "tls-cert", "TLS_CERT", "", "PEM certificate chain file: serve HTTPS instead of plain HTTP")
+	f.StringVar(&c.TLSKey, "tls-key", "TLS_KEY", "", "the certificate's PEM private key file")
+	f.StringVar(&c.TLSClientCA, "tls-client-ca", "TLS_CLIENT_CA", "", "PEM CA file: require client certificates issued by it (mTLS)")
 	return c
 }
 
