@@ -168,6 +168,7 @@ func (c *Config) applyDefaults() {
 	c.jwtDefaults()
 	c.applyRedirectDefaults()
 	c.applyListenerDefaults()
+	c.applyTracingDefaults()
 }
 
 func setDefault[T comparable](field *T, def T) {
