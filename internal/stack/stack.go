@@ -60,6 +60,10 @@ type Options struct {
 	// its events there and feeds its WebSockets from it, products releases the stock of
 	// cancelled and expired orders from it.
 	RabbitMQ bool
+	// Jaeger runs bin/jaeger first (tracing.go) and every process sends it its traces;
+	// OTLPEndpoint sends them to a collector of the caller's instead.
+	Jaeger       bool
+	OTLPEndpoint string
 }
 
 // Service is one process of the stack.
@@ -114,7 +118,7 @@ func (o Options) Services() [][]Service {
 	if o.Consul {
 		users.Env = append(users.Env, "CONSUL_HTTP_ADDR="+addr(p.Consul))
 	}
-	return append(groups, [][]Service{
+	return o.withTracing(append(groups, [][]Service{
 		{users},
 		{
 			backend("products-1", "products", p.Products1, append([]string{db("products")}, peers...)...),
@@ -140,7 +144,7 @@ func (o Options) Services() [][]Service {
 				"CONSUL_ADDR=" + addr(p.Consul),
 			},
 		}},
-	}...)
+	}...))
 }
 
 // Stack is a running stack.
@@ -174,9 +178,17 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			return nil, err
 		}
 	}
+	groups := o.Services()
+	if o.Jaeger {
+		jaeger, err := o.jaegerService()
+		if err != nil {
+			return nil, err
+		}
+		groups = append([][]Service{{jaeger}}, groups...)
+	}
 	s := &Stack{opts: o}
 	out := &lockedWriter{w: o.Out}
-	for _, group := range o.Services() {
+	for _, group := range groups {
 		for _, svc := range group {
 			if _, err := os.Stat(svc.Binary); err != nil {
 				s.Stop(5 * time.Second)
