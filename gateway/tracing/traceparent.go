@@ -12,7 +12,7 @@ const hexDigits = "0123456789abcdef"
 // ParseTraceparent reads a W3C traceparent value (Trace Context, section 3.2) without
 // allocating. It accepts version 00 exactly and, as the specification asks, a later version
 // whose first 55 characters parse and which continues with '-'. All-zero ids and version ff are
-// invalid.
+// invalid. Only the sampled flag is kept.
 func ParseTraceparent(v []byte) (tid trace.TraceID, sid trace.SpanID, flags trace.TraceFlags, ok bool) {
 	if len(v) < TraceparentLen {
 		return tid, sid, 0, false
@@ -42,7 +42,9 @@ func ParseTraceparent(v []byte) (tid trace.TraceID, sid trace.SpanID, flags trac
 		sid[i] = b
 	}
 	f, ok2 := hexByte(v[53], v[54])
-	if !ok2 || !tid.IsValid() || !sid.IsValid() {
+	// Version 00 knows the sampled and random flags only; other bits make it invalid, as the
+	// OpenTelemetry propagator the services use decides.
+	if !ok2 || (version == 0 && f > 3) || !tid.IsValid() || !sid.IsValid() {
 		return tid, sid, 0, false
 	}
 	return tid, sid, trace.TraceFlags(f) & trace.FlagsSampled, true

@@ -1,6 +1,7 @@
 package tracing
 
 import (
+	"math"
 	"testing"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -17,7 +18,8 @@ func TestParseTraceparent(t *testing.T) {
 	}{
 		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", true, true},
 		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", true, false},
-		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09", true, true}, // unknown flags ignored
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03", true, true}, // random flag: dropped
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09", false, false}, // reserved bits in 00
 		{"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future", true, true},
 		{"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", false, false},
 		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", false, false}, // 00 is exact
@@ -71,5 +73,22 @@ func TestTraceparentAllocatesNothing(t *testing.T) {
 		buf = AppendTraceparent(buf[:0], tid, sid, flags)
 	}); n != 0 {
 		t.Fatalf("%v allocations", n)
+	}
+}
+
+func TestThreshold(t *testing.T) {
+	for _, c := range []struct {
+		ratio float64
+		want  uint64
+	}{{0, 0}, {-1, 0}, {1, math.MaxUint64}, {2, math.MaxUint64}, {0.5, 1 << 63}, {0.99999999999999999, math.MaxUint64}} {
+		if got := Threshold(c.ratio); got != c.want {
+			t.Errorf("Threshold(%v) = %d, want %d", c.ratio, got, c.want)
+		}
+	}
+	if Sample(0) {
+		t.Error("ratio 0 sampled")
+	}
+	if !Sample(math.MaxUint64) {
+		t.Error("ratio 1 did not sample")
 	}
 }

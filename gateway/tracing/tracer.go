@@ -142,7 +142,11 @@ func Threshold(ratio float64) uint64 {
 	case ratio <= 0:
 		return 0
 	}
-	return uint64(ratio * (1 << 63) * 2)
+	t := ratio * (1 << 63) * 2
+	if t >= 1<<64 { // a ratio a hair under 1 rounds up to 2^64, which uint64 cannot hold
+		return math.MaxUint64
+	}
+	return uint64(t)
 }
 
 // Threshold is the tracer's own ratio as a bound, for routes that do not set theirs.
