@@ -28,6 +28,8 @@ const jaegerConfig = `service:
   telemetry:
     metrics:
       level: none
+    traces:
+      level: none
     logs:
       level: warn
 extensions:

@@ -33,6 +33,8 @@ const jaegerConfig = `service:
   telemetry:
     metrics:
       level: none
+    traces:
+      level: none
     logs:
       level: warn
 extensions:
@@ -100,9 +102,8 @@ func (j *Jaeger) waitReady(ports []int, timeout time.Duration) error {
 			return err
 		}
 	}
-	var services []string
 	for {
-		err := j.get("/api/services", &services)
+		_, err := j.Services()
 		if err == nil {
 			return nil
 		}
