@@ -76,7 +76,9 @@ func StartJaeger(t testing.TB) *Jaeger {
 		if err := os.WriteFile(cfg, fmt.Appendf(nil, jaegerConfig, ports[0], ports[1], ports[2], ports[3]), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		p := StartProcess(t, "jaeger", bin, []string{"--config", cfg}, ProcessOptions{Dir: dir})
+		// Jaeger would trace itself into an OTLP collector on the default port otherwise.
+		p := StartProcess(t, "jaeger", bin, []string{"--config", cfg}, ProcessOptions{Dir: dir,
+			Env: []string{"OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true"}})
 		j := &Jaeger{
 			OTLPHTTP: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
 			OTLPGRPC: fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
