@@ -69,7 +69,9 @@ func (o Options) jaegerService() (Service, error) {
 	if err := os.WriteFile(cfg, data, 0o644); err != nil {
 		return Service{}, fmt.Errorf("jaeger config: %w", err)
 	}
+	// Its own SDK off: Jaeger would trace itself into the collector it is.
 	return Service{Name: "jaeger", Binary: filepath.Join(o.BinDir, "jaeger"), Args: []string{"--config", cfg},
+		Env:  []string{"OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true"},
 		Addr: addr(JaegerUI), Health: "/api/services"}, nil
 }
 

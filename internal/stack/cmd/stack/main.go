@@ -57,7 +57,8 @@ func main() {
 	}
 
 	if *jaeger {
-		fmt.Printf("    jaeger       http://localhost:%d/  (traces of every request; the access log's trace_id finds one)\n\n", stack.JaegerUI)
+		fmt.Printf("    jaeger       http://localhost:%[1]d/  (traces of every request; the access log's trace_id finds one:\n"+
+			"                 curl http://localhost:%[1]d/api/traces/<trace_id>)\n\n", stack.JaegerUI)
 	}
 
 	if *rabbitmq {
