@@ -102,6 +102,11 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, s 
 	if err != nil {
 		return err
 	}
+	stopTracing, err := c.StartTracing(ctx, "orders", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	var products, payments Peer
 	if c.Consul != "" {
 		// With Consul, peers are found by service name and follow their instances.

@@ -48,6 +48,11 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, st
 	if err != nil {
 		return err
 	}
+	stopTracing, err := c.StartTracing(ctx, "payments", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	verifier, err := jwt.NewVerifier(ctx, log)
 	if err != nil {
 		return err

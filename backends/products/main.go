@@ -59,6 +59,11 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, br
 	if err != nil {
 		return err
 	}
+	stopTracing, err := c.StartTracing(ctx, "products", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	verifier, err := jwt.NewVerifier(ctx, log)
 	if err != nil {
 		return err

@@ -42,6 +42,11 @@ type Entry struct {
 	UserAgent    []byte
 	Referer      []byte
 	Err          error
+	// TraceID and SpanID are the request's trace and the gateway's span in it, written when
+	// Traced (server.tracing is on), sampled or not.
+	TraceID [16]byte
+	SpanID  [8]byte
+	Traced  bool
 }
 
 // Defaults of Options, the same as access_log.buffer and access_log.flush in routes.yaml.

@@ -68,6 +68,8 @@ type Server struct {
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 	// Listeners replaces Listen with any number of listeners, plain or TLS (see listeners.go).
 	Listeners []Listener `yaml:"listeners,omitempty"`
+	// Tracing exports OpenTelemetry traces (tracing.go); nil is off.
+	Tracing *Tracing `yaml:"tracing,omitempty"`
 }
 
 // Admin configures the admin API listener.
@@ -194,6 +196,8 @@ type Route struct {
 	Redirect    *Redirect    `yaml:"redirect,omitempty"`
 	Rewrite     *Rewrite     `yaml:"rewrite,omitempty"`
 	Split       *Split       `yaml:"split,omitempty"`
+	// Tracing is the route's own sampling (tracing.go).
+	Tracing *RouteTracing `yaml:"tracing,omitempty"`
 }
 
 // Respond is a direct answer. Without a body, a status of 400 or more gets the gateway's JSON

@@ -169,6 +169,7 @@ func (c *Config) applyDefaults() {
 	c.jwtDefaults()
 	c.applyRedirectDefaults()
 	c.applyListenerDefaults()
+	c.applyTracingDefaults()
 }
 
 func setDefault[T comparable](field *T, def T) {

@@ -46,6 +46,7 @@ func (c *Config) validate(errs *ErrorList) {
 	v.routes()
 	v.redis()
 	v.jwt()
+	v.tracing()
 }
 
 func (v *validator) positive(path string, d Duration) {

@@ -14,6 +14,7 @@ import (
 	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/proxy"
 	"github.com/archway-gateway/archway/gateway/router"
+	"github.com/archway-gateway/archway/gateway/tracing"
 	"github.com/archway-gateway/archway/gateway/upstream"
 	"github.com/archway-gateway/archway/gateway/websocket"
 )
@@ -44,6 +45,10 @@ type builder struct {
 	logger    *slog.Logger      // warnings of the access log's writer
 	tunnels   *proxy.Tunnels
 	discovery *discoveryManager
+	// tracer is the live tracer, reused while server.tracing is unchanged; traceStats counts
+	// exports and drops across tracers (tracing.go).
+	tracer     *tracing.Tracer
+	traceStats *tracing.Stats
 }
 
 // unmatchedRoute labels requests that matched no route.
@@ -134,6 +139,9 @@ func (b *builder) build(cfg *config.Config, version uint64) (*proxy.Snapshot, er
 			}
 			s.AccessLog = l
 		}
+	}
+	if err := b.buildTracing(cfg, s); err != nil { // last: nothing after it can fail
+		return nil, err
 	}
 	return s, nil
 }

@@ -48,15 +48,17 @@ type running struct {
 	gw   string // http://127.0.0.1:port
 	ws   string // ws://127.0.0.1:port
 	opts stack.Options
+	// output is everything the stack's processes printed so far.
+	output func() string
 }
 
-func startStack(t *testing.T, consul bool) *running {
+func startStack(t *testing.T, consul bool, tweaks ...func(*stack.Options)) *running {
 	t.Helper()
-	return startStackWith(t, consul, nil)
+	return startStackWith(t, consul, nil, tweaks...)
 }
 
 // startStackWith is startStack with the gateway's configuration file passed through edit first.
-func startStackWith(t *testing.T, consul bool, edit func(config []byte) []byte) *running {
+func startStackWith(t *testing.T, consul bool, edit func(config []byte) []byte, tweaks ...func(*stack.Options)) *running {
 	t.Helper()
 	free := testenv.FreePorts(t, 12)
 	ports := stack.Ports{Gateway: free[0], Admin: free[1], Users: free[2], Products1: free[3], Products2: free[4], Orders1: free[5], Orders2: free[6], Payments: free[7],
@@ -85,6 +87,9 @@ func startStackWith(t *testing.T, consul bool, edit func(config []byte) []byte) 
 		// The configuration is a copy elsewhere: the storefront stays where it is.
 		Env: []string{"BCRYPT_COST=4", "ARCHWAY_STATIC_ROOT=" + filepath.Join(testenv.RepoRoot(), "storefront", "dist")},
 	}
+	for _, tweak := range tweaks {
+		tweak(&o)
+	}
 	s, err := stack.Start(context.Background(), o)
 	if err != nil {
 		mu.Lock()
@@ -101,7 +106,8 @@ func startStackWith(t *testing.T, consul bool, edit func(config []byte) []byte) 
 			mu.Unlock()
 		}
 	})
-	return &running{Stack: s, gw: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), ws: fmt.Sprintf("ws://127.0.0.1:%d", ports.Gateway), opts: o}
+	output := func() string { mu.Lock(); defer mu.Unlock(); return logs.String() }
+	return &running{Stack: s, gw: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), ws: fmt.Sprintf("ws://127.0.0.1:%d", ports.Gateway), opts: o, output: output}
 }
 
 // behindLoopbackProxy returns a copy of the configuration at path that trusts X-Forwarded-For

@@ -30,6 +30,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/archway-gateway/archway/backends/internal/api"
+	"github.com/archway-gateway/archway/backends/internal/telemetry"
 	"github.com/archway-gateway/archway/discovery"
 )
 
@@ -300,13 +301,15 @@ func (s *Server) instrument(route string, h api.Handler) fasthttp.RequestHandler
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
 		requestID := api.EnsureRequestID(ctx)
+		span := telemetry.StartServer(ctx, route)
 		err := s.call(ctx, h)
 		if err != nil {
 			status := api.WriteError(ctx, err)
 			if status >= 500 {
-				s.log.Error("request failed", "request_id", requestID, "route", route, "error", err.Error())
+				s.log.ErrorContext(ctx, "request failed", "request_id", requestID, "route", route, "error", err.Error())
 			}
 		}
+		telemetry.EndServer(span, ctx.Response.StatusCode(), err)
 		s.observe(ctx, route, start, err)
 	}
 }
@@ -345,7 +348,7 @@ func (s *Server) observe(ctx *fasthttp.RequestCtx, route string, start time.Time
 	if err != nil && status < 500 {
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...) // ctx: the line gets the trace ids
 }
 
 // metricMethod keeps the method label bounded: a client can send any token as a method.
