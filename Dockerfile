@@ -59,6 +59,7 @@ WORKDIR /home/nonroot
 USER 65532:65532
 ENV ARCHWAY_SERVICE=${SERVICE} \
     ARCHWAY_CONFIG=/etc/archway/routes.yaml
-# Ports: gateway 8080 (admin 9901), users 3001, products 3002, orders 3003, payments 3004.
+# Ports: gateway 80 and 443 (admin 9901; HTTPS needs tls.crt and tls.key mounted at
+# /etc/archway-tls), users 3001, products 3002, orders 3003, payments 3004.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 CMD ["/usr/local/bin/healthcheck"]
 ENTRYPOINT ["/usr/local/bin/app"]

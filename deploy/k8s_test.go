@@ -11,8 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,7 +18,6 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
-	"gopkg.in/yaml.v3"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -916,24 +913,9 @@ func checkExternal(t *testing.T, m manifests, s *corev1.Service) {
 	}
 }
 
-// docYAML returns the yaml block of docs/operations.md that follows <!-- test: name -->.
-func docYAML(t *testing.T, name string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(root(), "docs", "operations.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, after, ok := strings.Cut(string(data), "<!-- test: "+name+" -->\n```yaml\n")
-	if !ok {
-		t.Fatalf("docs/operations.md has no yaml block marked <!-- test: %s -->", name)
-	}
-	body, _, _ := strings.Cut(after, "```")
-	return []byte(body)
-}
-
 // TestK8sGatewayTLS: the gateway pod mounts a kubernetes.io/tls Secret where the gateway's
 // non-root user can read the key and nobody else can, where Secret updates reach it, and the
-// listener of docs/operations.md names exactly the mounted files.
+// TLS listener of the ConfigMap's routes file serves exactly the mounted files on 443.
 func TestK8sGatewayTLS(t *testing.T) {
 	m := loadManifests(t)
 	secrets := secretTemplates(t)
@@ -987,42 +969,9 @@ func TestK8sGatewayTLS(t *testing.T) {
 		t.Errorf("the gateway's non-root user cannot read the TLS key (mode %04o): it needs fsGroup and group read", mode)
 	}
 
-	var doc struct {
-		Server struct {
-			Listeners []struct {
-				Addr string
-				TLS  *struct {
-					Certificates []struct{ Cert, Key string }
-				}
-			}
-		}
-	}
-	if err := yaml.Unmarshal(docYAML(t, "k8s-tls-listener"), &doc); err != nil {
-		t.Fatal(err)
-	}
-	var plain, tls int
-	for _, l := range doc.Server.Listeners {
-		if l.TLS == nil {
-			plain++
-			// The probes ask the plain listener, the container's port http.
-			if p := c.ReadinessProbe.HTTPGet.Port; p.StrVal != "http" || !slices.ContainsFunc(c.Ports, func(cp corev1.ContainerPort) bool {
-				return cp.Name == "http" && int(cp.ContainerPort) == portOf(t, "listener addr", l.Addr)
-			}) {
-				t.Errorf("the plain listener %s is not the port the probes ask", l.Addr)
-			}
-			continue
-		}
-		tls++
-		if len(l.TLS.Certificates) != 1 || l.TLS.Certificates[0].Cert != mount+"/"+corev1.TLSCertKey || l.TLS.Certificates[0].Key != mount+"/"+corev1.TLSPrivateKeyKey {
-			t.Errorf("the documented TLS listener names %+v, not %s/tls.crt and tls.key", l.TLS.Certificates, mount)
-		}
-	}
-	if plain != 1 || tls != 1 {
-		t.Errorf("the documented listeners: %d plain and %d TLS, want one of each", plain, tls)
-	}
-
-	// Once the gateway's configuration has server.listeners, the routes file with the documented
-	// listeners in place of server.listen must load with the pod's environment.
+	// The ConfigMap's routes file (deploy/compose/routes.yaml) carries the listeners: loaded with
+	// the pod's environment, a plain one the probes ask, redirecting to HTTPS, and a TLS one
+	// serving exactly the mounted files, each on a container port the Service exposes.
 	routes, err := os.ReadFile(filepath.Join(root(), "deploy", "compose", "routes.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -1036,18 +985,63 @@ func TestK8sGatewayTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := reflect.TypeOf(cfg.Server).FieldByName("Listeners"); !ok {
-		t.Log("this gateway has no server.listeners: the documented listeners are checked against the mount only")
-		return
+	containerPort := func(name string) int {
+		for _, cp := range c.Ports {
+			if cp.Name == name {
+				return int(cp.ContainerPort)
+			}
+		}
+		return -1
 	}
-	// server: is the file's first section, so the first listen line is server.listen.
-	at := regexp.MustCompile(`(?m)^  listen: .*\n`).FindIndex(routes)
-	if at == nil || !bytes.Contains(routes[:at[0]], []byte("\nserver:\n")) || bytes.Contains(routes[:at[0]], []byte("\nadmin:\n")) {
-		t.Fatal("deploy/compose/routes.yaml: no server.listen line to replace")
+	servicePorts := map[string]int32{}
+	for _, svc := range m.services {
+		if labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(m.deployment.Spec.Template.Labels)) {
+			for _, sp := range svc.Spec.Ports {
+				if sp.TargetPort.Type == intstr.String {
+					servicePorts[sp.TargetPort.StrVal] = sp.Port
+				}
+			}
+		}
 	}
-	withTLS := slices.Concat(routes[:at[0]], bytes.TrimPrefix(docYAML(t, "k8s-tls-listener"), []byte("server:\n")), routes[at[1]:])
-	if _, err := config.ParseWithEnv(withTLS, "routes.yaml with the documented listeners", lookup); err != nil {
-		t.Errorf("the gateway refuses the documented listeners:\n%v", err)
+	var plain, tls int
+	for _, l := range cfg.Server.Listeners {
+		if l.TLS == nil {
+			plain++
+			// The probes ask the plain listener, the container's port http; the redirect goes to
+			// HTTPS on 443, where the pod listens itself (behind the Service's 443).
+			if p := c.ReadinessProbe.HTTPGet.Port; p.StrVal != "http" || containerPort("http") != portOf(t, "listener addr", l.Addr) {
+				t.Errorf("the plain listener %s is not the port the probes ask", l.Addr)
+			}
+			if !l.RedirectHTTPS {
+				t.Errorf("the plain listener %s does not redirect to HTTPS", l.Addr)
+			}
+			if servicePorts["http"] != 80 {
+				t.Errorf("the Service exposes container port http as %d, want 80", servicePorts["http"])
+			}
+			continue
+		}
+		tls++
+		if len(l.TLS.Certificates) != 1 || l.TLS.Certificates[0].Cert != mount+"/"+corev1.TLSCertKey || l.TLS.Certificates[0].Key != mount+"/"+corev1.TLSPrivateKeyKey {
+			t.Errorf("the TLS listener serves %+v, not %s/tls.crt and tls.key", l.TLS.Certificates, mount)
+		}
+		if containerPort("https") != portOf(t, "listener addr", l.Addr) || portOf(t, "listener addr", l.Addr) != 443 {
+			t.Errorf("the TLS listener %s is not the container port https on 443 (redirects name no port)", l.Addr)
+		}
+		if servicePorts["https"] != 443 {
+			t.Errorf("the Service exposes container port https as %d, want 443", servicePorts["https"])
+		}
+	}
+	if plain != 1 || tls != 1 {
+		t.Errorf("the listeners: %d plain and %d TLS, want one of each", plain, tls)
+	}
+	if vol.Secret.Optional != nil && *vol.Secret.Optional {
+		t.Error("the TLS Secret is optional, but the routes file's HTTPS listener needs its files")
+	}
+	// Ports under 1024 without capabilities: the pod lowers the unprivileged port start.
+	if sc := pod.SecurityContext; sc == nil || !slices.ContainsFunc(sc.Sysctls, func(s corev1.Sysctl) bool {
+		return s.Name == "net.ipv4.ip_unprivileged_port_start" && s.Value == "0"
+	}) {
+		t.Error("the gateway listens on 80 and 443 as a non-root user without net.ipv4.ip_unprivileged_port_start=0")
 	}
 }
 

@@ -102,6 +102,11 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, s 
 	if err != nil {
 		return err
 	}
+	stopTracing, err := c.StartTracing(ctx, "orders", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	var products, payments Peer
 	if c.Consul != "" {
 		// With Consul, peers are found by service name and follow their instances.
@@ -139,6 +144,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, s 
 		Service: "orders", Addr: c.Addr, Logger: log, MaxBodyBytes: c.MaxBodyBytes,
 		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, ShutdownTimeout: c.ShutdownTimeout,
 		Consul: c.Consul, Advertise: c.Advertise,
+		TLSCertFile: c.TLSCert, TLSKeyFile: c.TLSKey, TLSClientCAFile: c.TLSClientCA,
 		Health: store.Ping,
 	})
 	(&service{store: store, verifier: verifier, feed: feed, currency: s.currency, log: log,

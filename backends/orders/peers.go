@@ -15,6 +15,7 @@ import (
 
 	"github.com/archway-gateway/archway/backends/internal/api"
 	"github.com/archway-gateway/archway/backends/internal/reqctx"
+	"github.com/archway-gateway/archway/backends/internal/telemetry"
 	"github.com/archway-gateway/archway/discovery"
 )
 
@@ -115,7 +116,8 @@ func newPeerClient(service string, peer Peer, opts ClientOptions) *peerClient {
 		ResponseHeaderTimeout: opts.Timeout,
 		TLSHandshakeTimeout:   opts.Timeout,
 	}
-	return &peerClient{service: service, peer: peer, opts: opts, http: &http.Client{Transport: transport}}
+	// Every call is a client span of the request's trace and carries its traceparent.
+	return &peerClient{service: service, peer: peer, opts: opts, http: &http.Client{Transport: telemetry.Transport(transport)}}
 }
 
 // worstCase is the longest a call can take with every attempt timing out.

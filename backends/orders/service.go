@@ -21,6 +21,7 @@ import (
 	"github.com/archway-gateway/archway/backends/internal/api"
 	"github.com/archway-gateway/archway/backends/internal/auth"
 	"github.com/archway-gateway/archway/backends/internal/money"
+	"github.com/archway-gateway/archway/backends/internal/reqctx"
 	"github.com/archway-gateway/archway/backends/internal/server"
 )
 
@@ -95,8 +96,9 @@ func bearerToken(ctx *fasthttp.RequestCtx) string {
 // that follow them. Not the request's own: that ends when the server starts shutting down, and
 // stock that was reserved must still be recorded or released. Nor derived from it: fasthttp
 // recycles a RequestCtx when its handler returns, while net/http may still read values of a
-// request's context from a background dial. Every call has its own timeout.
-func peerContext(*fasthttp.RequestCtx) context.Context { return context.Background() }
+// request's context from a background dial. Every call has its own timeout. reqctx.Detach
+// gives such a background context, carrying only the request's trace span.
+func peerContext(ctx *fasthttp.RequestCtx) context.Context { return reqctx.Detach(ctx) }
 
 // newRef returns a random order reference, the order_id of its reservations at products.
 func newRef() string {

@@ -48,6 +48,11 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, st
 	if err != nil {
 		return err
 	}
+	stopTracing, err := c.StartTracing(ctx, "payments", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	verifier, err := jwt.NewVerifier(ctx, log)
 	if err != nil {
 		return err
@@ -61,6 +66,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, st
 		Service: "payments", Addr: c.Addr, Logger: log, MaxBodyBytes: c.MaxBodyBytes,
 		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, ShutdownTimeout: c.ShutdownTimeout,
 		Consul: c.Consul, Advertise: c.Advertise,
+		TLSCertFile: c.TLSCert, TLSKeyFile: c.TLSKey, TLSClientCAFile: c.TLSClientCA,
 		Health: store.Ping,
 	})
 	(&service{store: store, verifier: verifier, provider: Simulator{}, now: time.Now}).routes(srv)

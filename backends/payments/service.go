@@ -12,11 +12,15 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/archway-gateway/archway/backends/internal/api"
 	"github.com/archway-gateway/archway/backends/internal/auth"
 	"github.com/archway-gateway/archway/backends/internal/money"
+	"github.com/archway-gateway/archway/backends/internal/reqctx"
 	"github.com/archway-gateway/archway/backends/internal/server"
+	"github.com/archway-gateway/archway/backends/internal/telemetry"
 )
 
 // Limits and timings of the payments API.
@@ -176,8 +180,9 @@ func (s *service) create(ctx *fasthttp.RequestCtx) error {
 	}
 	// Not the request's context: that ends when the server starts shutting down, and a charge
 	// that has started must still be recorded. Nor derived from it: fasthttp recycles a
-	// RequestCtx when its handler returns.
-	dbctx := context.Background()
+	// RequestCtx when its handler returns. Detach gives a background context that carries only
+	// the request's trace span.
+	dbctx := reqctx.Detach(ctx)
 	p, claimed, err := s.store.Begin(dbctx, NewPayment{
 		UserID: userID, IdempotencyKey: key, Fingerprint: fingerprint(*req.OrderID, *req.Amount, currency, card),
 		OrderID: *req.OrderID, Amount: *req.Amount, Currency: currency, CardBrand: cardBrand(card.Number), CardLast4: card.Last4(),
@@ -224,8 +229,13 @@ func (s *service) charge(ctx context.Context, p Payment, card Card) (Payment, er
 	defer cancel()
 	// The provider key is the payment's id: a charge retried after an unknown outcome is the
 	// same charge to the provider.
+	// The provider call is the client span every checkout's trace ends in.
+	cctx, span := telemetry.Start(cctx, "provider charge", trace.SpanKindClient,
+		attribute.String("payment.provider", fmt.Sprintf("%T", s.provider)), attribute.Int64("payment.id", p.ID))
 	out, err := s.provider.Charge(cctx, Charge{Key: "payment-" + strconv.FormatInt(p.ID, 10),
 		Amount: p.Amount, Currency: p.Currency, Card: card})
+	span.SetAttributes(attribute.Bool("payment.approved", out.Approved))
+	telemetry.End(span, err)
 	if err != nil {
 		if uerr := s.store.Unclaim(ctx, p.ID); uerr != nil {
 			err = errors.Join(err, uerr)

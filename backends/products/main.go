@@ -59,6 +59,11 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, br
 	if err != nil {
 		return err
 	}
+	stopTracing, err := c.StartTracing(ctx, "products", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	verifier, err := jwt.NewVerifier(ctx, log)
 	if err != nil {
 		return err
@@ -83,6 +88,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, br
 		Service: "products", Addr: c.Addr, Logger: log, MaxBodyBytes: c.MaxBodyBytes,
 		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, ShutdownTimeout: c.ShutdownTimeout,
 		Consul: c.Consul, Advertise: c.Advertise,
+		TLSCertFile: c.TLSCert, TLSKeyFile: c.TLSKey, TLSClientCAFile: c.TLSClientCA,
 		Health: store.Ping,
 	})
 	(&service{store: store, verifier: verifier}).routes(srv)

@@ -102,6 +102,11 @@ func serve(ctx context.Context, s *settings, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopTracing, err := s.StartTracing(ctx, "users", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	if s.bcryptCost < 4 || s.bcryptCost > 31 {
 		return fmt.Errorf("bcrypt cost %d is outside 4..31", s.bcryptCost)
 	}
@@ -122,6 +127,7 @@ func serve(ctx context.Context, s *settings, stdout io.Writer) error {
 		Service: "users", Addr: s.Addr, Logger: log, MaxBodyBytes: s.MaxBodyBytes,
 		ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout, ShutdownTimeout: s.ShutdownTimeout,
 		Consul: s.Consul, Advertise: s.Advertise,
+		TLSCertFile: s.TLSCert, TLSKeyFile: s.TLSKey, TLSClientCAFile: s.TLSClientCA,
 		Health: store.Ping,
 	})
 	svc.routes(srv)

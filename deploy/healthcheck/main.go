@@ -19,9 +19,11 @@ import (
 	"time"
 )
 
-// defaultPorts are the documented listen ports (docs/backends.md, docs/configuration.md).
+// defaultPorts are the documented listen ports (docs/backends.md); the gateway's is the plain
+// listener of the routes file the image holds (deploy/compose/routes.yaml), which answers
+// /health without redirecting it to HTTPS.
 var defaultPorts = map[string]string{
-	"gateway": "8080", "users": "3001", "products": "3002", "orders": "3003", "payments": "3004",
+	"gateway": "80", "users": "3001", "products": "3002", "orders": "3003", "payments": "3004",
 }
 
 func main() {

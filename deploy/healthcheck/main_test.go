@@ -19,7 +19,7 @@ func TestTarget(t *testing.T) {
 		{name: "HEALTHCHECK_URL", env: map[string]string{"HEALTHCHECK_URL": "http://y:2/", "ARCHWAY_SERVICE": "users"}, want: "http://y:2/"},
 		{name: "service default", env: map[string]string{"ARCHWAY_SERVICE": "products"}, want: "http://127.0.0.1:3002/health"},
 		{name: "service ADDR", env: map[string]string{"ARCHWAY_SERVICE": "orders", "ADDR": ":3013"}, want: "http://127.0.0.1:3013/health"},
-		{name: "gateway default", env: map[string]string{"ARCHWAY_SERVICE": "gateway", "ADDR": ":1"}, want: "http://127.0.0.1:8080/health"},
+		{name: "gateway default", env: map[string]string{"ARCHWAY_SERVICE": "gateway", "ADDR": ":1"}, want: "http://127.0.0.1:80/health"},
 		{name: "gateway listen", env: map[string]string{"ARCHWAY_SERVICE": "gateway", "ARCHWAY_LISTEN": "0.0.0.0:80"}, want: "http://127.0.0.1:80/health"},
 		{name: "unknown service", env: map[string]string{"ARCHWAY_SERVICE": "cart"}, err: true},
 		{name: "bad ADDR", env: map[string]string{"ARCHWAY_SERVICE": "users", "ADDR": "3001"}, err: true},

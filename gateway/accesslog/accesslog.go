@@ -44,6 +44,11 @@ type Entry struct {
 	// Protocol is the HTTP version of the client's request: "HTTP/1.1" or "HTTP/2".
 	Protocol string
 	Err      error
+	// TraceID and SpanID are the request's trace and the gateway's span in it, written when
+	// Traced (server.tracing is on), sampled or not.
+	TraceID [16]byte
+	SpanID  [8]byte
+	Traced  bool
 }
 
 // Defaults of Options, the same as access_log.buffer and access_log.flush in routes.yaml.

@@ -47,11 +47,26 @@ func appendLine(b []byte, e *Entry, now time.Time) []byte {
 	b = appendString(b, e.Referer)
 	b = append(b, `,"protocol":`...)
 	b = appendString(b, e.Protocol)
+	if e.Traced {
+		b = append(b, `,"trace_id":"`...)
+		b = appendHex(b, e.TraceID[:])
+		b = append(b, `","span_id":"`...)
+		b = appendHex(b, e.SpanID[:])
+		b = append(b, '"')
+	}
 	if e.Err != nil {
 		b = append(b, `,"error":`...)
 		b = appendString(b, e.Err.Error())
 	}
 	return append(b, "}\n"...)
+}
+
+// appendHex writes p in lowercase hex, as W3C Trace Context and every trace backend spell ids.
+func appendHex(b, p []byte) []byte {
+	for _, c := range p {
+		b = append(b, hexDigits[c>>4], hexDigits[c&0xF])
+	}
+	return b
 }
 
 // appendMillis writes d in milliseconds with microsecond precision, as encoding/json formats

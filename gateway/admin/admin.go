@@ -66,7 +66,7 @@ func Handler(g Gateway, gatherer prometheus.Gatherer, logger *slog.Logger, opts 
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("GET /config", a.auth(a.getConfig))
 	mux.HandleFunc("PUT /config", a.auth(a.putConfig))
 	mux.HandleFunc("POST /reload", a.auth(a.reload))

@@ -70,6 +70,8 @@ type Server struct {
 	Listeners []Listener `yaml:"listeners,omitempty"`
 	// HTTP2 is the HTTP/2 settings of every listener speaking it (see http2.go).
 	HTTP2 HTTP2 `yaml:"http2"`
+	// Tracing exports OpenTelemetry traces (tracing.go); nil is off.
+	Tracing *Tracing `yaml:"tracing,omitempty"`
 }
 
 // Admin configures the admin API listener.
@@ -113,6 +115,8 @@ type Upstream struct {
 	Consul *UpstreamConsul `yaml:"consul,omitempty"`
 	// Buffering frees the upstream connection before a slow client has read the response.
 	Buffering Buffering `yaml:"buffering"`
+	// TLS speaks HTTPS to the targets (upstream_tls.go); nil speaks plain HTTP.
+	TLS *UpstreamTLS `yaml:"tls,omitempty"`
 }
 
 // Consul is the Consul agent the gateway talks to.
@@ -194,6 +198,8 @@ type Route struct {
 	Redirect    *Redirect    `yaml:"redirect,omitempty"`
 	Rewrite     *Rewrite     `yaml:"rewrite,omitempty"`
 	Split       *Split       `yaml:"split,omitempty"`
+	// Tracing is the route's own sampling (tracing.go).
+	Tracing *RouteTracing `yaml:"tracing,omitempty"`
 }
 
 // Respond is a direct answer. Without a body, a status of 400 or more gets the gateway's JSON
@@ -269,6 +275,7 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 	c.resolveListenerPaths(abs)
+	c.resolveUpstreamTLSPaths(abs)
 }
 
 // Parse defaults and validates a configuration held in memory; file names it in messages.

@@ -117,6 +117,7 @@ func (c *Config) applyDefaults() {
 		setDefault(&u.IdleConnTimeout, DefaultIdleConnTimeout)
 		setDefault(&u.MaxResponseBytes, DefaultMaxResponseBytes)
 		u.applyBufferingDefaults(c, name)
+		u.applyTLSDefaults(name)
 		for i := range u.Targets {
 			setDefault(&u.Targets[i].Weight, 1)
 		}
@@ -169,6 +170,7 @@ func (c *Config) applyDefaults() {
 	c.applyRedirectDefaults()
 	c.applyListenerDefaults()
 	c.applyHTTP2Defaults()
+	c.applyTracingDefaults()
 }
 
 func setDefault[T comparable](field *T, def T) {

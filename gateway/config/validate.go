@@ -47,6 +47,7 @@ func (c *Config) validate(errs *ErrorList) {
 	v.routes()
 	v.redis()
 	v.jwt()
+	v.tracing()
 }
 
 func (v *validator) positive(path string, d Duration) {
@@ -174,6 +175,7 @@ func (v *validator) upstreams() {
 			v.errorf(p+".max_conns_per_target", "must be between 1 and 65535, got %d", u.MaxConnsPerTarget)
 		}
 		v.buffering(p, &u.Buffering)
+		v.upstreamTLS(p, u)
 		if u.MaxResponseBytes <= 0 {
 			v.errorf(p+".max_response_bytes", "must be greater than 0")
 		}

@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	"encoding/hex"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -56,6 +57,28 @@ func (s *RouteStats) Record(wire protocol.Wire, method, code int, d, upstream ti
 	s.bytesIn.Add(uint64(max(in, 0)))
 	s.bytesOut.Add(uint64(max(out, 0)))
 	s.duration.Observe(d.Seconds())
+	if upstream > 0 {
+		s.upstream.Observe(upstream.Seconds())
+	}
+}
+
+// RecordTraced is Record for a request that was traced: the duration sample carries the trace
+// id as its exemplar (OpenMetrics), so a dashboard jumps from a slow bucket to a trace. Only
+// sampled requests get here; building the exemplar allocates.
+func (s *RouteStats) RecordTraced(wire protocol.Wire, method, code int, d, upstream time.Duration, in, out int64, traceID [16]byte) {
+	if wire >= protocol.NumWires {
+		wire = protocol.WireHTTP1
+	}
+	if method < 0 || method >= len(Methods) {
+		method = len(Methods) - 1
+	}
+	if code < 0 || code >= numCodes {
+		code = 0
+	}
+	s.requests[wire][method][code].Add(1)
+	s.bytesIn.Add(uint64(max(in, 0)))
+	s.bytesOut.Add(uint64(max(out, 0)))
+	s.duration.(prometheus.ExemplarObserver).ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": hex.EncodeToString(traceID[:])})
 	if upstream > 0 {
 		s.upstream.Observe(upstream.Seconds())
 	}

@@ -145,6 +145,7 @@ func (e *Entry) serve(x *Exchange) {
 	x.Query = x.queryBuf
 
 	if string(x.Path) == string(s.HealthPath) {
+		x.trace.skip = true // probes every few seconds are not worth a trace
 		ctx.Response.Header.SetContentType("application/json")
 		ctx.Response.SetBodyRaw(healthBody)
 		return
@@ -177,6 +178,9 @@ func (e *Entry) serve(x *Exchange) {
 		// fasthttp refuses this itself only when bodies are not streamed; here they are.
 		WriteError(x, ErrBodyTooLarge)
 		return
+	}
+	if t := s.Tracer; t != nil {
+		x.startTrace(t)
 	}
 	route.Handler.Serve(x)
 }
@@ -263,7 +267,16 @@ func (e *Entry) finish(x *Exchange) {
 	elapsed := time.Since(ctx.Time())
 	in := int64(max(ctx.Request.Header.ContentLength(), 0))
 	out := int64(max(resp.ContentLength(), 0))
-	stats.Record(x.Wire, x.Method, code, elapsed, x.UpstreamDuration, in, out)
+	if t := s.Tracer; t != nil {
+		x.endTrace(t, code)
+	}
+	if x.trace.span != nil {
+		// The latency histogram's exemplar points at this trace, so a dashboard can jump from
+		// a slow bucket to a request in it.
+		stats.RecordTraced(x.Wire, x.Method, code, elapsed, x.UpstreamDuration, in, out, x.trace.traceID)
+	} else {
+		stats.Record(x.Wire, x.Method, code, elapsed, x.UpstreamDuration, in, out)
+	}
 
 	if s.AccessLog != nil {
 		logRequest(s.AccessLog, x, code, elapsed, in, out)
@@ -312,6 +325,9 @@ func logRequest(l *accesslog.Logger, x *Exchange, code int, elapsed time.Duratio
 	}
 	if len(e.Path) == 0 {
 		e.Path = hdr.RequestURI()
+	}
+	if x.trace.started && !x.trace.skip {
+		e.TraceID, e.SpanID, e.Traced = [16]byte(x.trace.traceID), [8]byte(x.trace.spanID), true
 	}
 	l.Log(&e)
 }

@@ -72,6 +72,7 @@ type Exchange struct {
 	idBuf     [32]byte
 	scratch   []byte
 	body      limitedBody
+	trace     traceState // zero while tracing is off (tracing.go)
 }
 
 var exchangePool = sync.Pool{New: func() any {

@@ -83,8 +83,14 @@ func (f *Forwarder) Serve(x *Exchange) {
 		if x.Attempts > 1 {
 			start = time.Now()
 		}
+		if tr := x.Snapshot.Tracer; tr != nil {
+			x.traceUpstream(tr, t)
+		}
 		err := up.Do(t, req, &ctx.Response, &x.up)
 		x.UpstreamDuration += time.Since(start)
+		if x.trace.attempt != nil {
+			x.endAttempt(ctx.Response.StatusCode(), err)
+		}
 		if err == nil {
 			code := ctx.Response.StatusCode()
 			up.ObserveStatus(t, code, x.up.Now)

@@ -8,6 +8,7 @@ import (
 	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/gateway/metrics"
 	"github.com/archway-gateway/archway/gateway/router"
+	"github.com/archway-gateway/archway/gateway/tracing"
 	"github.com/archway-gateway/archway/gateway/upstream"
 )
 
@@ -36,6 +37,9 @@ type Snapshot struct {
 	Unmatched *metrics.RouteStats
 	// Listeners are the per-listener policies, in configuration order.
 	Listeners []ListenerPolicy
+	// Tracer exports the traces of requests (server.tracing); nil while tracing is off, and
+	// then the request path does nothing else for tracing.
+	Tracer *tracing.Tracer
 }
 
 // Route is a compiled route: its handler chain and what the forwarder and finisher need.
@@ -61,6 +65,9 @@ type Route struct {
 
 	Stats   *metrics.RouteStats
 	Handler Handler
+	// TraceSampling is the route's own sample ratio as a tracing.Threshold; nil takes the
+	// server's.
+	TraceSampling *uint64
 }
 
 // KV is a header name and value, canonicalised once at build time.

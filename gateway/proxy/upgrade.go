@@ -85,6 +85,10 @@ func (f *Forwarder) serveUpgrade(x *Exchange, raw []byte) {
 		}
 	}()
 	_ = conn.SetDeadline(deadline)
+	if tr := x.Snapshot.Tracer; tr != nil {
+		x.traceUpstream(tr, t)
+		defer func() { x.endAttempt(ctx.Response.StatusCode(), x.Err) }()
+	}
 	bw := bufio.NewWriterSize(conn, 4096)
 	err = req.Write(bw)
 	if err == nil {

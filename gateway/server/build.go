@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/proxy"
 	"github.com/archway-gateway/archway/gateway/router"
+	"github.com/archway-gateway/archway/gateway/tracing"
 	"github.com/archway-gateway/archway/gateway/upstream"
 	"github.com/archway-gateway/archway/gateway/websocket"
 )
@@ -43,6 +45,10 @@ type builder struct {
 	logger    *slog.Logger      // warnings of the access log's writer
 	tunnels   *proxy.Tunnels
 	discovery *discoveryManager
+	// tracer is the live tracer, reused while server.tracing is unchanged; traceStats counts
+	// exports and drops across tracers (tracing.go).
+	tracer     *tracing.Tracer
+	traceStats *tracing.Stats
 }
 
 // unmatchedRoute labels requests that matched no route.
@@ -76,6 +82,12 @@ func (b *builder) build(cfg *config.Config, version uint64) (*proxy.Snapshot, er
 			}
 		}
 		u, err := b.registry.Build(name, uc, discovered)
+		if fe := (*upstream.TLSFileError)(nil); errors.As(err, &fe) {
+			path := "upstreams." + name + ".tls." + fe.Field
+			errs := config.NewErrorList(cfg.File)
+			errs.Add(cfg.Position(path), path, fe.Error())
+			return nil, errs
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -127,6 +139,9 @@ func (b *builder) build(cfg *config.Config, version uint64) (*proxy.Snapshot, er
 			}
 			s.AccessLog = l
 		}
+	}
+	if err := b.buildTracing(cfg, s); err != nil { // last: nothing after it can fail
+		return nil, err
 	}
 	return s, nil
 }

@@ -361,7 +361,8 @@ func (g *Gateway) watchCertificates(ctx context.Context) {
 	}
 }
 
-// fingerprint is the size and modification time of every TLS file cfg names. Stat follows
+// fingerprint is the size and modification time of every TLS file cfg names (the listeners',
+// the admin API's and the upstreams'). Stat follows
 // symbolic links, so a Kubernetes Secret's ..data swap shows as a change.
 func fingerprint(cfg *config.Config) string {
 	var files []string
@@ -380,6 +381,12 @@ func fingerprint(cfg *config.Config) string {
 		add(l.TLS)
 	}
 	add(cfg.Admin.TLS)
+	for _, name := range sortedNames(cfg.Upstreams) {
+		if t := cfg.Upstreams[name].TLS; t != nil {
+			files = append(files, t.CAFile, t.CertFile, t.KeyFile)
+		}
+	}
+	files = slices.DeleteFunc(files, func(f string) bool { return f == "" })
 	var b []byte
 	for _, f := range files {
 		st, err := os.Stat(f)

@@ -70,6 +70,7 @@ func newGatewayMetrics(g *Gateway, reg prometheus.Registerer) (*gatewayMetrics, 
 		tunnelCollector{g},
 		discoveryCollector{g},
 		connLimitCollector{g.conns},
+		g.build.traceStats,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/archway-gateway/archway/gateway/listener"
 	"github.com/archway-gateway/archway/gateway/metrics"
 	"github.com/archway-gateway/archway/gateway/proxy"
+	"github.com/archway-gateway/archway/gateway/tracing"
 	"github.com/archway-gateway/archway/gateway/upstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -102,6 +103,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
+	g.build.traceStats = &tracing.Stats{}
 	prepared, err := g.prepareListeners(cfg)
 	if err != nil {
 		cancel()
@@ -214,6 +216,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if s := g.entry.Load(); s.AccessLog != nil {
 		_ = s.AccessLog.Close()
 	}
+	if t := g.entry.Load().Tracer; t != nil {
+		shutdownTracer(t) // exports what the last requests traced
+	}
 	return err
 }
 
@@ -295,6 +300,7 @@ func (g *Gateway) Check(cfg *config.Config) error {
 	if err == nil && snap.AccessLog != nil && snap.AccessLog != old.AccessLog {
 		_ = snap.AccessLog.Close()
 	}
+	discardTracer(snap, old)
 	g.build.registry.Commit(upstreamsOf(old))
 	return err
 }
@@ -310,6 +316,7 @@ func (g *Gateway) commit(snap, old *proxy.Snapshot) {
 	g.build.registry.Commit(upstreamsOf(snap))
 	g.build.discovery.commit(snap.Config, snap.Upstreams)
 	g.build.accessLog = snap.AccessLog
+	g.build.tracer = snap.Tracer
 	if g.opts.Policies != nil {
 		g.opts.Policies.Commit(snap.Config)
 	}
@@ -317,6 +324,7 @@ func (g *Gateway) commit(snap, old *proxy.Snapshot) {
 		return
 	}
 	g.build.tunnels.Reconcile(maxCloseGrace(old))
+	releaseTracer(snap, old)
 	if old.AccessLog != nil && old.AccessLog != snap.AccessLog {
 		l := old.AccessLog
 		g.drops.retire(l)

@@ -37,9 +37,12 @@ const (
 	// KindClient: reading the client's request body failed while it was being sent (over the
 	// size limit, broken, too slow). The client's fault, never counted against the target.
 	KindClient
+	// KindTLS: the TLS handshake with the target failed (its certificate is not trusted or does
+	// not name it, no protocol in common, a client certificate refused). Nothing was sent.
+	KindTLS
 )
 
-var kindNames = [...]string{"", "connect", "connect_timeout", "no_free_conns", "stale", "write", "timeout", "read", "protocol", "too_large", "client"}
+var kindNames = [...]string{"", "connect", "connect_timeout", "no_free_conns", "stale", "write", "timeout", "read", "protocol", "too_large", "client", "tls"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -68,7 +71,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // POST included, may be retried on another target.
 func (e *Error) NotSent() bool {
 	switch e.Kind {
-	case KindConnect, KindConnectTimeout, KindNoFreeConns:
+	case KindConnect, KindConnectTimeout, KindNoFreeConns, KindTLS:
 		return true
 	case KindStale:
 		// Broken while writing to a connection the upstream had closed: it never read the
@@ -81,7 +84,7 @@ func (e *Error) NotSent() bool {
 // countsAsFailure reports whether the failure counts toward max_fails (nginx's "error timeout").
 func (k Kind) countsAsFailure() bool {
 	switch k {
-	case KindConnect, KindConnectTimeout, KindWrite, KindTimeout, KindRead, KindProtocol:
+	case KindConnect, KindConnectTimeout, KindWrite, KindTimeout, KindRead, KindProtocol, KindTLS:
 		return true
 	}
 	return false
@@ -100,11 +103,22 @@ func dialError(addr string, err error) *Error {
 	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errDialNoTime) {
 		kind = KindConnectTimeout
 	}
+	var he *handshakeError
+	if kind == KindConnect && errors.As(err, &he) {
+		kind = KindTLS
+	}
 	if errors.Is(err, errNoFreeConns) {
 		kind = KindNoFreeConns
 	}
 	return &Error{Kind: kind, Addr: addr, Err: err}
 }
+
+// handshakeError is a TLS handshake with a target that failed after the TCP connection opened.
+type handshakeError struct{ err error }
+
+func (e *handshakeError) Error() string { return "handshake: " + e.err.Error() }
+
+func (e *handshakeError) Unwrap() error { return e.err }
 
 func isTimeout(err error) bool {
 	if errors.Is(err, fasthttp.ErrTimeout) {

@@ -50,7 +50,7 @@ func (r *Registry) configureCheckLocked(t *Target, hc *config.HealthCheck) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		t.runChecks(ctx, s, r.dial, r.logger)
+		t.runChecks(ctx, s, r.logger)
 	}()
 }
 
@@ -64,7 +64,7 @@ func (t *Target) stopCheck() {
 // runChecks probes the target until ctx ends. A target starts healthy (it was configured as
 // such; passive health catches a dead one on its first requests too) and changes state after
 // `unhealthy` consecutive failures or `healthy` consecutive successes.
-func (t *Target) runChecks(ctx context.Context, s checkSettings, dial Dialer, logger *slog.Logger) {
+func (t *Target) runChecks(ctx context.Context, s checkSettings, logger *slog.Logger) {
 	client := &fasthttp.HostClient{
 		Addr:                      t.Addr,
 		Name:                      "archway-health-check",
@@ -74,11 +74,11 @@ func (t *Target) runChecks(ctx context.Context, s checkSettings, dial Dialer, lo
 		MaxIdleConnDuration:       2 * s.interval,
 		MaxIdemponentCallAttempts: 1,
 		DisablePathNormalizing:    true,
-		Dial: func(addr string) (net.Conn, error) {
-			if dial != nil {
-				return dial(addr, s.timeout)
-			}
-			return net.DialTimeout("tcp", addr, s.timeout)
+		// The pool's connect: the same dialer and, for a TLS upstream, the same handshake as
+		// requests, so a probe fails when requests would (an untrusted certificate included).
+		Dial: func(string) (net.Conn, error) {
+			conn, _, err := t.pool.connect(s.timeout)
+			return conn, err
 		},
 	}
 	defer client.CloseIdleConnections()

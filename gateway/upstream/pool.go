@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"crypto/tls"
 	"net"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,10 @@ type Settings struct {
 	MaxConns         int
 	MaxResponseBytes int64
 	Dial             Dialer `json:"-"`
+	// TLS, when set, is the upstream's client TLS configuration (TLSConfig); each target
+	// derives its own from it (TargetTLSConfig). tlsKey digests what it was built from.
+	TLS    *tls.Config `json:"-"`
+	tlsKey string
 }
 
 // Buffer sizes of an upstream connection. The read buffer bounds the upstream's response header.
@@ -38,6 +43,7 @@ const (
 type pool struct {
 	addr     string
 	settings Settings
+	tls      *tls.Config // the target's TLS configuration; nil for plain HTTP
 	slots    []*pconn
 	idle     indexStack
 	free     indexStack
@@ -47,6 +53,10 @@ type pool struct {
 	// peerClosed counts idle connections found closed (or holding stray bytes) at checkout and
 	// discarded before a request was written to them.
 	peerClosed atomic.Uint64
+	// clientCertAsked is set when a TLS target asked for a client certificate and none is
+	// configured: over TLS 1.3 its refusal arrives only after the handshake, as a broken
+	// connection, and the error then says why.
+	clientCertAsked atomic.Bool
 }
 
 // pconn is one upstream connection and its buffers, owned by whoever popped its slot index.
@@ -68,6 +78,15 @@ func newPool(addr string, s Settings) *pool {
 		slots:    make([]*pconn, s.MaxConns),
 		idle:     newIndexStack(s.MaxConns),
 		free:     newIndexStack(s.MaxConns),
+	}
+	if s.TLS != nil {
+		p.tls = TargetTLSConfig(s.TLS, addr)
+		if len(p.tls.Certificates) == 0 && p.tls.GetClientCertificate == nil {
+			p.tls.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				p.clientCertAsked.Store(true)
+				return &tls.Certificate{}, nil // none: the target decides whether that will do
+			}
+		}
 	}
 	for i := s.MaxConns - 1; i >= 0; i-- {
 		p.free.push(i)
@@ -166,13 +185,12 @@ func (p *pool) dial(i int, deadline time.Time) (*pconn, error) {
 		timeout = min(timeout, time.Until(deadline))
 	}
 	var conn net.Conn
+	fd := -1
 	var err error
 	if timeout <= 0 {
 		err = errDialNoTime
-	} else if p.settings.Dial != nil {
-		conn, err = p.settings.Dial(p.addr, timeout)
 	} else {
-		conn, err = net.DialTimeout("tcp", p.addr, timeout)
+		conn, fd, err = p.connect(timeout)
 	}
 	if err != nil {
 		p.free.push(i)
@@ -191,11 +209,44 @@ func (p *pool) dial(i int, deadline time.Time) (*pconn, error) {
 		pc.bw.Reset(conn)
 	}
 	pc.conn = conn
-	pc.fd = socketFD(conn)
+	pc.fd = fd
 	pc.uses = 0
 	p.dials.Add(1)
 	p.open.Add(1)
 	return pc, nil
+}
+
+// connect opens a connection to the target within timeout: the TCP connection and, for a TLS
+// upstream, the handshake, which shares the timeout (connect_timeout bounds the whole opening).
+// fd is the TCP socket for the idle check at checkout, -1 where there is none. Over TLS the
+// socket is still the right thing to ask: an idle TLS connection has nothing to read, so a byte
+// there is a close_notify alert or a stray record, and the connection is as unusable as a plain
+// one with stray bytes. (TLS 1.3 session tickets arrive before the first response, which reads
+// them.)
+func (p *pool) connect(timeout time.Duration) (net.Conn, int, error) {
+	start := time.Now()
+	var conn net.Conn
+	var err error
+	if p.settings.Dial != nil {
+		conn, err = p.settings.Dial(p.addr, timeout)
+	} else {
+		conn, err = net.DialTimeout("tcp", p.addr, timeout)
+	}
+	if err != nil {
+		return nil, -1, err
+	}
+	fd := socketFD(conn)
+	if p.tls == nil {
+		return conn, fd, nil
+	}
+	tc := tls.Client(conn, p.tls)
+	_ = conn.SetDeadline(start.Add(timeout))
+	if err := tc.Handshake(); err != nil {
+		_ = conn.Close()
+		return nil, -1, &handshakeError{err: err}
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return tc, fd, nil
 }
 
 // release returns a connection after a complete exchange: to the idle stack when it can carry

@@ -21,6 +21,7 @@ type targetKey struct {
 	queueTimeout     time.Duration
 	maxConns         int
 	maxResponseBytes int64
+	tls              string // digest of the TLS settings and files; empty for plain HTTP
 }
 
 // Registry owns every Target. Building a snapshot asks it for targets, which it reuses when
@@ -68,6 +69,16 @@ func (r *Registry) Build(name string, c *config.Upstream, discovered []TargetSpe
 		MaxConns:         c.MaxConnsPerTarget,
 		MaxResponseBytes: c.MaxResponseBytes.Bytes(),
 		Dial:             r.dial,
+	}
+	if c.TLS != nil {
+		tc, key, err := compileTLS(c.TLS, time.Now())
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: tls: %w", name, err)
+		}
+		s.TLS, s.tlsKey = tc, key
+		if c.TLS.InsecureSkipVerify {
+			r.logger.Warn("upstream TLS certificates are not verified (insecure_skip_verify): anyone on the path can read and alter this traffic", "upstream", name)
+		}
 	}
 	specs := discovered
 	if c.Consul == nil {
@@ -119,7 +130,7 @@ func (r *Registry) Replace(u *Upstream, specs []TargetSpec) {
 }
 
 func (r *Registry) acquireLocked(upstream, addr string, weight int, s Settings) *Target {
-	key := targetKey{upstream, addr, s.ConnectTimeout, s.IdleTimeout, s.QueueTimeout, s.MaxConns, s.MaxResponseBytes}
+	key := targetKey{upstream, addr, s.ConnectTimeout, s.IdleTimeout, s.QueueTimeout, s.MaxConns, s.MaxResponseBytes, s.tlsKey}
 	t, ok := r.targets[key]
 	if !ok {
 		t = newTarget(upstream, addr, weight, s)

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"runtime"
 	"sync/atomic"
@@ -340,6 +341,9 @@ func (t *Target) failWrite(pc *pconn, x *RoundTrip, reused bool, err error) erro
 
 // fail discards the connection and classifies the failure.
 func (t *Target) fail(pc *pconn, x *RoundTrip, kind Kind, err error) error {
+	if pc.uses == 0 && (kind == KindRead || kind == KindWrite) && t.pool.clientCertAsked.Load() {
+		err = fmt.Errorf("%w (the target asked for a client certificate and none is configured: tls.cert_file and key_file)", err)
+	}
 	t.pool.discard(pc)
 	t.inflight.Add(-1)
 	if kind.countsAsFailure() {
@@ -364,13 +368,10 @@ func (t *Target) DialTunnel(deadline time.Time, now int64, u *Upstream) (net.Con
 	timeout := min(t.pool.settings.ConnectTimeout, time.Until(deadline))
 	var conn net.Conn
 	var err error
-	switch {
-	case timeout <= 0:
+	if timeout <= 0 {
 		err = errDialNoTime
-	case t.pool.settings.Dial != nil:
-		conn, err = t.pool.settings.Dial(t.Addr, timeout)
-	default:
-		conn, err = net.DialTimeout("tcp", t.Addr, timeout)
+	} else {
+		conn, _, err = t.pool.connect(timeout)
 	}
 	if err != nil {
 		e := dialError(t.Addr, err)

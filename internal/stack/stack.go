@@ -67,6 +67,10 @@ type Options struct {
 	// one per run when empty, so the stock of cancelled and expired orders comes back on
 	// embedded defaults too.
 	EventsSecret string
+	// Jaeger runs bin/jaeger first (tracing.go) and every process sends it its traces;
+	// OTLPEndpoint sends them to a collector of the caller's instead.
+	Jaeger       bool
+	OTLPEndpoint string
 }
 
 // Service is one process of the stack.
@@ -123,7 +127,7 @@ func (o Options) Services() [][]Service {
 	if o.Consul {
 		users.Env = append(users.Env, "CONSUL_HTTP_ADDR="+addr(p.Consul))
 	}
-	return append(groups, [][]Service{
+	return o.withTracing(append(groups, [][]Service{
 		{users},
 		{
 			backend("products-1", "products", p.Products1, append([]string{db("products"), pushSecret}, peers...)...),
@@ -149,7 +153,7 @@ func (o Options) Services() [][]Service {
 				"CONSUL_ADDR=" + addr(p.Consul),
 			},
 		}},
-	}...)
+	}...))
 }
 
 // Stack is a running stack.
@@ -188,9 +192,17 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		_, _ = rand.Read(b[:])
 		o.EventsSecret = hex.EncodeToString(b[:])
 	}
+	groups := o.Services()
+	if o.Jaeger {
+		jaeger, err := o.jaegerService()
+		if err != nil {
+			return nil, err
+		}
+		groups = append([][]Service{{jaeger}}, groups...)
+	}
 	s := &Stack{opts: o}
 	out := &lockedWriter{w: o.Out}
-	for _, group := range o.Services() {
+	for _, group := range groups {
 		for _, svc := range group {
 			if _, err := os.Stat(svc.Binary); err != nil {
 				s.Stop(5 * time.Second)

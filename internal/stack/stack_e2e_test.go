@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/archway-gateway/archway/gateway/listener/listenertest"
 	"github.com/archway-gateway/archway/internal/stack"
 	"github.com/archway-gateway/archway/internal/testenv"
 	"github.com/fasthttp/websocket"
@@ -47,9 +48,17 @@ type running struct {
 	gw   string // http://127.0.0.1:port
 	ws   string // ws://127.0.0.1:port
 	opts stack.Options
+	// output is everything the stack's processes printed so far.
+	output func() string
 }
 
-func startStack(t *testing.T, consul bool) *running {
+func startStack(t *testing.T, consul bool, tweaks ...func(*stack.Options)) *running {
+	t.Helper()
+	return startStackWith(t, consul, nil, tweaks...)
+}
+
+// startStackWith is startStack with the gateway's configuration file passed through edit first.
+func startStackWith(t *testing.T, consul bool, edit func(config []byte) []byte, tweaks ...func(*stack.Options)) *running {
 	t.Helper()
 	free := testenv.FreePorts(t, 12)
 	ports := stack.Ports{Gateway: free[0], Admin: free[1], Users: free[2], Products1: free[3], Products2: free[4], Orders1: free[5], Orders2: free[6], Payments: free[7],
@@ -62,11 +71,24 @@ func startStack(t *testing.T, consul bool) *running {
 	}
 	var logs bytes.Buffer
 	var mu sync.Mutex
+	configFile := behindLoopbackProxy(t, filepath.Join(testenv.RepoRoot(), config))
+	if edit != nil {
+		data, err := os.ReadFile(configFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(configFile, edit(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	o := stack.Options{
-		BinDir: bin, DataDir: t.TempDir(), Config: behindLoopbackProxy(t, filepath.Join(testenv.RepoRoot(), config)),
+		BinDir: bin, DataDir: t.TempDir(), Config: configFile,
 		Ports: ports, Out: lockedBuffer{&logs, &mu}, Consul: consul,
 		// The configuration is a copy elsewhere: the storefront stays where it is.
 		Env: []string{"BCRYPT_COST=4", "ARCHWAY_STATIC_ROOT=" + filepath.Join(testenv.RepoRoot(), "storefront", "dist")},
+	}
+	for _, tweak := range tweaks {
+		tweak(&o)
 	}
 	s, err := stack.Start(context.Background(), o)
 	if err != nil {
@@ -84,7 +106,8 @@ func startStack(t *testing.T, consul bool) *running {
 			mu.Unlock()
 		}
 	})
-	return &running{Stack: s, gw: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), ws: fmt.Sprintf("ws://127.0.0.1:%d", ports.Gateway), opts: o}
+	output := func() string { mu.Lock(); defer mu.Unlock(); return logs.String() }
+	return &running{Stack: s, gw: fmt.Sprintf("http://127.0.0.1:%d", ports.Gateway), ws: fmt.Sprintf("ws://127.0.0.1:%d", ports.Gateway), opts: o, output: output}
 }
 
 // behindLoopbackProxy returns a copy of the configuration at path that trusts X-Forwarded-For
@@ -548,12 +571,22 @@ func (a adminView) upstreamTargets(t *testing.T, s *running, name string) []stri
 }
 
 // TestStorefrontInBrowser runs the storefront's browser test (storefront/browser/e2e.mjs) in
-// headless Chromium against a whole stack on free ports: a shopper browses, registers, has a
-// card declined, pays, and watches the order turn "paid" without a reload. Screenshots land in
+// headless Chromium against a whole stack on free ports, over HTTPS: a shopper browses,
+// registers, has a card declined, pays, and watches the order turn "paid" without a reload,
+// through the live order status WebSocket over wss://. Screenshots land in
 // storefront/test-results/e2e/.
+//
+// The gateway serves a TLS listener with a certificate for "localhost" from a test CA, and its
+// plain listener redirects to it. Chromium trusts the CA the way a user's machine would: the CA
+// is added, with certutil, to the NSS database in a throwaway HOME (~/.pki/nssdb), the trust
+// store Chromium on Linux reads, so the page is verified by Chromium's ordinary certificate
+// checks (chain, name, validity). --ignore-certificate-errors-spki-list would have skipped
+// exactly those checks for the leaf; Node's own requests trust the CA through
+// NODE_EXTRA_CA_CERTS.
 func TestStorefrontInBrowser(t *testing.T) {
 	chromium := testenv.RequireBinary(t, "chromium")
 	node := testenv.RequireBinary(t, "node")
+	certutil := testenv.RequireBinary(t, "certutil")
 	root := testenv.RepoRoot()
 	if _, err := os.Stat(filepath.Join(root, "storefront", "node_modules", "playwright-core")); err != nil {
 		testenv.Missing(t, "the storefront's npm packages are not installed")
@@ -561,11 +594,43 @@ func TestStorefrontInBrowser(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "storefront", "dist", "index.html")); err != nil {
 		testenv.Missing(t, "the storefront is not built (make storefront-build)")
 	}
-	s := startStack(t, false)
+	pki := t.TempDir()
+	ca := listenertest.NewCA(t, pki, "storefront-test")
+	leaf := ca.Issue(t, "localhost", listenertest.Options{}, "localhost")
+	home := t.TempDir()
+	nssdb := "sql:" + filepath.Join(home, ".pki", "nssdb")
+	if err := os.MkdirAll(filepath.Join(home, ".pki", "nssdb"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"-N", "-d", nssdb, "--empty-password"},
+		{"-A", "-d", nssdb, "-n", "archway storefront test CA", "-t", "C,,", "-i", ca.CertFile},
+	} {
+		if out, err := exec.Command(certutil, args...).CombinedOutput(); err != nil {
+			t.Fatalf("certutil %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+
+	httpsPort := testenv.FreePort(t)
+	s := startStackWith(t, false, func(cfg []byte) []byte { return withTLSListener(t, cfg, httpsPort, leaf) })
+	base := fmt.Sprintf("https://localhost:%d", httpsPort)
+
+	// As a client would arrive: the plain listener sends it to HTTPS.
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(strings.Replace(s.gw, "127.0.0.1", "localhost", 1) + "/orders?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusPermanentRedirect || loc != base+"/orders?x=1" {
+		t.Fatalf("plain listener: %d Location %q, want 308 to %s/orders?x=1", resp.StatusCode, loc, base)
+	}
+
 	cmd := exec.Command(node, "browser/e2e.mjs")
 	cmd.Dir = filepath.Join(root, "storefront")
 	// The script looks for Chromium where it was found here, not only at /usr/bin/chromium.
-	cmd.Env = append(os.Environ(), "STOREFRONT_E2E_URL="+s.gw, "CHROMIUM="+chromium)
+	cmd.Env = append(os.Environ(), "STOREFRONT_E2E_URL="+base, "CHROMIUM="+chromium, "HOME="+home,
+		"NODE_EXTRA_CA_CERTS="+ca.CertFile, "STOREFRONT_E2E_EXPECT_HTTPS=true")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("browser test: %v\n%s", err, out)
@@ -576,4 +641,23 @@ func TestStorefrontInBrowser(t *testing.T) {
 		testenv.Missing(t, "the browser test did not run: %s", skipped)
 	}
 	t.Logf("%s", out)
+}
+
+// withTLSListener replaces the configuration's single plain listener with two: the plain one,
+// redirecting to HTTPS, and a TLS listener on 127.0.0.1:port serving pair.
+func withTLSListener(t *testing.T, cfg []byte, port int, pair listenertest.Pair) []byte {
+	t.Helper()
+	const plain = "  listen: \"${ARCHWAY_LISTEN:-:8080}\"\n"
+	if !bytes.Contains(cfg, []byte(plain)) {
+		t.Fatalf("the configuration has no line %q to replace", plain)
+	}
+	listeners := fmt.Sprintf(`  listeners:
+    - {name: http, addr: "${ARCHWAY_LISTEN:-:8080}", redirect_https: true}
+    - name: https
+      addr: "127.0.0.1:%d"
+      tls:
+        certificates: [{cert: %q, key: %q}]
+        hsts: "max-age=300"
+`, port, pair.CertFile, pair.KeyFile)
+	return bytes.Replace(cfg, []byte(plain), []byte(listeners), 1)
 }

@@ -12,6 +12,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/archway-gateway/archway/backends/internal/telemetry"
 )
 
 // FlagSet is a flag.FlagSet whose flags fall back to environment variables. Define flags, then
@@ -118,6 +121,11 @@ type Common struct {
 	// Advertise is the address others reach the service at, for the registration; empty means
 	// the listen address's host (or 127.0.0.1 when it listens on every interface).
 	Advertise string
+	// TLSCert and TLSKey serve HTTPS; TLSClientCA also requires client certificates from it.
+	TLSCert, TLSKey, TLSClientCA string
+	// OTLPEndpoint is the trace collector's base URL; empty leaves tracing to the OTEL_*
+	// variables (see StartTracing).
+	OTLPEndpoint string
 }
 
 // RegisterCommon defines the flags every service has on f and returns where Parse puts them:
@@ -131,6 +139,9 @@ type Common struct {
 //	-shutdown-timeout  SHUTDOWN_TIMEOUT  grace for in-flight requests on SIGTERM (10s)
 //	-consul            CONSUL_HTTP_ADDR  Consul agent to register with (none)
 //	-advertise         ADVERTISE_ADDR    host others reach this instance at (the listen host)
+//	-tls-cert          TLS_CERT          PEM certificate chain: serve HTTPS (plain HTTP)
+//	-tls-key           TLS_KEY           its private key
+//	-tls-client-ca     TLS_CLIENT_CA     require client certificates issued by these CAs (none)
 func RegisterCommon(f *FlagSet, service, defaultAddr string) *Common {
 	c := &Common{}
 	f.StringVar(&c.Addr, "addr", "ADDR", defaultAddr, "listen address")
@@ -144,6 +155,12 @@ func RegisterCommon(f *FlagSet, service, defaultAddr string) *Common {
 		"how long in-flight requests may finish after SIGTERM")
 	f.StringVar(&c.Consul, "consul", "CONSUL_HTTP_ADDR", "", "Consul agent address (host:port); the service registers itself when set")
 	f.StringVar(&c.Advertise, "advertise", "ADVERTISE_ADDR", "", "host others reach this instance at, for the Consul registration")
+	f.StringVar(&c.TLSCert, "tls-cert", "TLS_CERT", "", "PEM certificate chain file: serve HTTPS instead of plain HTTP")
+	f.StringVar(&c.TLSKey, "tls-key", "TLS_KEY", "", "the certificate's PEM private key file")
+	f.StringVar(&c.TLSClientCA, "tls-client-ca", "TLS_CLIENT_CA", "", "PEM CA file: require client certificates issued by it (mTLS)")
+	// The flag only: its variable is OpenTelemetry's own, which the exporter reads (and which
+	// may be a URL for traces alone, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).
+	f.FlagSet.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "trace collector base URL, e.g. http://127.0.0.1:4318; tracing is off without it or OTEL_EXPORTER_OTLP_ENDPOINT")
 	return c
 }
 
@@ -154,6 +171,14 @@ func (c *Common) Logger(w io.Writer, service string) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", c.LogLevel, err)
 	}
-	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	h := telemetry.LogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
 	return slog.New(h).With("service", service), nil
+}
+
+// StartTracing sets up OpenTelemetry tracing from -otlp-endpoint and the standard OTEL_*
+// variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_SERVICE_NAME,
+// OTEL_TRACES_SAMPLER[_ARG], OTEL_SDK_DISABLED; see package telemetry) and returns the function
+// that flushes it at exit.
+func (c *Common) StartTracing(ctx context.Context, service string, log *slog.Logger) (stop func(), err error) {
+	return telemetry.Setup(ctx, telemetry.Settings{Service: service, Endpoint: c.OTLPEndpoint}, log)
 }

@@ -14,10 +14,21 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Detach returns ctx, or a fresh background context when ctx is a *fasthttp.RequestCtx.
+// contextKey is the user value under which Attach keeps a request's own context.
+const contextKey = "archway.reqctx"
+
+// Detach returns ctx, or for a *fasthttp.RequestCtx the context attached to the request (its
+// trace span), or a fresh background context.
 func Detach(ctx context.Context) context.Context {
-	if _, ok := ctx.(*fasthttp.RequestCtx); ok {
+	if rc, ok := ctx.(*fasthttp.RequestCtx); ok {
+		if c, ok := rc.UserValue(contextKey).(context.Context); ok {
+			return c
+		}
 		return context.Background()
 	}
 	return ctx
 }
+
+// Attach keeps ctx, which must not reference rc, as the context Detach returns for rc until the
+// request ends: it carries the request's trace span to the database and HTTP clients.
+func Attach(rc *fasthttp.RequestCtx, ctx context.Context) { rc.SetUserValue(contextKey, ctx) }

@@ -9,11 +9,14 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -27,6 +30,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/archway-gateway/archway/backends/internal/api"
+	"github.com/archway-gateway/archway/backends/internal/telemetry"
 	"github.com/archway-gateway/archway/discovery"
 )
 
@@ -62,6 +66,10 @@ type Config struct {
 	Advertise string
 	// CheckInterval is how often Consul checks /health (default 5s).
 	CheckInterval time.Duration
+	// TLSCertFile and TLSKeyFile, when set, make ListenAndServe serve HTTPS (TLS 1.2 or newer)
+	// with that certificate; TLSClientCAFile additionally requires clients (the gateway) to
+	// present a certificate issued by one of its CAs.
+	TLSCertFile, TLSKeyFile, TLSClientCAFile string
 }
 
 // Server is one service's HTTP server. Register routes before Serve; it is not safe to register
@@ -167,11 +175,48 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 
 // ListenAndServe listens on Config.Addr and serves until ctx is cancelled; see Serve.
 func (s *Server) ListenAndServe(ctx context.Context) error {
+	tlsConfig, err := s.cfg.tlsConfig()
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
 	return s.Serve(ctx, ln)
+}
+
+// tlsConfig is the server's TLS configuration, or nil without a certificate.
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	switch {
+	case c.TLSCertFile == "" && c.TLSKeyFile == "" && c.TLSClientCAFile == "":
+		return nil, nil
+	case c.TLSCertFile == "" || c.TLSKeyFile == "":
+		return nil, errors.New("tls: the certificate and its key are both required (-tls-cert, -tls-key)")
+	case c.Consul != "":
+		// The Consul registration's check is plain HTTP; it would mark the instance critical.
+		return nil, errors.New("tls: registering in Consul is not supported with TLS (its health check speaks plain HTTP)")
+	}
+	pair, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: certificate %s with key %s: %w", c.TLSCertFile, c.TLSKeyFile, err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	if c.TLSClientCAFile != "" {
+		pem, err := os.ReadFile(c.TLSClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls: client CA %s: no PEM certificate in the file", c.TLSClientCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
 }
 
 // Serve serves on ln until ctx is cancelled, then shuts down gracefully: it stops accepting,
@@ -256,13 +301,15 @@ func (s *Server) instrument(route string, h api.Handler) fasthttp.RequestHandler
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
 		requestID := api.EnsureRequestID(ctx)
+		span := telemetry.StartServer(ctx, route)
 		err := s.call(ctx, h)
 		if err != nil {
 			status := api.WriteError(ctx, err)
 			if status >= 500 {
-				s.log.Error("request failed", "request_id", requestID, "route", route, "error", err.Error())
+				s.log.ErrorContext(ctx, "request failed", "request_id", requestID, "route", route, "error", err.Error())
 			}
 		}
+		telemetry.EndServer(span, ctx.Response.StatusCode(), err)
 		s.observe(ctx, route, start, err)
 	}
 }
@@ -301,7 +348,7 @@ func (s *Server) observe(ctx *fasthttp.RequestCtx, route string, start time.Time
 	if err != nil && status < 500 {
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...) // ctx: the line gets the trace ids
 }
 
 // metricMethod keeps the method label bounded: a client can send any token as a method.

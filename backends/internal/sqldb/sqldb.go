@@ -13,6 +13,7 @@ package sqldb
 
 import (
 	"github.com/archway-gateway/archway/backends/internal/reqctx"
+	"github.com/archway-gateway/archway/backends/internal/telemetry"
 
 	"context"
 	"database/sql"
@@ -153,20 +154,26 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Exec runs a statement that returns no rows.
 func (db *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	ctx = reqctx.Detach(ctx)
-	return db.sql.ExecContext(ctx, db.rebind(query), args...)
+	ctx, span := telemetry.DB(ctx, db.system(), query)
+	res, err := db.sql.ExecContext(ctx, db.rebind(query), args...)
+	telemetry.End(span, err)
+	return res, err
 }
 
 // Query runs a query that returns rows.
 func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	ctx = reqctx.Detach(ctx)
-	return db.sql.QueryContext(ctx, db.rebind(query), args...)
+	ctx, span := telemetry.DB(ctx, db.system(), query)
+	rows, err := db.sql.QueryContext(ctx, db.rebind(query), args...)
+	telemetry.End(span, err) // the query ran; reading the rows is the caller's time
+	return rows, err
 }
 
 // QueryRow runs a query that returns at most one row.
 func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	ctx = reqctx.Detach(ctx)
-	return db.sql.QueryRowContext(ctx, db.rebind(query), args...)
+	ctx, span := telemetry.DB(ctx, db.system(), query)
+	row := db.sql.QueryRowContext(ctx, db.rebind(query), args...)
+	telemetry.End(span, rowErr(row))
+	return row
 }
 
 // Tx is a transaction begun by DB.InTx. It is not safe for concurrent use.
@@ -177,20 +184,42 @@ type Tx struct {
 
 // Exec runs a statement in the transaction.
 func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	ctx = reqctx.Detach(ctx)
-	return tx.tx.ExecContext(ctx, tx.db.rebind(query), args...)
+	ctx, span := telemetry.DB(ctx, tx.db.system(), query)
+	res, err := tx.tx.ExecContext(ctx, tx.db.rebind(query), args...)
+	telemetry.End(span, err)
+	return res, err
 }
 
 // Query runs a query in the transaction.
 func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	ctx = reqctx.Detach(ctx)
-	return tx.tx.QueryContext(ctx, tx.db.rebind(query), args...)
+	ctx, span := telemetry.DB(ctx, tx.db.system(), query)
+	rows, err := tx.tx.QueryContext(ctx, tx.db.rebind(query), args...)
+	telemetry.End(span, err)
+	return rows, err
 }
 
 // QueryRow runs a single-row query in the transaction.
 func (tx *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	ctx = reqctx.Detach(ctx)
-	return tx.tx.QueryRowContext(ctx, tx.db.rebind(query), args...)
+	ctx, span := telemetry.DB(ctx, tx.db.system(), query)
+	row := tx.tx.QueryRowContext(ctx, tx.db.rebind(query), args...)
+	telemetry.End(span, rowErr(row))
+	return row
+}
+
+// system is the engine as OpenTelemetry's db.system.name spells it.
+func (db *DB) system() string {
+	if db.engine == Postgres {
+		return "postgresql"
+	}
+	return "sqlite"
+}
+
+// rowErr is the row's error for its span: no rows is an answer, not a failure.
+func rowErr(row *sql.Row) error {
+	if err := row.Err(); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	return nil
 }
 
 // Engine returns the engine of the transaction's database.

@@ -21,6 +21,7 @@ func main() {
 	cfg := flag.String("config", "routes.yaml", "gateway configuration")
 	consul := flag.Bool("consul", false, "run a Consul agent (bin/consul, built by make deps) first; services register with it")
 	rabbitmq := flag.Bool("rabbitmq", false, "run a local rabbitmq-server (make deps installs it) first; order events go through it")
+	jaeger := flag.Bool("jaeger", false, "run Jaeger (bin/jaeger, built by make deps) first and trace every request into it")
 	flag.Parse()
 
 	abs := func(p string) string {
@@ -33,7 +34,7 @@ func main() {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	o := stack.Options{BinDir: abs(*bin), DataDir: abs(*data), Config: abs(*cfg), Ports: stack.DefaultPorts, Out: os.Stdout, Consul: *consul, RabbitMQ: *rabbitmq}
+	o := stack.Options{BinDir: abs(*bin), DataDir: abs(*data), Config: abs(*cfg), Ports: stack.DefaultPorts, Out: os.Stdout, Consul: *consul, RabbitMQ: *rabbitmq, Jaeger: *jaeger}
 	s, err := stack.Start(ctx, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "stack:", err)
@@ -53,6 +54,11 @@ func main() {
 `, p.Gateway, p.Admin)
 	if *consul {
 		fmt.Printf("    consul       http://127.0.0.1:%d/ui/  (services: curl http://127.0.0.1:%[1]d/v1/catalog/services)\n\n", p.Consul)
+	}
+
+	if *jaeger {
+		fmt.Printf("    jaeger       http://localhost:%[1]d/  (traces of every request; the access log's trace_id finds one:\n"+
+			"                 curl http://localhost:%[1]d/api/traces/<trace_id>)\n\n", stack.JaegerUI)
 	}
 
 	if *rabbitmq {

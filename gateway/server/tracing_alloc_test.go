@@ -1,0 +1,105 @@
+//go:build !race
+
+package server
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+)
+
+// TestSampledOutRequestAllocatesNothing is the proxied request with tracing configured and the
+// route sampled out (sample_ratio 0), the access log on: the trace ids are drawn, the
+// traceparent is written upstream with the sampled flag off and both ids reach the access log,
+// without an allocation. The collector's address is never dialled: nothing is sampled.
+func TestSampledOutRequestAllocatesNothing(t *testing.T) {
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	ln := fasthttputil.NewInmemoryListener()
+	var seen atomic.Pointer[string]
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if tp := ctx.Request.Header.Peek("traceparent"); seen.Load() == nil {
+			s := string(tp)
+			seen.Store(&s)
+		}
+		ctx.SetContentType("application/json")
+		ctx.Response.SetBodyRaw(kilobyteJSON)
+	}}
+	go func() { _ = up.Serve(ln) }()
+	defer func() { _ = up.Shutdown(); _ = ln.Close() }()
+	cfg, err := config.Parse(fmt.Appendf(nil, `
+admin: {listen: ""}
+access_log: {output: %q}
+server:
+  tracing: {endpoint: "http://127.0.0.1:9", sample_ratio: 1}
+upstreams:
+  products: {targets: ["products.internal:80"]}
+routes:
+  - name: products
+    match: {path_prefix: /api/products}
+    strip_prefix: /api
+    upstream: products
+    tracing: {sample_ratio: 0}
+`, logPath), "alloc.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(cfg, Options{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Dial:   func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Snapshot().Tracer == nil {
+		t.Fatal("tracing is configured but the snapshot has no tracer")
+	}
+	d := newRequestDriver(benchRequest)
+	for range 45000 {
+		if code := d.run(t, g); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+	}
+	if allocs := testing.AllocsPerRun(2000, func() { d.run(t, g) }); allocs != 0 {
+		t.Fatalf("a sampled-out request allocates %.2f times in steady state, want 0", allocs)
+	}
+	tp := seen.Load()
+	if tp == nil || !regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-00$`).MatchString(*tp) {
+		t.Fatalf("the upstream got traceparent %v, want an unsampled version 00 one", tp)
+	}
+	if err := g.Snapshot().AccessLog.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	ids := regexp.MustCompile(`,"trace_id":"[0-9a-f]{32}","span_id":"[0-9a-f]{16}"`)
+	lines := 0
+	for sc.Scan() {
+		lines++
+		if !ids.Match(sc.Bytes()) {
+			t.Fatalf("line %d has no trace ids: %s", lines, sc.Bytes())
+		}
+	}
+	if lines == 0 {
+		t.Fatal("no access log lines")
+	}
+	if n := g.build.traceStats.Exported() + g.build.traceStats.Dropped(); n != 0 {
+		t.Fatalf("%d spans reached the queue, want none", n)
+	}
+}
