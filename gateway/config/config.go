@@ -111,6 +111,8 @@ type Upstream struct {
 	Consul *UpstreamConsul `yaml:"consul,omitempty"`
 	// Buffering frees the upstream connection before a slow client has read the response.
 	Buffering Buffering `yaml:"buffering"`
+	// Protocol is http1, h2c or h2 (upstream_protocol.go).
+	Protocol UpstreamProtocol `yaml:"protocol,omitempty"`
 }
 
 // Consul is the Consul agent the gateway talks to.
@@ -155,6 +157,9 @@ type HealthCheck struct {
 	Timeout   Duration `yaml:"timeout"`
 	Healthy   int      `yaml:"healthy"`   // consecutive successes that bring a target back
 	Unhealthy int      `yaml:"unhealthy"` // consecutive failures that take it out
+	// GRPCService, when set, probes with grpc.health.v1 Check for that service ("" is the
+	// server as a whole) instead of GET path (upstream_protocol.go).
+	GRPCService *string `yaml:"grpc_service,omitempty"`
 }
 
 // Route maps matching requests to an upstream, or to files (Static). Exactly one of Upstream and

@@ -117,6 +117,7 @@ func (c *Config) applyDefaults() {
 		setDefault(&u.IdleConnTimeout, DefaultIdleConnTimeout)
 		setDefault(&u.MaxResponseBytes, DefaultMaxResponseBytes)
 		u.applyBufferingDefaults(c, name)
+		u.applyProtocolDefaults()
 		for i := range u.Targets {
 			setDefault(&u.Targets[i].Weight, 1)
 		}

@@ -173,6 +173,7 @@ func (v *validator) upstreams() {
 			v.errorf(p+".max_conns_per_target", "must be between 1 and 65535, got %d", u.MaxConnsPerTarget)
 		}
 		v.buffering(p, &u.Buffering)
+		v.upstreamProtocol(p, u)
 		if u.MaxResponseBytes <= 0 {
 			v.errorf(p+".max_response_bytes", "must be greater than 0")
 		}

@@ -2,9 +2,12 @@ package upstream
 
 import (
 	"bufio"
+	"crypto/x509"
 	"net"
 	"sync/atomic"
 	"time"
+
+	"github.com/archway-gateway/archway/gateway/config"
 )
 
 // Dialer opens a connection to addr within timeout. The zero Settings dial TCP; tests dial
@@ -21,6 +24,10 @@ type Settings struct {
 	MaxConns         int
 	MaxResponseBytes int64
 	Dial             Dialer `json:"-"`
+	// Protocol is http1 (this pool), or h2c or h2 (h2.go).
+	Protocol config.UpstreamProtocol
+	// RootCAs verify an h2 target's certificate; nil is the system's roots.
+	RootCAs *x509.CertPool `json:"-"`
 }
 
 // Buffer sizes of an upstream connection. The read buffer bounds the upstream's response header.

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -21,6 +22,7 @@ type targetKey struct {
 	queueTimeout     time.Duration
 	maxConns         int
 	maxResponseBytes int64
+	protocol         config.UpstreamProtocol
 }
 
 // Registry owns every Target. Building a snapshot asks it for targets, which it reuses when
@@ -29,6 +31,9 @@ type targetKey struct {
 type Registry struct {
 	dial   Dialer
 	logger *slog.Logger
+	// rootCAs verify h2 targets; nil is the system's roots, which the configuration uses (the
+	// package's tests set their own CA).
+	rootCAs *x509.CertPool
 	ctx    context.Context // owns the health checkers; ends at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -68,6 +73,8 @@ func (r *Registry) Build(name string, c *config.Upstream, discovered []TargetSpe
 		MaxConns:         c.MaxConnsPerTarget,
 		MaxResponseBytes: c.MaxResponseBytes.Bytes(),
 		Dial:             r.dial,
+		Protocol:         c.Protocol,
+		RootCAs:          r.rootCAs,
 	}
 	specs := discovered
 	if c.Consul == nil {
@@ -119,7 +126,7 @@ func (r *Registry) Replace(u *Upstream, specs []TargetSpec) {
 }
 
 func (r *Registry) acquireLocked(upstream, addr string, weight int, s Settings) *Target {
-	key := targetKey{upstream, addr, s.ConnectTimeout, s.IdleTimeout, s.QueueTimeout, s.MaxConns, s.MaxResponseBytes}
+	key := targetKey{upstream, addr, s.ConnectTimeout, s.IdleTimeout, s.QueueTimeout, s.MaxConns, s.MaxResponseBytes, s.Protocol}
 	t, ok := r.targets[key]
 	if !ok {
 		t = newTarget(upstream, addr, weight, s)
@@ -150,7 +157,7 @@ func (r *Registry) sweepLocked(ups []*Upstream) {
 	for k, t := range r.targets {
 		if !live[t] {
 			t.stopCheck()
-			t.pool.drain()
+			t.drain()
 			delete(r.targets, k)
 		}
 	}
@@ -180,7 +187,7 @@ func (r *Registry) Close() {
 	r.cancel()
 	r.mu.Lock()
 	for _, t := range r.targets {
-		t.pool.drain()
+		t.drain()
 	}
 	r.mu.Unlock()
 	r.wg.Wait()

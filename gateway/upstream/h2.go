@@ -1,0 +1,422 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
+)
+
+// h2Client reaches one target over HTTP/2: cleartext with prior knowledge (h2c) or TLS with
+// ALPN h2. One golang.org/x/net/http2 Transport per target keeps its connections, and every
+// request is a stream multiplexed on them; a connection at the server's stream limit makes the
+// transport open another. Only targets of h2c and h2 upstreams have one, so an http1 upstream
+// pays nothing for it.
+type h2Client struct {
+	tr     *http2.Transport
+	scheme string
+}
+
+// h2 connection health: a connection that has read nothing for h2ReadIdle is pinged, and closed
+// (failing its streams) when the ping is not answered within h2PingTimeout. Without it a target
+// that vanished without a FIN or RST would hold its streams until their deadlines.
+const (
+	h2ReadIdle    = 30 * time.Second
+	h2PingTimeout = 10 * time.Second
+)
+
+// dialFailed marks an error of opening the connection, so that a failed round trip can tell a
+// request that never left from one that broke on the way.
+type dialFailed struct{ err error }
+
+func (e *dialFailed) Error() string { return e.err.Error() }
+func (e *dialFailed) Unwrap() error { return e.err }
+
+func newH2Client(t *Target, s Settings) *h2Client {
+	c := &h2Client{scheme: "http"}
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		timeout := s.ConnectTimeout
+		if d, ok := ctx.Deadline(); ok {
+			timeout = min(timeout, time.Until(d))
+		}
+		if timeout <= 0 {
+			return nil, errDialNoTime
+		}
+		if s.Dial != nil {
+			return s.Dial(addr, timeout)
+		}
+		d := net.Dialer{Timeout: timeout}
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	tr := &http2.Transport{
+		DisableCompression: true, // the client's Accept-Encoding and the upstream's encoding pass through
+		IdleConnTimeout:    s.IdleTimeout,
+		ReadIdleTimeout:    h2ReadIdle,
+		PingTimeout:        h2PingTimeout,
+	}
+	if s.Protocol == config.ProtocolH2 {
+		c.scheme = "https"
+		base := &tls.Config{
+			ServerName: config.ServerName(t.Addr),
+			NextProtos: []string{"h2"},
+			MinVersion: tls.VersionTLS12,
+			RootCAs:    s.RootCAs,
+		}
+		tr.TLSClientConfig = base
+		tr.DialTLSContext = func(ctx context.Context, _, _ string, cfg *tls.Config) (net.Conn, error) {
+			raw, err := dial(ctx, t.Addr)
+			if err != nil {
+				return nil, &dialFailed{err}
+			}
+			conn := tls.Client(raw, cfg)
+			if err := conn.HandshakeContext(ctx); err != nil {
+				_ = raw.Close()
+				return nil, &dialFailed{fmt.Errorf("tls handshake: %w", err)}
+			}
+			if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+				_ = conn.Close()
+				return nil, &dialFailed{fmt.Errorf("tls handshake: the target negotiated %q, not h2", p)}
+			}
+			return t.countConn(conn), nil
+		}
+	} else {
+		tr.AllowHTTP = true
+		tr.DialTLSContext = func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+			conn, err := dial(ctx, t.Addr)
+			if err != nil {
+				return nil, &dialFailed{err}
+			}
+			return t.countConn(conn), nil
+		}
+	}
+	c.tr = tr
+	return c
+}
+
+// countConn counts a new HTTP/2 connection in the target's dials and open connections, as the
+// HTTP/1.1 pool does, until it closes.
+func (t *Target) countConn(c net.Conn) net.Conn {
+	t.pool.dials.Add(1)
+	t.pool.open.Add(1)
+	return &countedConn{Conn: c, open: &t.pool.open}
+}
+
+type countedConn struct {
+	net.Conn
+	open *atomic.Int64
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.open.Add(-1) })
+	return c.Conn.Close()
+}
+
+// HTTP2 reports whether the upstream's targets are reached over HTTP/2 (protocol h2c or h2).
+func (u *Upstream) HTTP2() bool { return u.settings.Protocol.HTTP2() }
+
+// H2RoundTrip is what one HTTP/2 round trip needs beyond RoundTrip's deadline and clock.
+type H2RoundTrip struct {
+	// Context is cancelled when the client is gone; nil: none is known.
+	Context context.Context
+	// Body is the request body when it streams from the client; nil sends req's body bytes.
+	Body io.Reader
+	// ClientBody reports why reading Body failed, if it did: the client's fault, not the target's.
+	ClientBody interface{ Err() error }
+	// TE is set when the client sent "TE: trailers" (gRPC requires it); the hop-by-hop strip
+	// removed it from req.
+	TE bool
+	// GRPC is set for a gRPC request: the response announces the grpc-status and grpc-message
+	// trailers, and a failure after the response began ends it with them (BodyError).
+	GRPC bool
+	// BodyError, when set, is called when the response body fails after the response began:
+	// it may write trailers into h describing err and report true, ending the body cleanly
+	// instead of breaking it. It must not keep h.
+	BodyError func(err error, h *fasthttp.ResponseHeader) bool
+}
+
+// DoH2 forwards req to t over HTTP/2 and leaves the response in resp, its body a stream that
+// ends with the upstream's trailers copied into resp's header (as fasthttp trailers) and holds
+// the stream, counted in t's in-flight requests for least_conn, until the body is read or
+// closed. The request body streams while the response does, so client-, server- and
+// bidirectional-streaming calls all work. A gRPC status of UNAVAILABLE (14) from the target
+// counts toward max_fails like a transport error.
+//
+// DoH2 allocates (an http.Request and a stream per call); HTTP/1.1 upstreams never come here.
+func (u *Upstream) DoH2(t *Target, req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip, h *H2RoundTrip) error {
+	c := t.h2
+	if c == nil {
+		return &Error{Kind: KindProtocol, Addr: t.Addr, Err: errors.New("target has no HTTP/2 client")}
+	}
+	parent := h.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithDeadline(parent, x.Deadline)
+	hr, err := newH2Request(ctx, c.scheme, t.Addr, req, h)
+	if err != nil {
+		cancel()
+		return &Error{Kind: KindProtocol, Addr: t.Addr, Err: err}
+	}
+
+	t.inflight.Add(1)
+	t.requests.Add(1)
+	res, err := c.tr.RoundTrip(hr)
+	if err != nil {
+		cancel()
+		t.inflight.Add(-1)
+		e := classifyH2(t.Addr, err, ctx, parent, h.ClientBody)
+		if e.Kind.countsAsFailure() {
+			t.recordFailure(x.Now, u.passive)
+		}
+		return e
+	}
+
+	resp.SetStatusCode(res.StatusCode)
+	hdr := &resp.Header
+	for k, vs := range res.Header {
+		if k == "Content-Length" {
+			continue // fasthttp frames the body itself
+		}
+		for _, v := range vs {
+			hdr.Add(k, v)
+		}
+	}
+	grpcStatus := res.Header.Get("Grpc-Status")
+	if grpcStatus == grpcUnavailable {
+		t.recordFailure(x.Now, u.passive) // a trailers-only UNAVAILABLE
+	}
+	if x.Head || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified || res.Body == http.NoBody {
+		resp.SkipBody = x.Head || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified
+		_ = res.Body.Close()
+		cancel()
+		t.inflight.Add(-1)
+		if grpcStatus != grpcUnavailable {
+			t.recordSuccess()
+		}
+		t.closeIfDrained()
+		return nil
+	}
+	if res.ContentLength > u.settings.MaxResponseBytes {
+		_ = res.Body.Close()
+		cancel()
+		t.inflight.Add(-1)
+		return &Error{Kind: KindTooLarge, Addr: t.Addr, Err: errTooLarge}
+	}
+	// Announce the trailers the upstream declared and, for gRPC, the two every call ends
+	// with: an HTTP/1.1 client reads the names in the head, before the body.
+	for k := range res.Trailer {
+		_ = hdr.AddTrailer(k)
+	}
+	if h.GRPC {
+		_ = hdr.AddTrailer("Grpc-Status")
+		_ = hdr.AddTrailer("Grpc-Message")
+	}
+	b := &h2Body{
+		t: t, u: u, res: res, resp: resp, cancel: cancel, now: x.Now,
+		ctx: ctx, parent: parent, client: h.ClientBody, bodyError: h.BodyError,
+	}
+	resp.SetBodyStream(b, int(max(res.ContentLength, -1)))
+	return nil
+}
+
+const grpcUnavailable = "14"
+
+// classifyH2 turns a failed HTTP/2 round trip into an *Error: a connection that could not be
+// opened sent nothing; the deadline is a timeout; a client that went away or whose body broke
+// is the client's fault; a stream the target refused (REFUSED_STREAM) was not processed.
+func classifyH2(addr string, err error, ctx, parent context.Context, client interface{ Err() error }) *Error {
+	var df *dialFailed
+	var se http2.StreamError
+	switch {
+	case client != nil && client.Err() != nil:
+		return &Error{Kind: KindClient, Addr: addr, Err: client.Err()}
+	case parent.Err() != nil:
+		return &Error{Kind: KindClient, Addr: addr, Err: fmt.Errorf("client went away: %w", parent.Err())}
+	case errors.As(err, &df):
+		return dialError(addr, df.err)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || isTimeout(err):
+		return &Error{Kind: KindTimeout, Addr: addr, Err: err}
+	case errors.As(err, &se) && se.Code == http2.ErrCodeRefusedStream:
+		return &Error{Kind: KindStale, Addr: addr, Err: err}
+	}
+	return &Error{Kind: KindRead, Addr: addr, Err: err}
+}
+
+func newH2Request(ctx context.Context, scheme, addr string, req *fasthttp.Request, h *H2RoundTrip) (*http.Request, error) {
+	target := string(req.Header.RequestURI())
+	path, query, _ := strings.Cut(target, "?")
+	u := &url.URL{Scheme: scheme, Host: addr, Opaque: path, RawQuery: query}
+	hr := &http.Request{
+		Method:     string(req.Header.Method()),
+		URL:        u,
+		Proto:      "HTTP/2.0",
+		ProtoMajor: 2,
+		Header:     make(http.Header, req.Header.Len()),
+		Host:       string(req.Header.Host()),
+	}
+	if len(hr.Method) == 0 {
+		hr.Method = http.MethodGet
+	}
+	for k, v := range req.Header.All() {
+		switch string(k) {
+		case "Host", "Content-Length", "Transfer-Encoding", "Connection":
+			continue
+		}
+		hr.Header.Add(string(k), string(v))
+	}
+	if h.TE {
+		hr.Header.Set("Te", "trailers")
+	}
+	switch {
+	case h.Body != nil:
+		hr.Body = &h2RequestBody{r: h.Body, trailers: &req.Header, dst: hr}
+		hr.ContentLength = int64(req.Header.ContentLength())
+		if hr.ContentLength < 0 {
+			hr.ContentLength = -1
+		}
+		hr.Trailer = http.Header{}
+		for k := range req.Header.Trailers() {
+			hr.Trailer[string(k)] = nil
+		}
+	case len(req.Body()) > 0:
+		body := req.Body()
+		hr.ContentLength = int64(len(body))
+		hr.Body = io.NopCloser(strings.NewReader(string(body)))
+		// The transport may retry a request on a new connection after a GOAWAY: it needs the
+		// body again.
+		hr.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(string(body))), nil }
+	}
+	return hr.WithContext(ctx), nil
+}
+
+// h2RequestBody streams the client's body to the target and, at its end, the client's
+// trailers (fasthttp request trailers) after it.
+type h2RequestBody struct {
+	r        io.Reader
+	trailers *fasthttp.RequestHeader
+	dst      *http.Request
+	done     atomic.Bool
+}
+
+func (b *h2RequestBody) Read(p []byte) (int, error) {
+	if b.done.Load() {
+		return 0, io.EOF
+	}
+	n, err := b.r.Read(p)
+	if err == io.EOF && b.dst.Trailer != nil {
+		for k := range b.dst.Trailer {
+			if v := b.trailers.Peek(k); len(v) > 0 {
+				b.dst.Trailer.Set(k, string(v))
+			}
+		}
+	}
+	return n, err
+}
+
+// Close stops the body: the transport closes it when the stream ends, whatever the client is
+// still sending.
+func (b *h2RequestBody) Close() error {
+	b.done.Store(true)
+	return nil
+}
+
+// h2Body is the response body of one HTTP/2 stream, read by fasthttp (or the HTTP/2 entry) as
+// the client's response body. At its end it copies the upstream's trailers into the response
+// header and ends the stream's accounting; Close ends it early (client gone).
+type h2Body struct {
+	t         *Target
+	u         *Upstream
+	res       *http.Response
+	resp      *fasthttp.Response
+	cancel    context.CancelFunc
+	now       int64
+	ctx       context.Context
+	parent    context.Context
+	client    interface{ Err() error }
+	bodyError func(err error, h *fasthttp.ResponseHeader) bool
+	finished  atomic.Bool
+}
+
+func (b *h2Body) Read(p []byte) (int, error) {
+	if b.finished.Load() {
+		return 0, io.EOF
+	}
+	n, err := b.res.Body.Read(p)
+	switch {
+	case err == nil:
+		return n, nil
+	case err == io.EOF:
+		hdr := &b.resp.Header
+		for k, vs := range b.res.Trailer {
+			if len(vs) == 0 {
+				continue
+			}
+			_ = hdr.AddTrailer(k)
+			hdr.Del(k)
+			for _, v := range vs {
+				hdr.Add(k, v)
+			}
+		}
+		if b.res.Trailer.Get("Grpc-Status") == grpcUnavailable {
+			b.t.recordFailure(b.now, b.u.passive)
+		} else {
+			b.t.recordSuccess()
+		}
+		b.finish()
+		return n, io.EOF
+	}
+	e := classifyH2(b.t.Addr, err, b.ctx, b.parent, b.client)
+	if e.Kind.countsAsFailure() {
+		b.t.recordFailure(b.now, b.u.passive)
+	}
+	b.finish()
+	if b.bodyError != nil && b.bodyError(e, &b.resp.Header) {
+		return n, io.EOF
+	}
+	return n, e
+}
+
+// Close ends the stream, resetting it at the target when it was not read to its end.
+func (b *h2Body) Close() error {
+	err := b.res.Body.Close()
+	b.finish()
+	return err
+}
+
+func (b *h2Body) finish() {
+	if b.finished.Swap(true) {
+		return
+	}
+	b.cancel()
+	b.t.inflight.Add(-1)
+	b.t.closeIfDrained()
+}
+
+// closeIfDrained closes the idle HTTP/2 connections of a target that left the configuration,
+// once its last stream ended.
+func (t *Target) closeIfDrained() {
+	if t.h2 != nil && t.pool.draining.Load() && t.inflight.Load() == 0 {
+		t.h2.tr.CloseIdleConnections()
+	}
+}
+
+// drain stops keeping connections: see pool.drain. HTTP/2 connections close when idle.
+func (t *Target) drain() {
+	t.pool.drain()
+	if t.h2 != nil {
+		t.h2.tr.CloseIdleConnections()
+	}
+}
