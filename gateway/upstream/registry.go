@@ -34,9 +34,9 @@ type Registry struct {
 	// rootCAs verify h2 targets; nil is the system's roots, which the configuration uses (the
 	// package's tests set their own CA).
 	rootCAs *x509.CertPool
-	ctx    context.Context // owns the health checkers; ends at Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context // owns the health checkers; ends at Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	mu      sync.Mutex
 	targets map[targetKey]*Target
