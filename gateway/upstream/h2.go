@@ -198,7 +198,9 @@ func (u *Upstream) DoH2(t *Target, req *fasthttp.Request, resp *fasthttp.Respons
 	if grpcStatus == grpcUnavailable {
 		t.recordFailure(x.Now, u.passive) // a trailers-only UNAVAILABLE
 	}
-	if x.Head || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified || res.Body == http.NoBody {
+	// A response whose HEADERS frame ended the stream (gRPC's trailers-only answer) has a
+	// ContentLength of 0 and an empty body: its status fields are in the head.
+	if x.Head || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified || res.ContentLength == 0 {
 		resp.SkipBody = x.Head || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified
 		_ = res.Body.Close()
 		cancel()

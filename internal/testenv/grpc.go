@@ -36,7 +36,8 @@ type GRPCServer struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
-	md    metadata.MD // the metadata of the last call
+	md    metadata.MD   // the metadata of the last call
+	left  time.Duration // the time the last call had left at its start; 0: no deadline
 	dead  bool
 
 	// Calls counts calls started; Active is the calls running now; Cancelled counts calls
@@ -88,6 +89,14 @@ func (s *GRPCServer) Metadata() metadata.MD {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.md.Copy()
+}
+
+// Deadline returns the time the last call had left when it started (grpc-timeout as the
+// server read it); 0 when it had no deadline.
+func (s *GRPCServer) Deadline() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.left
 }
 
 // Kill drops the server as a crashed process would: its listener and every connection close at
@@ -152,8 +161,12 @@ func (ts *testService) begin(ctx context.Context) func() {
 	s.Calls.Add(1)
 	s.Active.Add(1)
 	md, _ := metadata.FromIncomingContext(ctx)
+	var left time.Duration
+	if d, ok := ctx.Deadline(); ok {
+		left = time.Until(d)
+	}
 	s.mu.Lock()
-	s.md = md
+	s.md, s.left = md, left
 	s.mu.Unlock()
 	return func() {
 		if ctx.Err() != nil {
