@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math"
 	"strconv"
 	"time"
 
@@ -185,6 +186,9 @@ func parseGRPCTimeout(v []byte) (time.Duration, bool) {
 		unit = time.Nanosecond
 	default:
 		return 0, false
+	}
+	if n > math.MaxInt64/int64(unit) {
+		return math.MaxInt64, true // 99999999H: longer than any route timeout, which caps it
 	}
 	return time.Duration(n) * unit, true
 }
