@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -31,8 +32,9 @@ type GRPCServer struct {
 	// Health sets the serving status the health service reports.
 	Health *health.Server
 
-	srv *grpc.Server
-	lis net.Listener
+	srv  *grpc.Server
+	lis  net.Listener
+	done chan struct{} // closed when Serve returned
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -56,11 +58,21 @@ type GRPCOptions struct {
 // StartGRPC starts a server and stops it when the test ends.
 func StartGRPC(t testing.TB, opts GRPCOptions) *GRPCServer {
 	t.Helper()
+	s, err := NewGRPC(opts)
+	if err != nil {
+		t.Fatalf("grpc server: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// NewGRPC starts a server outside a test (an Example); Stop ends it.
+func NewGRPC(opts GRPCOptions) (*GRPCServer, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("grpc server: listen: %v", err)
+		return nil, fmt.Errorf("listen: %w", err)
 	}
-	s := &GRPCServer{Addr: lis.Addr().String(), ID: opts.ID, Health: health.NewServer(), conns: map[net.Conn]struct{}{}}
+	s := &GRPCServer{Addr: lis.Addr().String(), ID: opts.ID, Health: health.NewServer(), conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
 	if s.ID == "" {
 		s.ID = s.Addr
 	}
@@ -72,16 +84,17 @@ func StartGRPC(t testing.TB, opts GRPCOptions) *GRPCServer {
 	s.srv = grpc.NewServer(so...)
 	testgrpc.RegisterTestServiceServer(s.srv, &testService{s: s})
 	healthpb.RegisterHealthServer(s.srv, s.Health)
-	done := make(chan struct{})
 	go func() {
-		defer close(done)
+		defer close(s.done)
 		_ = s.srv.Serve(s.lis)
 	}()
-	t.Cleanup(func() {
-		s.srv.Stop()
-		<-done
-	})
-	return s
+	return s, nil
+}
+
+// Stop stops the server: calls running end with an error, connections close.
+func (s *GRPCServer) Stop() {
+	s.srv.Stop()
+	<-s.done
 }
 
 // Metadata returns the request metadata of the last call.
