@@ -284,14 +284,10 @@ func newH2Request(ctx context.Context, scheme, addr string, req *fasthttp.Reques
 	}
 	switch {
 	case h.Body != nil:
-		hr.Body = &h2RequestBody{r: h.Body, trailers: &req.Header, dst: hr}
+		hr.Body = newH2RequestBody(h.Body)
 		hr.ContentLength = int64(req.Header.ContentLength())
 		if hr.ContentLength < 0 {
 			hr.ContentLength = -1
-		}
-		hr.Trailer = http.Header{}
-		for k := range req.Header.Trailers() {
-			hr.Trailer[string(k)] = nil
 		}
 	case len(req.Body()) > 0:
 		body := req.Body()
@@ -304,34 +300,76 @@ func newH2Request(ctx context.Context, scheme, addr string, req *fasthttp.Reques
 	return hr.WithContext(ctx), nil
 }
 
-// h2RequestBody streams the client's body to the target and, at its end, the client's
-// trailers (fasthttp request trailers) after it.
+// h2RequestBody streams the client's body to the target. (Request trailers are not carried:
+// gRPC clients send none, and the client's request header may be reused by the time the body
+// ends.)
+//
+// The transport reads it on a goroutine of its own, and when the stream fails (the target died,
+// the deadline passed) it closes the body and waits for that goroutine to finish before it
+// fails the response body: a Read blocked on a client that is waiting for the response would
+// hold the call until the client gave up. So the client's body is read by a pump goroutine, and
+// Read waits for the pump or for Close, whichever comes first. The pump ends at the client
+// body's end or error, or at Close once its read in progress returns (the HTTP/2 entry ends the
+// client's body when the exchange is over).
 type h2RequestBody struct {
-	r        io.Reader
-	trailers *fasthttp.RequestHeader
-	dst      *http.Request
-	done     atomic.Bool
+	r io.Reader
+
+	start  sync.Once
+	chunks chan h2Chunk
+	closed chan struct{}
+	close  sync.Once
+	rest   []byte // of the chunk being handed out
+	err    error  // the client body's final result, once seen
+}
+
+type h2Chunk struct {
+	data []byte
+	err  error
+}
+
+var errRequestBodyClosed = errors.New("request body closed: the stream ended")
+
+func newH2RequestBody(r io.Reader) *h2RequestBody {
+	return &h2RequestBody{r: r, chunks: make(chan h2Chunk), closed: make(chan struct{})}
+}
+
+func (b *h2RequestBody) pump() {
+	for {
+		buf := make([]byte, 16<<10)
+		n, err := b.r.Read(buf)
+		select {
+		case b.chunks <- h2Chunk{buf[:n], err}:
+		case <-b.closed:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (b *h2RequestBody) Read(p []byte) (int, error) {
-	if b.done.Load() {
-		return 0, io.EOF
-	}
-	n, err := b.r.Read(p)
-	if err == io.EOF && b.dst.Trailer != nil {
-		for k := range b.dst.Trailer {
-			if v := b.trailers.Peek(k); len(v) > 0 {
-				b.dst.Trailer.Set(k, string(v))
-			}
+	for len(b.rest) == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
+		b.start.Do(func() { go b.pump() })
+		select {
+		case c := <-b.chunks:
+			b.rest, b.err = c.data, c.err
+		case <-b.closed:
+			return 0, errRequestBodyClosed
 		}
 	}
-	return n, err
+	n := copy(p, b.rest)
+	b.rest = b.rest[n:]
+	return n, nil
 }
 
 // Close stops the body: the transport closes it when the stream ends, whatever the client is
-// still sending.
+// still sending; a Read waiting for the client returns at once.
 func (b *h2RequestBody) Close() error {
-	b.done.Store(true)
+	b.close.Do(func() { close(b.closed) })
 	return nil
 }
 
