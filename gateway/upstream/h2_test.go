@@ -368,3 +368,38 @@ func selfSigned(t *testing.T, ip string) (tls.Certificate, *x509.CertPool) {
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
+
+// TestH2TargetDiesUnderOpenStream: the target dies while a bidirectional stream waits for the
+// client's next message; the response body fails as a read failure counted against the target,
+// at once, not when the deadline (a minute here) ends the wait for the client.
+func TestH2TargetDiesUnderOpenStream(t *testing.T) {
+	srv := testenv.StartGRPC(t, testenv.GRPCOptions{})
+	reg := NewRegistry(nil, nil)
+	t.Cleanup(reg.Close)
+	u := buildH2(t, reg, config.ProtocolH2C, srv.Addr)
+	tg := u.Targets()[0]
+
+	clientBody, clientWrites := io.Pipe()
+	t.Cleanup(func() { _ = clientWrites.Close() })
+	req := grpcRequest("FullDuplexCall", nil)
+	resp := &fasthttp.Response{}
+	go func() {
+		_, _ = clientWrites.Write(grpcFrame(t, &testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 3}}}))
+	}()
+	if err := u.DoH2(tg, req, resp, newRoundTrip(time.Minute), &H2RoundTrip{TE: true, GRPC: true, Body: clientBody}); err != nil {
+		t.Fatal(err)
+	}
+	var first [8]byte
+	if _, err := io.ReadFull(resp.BodyStream(), first[:]); err != nil {
+		t.Fatalf("first answer: %v", err)
+	}
+	srv.Kill()
+	_, err := io.Copy(io.Discard, resp.BodyStream())
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != KindRead {
+		t.Fatalf("body after the target died: %v, want a read failure", err)
+	}
+	if f := tg.Stats().Failures; f != 1 || tg.InFlight() != 0 {
+		t.Fatalf("failures %d in flight %d, want 1 and 0", f, tg.InFlight())
+	}
+}
