@@ -283,7 +283,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`archway_requests_total{code="200",method="GET",route="app"} 2`,
+		`archway_requests_total{code="200",method="GET",protocol="HTTP/1.1",route="app"} 2`,
 		`archway_request_duration_seconds_bucket{route="app",le="+Inf"} 2`,
 		`archway_upstream_requests_total{target="` + up + `",upstream="app"} 2`,
 		`archway_upstream_in_flight{target="` + up + `",upstream="app"} 0`,

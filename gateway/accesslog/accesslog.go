@@ -41,7 +41,9 @@ type Entry struct {
 	Attempts     int
 	UserAgent    []byte
 	Referer      []byte
-	Err          error
+	// Protocol is the HTTP version of the client's request: "HTTP/1.1" or "HTTP/2".
+	Protocol string
+	Err      error
 }
 
 // Defaults of Options, the same as access_log.buffer and access_log.flush in routes.yaml.

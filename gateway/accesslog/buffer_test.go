@@ -27,7 +27,7 @@ func TestLineMatchesSlog(t *testing.T) {
 			Method: []byte("GET"), Path: []byte("/api/products/42"), Query: []byte("sort=price&token=abc"),
 			Route: "products", Upstream: "products", Target: "127.0.0.1:3002", Status: 200, BytesIn: 0, BytesOut: 1093,
 			Duration: 1234567 * time.Nanosecond, UpstreamTime: 987 * time.Microsecond, Attempts: 1,
-			UserAgent: []byte("Mozilla/5.0 (X11; Linux x86_64)"), Referer: []byte("https://shop.example.com/")},
+			UserAgent: []byte("Mozilla/5.0 (X11; Linux x86_64)"), Referer: []byte("https://shop.example.com/"), Protocol: "HTTP/2"},
 		"escapes": {RequestID: []byte("a\"b\\c"), ClientIP: netip.MustParseAddr("2001:db8::1"),
 			Method: []byte("POST"), Path: []byte("/ümlaut/\x01\t\n\r"), Query: []byte("q=<script>&x=\xff\xfe"),
 			UserAgent: []byte("bad\xc3 utf8 \u2028 \u2029 é 日本"), Referer: []byte("\x7f"), Status: 502,
@@ -69,6 +69,7 @@ func slogLine(w io.Writer, e *Entry, now time.Time) {
 		slog.Int("attempts", e.Attempts),
 		slog.String("user_agent", string(e.UserAgent)),
 		slog.String("referer", string(e.Referer)),
+		slog.String("protocol", e.Protocol),
 	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))

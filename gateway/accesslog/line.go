@@ -45,6 +45,8 @@ func appendLine(b []byte, e *Entry, now time.Time) []byte {
 	b = appendString(b, e.UserAgent)
 	b = append(b, `,"referer":`...)
 	b = appendString(b, e.Referer)
+	b = append(b, `,"protocol":`...)
+	b = appendString(b, e.Protocol)
 	if e.Err != nil {
 		b = append(b, `,"error":`...)
 		b = appendString(b, e.Err.Error())

@@ -68,6 +68,8 @@ type Server struct {
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 	// Listeners replaces Listen with any number of listeners, plain or TLS (see listeners.go).
 	Listeners []Listener `yaml:"listeners,omitempty"`
+	// HTTP2 is the HTTP/2 settings of every listener speaking it (see http2.go).
+	HTTP2 HTTP2 `yaml:"http2"`
 }
 
 // Admin configures the admin API listener.

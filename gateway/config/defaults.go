@@ -169,6 +169,7 @@ func (c *Config) applyDefaults() {
 	c.jwtDefaults()
 	c.applyRedirectDefaults()
 	c.applyListenerDefaults()
+	c.applyHTTP2Defaults()
 }
 
 func setDefault[T comparable](field *T, def T) {

@@ -23,6 +23,8 @@ type Listener struct {
 	// RedirectHTTPS answers every request (except the health path and ACME HTTP-01 challenges)
 	// with a 308 to the same host and path on the gateway's HTTPS listener.
 	RedirectHTTPS bool `yaml:"redirect_https,omitempty"`
+	// HTTP2 serves HTTP/2 on the listener; unset is on for TLS, off for plain (see http2.go).
+	HTTP2 *bool `yaml:"http2,omitempty"`
 }
 
 // ProxyProtocol configures PROXY protocol on a listener.

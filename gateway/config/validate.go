@@ -39,6 +39,7 @@ func (c *Config) validate(errs *ErrorList) {
 	v.server()
 	v.connections()
 	v.listeners()
+	v.http2()
 	v.admin()
 	v.accessLog()
 	v.consul()

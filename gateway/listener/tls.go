@@ -15,9 +15,12 @@ import (
 	"github.com/archway-gateway/archway/gateway/config"
 )
 
-// ALPN protocol the TLS listeners advertise. "h2" joins it in ServerConfig's nextProtos once the
-// gateway serves HTTP/2.
-const ProtoHTTP11 = "http/1.1"
+// ALPN protocols the TLS listeners advertise: h2 first where the listener serves HTTP/2 (the
+// server's order decides), then http/1.1.
+const (
+	ProtoH2     = "h2"
+	ProtoHTTP11 = "http/1.1"
+)
 
 // TLSSettings is one compiled TLS configuration: the certificates read and checked, the client
 // CA pool loaded. Built when a configuration is applied; published with TLS.Store.
@@ -28,8 +31,9 @@ type TLSSettings struct {
 }
 
 // CompileTLS reads the certificate and CA files of t. An error names the file and the reason;
-// nothing changes for the running listener until the caller stores the result.
-func CompileTLS(t *config.TLS, now time.Time) (*TLSSettings, error) {
+// nothing changes for the running listener until the caller stores the result. nextProtos are
+// offered in ALPN before http/1.1 (ProtoH2 on a listener serving HTTP/2).
+func CompileTLS(t *config.TLS, now time.Time, nextProtos ...string) (*TLSSettings, error) {
 	files, err := LoadFiles(t.Certificates, now)
 	if err != nil {
 		return nil, err
@@ -45,7 +49,7 @@ func CompileTLS(t *config.TLS, now time.Time) (*TLSSettings, error) {
 			return nil, fmt.Errorf("client_ca %s: no PEM certificate in it", t.ClientCA)
 		}
 	}
-	return &TLSSettings{Config: ServerConfig(t, files, pool, nil), Certificates: files.Certificates()}, nil
+	return &TLSSettings{Config: ServerConfig(t, files, pool, nextProtos), Certificates: files.Certificates()}, nil
 }
 
 // tls12Suites are the TLS 1.2 suites offered: forward-secret AEAD only (Mozilla's
@@ -60,7 +64,7 @@ var tls12Suites = []uint16{
 }
 
 // ServerConfig is the one place a listener's tls.Config is built. nextProtos come before
-// http/1.1 in ALPN preference (HTTP/2 will pass "h2"). Curves are Go's defaults (X25519MLKEM768,
+// http/1.1 in ALPN preference (a listener serving HTTP/2 passes ProtoH2). Curves are Go's defaults (X25519MLKEM768,
 // X25519, P-256, P-384).
 func ServerConfig(t *config.TLS, certs CertificateSource, clientCAs *x509.CertPool, nextProtos []string) *tls.Config {
 	c := &tls.Config{

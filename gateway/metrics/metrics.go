@@ -33,22 +33,26 @@ var DurationBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .2
 // a route keeps its counters. Safe for concurrent use.
 type RouteStats struct {
 	Name     string
-	requests [len(Methods)][numCodes]atomic.Uint64
+	requests [protocol.NumWires][len(Methods)][numCodes]atomic.Uint64
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
 	duration prometheus.Histogram
 	upstream prometheus.Histogram
 }
 
-// Record counts one finished request. method is an index into Methods (-1 for other methods).
-func (s *RouteStats) Record(method, code int, d, upstream time.Duration, in, out int64) {
+// Record counts one finished request that arrived over wire. method is an index into Methods
+// (-1 for other methods).
+func (s *RouteStats) Record(wire protocol.Wire, method, code int, d, upstream time.Duration, in, out int64) {
+	if wire >= protocol.NumWires {
+		wire = protocol.WireHTTP1
+	}
 	if method < 0 || method >= len(Methods) {
 		method = len(Methods) - 1
 	}
 	if code < 0 || code >= numCodes {
 		code = 0
 	}
-	s.requests[method][code].Add(1)
+	s.requests[wire][method][code].Add(1)
 	s.bytesIn.Add(uint64(max(in, 0)))
 	s.bytesOut.Add(uint64(max(out, 0)))
 	s.duration.Observe(d.Seconds())
@@ -57,8 +61,19 @@ func (s *RouteStats) Record(method, code int, d, upstream time.Duration, in, out
 	}
 }
 
-// Requests returns how many requests with method index m ended with code.
-func (s *RouteStats) Requests(m, code int) uint64 { return s.requests[m][code].Load() }
+// Requests returns how many requests with method index m ended with code, over any protocol.
+func (s *RouteStats) Requests(m, code int) uint64 {
+	var n uint64
+	for w := range s.requests {
+		n += s.requests[w][m][code].Load()
+	}
+	return n
+}
+
+// RequestsOver returns how many requests over wire with method index m ended with code.
+func (s *RouteStats) RequestsOver(wire protocol.Wire, m, code int) uint64 {
+	return s.requests[wire][m][code].Load()
+}
 
 // Registry keeps RouteStats by route name across snapshots.
 type Registry struct {
@@ -100,7 +115,7 @@ func (r *Registry) SetLive(routes []*RouteStats) {
 }
 
 var (
-	descRequests = prometheus.NewDesc("archway_requests_total", "Requests answered, by route, method and status code.", []string{"route", "method", "code"}, nil)
+	descRequests = prometheus.NewDesc("archway_requests_total", "Requests answered, by route, method, status code and protocol (HTTP/1.1, HTTP/2).", []string{"route", "method", "code", "protocol"}, nil)
 	descBytesIn  = prometheus.NewDesc("archway_request_body_bytes_total", "Request body bytes received, by route.", []string{"route"}, nil)
 	descBytesOut = prometheus.NewDesc("archway_response_body_bytes_total", "Response body bytes sent, by route.", []string{"route"}, nil)
 )
@@ -112,10 +127,12 @@ func (r *Registry) Describe(chan<- *prometheus.Desc) {}
 // Collect implements prometheus.Collector.
 func (r *Registry) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range r.routes.Live() {
-		for m := range Methods {
-			for code := range numCodes {
-				if n := s.requests[m][code].Load(); n > 0 {
-					ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(n), s.Name, Methods[m], strconv.Itoa(code))
+		for w := range s.requests {
+			for m := range Methods {
+				for code := range numCodes {
+					if n := s.requests[w][m][code].Load(); n > 0 {
+						ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(n), s.Name, Methods[m], strconv.Itoa(code), protocol.WireNames[w])
+					}
 				}
 			}
 		}

@@ -264,7 +264,7 @@ func (e *Entry) finish(x *Exchange) {
 	elapsed := time.Since(ctx.Time())
 	in := int64(max(ctx.Request.Header.ContentLength(), 0))
 	out := int64(max(resp.ContentLength(), 0))
-	stats.Record(x.Method, code, elapsed, x.UpstreamDuration, in, out)
+	stats.Record(x.Wire, x.Method, code, elapsed, x.UpstreamDuration, in, out)
 
 	if s.AccessLog != nil {
 		logRequest(s.AccessLog, x, code, elapsed, in, out)
@@ -298,7 +298,7 @@ func logRequest(l *accesslog.Logger, x *Exchange, code int, elapsed time.Duratio
 		RequestID: x.RequestID, ClientIP: x.ClientIP, Method: hdr.Method(), Path: x.Path,
 		Query: x.Query, Status: code, BytesIn: in, BytesOut: out, Duration: elapsed,
 		UpstreamTime: x.UpstreamDuration, Attempts: x.Attempts, UserAgent: hdr.UserAgent(),
-		Referer: hdr.Referer(), Err: x.Err,
+		Referer: hdr.Referer(), Err: x.Err, Protocol: x.Wire.String(),
 	}
 	if x.Route != nil {
 		e.Route = x.Route.Name

@@ -60,6 +60,8 @@ type Exchange struct {
 	UpstreamDuration time.Duration
 	// Err is the error that produced the response, for the access log.
 	Err error
+	// Wire is the protocol the request arrived in (HTTP/2 streams come through package h2).
+	Wire protocol.Wire
 
 	up        upstream.RoundTrip
 	http10    bool // the client spoke HTTP/1.0: no interim responses (RFC 9110, section 15.2)
@@ -90,7 +92,17 @@ func acquireExchangeOn(ctx *fasthttp.RequestCtx, s *Snapshot, listener int) *Exc
 	if listener < len(s.Listeners) {
 		x.Listener = &s.Listeners[listener]
 	}
+	if ctx != nil && isStream(ctx) {
+		x.Wire = protocol.WireHTTP2
+	}
 	return x
+}
+
+// streamConn is the connection of a request that is an HTTP/2 stream (package h2): its bytes are
+// frames, so an interim response is sent through the stream, never written to it.
+type streamConn interface {
+	HTTP2() bool
+	WriteInterim(h *fasthttp.ResponseHeader)
 }
 
 func releaseExchange(x *Exchange) {
@@ -112,6 +124,10 @@ func (x *Exchange) TLS() bool { return x.Listener != nil && x.Listener.TLS }
 
 func (x *Exchange) forwardInterim(h *fasthttp.ResponseHeader) {
 	if x.http10 || x.Ctx == nil {
+		return
+	}
+	if s, ok := x.Ctx.Conn().(streamConn); ok {
+		s.WriteInterim(h)
 		return
 	}
 	code := h.StatusCode()
@@ -221,4 +237,9 @@ func Chain(h Handler, middlewares ...Middleware) Handler {
 		h = middlewares[i](h)
 	}
 	return h
+}
+
+func isStream(ctx *fasthttp.RequestCtx) bool {
+	_, ok := ctx.Conn().(streamConn)
+	return ok
 }

@@ -98,7 +98,13 @@ func (f *Forwarder) Serve(x *Exchange) {
 				ctx.Response.Reset() // discards the answer (and closes its body stream)
 				continue
 			}
-			stripResponseHopByHop(&ctx.Response.Header)
+			if x.Wire == protocol.WireHTTP2 {
+				// An HTTP/2 stream carries trailers (gRPC's status lives there): keep the
+				// announcement, whose values arrive after the body (package h2 sends them).
+				stripResponseHopByHopKeepTrailer(&ctx.Response.Header)
+			} else {
+				stripResponseHopByHop(&ctx.Response.Header)
+			}
 			if r.Redirects != nil {
 				r.Redirects.apply(x)
 			}

@@ -328,7 +328,13 @@ const (
 // stripResponseHopByHop removes hop-by-hop headers from an upstream response before it goes to
 // the client, and clears the upstream's "Connection: close": that was about the upstream
 // connection, which the transport has already handled.
-func stripResponseHopByHop(h *fasthttp.ResponseHeader) {
+func stripResponseHopByHop(h *fasthttp.ResponseHeader) { stripResponse(h, false) }
+
+// stripResponseHopByHopKeepTrailer is stripResponseHopByHop for a client that receives trailers
+// (HTTP/2): the Trailer announcement stays, so the trailer fields that follow the body do too.
+func stripResponseHopByHopKeepTrailer(h *fasthttp.ResponseHeader) { stripResponse(h, true) }
+
+func stripResponse(h *fasthttp.ResponseHeader, keepTrailer bool) {
 	h.ResetConnectionClose()
 	var found uint8
 	var proxyNames [4][]byte
@@ -373,7 +379,7 @@ func stripResponseHopByHop(h *fasthttp.ResponseHeader) {
 	if found&respTE != 0 {
 		h.DelBytes(hTE)
 	}
-	if found&respTrailer != 0 {
+	if found&respTrailer != 0 && !keepTrailer {
 		h.DelBytes(hTrailer)
 	}
 	if found&respUpgrade != 0 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/h2"
 	"github.com/archway-gateway/archway/gateway/listener"
 	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/proxy"
@@ -31,6 +32,7 @@ type listenerRuntime struct {
 	stats  *listener.Stats
 	tls    *listener.TLS           // nil on a plain listener
 	proxy  *listener.ProxyProtocol // nil without proxy_protocol
+	h2     *h2.Server              // nil when the listener does not serve HTTP/2
 }
 
 // preparedListeners are the TLS and PROXY settings of a configuration, compiled (certificate
@@ -39,6 +41,7 @@ type preparedListeners struct {
 	tls   []*listener.TLSSettings // by listener index; nil for plain listeners
 	proxy []*listener.ProxyPolicy // by listener index; nil without proxy_protocol
 	admin *listener.TLSSettings
+	h2    h2.Settings
 }
 
 // prepareListeners reads every certificate cfg names. Each problem is reported with the field
@@ -46,12 +49,16 @@ type preparedListeners struct {
 func prepareListeners(cfg *config.Config) (*preparedListeners, error) {
 	now := time.Now()
 	lst := cfg.EffectiveListeners()
-	p := &preparedListeners{tls: make([]*listener.TLSSettings, len(lst)), proxy: make([]*listener.ProxyPolicy, len(lst))}
+	p := &preparedListeners{tls: make([]*listener.TLSSettings, len(lst)), proxy: make([]*listener.ProxyPolicy, len(lst)), h2: http2Settings(cfg)}
 	errs := config.NewErrorList(cfg.File)
 	for i, l := range lst {
 		path := fmt.Sprintf("server.listeners[%d]", i)
 		if l.TLS != nil {
-			s, err := listener.CompileTLS(l.TLS, now)
+			var alpn []string
+			if l.HTTP2On() {
+				alpn = append(alpn, listener.ProtoH2)
+			}
+			s, err := listener.CompileTLS(l.TLS, now, alpn...)
 			if err != nil {
 				errs.Add(cfg.Position(path+".tls"), path+".tls", err.Error())
 			}
@@ -82,7 +89,11 @@ func prepareListeners(cfg *config.Config) (*preparedListeners, error) {
 func (g *Gateway) newListeners(cfg *config.Config, p *preparedListeners) {
 	for i, l := range cfg.EffectiveListeners() {
 		rt := &listenerRuntime{name: l.Name, addr: l.Addr, stats: &listener.Stats{}}
-		rt.server = newFastServer(cfg.Server, g.entry, g.entry.ListenerHandler(i), g.logger)
+		handler := g.entry.ListenerHandler(i)
+		rt.server = newFastServer(cfg.Server, g.entry, handler, g.logger)
+		if l.HTTP2On() {
+			rt.h2 = h2.NewServer(p.h2, h2.Handler{Serve: handler, ParseError: g.entry.HandleParseError, Logger: fasthttpLogger{g.logger}})
+		}
 		if p.tls[i] != nil {
 			rt.tls = listener.NewTLS(p.tls[i], rt.stats)
 		}
@@ -104,6 +115,9 @@ func (g *Gateway) commitListeners(p *preparedListeners) {
 		}
 		if rt.proxy != nil && p.proxy[i] != nil {
 			rt.proxy.Store(p.proxy[i])
+		}
+		if rt.h2 != nil {
+			rt.h2.Store(p.h2)
 		}
 	}
 	if g.adminTLS != nil && p.admin != nil {
@@ -186,6 +200,10 @@ func (g *Gateway) serveOn(i int, ln net.Listener) error {
 	if rt.tls != nil {
 		ln = rt.tls.Listener(ln)
 	}
+	if rt.h2 != nil {
+		// HTTP/2 connections leave here for the HTTP/2 server; the rest reach fasthttp as before.
+		ln = h2.NewDemux(ln, rt.h2, rt.tls != nil, g.handshakeTimeout)
+	}
 	err := rt.server.Serve(protocol.Listener{Listener: ln})
 	if errors.Is(err, net.ErrClosed) {
 		return nil
@@ -200,8 +218,33 @@ func (g *Gateway) shutdownListeners(ctx context.Context) error {
 	for i, rt := range g.listeners {
 		wg.Go(func() { errs[i] = rt.server.ShutdownWithContext(ctx) })
 	}
+	h2errs := make([]error, len(g.listeners))
+	for i, rt := range g.listeners {
+		if rt.h2 != nil {
+			wg.Go(func() { h2errs[i] = rt.h2.Shutdown(ctx) })
+		}
+	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, h2errs...)...)
+}
+
+// handshakeTimeout bounds a new connection's TLS handshake or, on an h2c listener, the wait for
+// its first bytes, as server.read_timeout bounds them on the HTTP/1.1 path.
+func (g *Gateway) handshakeTimeout() time.Duration { return g.Config().Server.ReadTimeout.D() }
+
+// http2Settings are the HTTP/2 connection settings of cfg.
+func http2Settings(cfg *config.Config) h2.Settings {
+	s := cfg.Server
+	h := s.HTTP2
+	return h2.Settings{
+		MaxConcurrentStreams:         uint32(h.MaxConcurrentStreams),
+		MaxHeaderListBytes:           int(h.MaxHeaderListBytes.Bytes()),
+		IdleTimeout:                  h.IdleTimeout.D(),
+		ReadTimeout:                  h.ReadTimeout.D(),
+		WriteTimeout:                 s.WriteTimeout.D(),
+		MaxUploadBufferPerStream:     int32(h.MaxUploadBufferPerStream.Bytes()),
+		MaxUploadBufferPerConnection: int32(h.MaxUploadBufferPerConnection.Bytes()),
+	}
 }
 
 // AdminTLSConfig is the admin listener's TLS configuration (it follows reloads), or nil when
@@ -263,7 +306,7 @@ func buildListenerPolicies(cfg *config.Config, s *proxy.Snapshot, entries []rout
 func listenerShape(c *config.Config) []string {
 	var out []string
 	for _, l := range c.EffectiveListeners() {
-		out = append(out, fmt.Sprintf("%s on %s (tls: %t, proxy_protocol: %t)", l.Name, l.Addr, l.TLS != nil, l.ProxyProtocol != nil))
+		out = append(out, fmt.Sprintf("%s on %s (tls: %t, proxy_protocol: %t, http2: %t)", l.Name, l.Addr, l.TLS != nil, l.ProxyProtocol != nil, l.HTTP2On()))
 	}
 	return out
 }

@@ -230,6 +230,9 @@ func (g *Gateway) OpenConnections() int32 {
 	var n int32
 	for _, rt := range g.listeners {
 		n += rt.server.GetOpenConnectionsCount()
+		if rt.h2 != nil {
+			n += int32(rt.h2.OpenConnections())
+		}
 	}
 	return n
 }

@@ -1,0 +1,197 @@
+package h2
+
+import (
+	"context"
+	"log"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
+)
+
+// Settings are what an HTTP/2 connection is opened with (server.http2 and the server limits).
+// Comparable: a reload that changes them starts a new generation.
+type Settings struct {
+	MaxConcurrentStreams uint32
+	// MaxHeaderListBytes bounds the decoded header list (SETTINGS_MAX_HEADER_LIST_SIZE); the
+	// head rebuilt from it must also fit in MaxHeaderListBytes as HTTP/1.1 (server.max_header_bytes
+	// by default), as an HTTP/1.1 head must: both give 431.
+	MaxHeaderListBytes int
+	IdleTimeout        time.Duration
+	// ReadTimeout bounds a stream's request (its body included); WriteTimeout its response, and
+	// also how long one write to the connection may make no progress.
+	ReadTimeout                  time.Duration
+	WriteTimeout                 time.Duration
+	MaxUploadBufferPerStream     int32
+	MaxUploadBufferPerConnection int32
+}
+
+// Handler is what serves a stream once it is a fasthttp request: the same handler the listener's
+// fasthttp server calls, and the handler for a request head that does not parse.
+type Handler struct {
+	Serve      fasthttp.RequestHandler
+	ParseError func(ctx *fasthttp.RequestCtx, err error)
+	Logger     fasthttp.Logger
+}
+
+// Server serves HTTP/2 connections of one listener. Its settings follow reloads: connections
+// opened after Store use the new ones, and connections opened before are sent a graceful
+// GOAWAY, so their streams finish and clients reconnect. Safe for concurrent use.
+type Server struct {
+	handler Handler
+	gen     atomic.Pointer[generation]
+
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	closing  bool
+	drained  chan struct{} // closed when closing and conns is empty
+	accepted atomic.Uint64
+}
+
+// generation is one set of settings and the x/net/http2 server built from them. base carries
+// the per-stream timeouts and header limit, and its Shutdown sends GOAWAY to the connections
+// served with it.
+type generation struct {
+	settings Settings
+	h2       *http2.Server
+	base     *http.Server
+}
+
+// NewServer returns a server serving streams with h.
+func NewServer(s Settings, h Handler) *Server {
+	srv := &Server{handler: h, conns: map[net.Conn]struct{}{}, drained: make(chan struct{})}
+	srv.gen.Store(newGeneration(s, h.Logger))
+	return srv
+}
+
+func newGeneration(s Settings, logger fasthttp.Logger) *generation {
+	base := &http.Server{
+		ReadTimeout:    s.ReadTimeout,
+		WriteTimeout:   s.WriteTimeout,
+		IdleTimeout:    s.IdleTimeout,
+		MaxHeaderBytes: s.MaxHeaderListBytes,
+		ErrorLog:       log.New(logWriter{logger}, "", 0),
+	}
+	h2 := &http2.Server{
+		MaxConcurrentStreams:         s.MaxConcurrentStreams,
+		IdleTimeout:                  s.IdleTimeout,
+		MaxUploadBufferPerStream:     s.MaxUploadBufferPerStream,
+		MaxUploadBufferPerConnection: s.MaxUploadBufferPerConnection,
+		// HTTP/2's default frame size (nginx's too): a larger frame from a client is a
+		// FRAME_SIZE_ERROR, and no single frame makes the server buffer more than 16 KiB.
+		MaxReadFrameSize: 16 << 10,
+		// A client that stops reading stalls its connection's writes; without a bound it would
+		// hold the connection and every stream on it forever.
+		WriteByteTimeout: s.WriteTimeout,
+	}
+	// ConfigureServer links the two: base.Shutdown sends GOAWAY to h2's connections. It only
+	// fails for TLS settings the gateway does not let base have.
+	if err := http2.ConfigureServer(base, h2); err != nil {
+		panic("h2: configure server: " + err.Error())
+	}
+	return &generation{settings: s, h2: h2, base: base}
+}
+
+// Store makes s the settings of new connections. When they differ from the ones in use, the
+// connections opened with the old ones get a graceful GOAWAY.
+func (srv *Server) Store(s Settings) {
+	old := srv.gen.Load()
+	if old.settings == s {
+		return
+	}
+	srv.gen.Store(newGeneration(s, srv.handler.Logger))
+	// No listener or connection is registered with base itself, so Shutdown returns once the
+	// GOAWAYs are queued; the connections then end when their last stream does.
+	_ = old.base.Shutdown(context.Background())
+}
+
+// Settings returns the settings new connections get.
+func (srv *Server) Settings() Settings { return srv.gen.Load().settings }
+
+// ServeConn serves the HTTP/2 connection c until it ends. c is closed on return.
+func (srv *Server) ServeConn(c net.Conn) {
+	srv.mu.Lock()
+	if srv.closing {
+		srv.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	srv.conns[c] = struct{}{}
+	srv.mu.Unlock()
+	srv.accepted.Add(1)
+	defer srv.forget(c)
+
+	g := srv.gen.Load()
+	g.h2.ServeConn(c, &http2.ServeConnOpts{
+		BaseConfig: g.base,
+		Handler:    &connHandler{srv: srv, conn: c, maxHead: g.settings.MaxHeaderListBytes},
+	})
+	_ = c.Close()
+}
+
+func (srv *Server) forget(c net.Conn) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	delete(srv.conns, c)
+	if srv.closing && len(srv.conns) == 0 {
+		select {
+		case <-srv.drained:
+		default:
+			close(srv.drained)
+		}
+	}
+}
+
+// OpenConnections is the number of HTTP/2 connections being served.
+func (srv *Server) OpenConnections() int {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return len(srv.conns)
+}
+
+// Accepted is the number of HTTP/2 connections served since start.
+func (srv *Server) Accepted() uint64 { return srv.accepted.Load() }
+
+// Shutdown sends every connection a graceful GOAWAY and waits until their streams in flight
+// have finished and they have closed, or until ctx ends; then the connections left are closed
+// and ctx's error returned. New connections are refused from the start.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.mu.Lock()
+	srv.closing = true
+	if len(srv.conns) == 0 {
+		select {
+		case <-srv.drained:
+		default:
+			close(srv.drained)
+		}
+	}
+	srv.mu.Unlock()
+	_ = srv.gen.Load().base.Shutdown(ctx)
+	// Connections of an older generation had their GOAWAY when it was replaced.
+	select {
+	case <-srv.drained:
+		return nil
+	case <-ctx.Done():
+	}
+	srv.mu.Lock()
+	for c := range srv.conns {
+		_ = c.Close()
+	}
+	srv.mu.Unlock()
+	return ctx.Err()
+}
+
+// logWriter sends x/net/http2's log lines (about single misbehaving clients) to the gateway's
+// fasthttp logger, which logs them at debug level.
+type logWriter struct{ l fasthttp.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	if w.l != nil {
+		w.l.Printf("http2: %s", p)
+	}
+	return len(p), nil
+}

@@ -1,0 +1,312 @@
+package h2
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/archway-gateway/archway/gateway/protocol"
+	"github.com/valyala/fasthttp"
+)
+
+// connHandler serves the streams of one HTTP/2 connection. x/net/http2 calls ServeHTTP on a
+// goroutine of its own per stream.
+type connHandler struct {
+	srv     *Server
+	conn    net.Conn
+	maxHead int
+}
+
+// stream is the per-stream state, pooled: the fasthttp request context the gateway's handler
+// serves, the connection it sees, and the buffers that rebuild the request head.
+type stream struct {
+	ctx  fasthttp.RequestCtx
+	conn StreamConn
+	head []byte
+	rd   bytes.Reader
+	br   *bufio.Reader
+	buf  []byte
+	body bodyReader
+}
+
+// bodyReader hides the request body's Close from fasthttp.
+type bodyReader struct{ r io.Reader }
+
+func (b *bodyReader) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+var streamPool = sync.Pool{New: func() any { return &stream{buf: make([]byte, 32<<10)} }}
+
+// StreamConn is the connection a stream's fasthttp.RequestCtx reports (RequestCtx.Conn): the
+// client's connection for its addresses and, through NetConn, its TLS state, but reading and
+// writing it is refused, because the bytes on it are HTTP/2 frames. The gateway recognises it
+// to label the request HTTP/2 and to send interim responses as HEADERS frames.
+type StreamConn struct {
+	net.Conn
+	w http.ResponseWriter
+}
+
+// errStreamConn is returned to anything that tries to use a stream's connection as a byte
+// stream (a WebSocket hijack cannot happen: HTTP/2 refuses the Upgrade header).
+var errStreamConn = errors.New("h2: the connection carries HTTP/2 frames; use the stream")
+
+func (c *StreamConn) Read([]byte) (int, error)  { return 0, errStreamConn }
+func (c *StreamConn) Write([]byte) (int, error) { return 0, errStreamConn }
+func (c *StreamConn) Close() error              { return nil }
+
+// NetConn is the client's connection, for code that looks through wrappers for TLS state.
+func (c *StreamConn) NetConn() net.Conn { return c.Conn }
+
+// HTTP2 marks the connection as an HTTP/2 stream.
+func (c *StreamConn) HTTP2() bool { return true }
+
+// WriteInterim sends an interim (1xx) response on the stream, without the fields HTTP/2
+// forbids. It must be called from the handler's goroutine, before the final response.
+func (c *StreamConn) WriteInterim(h *fasthttp.ResponseHeader) {
+	code := h.StatusCode()
+	if code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
+		return
+	}
+	hdr := c.w.Header()
+	for k, v := range h.All() {
+		if connectionSpecific(k) || protocol.EqualFold(k, "content-length") || protocol.EqualFold(k, "content-type") {
+			continue
+		}
+		name := string(k)
+		hdr[name] = append(hdr[name], string(v))
+	}
+	c.w.WriteHeader(code)
+	// net/http keeps the map for the final response: the interim fields belong to the 1xx only.
+	clear(hdr)
+}
+
+// ServeHTTP turns the stream into a fasthttp request, serves it with the gateway's handler and
+// writes the response to the stream.
+func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := streamPool.Get().(*stream)
+	defer func() {
+		st.ctx.Request.Reset()
+		st.ctx.Response.Reset()
+		st.ctx.ResetUserValues()
+		st.conn = StreamConn{}
+		st.body.r = nil
+		st.head = st.head[:0]
+		st.rd.Reset(nil)
+		streamPool.Put(st)
+	}()
+	st.conn = StreamConn{Conn: h.conn, w: w}
+	ctx := &st.ctx
+	ctx.Init2(&st.conn, h.srv.handler.Logger, true)
+
+	if err := st.readHead(r, h.maxHead); err != nil {
+		h.srv.handler.ParseError(ctx, err)
+	} else {
+		if hasBody(r) {
+			// Behind a reader without Close: fasthttp closes a request's stream whenever the
+			// body is replaced (the gateway reads small bodies whole), and x/net/http2 closes
+			// the stream's body itself when the handler returns.
+			st.body.r = r.Body
+			ctx.Request.SetBodyStream(&st.body, int(r.ContentLength))
+		}
+		h.srv.handler.Serve(ctx)
+	}
+	writeResponse(w, r, &ctx.Response, st.buf)
+}
+
+// hasBody reports whether the request has a body to read: a declared length above 0, or none
+// declared and the stream not ended with its headers.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength > 0 || (r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody)
+}
+
+// readHead rebuilds the HTTP/1.1 head of the stream's request and has fasthttp parse it, so the
+// request is exactly what the HTTP/1.1 path sees: the same header parser, the same raw header
+// bytes for the gateway's header checks, the same head size limit (ErrSmallBuffer, 431).
+// x/net/http2 has already refused what HTTP/2 forbids (connection-specific fields, TE other than
+// trailers, uppercase names, pseudo-headers out of place: RFC 9113, section 8.2) and joined
+// split Cookie fields.
+func (st *stream) readHead(r *http.Request, maxHead int) error {
+	b := append(st.head[:0], r.Method...)
+	b = append(b, ' ')
+	b = append(b, r.RequestURI...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, r.Host...)
+	b = append(b, "\r\n"...)
+	for k, vv := range r.Header {
+		if k == "Host" {
+			continue // :authority wins (RFC 9113, section 8.3.1); net/http put it in r.Host
+		}
+		for _, v := range vv {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	if r.ContentLength < 0 && hasBody(r) {
+		// A body without a declared length: over HTTP/1.1 it would be chunked, and the gateway
+		// bounds it the same way (a counting reader, 413 at max_body_bytes).
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	st.head = b
+	st.rd.Reset(b)
+	if st.br == nil || st.br.Size() != max(maxHead, 16) {
+		st.br = bufio.NewReaderSize(&st.rd, maxHead)
+	} else {
+		st.br.Reset(&st.rd)
+	}
+	return st.ctx.Request.Header.Read(st.br)
+}
+
+// writeResponse writes resp to the stream: status, fields without the connection-specific ones,
+// the body (a streamed body is copied as it arrives and flushed whenever the producer pauses),
+// then the trailer fields.
+func writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Response, buf []byte) {
+	hdr := w.Header()
+	code := resp.StatusCode()
+	noBody := r.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || (code >= 100 && code < 200)
+	stream := resp.BodyStream()
+	var body []byte
+	if stream == nil && !noBody {
+		body = resp.Body()
+	}
+	hasType := false
+	for k, v := range resp.Header.All() {
+		switch {
+		case connectionSpecific(k), protocol.EqualFold(k, "trailer"):
+			continue
+		case protocol.EqualFold(k, "content-length"):
+			continue // set below from the body that is written
+		case protocol.EqualFold(k, "content-type"):
+			hasType = true
+		}
+		name := string(k)
+		hdr[name] = append(hdr[name], string(v))
+	}
+	if !hasType {
+		hdr["Content-Type"] = nil // no sniffed type: the upstream sent none
+	}
+	switch {
+	case stream == nil && !noBody:
+		hdr["Content-Length"] = []string{itoa(len(body))}
+	case r.Method == http.MethodHead || stream != nil:
+		if cl := resp.Header.ContentLength(); cl >= 0 && code != http.StatusNoContent && code != http.StatusNotModified {
+			hdr["Content-Length"] = []string{itoa(cl)}
+		}
+	}
+	w.WriteHeader(code)
+
+	var werr error
+	if stream != nil {
+		if !noBody {
+			werr = copyFlushing(w, stream, buf)
+		}
+		if werr == nil {
+			// The stream has reached its end: an upstream's trailer fields are read by now,
+			// and closing the stream may hand its connection back.
+			writeTrailers(hdr, &resp.Header)
+		}
+		closeStream(resp, werr)
+		return
+	}
+	if len(body) > 0 {
+		_, werr = w.Write(body)
+	}
+	if werr == nil {
+		writeTrailers(hdr, &resp.Header)
+	}
+}
+
+// copyFlushing copies a streamed body to the stream. A read that fills the buffer means more is
+// waiting: it is written without a flush, so large bodies go out in full frames; a short read
+// means the producer paused (an event stream, a slow upstream), so what it gave is flushed now.
+func copyFlushing(w http.ResponseWriter, src io.Reader, buf []byte) error {
+	f, _ := w.(http.Flusher)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if n < len(buf) && f != nil {
+				f.Flush()
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// closeStream releases a streamed body: an upstream's stream given the reason it was not read
+// to its end (so its connection is dropped, not reused), any other closable stream closed.
+func closeStream(resp *fasthttp.Response, werr error) {
+	if c, ok := resp.BodyStream().(fasthttp.ReadCloserWithError); ok && werr != nil {
+		_ = c.CloseWithError(werr)
+		return
+	}
+	_ = resp.CloseBodyStream()
+}
+
+// writeTrailers passes the response's trailer fields (an upstream's, read after its chunked
+// body) on as the stream's trailers.
+func writeTrailers(hdr http.Header, h *fasthttp.ResponseHeader) {
+	t := h.TrailerHeader()
+	for len(t) > 0 {
+		i := bytes.Index(t, []byte("\r\n"))
+		if i < 0 {
+			break
+		}
+		line := t[:i]
+		t = t[i+2:]
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			continue
+		}
+		name := string(bytes.TrimSpace(line[:colon]))
+		if connectionSpecific([]byte(name)) {
+			continue
+		}
+		key := http.TrailerPrefix + name
+		hdr[key] = append(hdr[key], string(bytes.TrimSpace(line[colon+1:])))
+	}
+}
+
+// connectionSpecific reports the fields HTTP/2 forbids in a message (RFC 9113, section 8.2.2):
+// they describe one HTTP/1.1 connection.
+func connectionSpecific(k []byte) bool {
+	switch len(k) {
+	case 2:
+		return protocol.EqualFold(k, "te")
+	case 7:
+		return protocol.EqualFold(k, "upgrade")
+	case 10:
+		return protocol.EqualFold(k, "connection") || protocol.EqualFold(k, "keep-alive")
+	case 16:
+		return protocol.EqualFold(k, "proxy-connection")
+	case 17:
+		return protocol.EqualFold(k, "transfer-encoding")
+	}
+	return false
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	if n == 0 {
+		return "0"
+	}
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
