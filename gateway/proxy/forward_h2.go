@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"math"
 	"strconv"
@@ -10,14 +9,7 @@ import (
 
 	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/upstream"
-	"github.com/valyala/fasthttp"
 )
-
-// ClientContext, when a listener sets it as the RequestCtx user value of this key (a
-// context.Context), is the life of the client's request: an HTTP/2 stream the client reset ends
-// it, and the gateway then resets the stream to the upstream at once rather than at its next
-// write.
-const ClientContext = "archway.client_context"
 
 var (
 	hGRPCTimeout = []byte("Grpc-Timeout")
@@ -40,16 +32,14 @@ func (f *Forwarder) serveH2(x *Exchange, up *upstream.Upstream, raw []byte) {
 	if grpc {
 		h.BodyError = grpcBodyError
 	}
-	if c, ok := ctx.UserValue(ClientContext).(context.Context); ok {
-		h.Context = c
-	}
 	if stream := req.BodyStream(); stream != nil {
-		if clientStreamsBothWays(ctx) {
+		if x.Wire == protocol.WireHTTP2 {
 			b := &h2ClientBody{r: stream, left: x.Snapshot.MaxBodyBytes}
 			h.Body, h.ClientBody = b, b
 		} else {
-			// An HTTP/1.1 connection reads its next request from where this body ends: the
-			// body is read whole now, not by the transport after this handler returned.
+			// An HTTP/2 stream's body is its own and may be read while the response streams;
+			// an HTTP/1.1 connection reads its next request from where this body ends, so
+			// that body is read whole now, not by the transport after this handler returned.
 			body, err := io.ReadAll(io.LimitReader(stream, x.Snapshot.MaxBodyBytes+1))
 			switch {
 			case err != nil:
@@ -119,14 +109,6 @@ func (f *Forwarder) serveH2(x *Exchange, up *upstream.Upstream, raw []byte) {
 		WriteError(x, err)
 		return
 	}
-}
-
-// clientStreamsBothWays reports whether the client's request body can still be read after the
-// handler returned, while the response streams: true for an HTTP/2 stream, whose body is its
-// own; false for HTTP/1.1, whose connection carries the next request after this body.
-func clientStreamsBothWays(ctx *fasthttp.RequestCtx) bool {
-	_, ok := ctx.UserValue(ClientContext).(context.Context)
-	return ok
 }
 
 // h2ClientBody streams a client's request body to an HTTP/2 upstream, failing once it

@@ -13,7 +13,7 @@ import (
 
 type policyRefusal int
 
-func (p policyRefusal) Error() string                 { return "refused" }
+func (p policyRefusal) Error() string                  { return "refused" }
 func (p policyRefusal) Status() (code int, close bool) { return int(p), false }
 
 // TestGRPCCodes: the gateway's errors map to one HTTP status and one gRPC status, both here.

@@ -249,12 +249,19 @@ func classifyH2(addr string, err error, ctx, parent context.Context, client inte
 		return &Error{Kind: KindClient, Addr: addr, Err: fmt.Errorf("client went away: %w", parent.Err())}
 	case errors.As(err, &df):
 		return dialError(addr, df.err)
-	case errors.Is(ctx.Err(), context.DeadlineExceeded) || isTimeout(err):
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || isTimeout(err) || pastDeadline(ctx):
+		// The target learnt the same deadline (grpc-timeout) and may have reset the stream
+		// a moment before the gateway's own timer fired: a timeout either way.
 		return &Error{Kind: KindTimeout, Addr: addr, Err: err}
 	case errors.As(err, &se) && se.Code == http2.ErrCodeRefusedStream:
 		return &Error{Kind: KindStale, Addr: addr, Err: err}
 	}
 	return &Error{Kind: KindRead, Addr: addr, Err: err}
+}
+
+func pastDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 func newH2Request(ctx context.Context, scheme, addr string, req *fasthttp.Request, h *H2RoundTrip) (*http.Request, error) {
