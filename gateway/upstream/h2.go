@@ -16,16 +16,16 @@ import (
 
 	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/valyala/fasthttp"
-	"golang.org/x/net/http2"
 )
 
 // h2Client reaches one target over HTTP/2: cleartext with prior knowledge (h2c) or TLS with
-// ALPN h2. One golang.org/x/net/http2 Transport per target keeps its connections, and every
+// ALPN h2. One net/http Transport per target, limited to HTTP/2 (its bundled HTTP/2 client,
+// what golang.org/x/net/http2's Transport now defers to), keeps its connections, and every
 // request is a stream multiplexed on them; a connection at the server's stream limit makes the
 // transport open another. Only targets of h2c and h2 upstreams have one, so an http1 upstream
 // pays nothing for it.
 type h2Client struct {
-	tr     *http2.Transport
+	tr     *http.Transport
 	scheme string
 }
 
@@ -46,41 +46,50 @@ func (e *dialFailed) Unwrap() error { return e.err }
 
 func newH2Client(t *Target, s Settings) *h2Client {
 	c := &h2Client{scheme: "http"}
-	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+	dial := func(ctx context.Context) (net.Conn, error) {
 		timeout := s.ConnectTimeout
 		if d, ok := ctx.Deadline(); ok {
 			timeout = min(timeout, time.Until(d))
 		}
 		if timeout <= 0 {
-			return nil, errDialNoTime
+			return nil, &dialFailed{errDialNoTime}
 		}
+		var conn net.Conn
+		var err error
 		if s.Dial != nil {
-			return s.Dial(addr, timeout)
+			conn, err = s.Dial(t.Addr, timeout)
+		} else {
+			d := net.Dialer{Timeout: timeout}
+			conn, err = d.DialContext(ctx, "tcp", t.Addr)
 		}
-		d := net.Dialer{Timeout: timeout}
-		return d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, &dialFailed{err}
+		}
+		return t.countConn(conn), nil
 	}
-	tr := &http2.Transport{
+	var protocols http.Protocols
+	tr := &http.Transport{
 		DisableCompression: true, // the client's Accept-Encoding and the upstream's encoding pass through
 		IdleConnTimeout:    s.IdleTimeout,
-		ReadIdleTimeout:    h2ReadIdle,
-		PingTimeout:        h2PingTimeout,
+		HTTP2:              &http.HTTP2Config{SendPingTimeout: h2ReadIdle, PingTimeout: h2PingTimeout},
 	}
 	if s.Protocol == config.ProtocolH2 {
 		c.scheme = "https"
-		base := &tls.Config{
+		protocols.SetHTTP2(true)
+		tr.TLSClientConfig = &tls.Config{
 			ServerName: config.ServerName(t.Addr),
 			NextProtos: []string{"h2"},
 			MinVersion: tls.VersionTLS12,
 			RootCAs:    s.RootCAs,
 		}
-		tr.TLSClientConfig = base
-		tr.DialTLSContext = func(ctx context.Context, _, _ string, cfg *tls.Config) (net.Conn, error) {
-			raw, err := dial(ctx, t.Addr)
+		// The handshake is done here, on the counted connection, so that its failure is a
+		// connection failure (nothing sent) and a target that does not offer h2 is refused.
+		tr.DialTLSContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			raw, err := dial(ctx)
 			if err != nil {
-				return nil, &dialFailed{err}
+				return nil, err
 			}
-			conn := tls.Client(raw, cfg)
+			conn := tls.Client(raw, tr.TLSClientConfig.Clone())
 			if err := conn.HandshakeContext(ctx); err != nil {
 				_ = raw.Close()
 				return nil, &dialFailed{fmt.Errorf("tls handshake: %w", err)}
@@ -89,18 +98,13 @@ func newH2Client(t *Target, s Settings) *h2Client {
 				_ = conn.Close()
 				return nil, &dialFailed{fmt.Errorf("tls handshake: the target negotiated %q, not h2", p)}
 			}
-			return t.countConn(conn), nil
+			return conn, nil
 		}
 	} else {
-		tr.AllowHTTP = true
-		tr.DialTLSContext = func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
-			conn, err := dial(ctx, t.Addr)
-			if err != nil {
-				return nil, &dialFailed{err}
-			}
-			return t.countConn(conn), nil
-		}
+		protocols.SetUnencryptedHTTP2(true)
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }
 	}
+	tr.Protocols = &protocols
 	c.tr = tr
 	return c
 }
@@ -238,10 +242,9 @@ const grpcUnavailable = "14"
 
 // classifyH2 turns a failed HTTP/2 round trip into an *Error: a connection that could not be
 // opened sent nothing; the deadline is a timeout; a client that went away or whose body broke
-// is the client's fault; a stream the target refused (REFUSED_STREAM) was not processed.
+// is the client's fault.
 func classifyH2(addr string, err error, ctx, parent context.Context, client interface{ Err() error }) *Error {
 	var df *dialFailed
-	var se http2.StreamError
 	switch {
 	case client != nil && client.Err() != nil:
 		return &Error{Kind: KindClient, Addr: addr, Err: client.Err()}
@@ -253,8 +256,6 @@ func classifyH2(addr string, err error, ctx, parent context.Context, client inte
 		// The target learnt the same deadline (grpc-timeout) and may have reset the stream
 		// a moment before the gateway's own timer fired: a timeout either way.
 		return &Error{Kind: KindTimeout, Addr: addr, Err: err}
-	case errors.As(err, &se) && se.Code == http2.ErrCodeRefusedStream:
-		return &Error{Kind: KindStale, Addr: addr, Err: err}
 	}
 	return &Error{Kind: KindRead, Addr: addr, Err: err}
 }
