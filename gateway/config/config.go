@@ -117,6 +117,8 @@ type Upstream struct {
 	Buffering Buffering `yaml:"buffering"`
 	// TLS speaks HTTPS to the targets (upstream_tls.go); nil speaks plain HTTP.
 	TLS *UpstreamTLS `yaml:"tls,omitempty"`
+	// Protocol is http1, h2c or h2 (upstream_protocol.go).
+	Protocol UpstreamProtocol `yaml:"protocol,omitempty"`
 }
 
 // Consul is the Consul agent the gateway talks to.
@@ -161,6 +163,9 @@ type HealthCheck struct {
 	Timeout   Duration `yaml:"timeout"`
 	Healthy   int      `yaml:"healthy"`   // consecutive successes that bring a target back
 	Unhealthy int      `yaml:"unhealthy"` // consecutive failures that take it out
+	// GRPCService, when set, probes with grpc.health.v1 Check for that service ("" is the
+	// server as a whole) instead of GET path (upstream_protocol.go).
+	GRPCService *string `yaml:"grpc_service,omitempty"`
 }
 
 // Route maps matching requests to an upstream, or to files (Static). Exactly one of Upstream and

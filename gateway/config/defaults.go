@@ -118,6 +118,7 @@ func (c *Config) applyDefaults() {
 		setDefault(&u.MaxResponseBytes, DefaultMaxResponseBytes)
 		u.applyBufferingDefaults(c, name)
 		u.applyTLSDefaults(name)
+		u.applyProtocolDefaults()
 		for i := range u.Targets {
 			setDefault(&u.Targets[i].Weight, 1)
 		}

@@ -176,6 +176,7 @@ func (v *validator) upstreams() {
 		}
 		v.buffering(p, &u.Buffering)
 		v.upstreamTLS(p, u)
+		v.upstreamProtocol(p, u)
 		if u.MaxResponseBytes <= 0 {
 			v.errorf(p+".max_response_bytes", "must be greater than 0")
 		}

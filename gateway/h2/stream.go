@@ -107,9 +107,10 @@ func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if hasBody(r) {
 			// Behind a reader without Close: fasthttp closes a request's stream whenever the
 			// body is replaced (the gateway reads small bodies whole), and x/net/http2 closes
-			// the stream's body itself when the handler returns.
-			st.body.r = r.Body
-			ctx.Request.SetBodyStream(&st.body, int(r.ContentLength))
+			// the stream's body itself when the handler returns. Its own allocation, not the
+			// pooled stream's: an HTTP/2 upstream's transport may still be reading it on its
+			// own goroutine when this stream goes back to the pool.
+			ctx.Request.SetBodyStream(&bodyReader{r: r.Body}, int(r.ContentLength))
 		}
 		h.srv.handler.Serve(ctx)
 	}

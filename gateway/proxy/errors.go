@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 
 	"github.com/archway-gateway/archway/gateway/protocol"
@@ -159,11 +160,123 @@ func message(code int, err error) string {
 }
 
 // WriteError answers the exchange with err's status and a JSON body
-// {"error": "...", "request_id": "..."}, replacing whatever response was being built.
+// {"error": "...", "request_id": "..."}, replacing whatever response was being built. A gRPC
+// request (content-type application/grpc) gets the gRPC form of the same answer instead (see
+// GRPCCode).
 func WriteError(x *Exchange, err error) {
 	x.Err = err
 	code, closeConn := Status(err)
+	if isGRPC(&x.Ctx.Request.Header) {
+		writeGRPCError(&x.Ctx.Response, GRPCCode(code, err), message(code, err), closeConn)
+		return
+	}
 	writeErrorResponse(x.Ctx, code, message(code, err), x.RequestID, closeConn)
+}
+
+// gRPC status codes the gateway answers with (google.golang.org/grpc/codes).
+const (
+	grpcCancelled          = 1
+	grpcUnknown            = 2
+	grpcDeadlineExceeded   = 4
+	grpcPermissionDenied   = 7
+	grpcResourceExhausted  = 8
+	grpcUnimplemented      = 12
+	grpcInternal           = 13
+	grpcUnavailable        = 14
+	grpcUnauthenticated    = 16
+	grpcInvalidArgument    = 3
+	grpcFailedPrecondition = 9
+)
+
+// GRPCCode is the gRPC status of an error whose HTTP status is code: gRPC's own mapping of HTTP
+// statuses (doc/http-grpc-status-mapping.md in grpc) where the gateway has nothing better, and
+// the meaning where it has: a rate limit or a body over the limit is RESOURCE_EXHAUSTED, not
+// UNAVAILABLE; a timeout is DEADLINE_EXCEEDED; a client that went away is CANCELLED.
+func GRPCCode(code int, err error) int {
+	var ue *upstream.Error
+	if errors.As(err, &ue) && ue.Kind == upstream.KindClient && !errors.Is(ue.Err, ErrBodyTooLarge) && !errors.Is(ue.Err, ErrRequestTimeout) {
+		return grpcCancelled
+	}
+	switch code {
+	case fasthttp.StatusBadRequest:
+		return grpcInternal
+	case fasthttp.StatusUnauthorized:
+		return grpcUnauthenticated
+	case fasthttp.StatusForbidden:
+		return grpcPermissionDenied
+	case fasthttp.StatusNotFound, fasthttp.StatusMethodNotAllowed, fasthttp.StatusNotImplemented:
+		return grpcUnimplemented
+	case fasthttp.StatusRequestTimeout, fasthttp.StatusGatewayTimeout:
+		return grpcDeadlineExceeded
+	case fasthttp.StatusTooManyRequests, fasthttp.StatusRequestEntityTooLarge, fasthttp.StatusRequestHeaderFieldsTooLarge:
+		return grpcResourceExhausted
+	case fasthttp.StatusBadGateway, fasthttp.StatusServiceUnavailable:
+		return grpcUnavailable
+	case fasthttp.StatusExpectationFailed, fasthttp.StatusPreconditionFailed:
+		return grpcFailedPrecondition
+	case fasthttp.StatusRequestURITooLong, fasthttp.StatusHTTPVersionNotSupported:
+		return grpcInvalidArgument
+	}
+	return grpcUnknown
+}
+
+// grpcBodyError ends a gRPC response whose upstream stream failed after it began: the client
+// gets the failure as the call's status in the trailers (a dead target is UNAVAILABLE, the
+// deadline DEADLINE_EXCEEDED) instead of a reset stream it would read as INTERNAL.
+func grpcBodyError(err error, h *fasthttp.ResponseHeader) bool {
+	code, _ := Status(err)
+	setGRPCStatus(h, GRPCCode(code, err), message(code, err))
+	return true
+}
+
+var (
+	hGRPCStatus  = []byte("Grpc-Status")
+	hGRPCMessage = []byte("Grpc-Message")
+	grpcCT       = []byte("application/grpc")
+)
+
+// isGRPC reports whether a request is a gRPC call: content-type application/grpc, alone or
+// with a +format suffix (application/grpc+proto) or parameters.
+func isGRPC(h *fasthttp.RequestHeader) bool {
+	ct := h.ContentType()
+	if len(ct) < len(grpcCT) || !equalFoldBytes(ct[:len(grpcCT)], grpcCT) {
+		return false
+	}
+	return len(ct) == len(grpcCT) || ct[len(grpcCT)] == '+' || ct[len(grpcCT)] == ';'
+}
+
+// writeGRPCError answers a gRPC call as gRPC clients expect an error: HTTP 200, content-type
+// application/grpc and no message, the status in grpc-status and grpc-message. With no body
+// these fields travel in the response head, a trailers-only response (gRPC over HTTP/2).
+func writeGRPCError(resp *fasthttp.Response, status int, msg string, closeConn bool) {
+	resp.Reset()
+	resp.SetStatusCode(fasthttp.StatusOK)
+	resp.Header.SetContentTypeBytes(grpcCT)
+	setGRPCStatus(&resp.Header, status, msg)
+	if closeConn {
+		resp.SetConnectionClose()
+	}
+}
+
+func setGRPCStatus(h *fasthttp.ResponseHeader, status int, msg string) {
+	var b [128]byte
+	h.SetBytesKV(hGRPCStatus, strconv.AppendInt(b[:0], int64(status), 10))
+	h.SetBytesKV(hGRPCMessage, appendGRPCMessage(b[:0], msg))
+}
+
+// appendGRPCMessage percent-encodes msg as grpc-message requires: printable ASCII but '%'
+// stays, everything else is %XX.
+func appendGRPCMessage(dst []byte, msg string) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(msg); i++ {
+		c := msg[i]
+		if c >= 0x20 && c <= 0x7e && c != '%' {
+			dst = append(dst, c)
+			continue
+		}
+		dst = append(dst, '%', hex[c>>4], hex[c&0xF])
+	}
+	return dst
 }
 
 func writeErrorResponse(ctx *fasthttp.RequestCtx, code int, msg string, requestID []byte, closeConn bool) {

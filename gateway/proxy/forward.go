@@ -36,6 +36,10 @@ func (f *Forwarder) Serve(x *Exchange) {
 		f.serveUpgrade(x, raw)
 		return
 	}
+	if up.HTTP2() {
+		f.serveH2(x, up, raw)
+		return
+	}
 
 	replayable, err := prepareBody(x)
 	if err != nil {

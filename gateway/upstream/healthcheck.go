@@ -14,6 +14,8 @@ import (
 // checkSettings are the active health check settings of one target.
 type checkSettings struct {
 	path      string
+	grpc      bool   // probe with grpc.health.v1 Check (grpchealth.go) instead of GET path
+	service   string // the service grpc checks ask about; "" is the server as a whole
 	interval  time.Duration
 	timeout   time.Duration
 	healthy   int
@@ -39,6 +41,9 @@ func (r *Registry) configureCheckLocked(t *Target, hc *config.HealthCheck) {
 		return
 	}
 	s := checkSettings{path: hc.Path, interval: hc.Interval.D(), timeout: hc.Timeout.D(), healthy: hc.Healthy, unhealthy: hc.Unhealthy}
+	if hc.GRPCService != nil {
+		s.grpc, s.service = true, *hc.GRPCService
+	}
 	if cur != nil && cur.settings == s {
 		return
 	}
@@ -50,6 +55,10 @@ func (r *Registry) configureCheckLocked(t *Target, hc *config.HealthCheck) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		if s.grpc {
+			t.runGRPCChecks(ctx, s, r.logger)
+			return
+		}
 		t.runChecks(ctx, s, r.logger)
 	}()
 }
@@ -61,9 +70,7 @@ func (t *Target) stopCheck() {
 	}
 }
 
-// runChecks probes the target until ctx ends. A target starts healthy (it was configured as
-// such; passive health catches a dead one on its first requests too) and changes state after
-// `unhealthy` consecutive failures or `healthy` consecutive successes.
+// runChecks probes the target with GET path until ctx ends (see probeLoop).
 func (t *Target) runChecks(ctx context.Context, s checkSettings, logger *slog.Logger) {
 	client := &fasthttp.HostClient{
 		Addr:                      t.Addr,
@@ -87,6 +94,24 @@ func (t *Target) runChecks(ctx context.Context, s checkSettings, logger *slog.Lo
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 
+	t.probeLoop(ctx, s, logger, func() (bool, string) {
+		req.Reset()
+		req.SetRequestURI(s.path)
+		req.Header.SetHost(t.Addr)
+		err := client.DoTimeout(req, resp, s.timeout)
+		if err != nil {
+			return false, err.Error()
+		}
+		code := resp.StatusCode()
+		return code >= 200 && code < 400, fasthttp.StatusMessage(code)
+	})
+}
+
+// probeLoop runs probe every interval until ctx ends. A target starts healthy (it was configured
+// as such; passive health catches a dead one on its first requests too) and changes state after
+// `unhealthy` consecutive failures or `healthy` consecutive successes. probe reports the outcome
+// and, for a failure, why.
+func (t *Target) probeLoop(ctx context.Context, s checkSettings, logger *slog.Logger, probe func() (ok bool, reason string)) {
 	// Spread the first probes of many targets over a tenth of the interval.
 	wait := time.Duration(rand.Int64N(int64(s.interval)/10 + 1))
 	successes, failures := 0, 0
@@ -97,11 +122,7 @@ func (t *Target) runChecks(ctx context.Context, s checkSettings, logger *slog.Lo
 		case <-time.After(wait):
 		}
 		wait = s.interval
-		req.Reset()
-		req.SetRequestURI(s.path)
-		req.Header.SetHost(t.Addr)
-		err := client.DoTimeout(req, resp, s.timeout)
-		ok := err == nil && resp.StatusCode() >= 200 && resp.StatusCode() < 400
+		ok, reason := probe()
 		if ok {
 			t.checksPassed.Add(1)
 			successes, failures = successes+1, 0
@@ -115,10 +136,6 @@ func (t *Target) runChecks(ctx context.Context, s checkSettings, logger *slog.Lo
 		failures, successes = failures+1, 0
 		if !t.activeDown.Load() && failures >= s.unhealthy {
 			t.activeDown.Store(true)
-			reason := fasthttp.StatusMessage(resp.StatusCode())
-			if err != nil {
-				reason = err.Error()
-			}
 			logger.Warn("upstream target unhealthy", "upstream", t.Upstream, "target", t.Addr, "reason", reason)
 		}
 	}

@@ -3,9 +3,12 @@ package upstream
 import (
 	"bufio"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"sync/atomic"
 	"time"
+
+	"github.com/archway-gateway/archway/gateway/config"
 )
 
 // Dialer opens a connection to addr within timeout. The zero Settings dial TCP; tests dial
@@ -26,6 +29,10 @@ type Settings struct {
 	// derives its own from it (TargetTLSConfig). tlsKey digests what it was built from.
 	TLS    *tls.Config `json:"-"`
 	tlsKey string
+	// Protocol is http1 (this pool), or h2c or h2 (h2.go).
+	Protocol config.UpstreamProtocol
+	// RootCAs verify an h2 target's certificate; nil is the system's roots.
+	RootCAs *x509.CertPool `json:"-"`
 }
 
 // Buffer sizes of an upstream connection. The read buffer bounds the upstream's response header.

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -22,6 +23,7 @@ type targetKey struct {
 	maxConns         int
 	maxResponseBytes int64
 	tls              string // digest of the TLS settings and files; empty for plain HTTP
+	protocol         config.UpstreamProtocol
 }
 
 // Registry owns every Target. Building a snapshot asks it for targets, which it reuses when
@@ -30,9 +32,12 @@ type targetKey struct {
 type Registry struct {
 	dial   Dialer
 	logger *slog.Logger
-	ctx    context.Context // owns the health checkers; ends at Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// rootCAs verify h2 targets; nil is the system's roots, which the configuration uses (the
+	// package's tests set their own CA).
+	rootCAs *x509.CertPool
+	ctx     context.Context // owns the health checkers; ends at Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	mu      sync.Mutex
 	targets map[targetKey]*Target
@@ -69,6 +74,8 @@ func (r *Registry) Build(name string, c *config.Upstream, discovered []TargetSpe
 		MaxConns:         c.MaxConnsPerTarget,
 		MaxResponseBytes: c.MaxResponseBytes.Bytes(),
 		Dial:             r.dial,
+		Protocol:         c.Protocol,
+		RootCAs:          r.rootCAs,
 	}
 	if c.TLS != nil {
 		tc, key, err := compileTLS(c.TLS, time.Now())
@@ -130,7 +137,7 @@ func (r *Registry) Replace(u *Upstream, specs []TargetSpec) {
 }
 
 func (r *Registry) acquireLocked(upstream, addr string, weight int, s Settings) *Target {
-	key := targetKey{upstream, addr, s.ConnectTimeout, s.IdleTimeout, s.QueueTimeout, s.MaxConns, s.MaxResponseBytes, s.tlsKey}
+	key := targetKey{upstream, addr, s.ConnectTimeout, s.IdleTimeout, s.QueueTimeout, s.MaxConns, s.MaxResponseBytes, s.tlsKey, s.Protocol}
 	t, ok := r.targets[key]
 	if !ok {
 		t = newTarget(upstream, addr, weight, s)
@@ -161,7 +168,7 @@ func (r *Registry) sweepLocked(ups []*Upstream) {
 	for k, t := range r.targets {
 		if !live[t] {
 			t.stopCheck()
-			t.pool.drain()
+			t.drain()
 			delete(r.targets, k)
 		}
 	}
@@ -191,7 +198,7 @@ func (r *Registry) Close() {
 	r.cancel()
 	r.mu.Lock()
 	for _, t := range r.targets {
-		t.pool.drain()
+		t.drain()
 	}
 	r.mu.Unlock()
 	r.wg.Wait()

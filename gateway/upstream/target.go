@@ -38,6 +38,7 @@ type Target struct {
 	Addr     string
 	id       uint64
 	pool     *pool
+	h2       *h2Client // HTTP/2 upstreams only (h2.go); nil for http1
 	weight   atomic.Int32
 
 	inflight  atomic.Int64
@@ -78,6 +79,9 @@ func newTarget(upstreamName, addr string, weight int, s Settings) *Target {
 		Addr:     addr,
 		id:       balancer.HashBytes([]byte(addr)),
 		pool:     newPool(addr, s),
+	}
+	if s.Protocol.HTTP2() {
+		t.h2 = newH2Client(t, s)
 	}
 	t.weight.Store(int32(max(weight, 1)))
 	return t
