@@ -3,7 +3,6 @@ package h2
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"golang.org/x/net/http2"
 )
 
 type quiet struct{}
@@ -59,11 +57,10 @@ func serveH2C(t *testing.T, handler fasthttp.RequestHandler) (string, *Server) {
 	return ln.Addr().String(), srv
 }
 
-func h2cTransport(t *testing.T) *http2.Transport {
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}}
+func h2cTransport(t *testing.T) *http.Transport {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protocols}
 	t.Cleanup(tr.CloseIdleConnections)
 	return tr
 }

@@ -1,3 +1,10 @@
+// x/net/http2's Server is deprecated in favour of net/http's own HTTP/2, but net/http serves
+// only whole listeners: it has no entry for one connection that the listener demux already
+// accepted, handshaken and classified, with the per-connection handler (client address, TLS
+// state) and the generation switch this file needs. Moving to http.Server means feeding it a
+// listener of demultiplexed connections; until then the deprecated API is used on purpose.
+//lint:file-ignore SA1019 ServeConn is the only per-connection HTTP/2 entry (see above)
+
 package h2
 
 import (

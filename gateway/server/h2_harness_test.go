@@ -1,17 +1,14 @@
 package server_test
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"testing"
 
 	"github.com/archway-gateway/archway/internal/testenv"
-	"golang.org/x/net/http2"
 )
 
 // h2Gateway is a gateway with an h2c listener (prior knowledge) and a TLS listener offering h2,
@@ -47,15 +44,12 @@ server:
 	return g
 }
 
-// h2cClient speaks HTTP/2 with prior knowledge over cleartext TCP.
+// h2cClient speaks HTTP/2 with prior knowledge over cleartext TCP (net/http's own HTTP/2, as
+// a Go client of the gateway would use it).
 func h2cClient(t testing.TB) *http.Client {
-	tr := &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-	}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protocols}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr}
 }
@@ -68,14 +62,11 @@ func h2TLSClient(t testing.TB, caFile string) *http.Client {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
-	tr := &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "shop.test"}}
+	var protocols http.Protocols
+	protocols.SetHTTP2(true)
+	tr := &http.Transport{Protocols: &protocols, TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "shop.test"}}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr}
-}
-
-// urls are the same path on both listeners: over h2c and over h2 (TLS).
-func (g *h2Gateway) urls(path string) map[string]string {
-	return map[string]string{"h2c": "http://" + g.plain + path, "h2": "https://" + g.tls + path}
 }
 
 func (g *h2Gateway) client(kind string) *http.Client {
