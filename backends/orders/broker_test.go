@@ -15,6 +15,7 @@ import (
 	"github.com/archway-gateway/archway/backends/internal/sqldb"
 	"github.com/archway-gateway/archway/backends/internal/sqldb/sqldbtest"
 	"github.com/archway-gateway/archway/internal/testenv"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // waitFor waits for cond; the bound only stops a broken test from hanging.
@@ -328,4 +329,32 @@ func TestOutboxStore(t *testing.T) {
 			t.Errorf("expiry event %+v %+v", last, change)
 		}
 	})
+}
+
+// TestOutboxEventCarriesTraceparent: an event written while serving a traced request carries
+// that request's trace context in its envelope and as the message's header; one written outside
+// a request (expiry) carries none.
+func TestOutboxEventCarriesTraceparent(t *testing.T) {
+	st := openStore(t, filepath.Join(t.TempDir(), "orders.db"))
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	traced := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": tp})
+	if _, err := st.Create(traced, newOrder(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Create(context.Background(), newOrder(3)); err != nil {
+		t.Fatal(err)
+	}
+	unsent, err := st.Unsent(context.Background(), 10)
+	if err != nil || len(unsent) != 2 {
+		t.Fatalf("Unsent = %d, %v", len(unsent), err)
+	}
+	for i, want := range []string{tp, ""} {
+		env, err := ev.Decode(unsent[i].msg.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.Traceparent != want || unsent[i].msg.Traceparent != want {
+			t.Errorf("event %d: envelope %q, message %q, want %q", i, env.Traceparent, unsent[i].msg.Traceparent, want)
+		}
+	}
 }

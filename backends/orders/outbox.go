@@ -14,6 +14,7 @@ import (
 
 	ev "github.com/archway-gateway/archway/backends/internal/events"
 	"github.com/archway-gateway/archway/backends/internal/sqldb"
+	"github.com/archway-gateway/archway/backends/internal/telemetry"
 )
 
 // Relay defaults.
@@ -71,7 +72,7 @@ func (s *Store) appendOutbox(ctx context.Context, tx *sqldb.Tx, seq, orderID, us
 	if err != nil {
 		return err
 	}
-	env := ev.Envelope{ID: ev.NewID(), Type: typ, Version: ev.Version, OrderID: orderID, OccurredAt: at, Data: data}
+	env := ev.Envelope{ID: ev.NewID(), Type: typ, Version: ev.Version, OrderID: orderID, OccurredAt: at, Traceparent: telemetry.Traceparent(ctx), Data: data}
 	body, err := json.Marshal(env)
 	if err != nil {
 		return err
@@ -141,6 +142,14 @@ func (s *Store) readOutbox(ctx context.Context, query string, args ...any) ([]ou
 			return nil, fmt.Errorf("read outbox: %w", err)
 		}
 		e.msg.Type, e.msg.Body, e.msg.At = ev.Type(typ), []byte(body), e.msg.At.UTC()
+		// The message's traceparent header repeats the envelope's, for consumers (and broker
+		// tooling) that read headers without decoding the body.
+		var trace struct {
+			Traceparent string `json:"traceparent"`
+		}
+		if json.Unmarshal(e.msg.Body, &trace) == nil {
+			e.msg.Traceparent = trace.Traceparent
+		}
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {

@@ -65,8 +65,9 @@ type Envelope struct {
 	Version    int       `json:"version"`
 	OrderID    int64     `json:"order_id"`
 	OccurredAt time.Time `json:"occurred_at"`
-	// Traceparent is the W3C trace context of the request that caused the event; reserved, and
-	// empty until the services trace requests.
+	// Traceparent is the W3C trace context of the request that caused the event (empty for
+	// events no request caused, such as the expiry of an unpaid order). It is also the
+	// message's traceparent header on the broker.
 	Traceparent string          `json:"traceparent,omitempty"`
 	Data        json.RawMessage `json:"data"`
 }

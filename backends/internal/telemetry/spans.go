@@ -198,3 +198,14 @@ func tableName(words []string, i int) string {
 	}
 	return strings.Trim(t, `"`)
 }
+
+// Traceparent is the W3C traceparent of the span in ctx (this service's, or the caller's when
+// this service does not trace), or "" when ctx carries none. Work that outlives the request (an
+// outbox event, a message) carries it so that its consumer can join the trace later.
+func Traceparent(ctx context.Context) string {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return ""
+	}
+	return "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + sc.TraceFlags().String()
+}

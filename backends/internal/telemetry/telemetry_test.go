@@ -10,6 +10,7 @@ import (
 
 	"github.com/archway-gateway/archway/backends/internal/reqctx"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -99,4 +100,15 @@ func TestSetupHonoursTheEnvironment(t *testing.T) {
 		stop()
 	}
 	on.Store(false)
+}
+
+func TestTraceparent(t *testing.T) {
+	if got := Traceparent(context.Background()); got != "" {
+		t.Fatalf("no span: %q, want empty", got)
+	}
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": tp})
+	if got := Traceparent(ctx); got != tp {
+		t.Fatalf("Traceparent = %q, want %q", got, tp)
+	}
 }
