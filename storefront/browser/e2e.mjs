@@ -142,9 +142,11 @@ try {
       assert(page.protocol === 'https:' && page.secure, `page ${JSON.stringify(page)}: not a secure context`);
       assert((res.headers()['strict-transport-security'] ?? '').startsWith('max-age='), 'no Strict-Transport-Security on the HTTPS page');
       const nav = await shopper.evaluate(() => performance.getEntriesByType('navigation')[0]?.nextHopProtocol ?? '');
-      // HTTP/2 ASSERTION GOES HERE: once the gateway offers h2 on TLS listeners (ALPN), assert
-      // nav === 'h2'. Until then the page arrives over whatever ALPN chose, and that is logged only.
+      // TLS listeners offer h2 first (ALPN), so Chromium loads the page over HTTP/2; the API
+      // calls and static files share that connection, while the order status WebSocket opens
+      // its own HTTP/1.1 connection (RFC 8441 is not offered).
       console.log(`        page protocol: ${nav || 'unknown'}`);
+      assert(nav === 'h2', `page loaded over ${nav || 'an unknown protocol'}, want h2 (ALPN on the TLS listener)`);
       assert(failed.length === 0, `requests failed over HTTPS: ${failed.join('; ')}`);
     });
   }
