@@ -60,3 +60,35 @@ func TestResponseHeadAllocatesTwice(t *testing.T) {
 		t.Fatalf("a response head of 7 fields allocates %.1f times, want at most 2", allocs)
 	}
 }
+
+// BenchmarkResponseHead is the response side of the bridge for the benchmark's GET /plain
+// (1 KiB of JSON; Content-Type and X-Request-Id, Content-Length and Date added).
+func BenchmarkResponseHead(b *testing.B) {
+	var resp fasthttp.Response
+	resp.Header.SetContentType("application/json")
+	resp.Header.Set("X-Request-Id", "8c1e0b5a3f2d4e6f8c1e0b5a3f2d4e6f")
+	resp.SetBodyRaw(make([]byte, 1024))
+	rec := &headRecorder{h: http.Header{}}
+	req := &http.Request{Method: http.MethodGet}
+	st := &stream{buf: make([]byte, 32<<10)}
+	b.ReportAllocs()
+	for b.Loop() {
+		rec.h = http.Header{} // x/net/http2 makes one per stream
+		rec.body = rec.body[:0]
+		writeResponse(rec, req, &resp, st)
+	}
+}
+
+// BenchmarkRequestHead is the request side of the bridge: h2load's GET as fasthttp's request.
+func BenchmarkRequestHead(b *testing.B) {
+	r := &http.Request{Method: http.MethodGet, RequestURI: "/plain", Host: "localhost:8443",
+		Header: http.Header{"User-Agent": {"h2load nghttp2/1.64.0"}}, Body: http.NoBody}
+	st := &stream{}
+	b.ReportAllocs()
+	for b.Loop() {
+		st.ctx.Request.Reset()
+		if err := st.readHead(r, 16<<10); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

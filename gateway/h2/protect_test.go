@@ -311,3 +311,65 @@ func TestGracefulGoAway(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestBodyReadTimeout: a stream whose body stops arriving fails its read after
+// read_timeout (the gateway answers 408), while a GET on the same connection, whole with its
+// HEADERS, is served as usual: the timer is armed for bodies only.
+func TestRequestBodyReadTimeout(t *testing.T) {
+	s := testSettings
+	s.ReadTimeout = 200 * time.Millisecond
+	readErr := make(chan error, 1)
+	addr, _ := serveH2CWith(t, s, func(ctx *fasthttp.RequestCtx) {
+		if ctx.IsGet() {
+			ctx.SetBodyString("ok")
+			return
+		}
+		_, err := io.ReadAll(ctx.RequestBodyStream())
+		readErr <- err
+		ctx.SetStatusCode(fasthttp.StatusRequestTimeout)
+	})
+	c := dialRaw(t, addr)
+	c.hbuf.Reset()
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "test"}, {":path", "/upload"}} {
+		_ = c.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.hbuf.Bytes(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.fr.WriteData(1, false, []byte("the first part of a body that never ends")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("reading the stalled body: %v, want a deadline error", err)
+		}
+	case <-time.After(30 * time.Second): // a bound on a hang, far above the timeout
+		t.Fatal("reading a stalled body never failed")
+	}
+	c.open(3, "/get", true)
+	dec := hpack.NewDecoder(4096, nil) // every HEADERS frame, in order: they share its table
+	status := ""
+	_, err := c.readUntil(func(f http2.Frame) bool {
+		h, ok := f.(*http2.HeadersFrame)
+		if !ok {
+			return false
+		}
+		fields, err := dec.DecodeFull(h.HeaderBlockFragment())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.StreamID != 3 {
+			return false
+		}
+		for _, hf := range fields {
+			if hf.Name == ":status" {
+				status = hf.Value
+			}
+		}
+		return true
+	})
+	if err != nil || status != "200" {
+		t.Fatalf("the GET after the timeout: status %q, %v", status, err)
+	}
+}

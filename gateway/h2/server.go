@@ -77,7 +77,9 @@ func NewServer(s Settings, h Handler) *Server {
 
 func newGeneration(s Settings, logger fasthttp.Logger) *generation {
 	base := &http.Server{
-		ReadTimeout:    s.ReadTimeout,
+		// No ReadTimeout here: x/net/http2 would arm a timer and clear the connection's read
+		// deadline for every stream, a GET's too, whose request is whole with its HEADERS. The
+		// bridge arms the same timer only for a stream with a body (connHandler.ServeHTTP).
 		WriteTimeout:   s.WriteTimeout,
 		IdleTimeout:    s.IdleTimeout,
 		MaxHeaderBytes: s.MaxHeaderListBytes,
@@ -94,6 +96,10 @@ func newGeneration(s Settings, logger fasthttp.Logger) *generation {
 		// A client that stops reading stalls its connection's writes; without a bound it would
 		// hold the connection and every stream on it forever.
 		WriteByteTimeout: s.WriteTimeout,
+		// Responses are sent in the order they are ready, as nginx does: the default scheduler
+		// keeps RFC 9218 priorities, which costs the connection's loop work on every frame and
+		// which a proxy of small responses has no use for.
+		NewWriteScheduler: func() http2.WriteScheduler { return http2.NewRandomWriteScheduler() },
 	}
 	// ConfigureServer links the two: base.Shutdown sends GOAWAY to h2's connections. It only
 	// fails for TLS settings the gateway does not let base have.
@@ -135,7 +141,8 @@ func (srv *Server) ServeConn(c net.Conn) {
 	g := srv.gen.Load()
 	g.h2.ServeConn(c, &http2.ServeConnOpts{
 		BaseConfig: g.base,
-		Handler:    &connHandler{srv: srv, conn: c, maxHead: g.settings.MaxHeaderListBytes},
+		Handler: &connHandler{srv: srv, conn: c, maxHead: g.settings.MaxHeaderListBytes,
+			readTimeout: g.settings.ReadTimeout},
 	})
 	_ = c.Close()
 }

@@ -22,7 +22,12 @@ type connHandler struct {
 	srv     *Server
 	conn    net.Conn
 	maxHead int
+	// readTimeout bounds the reading of a request body (server.http2.read_timeout).
+	readTimeout time.Duration
 }
+
+// readDeadliner is x/net/http2's ResponseWriter setting its stream's read deadline.
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
 
 // stream is the per-stream state, pooled: the fasthttp request context the gateway's handler
 // serves, the connection it sees, and the buffers that rebuild the request head.
@@ -118,6 +123,11 @@ func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.srv.handler.ParseError(ctx, err)
 	} else {
 		if hasBody(r) {
+			if d, ok := w.(readDeadliner); ok && h.readTimeout > 0 {
+				// The body must arrive within read_timeout of the stream's start, as with
+				// http.Server.ReadTimeout; reads after it fail and the request gets 408.
+				_ = d.SetReadDeadline(ctx.Time().Add(h.readTimeout))
+			}
 			// Behind a reader without Close: fasthttp closes a request's stream whenever the
 			// body is replaced (the gateway reads small bodies whole), and x/net/http2 closes
 			// the stream's body itself when the handler returns. Its own allocation, not the
