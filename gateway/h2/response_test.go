@@ -17,7 +17,7 @@ type headRecorder struct {
 	body []byte
 }
 
-func (r *headRecorder) Header() http.Header { return r.h }
+func (r *headRecorder) Header() http.Header  { return r.h }
 func (r *headRecorder) WriteHeader(code int) { r.code = code }
 func (r *headRecorder) Write(p []byte) (int, error) {
 	r.body = append(r.body, p...)
