@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -220,7 +221,7 @@ func TestContinuationFloodClosesTheConnection(t *testing.T) {
 func TestMaxConcurrentStreamsRefusesTheNext(t *testing.T) {
 	var started atomic.Int64
 	handler, _ := blockingHandler(t, &started)
-	addr, _ := serveH2C(t, handler)
+	addr, srv := serveH2C(t, handler)
 	c := dialRaw(t, addr)
 	n := c.settings[http2.SettingMaxConcurrentStreams]
 	for i := uint32(0); i <= n; i++ {
@@ -233,6 +234,50 @@ func TestMaxConcurrentStreamsRefusesTheNext(t *testing.T) {
 	rst := f.(*http2.RSTStreamFrame)
 	if rst.StreamID != 2*n+1 || (rst.ErrCode != http2.ErrCodeRefusedStream && rst.ErrCode != http2.ErrCodeProtocol) {
 		t.Fatalf("RST_STREAM on %d with %v, want stream %d refused", rst.StreamID, rst.ErrCode, 2*n+1)
+	}
+	// Counted before the RST_STREAM was written.
+	if got := srv.Streams(StreamRefused); got != 1 {
+		t.Fatalf("%d streams counted refused, want 1", got)
+	}
+}
+
+// TestStreamOutcomesAreCounted: a stream answered is counted completed (before its response
+// leaves); one the client resets while its handler runs is counted reset.
+func TestStreamOutcomesAreCounted(t *testing.T) {
+	var started atomic.Int64
+	handler, release, first := blockingHandlerSignalling(t, &started)
+	addr, srv := serveH2C(t, handler)
+	c := dialRaw(t, addr)
+	c.open(1, "/now", true)
+	if _, err := c.readUntil(func(f http2.Frame) bool { return f.Header().StreamID == 1 && f.Header().Flags.Has(http2.FlagDataEndStream) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Streams(StreamCompleted); got != 1 {
+		t.Fatalf("%d streams completed, want 1", got)
+	}
+
+	c.open(3, "/block", true)
+	<-first
+	if err := c.fr.WriteRSTStream(3, http2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	// The connection's loop handles frames in order: once the PING is answered, the reset
+	// has cancelled the stream.
+	if err := c.fr.WritePing(false, [8]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.readUntil(func(f http2.Frame) bool { p, ok := f.(*http2.PingFrame); return ok && p.IsAck() }); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	// The handler returns on its own goroutine; the bound only ends a test that would hang.
+	for deadline := time.Now().Add(30 * time.Second); srv.Streams(StreamReset) == 0; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reset stream was not counted reset (completed %d)", srv.Streams(StreamCompleted))
+		}
+	}
+	if got := [3]uint64{srv.Streams(StreamCompleted), srv.Streams(StreamReset), srv.Streams(StreamRefused)}; got != [3]uint64{1, 1, 0} {
+		t.Fatalf("completed, reset, refused: %v, want [1 1 0]", got)
 	}
 }
 

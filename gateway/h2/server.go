@@ -57,6 +57,7 @@ type Server struct {
 	closing  bool
 	drained  chan struct{} // closed when closing and conns is empty
 	accepted atomic.Uint64
+	streams  [NumStreamOutcomes]atomic.Uint64
 }
 
 // generation is one set of settings and the x/net/http2 server built from them. base carries
@@ -71,11 +72,11 @@ type generation struct {
 // NewServer returns a server serving streams with h.
 func NewServer(s Settings, h Handler) *Server {
 	srv := &Server{handler: h, conns: map[net.Conn]struct{}{}, drained: make(chan struct{})}
-	srv.gen.Store(newGeneration(s, h.Logger))
+	srv.gen.Store(newGeneration(s, h.Logger, srv.countError))
 	return srv
 }
 
-func newGeneration(s Settings, logger fasthttp.Logger) *generation {
+func newGeneration(s Settings, logger fasthttp.Logger, countError func(string)) *generation {
 	base := &http.Server{
 		// No ReadTimeout here: x/net/http2 would arm a timer and clear the connection's read
 		// deadline for every stream, a GET's too, whose request is whole with its HEADERS. The
@@ -100,6 +101,7 @@ func newGeneration(s Settings, logger fasthttp.Logger) *generation {
 		// keeps RFC 9218 priorities, which costs the connection's loop work on every frame and
 		// which a proxy of small responses has no use for.
 		NewWriteScheduler: func() http2.WriteScheduler { return http2.NewRandomWriteScheduler() },
+		CountError:        countError,
 	}
 	// ConfigureServer links the two: base.Shutdown sends GOAWAY to h2's connections. It only
 	// fails for TLS settings the gateway does not let base have.
@@ -116,7 +118,7 @@ func (srv *Server) Store(s Settings) {
 	if old.settings == s {
 		return
 	}
-	srv.gen.Store(newGeneration(s, srv.handler.Logger))
+	srv.gen.Store(newGeneration(s, srv.handler.Logger, srv.countError))
 	// No listener or connection is registered with base itself, so Shutdown returns once the
 	// GOAWAYs are queued; the connections then end when their last stream does.
 	_ = old.base.Shutdown(context.Background())

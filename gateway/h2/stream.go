@@ -137,7 +137,11 @@ func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.srv.handler.Serve(ctx)
 	}
-	writeResponse(w, r, &ctx.Response, st)
+	outcome := StreamCompleted
+	if err := writeResponse(w, r, &ctx.Response, st); err != nil || r.Context().Err() != nil {
+		outcome = StreamReset // x/net cancels the stream's context when it is reset or its connection ends
+	}
+	h.srv.streams[outcome].Add(1)
 }
 
 // hasBody reports whether the request has a body to read: a declared length above 0, or none
@@ -188,9 +192,9 @@ func (st *stream) readHead(r *http.Request, maxHead int) error {
 
 // writeResponse writes resp to the stream: status, fields without the connection-specific ones,
 // the body (a streamed body is copied as it arrives and flushed whenever the producer pauses),
-// then the trailer fields. A complete body is written without a flush: x/net/http2 sends the
+// then the trailer fields, and returns why writing failed. A complete body is written without a flush: x/net/http2 sends the
 // head, the body and END_STREAM together when the handler returns.
-func writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Response, st *stream) {
+func writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Response, st *stream) error {
 	hdr := w.Header()
 	code := resp.StatusCode()
 	noBody := r.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || (code >= 100 && code < 200)
@@ -222,7 +226,7 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Respon
 			writeTrailers(hdr, &resp.Header)
 		}
 		closeStream(resp, werr)
-		return
+		return werr
 	}
 	if len(body) > 0 {
 		_, werr = w.Write(body)
@@ -230,6 +234,7 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Respon
 	if werr == nil {
 		writeTrailers(hdr, &resp.Header)
 	}
+	return werr
 }
 
 // setHead fills the stream's response fields from h, with Content-Length clen (none when
