@@ -249,7 +249,9 @@ func TestStreamOutcomesAreCounted(t *testing.T) {
 	addr, srv := serveH2C(t, handler)
 	c := dialRaw(t, addr)
 	c.open(1, "/now", true)
-	if _, err := c.readUntil(func(f http2.Frame) bool { return f.Header().StreamID == 1 && f.Header().Flags.Has(http2.FlagDataEndStream) }); err != nil {
+	if _, err := c.readUntil(func(f http2.Frame) bool {
+		return f.Header().StreamID == 1 && f.Header().Flags.Has(http2.FlagDataEndStream)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if got := srv.Streams(StreamCompleted); got != 1 {
