@@ -97,9 +97,10 @@ func newGeneration(s Settings, logger fasthttp.Logger, countError func(string)) 
 		// A client that stops reading stalls its connection's writes; without a bound it would
 		// hold the connection and every stream on it forever.
 		WriteByteTimeout: s.WriteTimeout,
-		// Responses are sent in the order they are ready, as nginx does: the default scheduler
-		// keeps RFC 9218 priorities, which costs the connection's loop work on every frame and
-		// which a proxy of small responses has no use for.
+		// Responses are sent in the order they are ready, as nginx does. x/net's default (here
+		// round-robin over the streams, or RFC 9218 priorities where clients may set them)
+		// costs the connection's loop work on every frame, which a proxy of small responses
+		// has no use for.
 		NewWriteScheduler: func() http2.WriteScheduler { return http2.NewRandomWriteScheduler() },
 		CountError:        countError,
 	}

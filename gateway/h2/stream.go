@@ -192,8 +192,9 @@ func (st *stream) readHead(r *http.Request, maxHead int) error {
 
 // writeResponse writes resp to the stream: status, fields without the connection-specific ones,
 // the body (a streamed body is copied as it arrives and flushed whenever the producer pauses),
-// then the trailer fields, and returns why writing failed. A complete body is written without a flush: x/net/http2 sends the
-// head, the body and END_STREAM together when the handler returns.
+// then the trailer fields, and returns why writing failed. A complete body is written without
+// a flush: x/net/http2 sends the head, the body and END_STREAM together when the handler
+// returns.
 func writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Response, st *stream) error {
 	hdr := w.Header()
 	code := resp.StatusCode()
