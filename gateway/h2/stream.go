@@ -63,7 +63,8 @@ var streamPool = sync.Pool{New: func() any { return &stream{buf: make([]byte, 32
 // to label the request HTTP/2 and to send interim responses as HEADERS frames.
 type StreamConn struct {
 	net.Conn
-	w http.ResponseWriter
+	w       http.ResponseWriter
+	trailer http.Header
 }
 
 // errStreamConn is returned to anything that tries to use a stream's connection as a byte
@@ -73,6 +74,11 @@ var errStreamConn = errors.New("h2: the connection carries HTTP/2 frames; use th
 func (c *StreamConn) Read([]byte) (int, error)  { return 0, errStreamConn }
 func (c *StreamConn) Write([]byte) (int, error) { return 0, errStreamConn }
 func (c *StreamConn) Close() error              { return nil }
+
+// RequestTrailer is the request's trailer section: the names the client declared, their values
+// filled in once the request body has been read to its end (nil when none was declared). The
+// HTTP/2 upstream transport sends it on after the body it streams from the same stream.
+func (c *StreamConn) RequestTrailer() http.Header { return c.trailer }
 
 // NetConn is the client's connection, for code that looks through wrappers for TLS state.
 func (c *StreamConn) NetConn() net.Conn { return c.Conn }
@@ -115,7 +121,7 @@ func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.vals, st.fields = st.vals[:0], st.fields[:0]
 		streamPool.Put(st)
 	}()
-	st.conn = StreamConn{Conn: h.conn, w: w}
+	st.conn = StreamConn{Conn: h.conn, w: w, trailer: r.Trailer}
 	ctx := &st.ctx
 	ctx.Init2(&st.conn, h.srv.handler.Logger, true)
 
