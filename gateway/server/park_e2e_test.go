@@ -391,3 +391,40 @@ func TestParkingIsRestartOnly(t *testing.T) {
 		t.Fatalf("parked connection after a reload got %q, want the new upstream's answer", got)
 	}
 }
+
+// TestNeverParksInsideARequest: a request whose body pauses longer than idle_park_after (with
+// and without Expect: 100-continue) is not at a request boundary: it never parks, and every
+// byte arrives.
+func TestNeverParksInsideARequest(t *testing.T) {
+	up := echoUpstream(t)
+	g := startGateway(t, parkingConfig(up.Addr, ""))
+	for _, expect := range []bool{false, true} {
+		c := dialPlain(t, g.Addr)
+		// A first request, so that the slow one is a keep-alive connection's next request,
+		// sent at once (before the connection could park).
+		c.send(t, get1("/first"))
+		c.expect(t, "GET", "/first", nil)
+		body := []byte("0123456789abcdefghij")
+		head := fmt.Sprintf("POST /slow HTTP/1.1\r\nHost: shop.test\r\nContent-Length: %d\r\n", len(body))
+		if expect {
+			head += "Expect: 100-continue\r\n"
+		}
+		c.send(t, head+"\r\n")
+		if expect {
+			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			line, err := c.br.ReadString('\n')
+			if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+				t.Fatalf("interim response %q, %v", line, err)
+			}
+			if _, err := c.br.ReadString('\n'); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.send(t, string(body[:7]))
+		time.Sleep(500 * time.Millisecond) // five times idle_park_after, in the middle of the body
+		c.send(t, string(body[7:]))
+		// Parked in the middle, the body would end early: fasthttp answers 400.
+		c.expect(t, "POST", "/slow", body)
+		c.Close()
+	}
+}
