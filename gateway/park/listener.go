@@ -130,6 +130,7 @@ func (l *Listener) deliver(c *Conn) {
 	l.woken = append(l.woken, c)
 	l.mu.Unlock()
 	l.wakes.Add(1)
+	l.parked.Add(-1)
 	select {
 	case l.wake <- struct{}{}:
 	default:
@@ -152,7 +153,8 @@ func (l *Listener) Close() error {
 		l.mu.Unlock()
 		var closing sync.WaitGroup
 		for _, c := range woken {
-			l.p.closeParked(c, ClosedAtShutdown, &closing)
+			l.closes[ClosedAtShutdown].Add(1)
+			closeConn(c, &closing)
 		}
 		closing.Wait()
 		l.p.closeAll(l)

@@ -164,13 +164,13 @@ func (p *Parker) park(c *Conn) error {
 	return nil
 }
 
-// unpark removes c from the set; p.mu is held.
+// unpark removes c from the set; p.mu is held. It still counts as parked until it is handed
+// back (Listener.deliver) or closed (closeParked), which count why first.
 func (p *Parker) unpark(c *Conn) {
 	p.poll.remove(c.fd)
 	delete(p.byFD, c.fd)
 	heap.Remove(&p.byTime, c.index)
 	c.index = -1
-	c.l.parked.Add(-1)
 }
 
 // closeAll closes the parked connections of l (shutdown, or the listener closing): from now on
@@ -195,12 +195,19 @@ func (p *Parker) closeAll(l *Listener) {
 	closing.Wait()
 }
 
-// closeParked closes a connection that left the set; closing tracks what it starts. Closing a TLS connection sends
-// close_notify, which can wait (up to crypto/tls's 5 s) for a client that stopped reading:
-// that runs on its own goroutine so the watcher never stalls.
+// closeParked closes a connection that left the set, counting why before it stops counting as
+// parked.
 func (p *Parker) closeParked(c *Conn, why CloseReason, closing *sync.WaitGroup) {
-	c.state.Store(connClosed)
 	c.l.closes[why].Add(1)
+	c.l.parked.Add(-1)
+	closeConn(c, closing)
+}
+
+// closeConn closes c for good; closing tracks what it starts. Closing a TLS connection sends
+// close_notify, which can wait (up to crypto/tls's 5 s) for a client that stopped reading: that
+// runs on its own goroutine so the watcher never stalls.
+func closeConn(c *Conn, closing *sync.WaitGroup) {
+	c.state.Store(connClosed)
 	if c.tls {
 		closing.Go(func() { _ = c.Conn.Close() })
 		return
@@ -288,7 +295,7 @@ func (p *Parker) plan(now time.Time) time.Duration {
 	if len(p.byTime) > 0 {
 		wait = max(p.byTime[0].deadline.Sub(now), 0)
 	}
-	if p.parksSinceRelease >= releaseMinParks {
+	if p.parksSinceRelease >= releaseMinParks && !p.releasing.Load() {
 		due := max(p.lastPark.Add(p.quiet).Sub(now), p.lastRelease.Add(releaseEvery).Sub(now))
 		if wait < 0 || due < wait {
 			wait = max(due, 0)
