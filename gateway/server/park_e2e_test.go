@@ -428,3 +428,32 @@ func TestNeverParksInsideARequest(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestParkedProxyProtocolConnection: on a PROXY protocol listener the client address the
+// header gave stays with the connection across a park: the woken request is forwarded with it.
+func TestParkedProxyProtocolConnection(t *testing.T) {
+	up := startUpstream(t, "app", nil)
+	g := startGateway(t, parkingConfig(up.Addr, `  listeners:
+    - {name: lb, addr: "127.0.0.1:0", proxy_protocol: {trusted_proxies: [127.0.0.0/8]}}`))
+	c := dialPlain(t, g.Addr)
+	c.send(t, "PROXY TCP4 203.0.113.9 127.0.0.1 51000 80\r\n"+get1("/one"))
+	for i, uri := range []string{"/one", "/two"} {
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if got := up.last(t); got.URI != uri || got.Headers["X-Real-Ip"][0] != "203.0.113.9" {
+			t.Fatalf("request %d: upstream saw %s with X-Real-IP %v, want %s from 203.0.113.9", i, got.URI, got.Headers["X-Real-Ip"], uri)
+		}
+		if i == 0 {
+			waitParked(t, g.Gateway, 1)
+			c.send(t, get1("/two"))
+		}
+	}
+	if s := g.ParkStats(); s.Wakes != 1 {
+		t.Fatalf("%+v: the second request did not come through a wake", s)
+	}
+}
