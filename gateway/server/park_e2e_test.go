@@ -457,3 +457,34 @@ func TestParkedProxyProtocolConnection(t *testing.T) {
 		t.Fatalf("%+v: the second request did not come through a wake", s)
 	}
 }
+
+// TestHTTP2ConnectionsNeverPark: on a listener serving h2c next to HTTP/1.1, an HTTP/2
+// connection idle past idle_park_after stays with the HTTP/2 server (it never reaches
+// fasthttp's loop) and its next request is served on the same connection; an HTTP/1.1
+// connection on the same listener parks.
+func TestHTTP2ConnectionsNeverPark(t *testing.T) {
+	up := echoUpstream(t)
+	g := startGateway(t, parkingConfig(up.Addr, `  listeners:
+    - {name: both, addr: "127.0.0.1:0", http2: true}`))
+	h2c := h2cClient(t)
+	for i := range 2 {
+		resp, err := h2c.Get(g.URL + "/h2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || resp.StatusCode != 200 {
+			t.Fatalf("request %d: %s %d", i, resp.Proto, resp.StatusCode)
+		}
+		if i == 0 {
+			c := dialPlain(t, g.Addr) // an HTTP/1.1 connection parks meanwhile
+			c.send(t, get1("/h1"))
+			c.expect(t, "GET", "/h1", nil)
+			waitParked(t, g.Gateway, 1)
+		}
+	}
+	if s := g.ParkStats(); s.Parks != 1 {
+		t.Fatalf("%+v: only the HTTP/1.1 connection may park", s)
+	}
+}
