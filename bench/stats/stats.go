@@ -201,6 +201,7 @@ const (
 	NginxAuto      = "nginx-auto"
 	ArchwayNoLimit = "archway-no-limit"
 	ArchwayBefore  = "archway-before" // an earlier build, for before/after figures
+	ArchwayPark    = "archway-park"   // the same build with server.idle_park_after (-park)
 	HAProxy        = "haproxy"
 	Caddy          = "caddy"
 )

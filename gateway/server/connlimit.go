@@ -144,6 +144,9 @@ func (c *limitedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// NetConn is the socket, for code that looks through wrappers (parking finds its descriptor).
+func (c *limitedConn) NetConn() net.Conn { return c.Conn }
+
 // CloseWrite passes a WebSocket tunnel's half-close on to the socket.
 func (c *limitedConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
