@@ -119,8 +119,8 @@ func TestIdleTunnelMemory(t *testing.T) {
 	if stack > 2048 {
 		t.Errorf("an idle pump's stack is %.0f bytes, want the 2 KiB minimum", stack)
 	}
-	if perTunnel > 6<<10 {
-		t.Errorf("an idle tunnel takes %.0f bytes, want at most 6 KiB", perTunnel)
+	if perTunnel > 7<<10 { // about 5.8 KiB: 4 KiB of stacks, the goroutines, the tunnel, its timer
+		t.Errorf("an idle tunnel takes %.0f bytes, want at most 7 KiB", perTunnel)
 	}
 	for _, tun := range tunnels {
 		tun.Shutdown(CloseGoingAway)

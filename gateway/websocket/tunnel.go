@@ -180,7 +180,7 @@ type pump struct {
 
 	buf  *relayBuffer // held only while bytes flow
 	have int          // head[:have] is an incomplete frame header held back from the last read
-	head [64]byte     // that header; and, on a connection without a descriptor, the waiting read
+	head [16]byte     // that header; and, on a connection without a descriptor, the waiting read
 	n    int          // the result of readRaw
 	rerr error
 
