@@ -295,3 +295,43 @@ func TestTunnelIdleTimeoutBoundsAStuckWrite(t *testing.T) {
 		t.Fatal("a write stuck for longer than the idle timeout did not end the tunnel")
 	}
 }
+
+// A quiet tunnel between two sockets is watched by one goroutine; a busy one hands over to its
+// two pumps. Either way a side that closes half-closes the other (the destination has
+// CloseWrite), and the other side's bytes still pass until it closes too.
+func TestQuietTunnelOneGoroutineThenPumps(t *testing.T) {
+	for _, busy := range []bool{false, true} {
+		client, upstream, tun, done := startTunnel(t, tcpPair, Limits{IdleTimeout: time.Minute})
+		msg := frame(true, 1, []byte("quiet"), true)
+		rounds := 1
+		if busy {
+			rounds = 200
+		}
+		for range rounds {
+			client.Write(msg)
+			readFull(t, upstream, len(msg))
+		}
+		if watched := tun.watching.Load() != nil; watched == busy {
+			t.Fatalf("busy %v: watched by one goroutine: %v", busy, watched)
+		}
+		client.(*net.TCPConn).CloseWrite()
+		_ = upstream.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := upstream.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("busy %v: the client's end did not reach the upstream: %d, %v", busy, n, err)
+		}
+		reply := frame(true, 1, []byte("still open"), false)
+		upstream.Write(reply)
+		if got := readFull(t, client, len(reply)); !bytes.Equal(got, reply) {
+			t.Fatalf("busy %v: after the half-close the client got %x", busy, got)
+		}
+		upstream.Close()
+		select {
+		case st := <-done:
+			if st.CloseCode != 0 || st.ClientToUpstream != int64(rounds*len(msg)) || st.UpstreamToClient != int64(len(reply)) {
+				t.Fatalf("busy %v: stats %+v", busy, st)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("busy %v: the tunnel did not end", busy)
+		}
+	}
+}

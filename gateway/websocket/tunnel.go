@@ -57,6 +57,7 @@ type Tunnel struct {
 	up, down     pump
 	idle         *time.Timer // nil without an idle timeout
 	done         func(Stats)
+	watching     atomic.Pointer[watcher] // while one goroutine watches both sockets (watch.go)
 }
 
 // New prepares a tunnel between client and upstream.
@@ -79,6 +80,14 @@ func (t *Tunnel) Start(done func(Stats)) {
 		// Made stopped and then set, so checkIdle never runs before t.idle is assigned.
 		t.idle = time.AfterFunc(math.MaxInt64, t.checkIdle)
 		t.idle.Reset(d)
+	}
+	if t.ReadsSockets() && len(t.up.pending) == 0 && len(t.down.pending) == 0 {
+		if w, err := t.newWatcher(); err == nil {
+			t.up.dstRaw, t.down.dstRaw = t.down.raw, t.up.raw
+			t.watching.Store(w)
+			go t.watch(w)
+			return
+		}
 	}
 	go t.up.run()
 	go t.down.run()
@@ -106,6 +115,9 @@ func (t *Tunnel) Shutdown(code uint16) {
 	now := time.Now()
 	_ = t.client.SetReadDeadline(now)
 	_ = t.upstream.SetReadDeadline(now)
+	if w := t.watching.Load(); w != nil {
+		_ = w.file.SetReadDeadline(now)
+	}
 }
 
 // checkIdle runs when the idle timer fires. It ends a tunnel that carried nothing for the idle
@@ -143,10 +155,11 @@ func (t *Tunnel) checkIdle() {
 	}
 }
 
-// finish is called by each pump as it returns; the second closes both connections.
-func (t *Tunnel) finish() {
+// finish is called as each direction ends; the second closes both connections and reports
+// true.
+func (t *Tunnel) finish() bool {
 	if t.ended.Add(1) < 2 {
-		return
+		return false
 	}
 	if t.idle != nil {
 		t.idle.Stop()
@@ -156,6 +169,7 @@ func (t *Tunnel) finish() {
 	if t.done != nil {
 		t.done(Stats{ClientToUpstream: t.up.count.Load(), UpstreamToClient: t.down.count.Load(), CloseCode: uint16(t.closeCode.Load())})
 	}
+	return true
 }
 
 // relayBuffer is what a pump reads into while bytes flow. Pooled by pointer, so taking and
@@ -178,11 +192,25 @@ type pump struct {
 	scan       frameScanner
 	pending    []byte
 
-	buf  *relayBuffer // held only while bytes flow
-	have int          // head[:have] is an incomplete frame header held back from the last read
-	head [16]byte     // that header; and, on a connection without a descriptor, the waiting read
-	n    int          // the result of readRaw
-	rerr error
+	buf   *relayBuffer // held only while bytes flow
+	have  int          // head[:have] is an incomplete frame header held back from the last read
+	head  [16]byte     // that header; and, on a connection without a descriptor, the waiting read
+	n     int          // the result of readRaw and readNow
+	rerr  error
+	again bool // readNow found nothing
+
+	// While the watcher relays (watch.go): writes go to the destination's socket without
+	// blocking; what it did not take is left in unsent for the pump, at the hand-over.
+	nonBlocking bool
+	ended       bool
+	dstRaw      syscall.RawConn
+	readNowFn   func(fd uintptr) bool
+	writeFn     func(fd uintptr) bool
+	out         []byte
+	wrote       int
+	full        bool
+	werr        error
+	unsent      []byte
 
 	writing atomic.Int64 // unix nanoseconds when the write in progress began, 0 when none
 	holding atomic.Bool  // buf != nil
@@ -195,7 +223,8 @@ func (p *pump) init(t *Tunnel, src End, dst net.Conn, toUpstream bool) {
 	if sc, ok := src.Conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			p.raw = raw
-			p.readFn = p.readRaw // bound once: a read allocates nothing
+			// Bound once: a read or write allocates nothing.
+			p.readFn, p.readNowFn, p.writeFn = p.readRaw, p.readNow, p.writeRaw
 		}
 	}
 }
@@ -203,6 +232,13 @@ func (p *pump) init(t *Tunnel, src End, dst net.Conn, toUpstream bool) {
 func (p *pump) run() {
 	defer p.t.finish()
 	defer p.giveBack()
+	if p.unsent != nil { // what the watcher could not write without blocking
+		unsent := p.unsent
+		p.unsent = nil
+		if !p.write(unsent) {
+			return
+		}
+	}
 	if len(p.pending) > 0 {
 		pending := p.pending
 		p.pending = nil
@@ -217,10 +253,14 @@ func (p *pump) run() {
 	} else {
 		err = p.pumpConn()
 	}
-	if err == nil {
-		return // a close frame was sent, or the destination failed
-	}
-	// The source closed (or broke): pass the end on and let the other direction finish.
+	if err != nil {
+		p.endWith(err)
+	} // else a close frame was sent, or the destination failed
+}
+
+// endWith passes the end of the source on: a closed source half-closes the destination when it
+// can, and otherwise (or when the source broke) ends the tunnel; the other direction finishes.
+func (p *pump) endWith(err error) {
 	if cw, ok := p.dst.(interface{ CloseWrite() error }); ok && err == io.EOF {
 		_ = cw.CloseWrite()
 		return
@@ -355,19 +395,18 @@ func (p *pump) drain() error {
 // for the next read. It reports false when the pump must end (the destination failed).
 func (p *pump) relay(data []byte) bool {
 	fwd, ferr := p.scan.feed(data)
-	if fwd > 0 {
-		if p.t.limits.IdleTimeout > 0 {
-			p.writing.Store(time.Now().UnixNano())
-		}
-		_, err := p.dst.Write(data[:fwd])
-		if p.t.limits.IdleTimeout > 0 {
-			p.writing.Store(0)
-		}
+	if fwd > 0 && p.nonBlocking {
+		n, full, err := p.writeNow(data[:fwd])
+		p.count.Add(int64(n))
 		if err != nil {
 			p.t.Shutdown(CloseGoingAway)
 			return false
 		}
-		p.count.Add(int64(fwd))
+		if full {
+			p.unsent = data[n:fwd]
+		}
+	} else if fwd > 0 && !p.write(data[:fwd]) {
+		return false
 	}
 	if ferr != nil {
 		code := CloseProtocolError
@@ -379,6 +418,23 @@ func (p *pump) relay(data []byte) bool {
 		return true
 	}
 	p.have = copy(p.head[:maxHeaderLen], data[fwd:])
+	return true
+}
+
+// write writes b to dst, within the idle timeout when there is one (checkIdle watches).
+func (p *pump) write(b []byte) bool {
+	if p.t.limits.IdleTimeout > 0 {
+		p.writing.Store(time.Now().UnixNano())
+	}
+	_, err := p.dst.Write(b)
+	if p.t.limits.IdleTimeout > 0 {
+		p.writing.Store(0)
+	}
+	if err != nil {
+		p.t.Shutdown(CloseGoingAway)
+		return false
+	}
+	p.count.Add(int64(len(b)))
 	return true
 }
 
