@@ -220,12 +220,10 @@ type pump struct {
 func (p *pump) init(t *Tunnel, src End, dst net.Conn, toUpstream bool) {
 	p.t, p.src, p.dst, p.pending, p.toUpstream = t, src.Conn, dst, src.Pending, toUpstream
 	p.scan = newFrameScanner(toUpstream, t.limits.MaxMessageBytes)
-	if sc, ok := src.Conn.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			p.raw = raw
-			// Bound once: a read or write allocates nothing.
-			p.readFn, p.readNowFn, p.writeFn = p.readRaw, p.readNow, p.writeRaw
-		}
+	if p.raw = socketOf(src.Conn); p.raw != nil {
+		// Bound once: a read or write allocates nothing.
+		p.readFn = p.readRaw
+		p.bindWatch()
 	}
 }
 
@@ -301,28 +299,6 @@ func (p *pump) pumpSocket() error {
 		default:
 			return io.EOF
 		}
-	}
-}
-
-// readRaw is the callback of src's RawConn.Read: a non-blocking read into the pump's buffer.
-// When there is nothing to read it gives the buffer back before the wait for readability, and
-// after the wait it returns without reading, so the buffer is taken outside the callback.
-func (p *pump) readRaw(fd uintptr) bool {
-	if p.buf == nil {
-		return true
-	}
-	copy(p.buf[:], p.head[:p.have])
-	for {
-		n, err := syscall.Read(int(fd), p.buf[p.have:])
-		switch err {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			p.giveBack()
-			return false
-		}
-		p.n, p.rerr = max(n, 0), err
-		return true
 	}
 }
 

@@ -199,6 +199,9 @@ func (p *pump) burst() (int, bool) {
 	return reads, true
 }
 
+// bindWatch binds the callbacks of the watcher's reads and writes once: they allocate nothing.
+func (p *pump) bindWatch() { p.readNowFn, p.writeFn = p.readNow, p.writeRaw }
+
 // readNow is the callback of src's RawConn.Read in a burst: one non-blocking read, never a wait.
 func (p *pump) readNow(fd uintptr) bool {
 	copy(p.buf[:], p.head[:p.have])
