@@ -33,15 +33,17 @@ type Stats struct {
 type End struct {
 	// Conn carries the side's bytes: the tunnel reads and writes it, and closes it at the end.
 	// When Conn implements syscall.Conn, the tunnel waits for its descriptor to become readable
-	// and reads the socket itself, so reading the descriptor must yield exactly what Conn.Read
-	// would: a wrapper that buffers or transforms what it reads must not implement syscall.Conn.
+	// and reads (and, while one goroutine watches the tunnel, writes) the socket itself, so the
+	// descriptor must carry exactly what Conn.Read and Conn.Write would: a wrapper that buffers
+	// or transforms bytes must not implement syscall.Conn.
 	Conn net.Conn
 	// Pending holds bytes already read from Conn (past the HTTP head); they are relayed first.
 	Pending []byte
 }
 
 // Tunnel relays an upgraded connection between a client and an upstream: one pump per
-// direction, each on a goroutine of its own (Start). A pump waiting for its source holds no
+// direction, each on a goroutine of its own (Start), after a quiet start with one goroutine
+// for both when both ends are sockets (watch_linux.go). A pump waiting for its source holds no
 // buffer (it takes one from a shared pool while bytes flow and gives it back when the source
 // runs dry) and keeps its goroutine's stack at the 2 KiB minimum by keeping its calls shallow:
 // no deadline is set while bytes flow, the idle timeout is a timer of the tunnel. An idle tunnel
