@@ -142,6 +142,16 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
 
+// SyscallConn lets a WebSocket tunnel wait on the socket's descriptor and read it directly, so
+// an idle tunnel holds no read buffer. Reading around Read is safe there: a hijacked connection
+// went through StateActive and is never armed to park again.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
+}
+
 // CloseWrite passes a WebSocket tunnel's half-close on.
 func (c *Conn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {

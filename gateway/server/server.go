@@ -133,6 +133,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.metrics.reloadResult("start", true)
 
 	g.newListeners(cfg, prepared)
+	for _, rt := range g.listeners {
+		g.build.tunnels.KeepHijackedConns(rt.server)
+	}
 	if err := reg.Register(listenerCollector{g}); err != nil {
 		cancel()
 		return nil, err
