@@ -14,6 +14,9 @@ type sendBuffer struct {
 	conn    net.Conn
 	hold    bool
 	pending []byte
+	// passed is set when part of the request went out before the last flush (a body larger
+	// than the buffer, fasthttp's flush after each chunk); the caller clears it per request.
+	passed bool
 }
 
 func (s *sendBuffer) Write(p []byte) (int, error) {
@@ -21,6 +24,7 @@ func (s *sendBuffer) Write(p []byte) (int, error) {
 		s.pending = p
 		return len(p), nil
 	}
+	s.passed = true
 	return s.conn.Write(p)
 }
 
@@ -34,11 +38,14 @@ func (s *sendBuffer) Write(p []byte) (int, error) {
 // first and fail with EAGAIN whenever the answer has not arrived yet, which at moderate load is
 // nearly always (bench latency scenario: one system call per request).
 //
-// Elsewhere (TLS, in-memory connections in tests) the request is flushed and the goroutine
-// yields: other runnable requests go first, and under load the answer is usually there when the
-// read comes.
+// That holds only when the whole request leaves in that one write. When part of it went out
+// before (pc.out.passed), the upstream may already have answered (HTTP lets it answer early,
+// say a 413 or a 502 before reading the body), and the readiness its answer brought could be
+// the one cleared; so such a request, like every request elsewhere (TLS, in-memory
+// connections in tests), is flushed, the goroutine yields (other runnable requests go first,
+// and under load the answer is usually there when the read comes), and the read comes first.
 func (pc *pconn) send() error {
-	if pc.raw == nil {
+	if pc.raw == nil || pc.out.passed {
 		if err := pc.bw.Flush(); err != nil {
 			return err
 		}

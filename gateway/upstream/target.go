@@ -247,6 +247,7 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 	if err := pc.conn.SetDeadline(x.Deadline); err != nil {
 		return t.fail(pc, x, KindWrite, err)
 	}
+	pc.out.passed = false
 	if err := req.Write(pc.bw); err != nil {
 		return t.failWrite(pc, x, reused, err)
 	}
