@@ -62,12 +62,3 @@ func SetTimerSlack(d time.Duration) error {
 	}
 	return nil
 }
-
-// prGetTimerSlack is PR_GET_TIMERSLACK of prctl(2).
-const prGetTimerSlack = 30
-
-// TimerSlack reports the calling thread's timer slack.
-func TimerSlack() time.Duration {
-	r, _, _ := syscall.RawSyscall(syscall.SYS_PRCTL, prGetTimerSlack, 0, 0)
-	return time.Duration(r)
-}

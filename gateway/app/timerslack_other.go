@@ -6,6 +6,3 @@ import "time"
 
 // SetTimerSlack: timer slack is a Linux setting; elsewhere the gateway leaves timers alone.
 func SetTimerSlack(time.Duration) error { return nil }
-
-// TimerSlack is not known outside Linux.
-func TimerSlack() time.Duration { return 0 }
