@@ -42,6 +42,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", envOr("ARCHWAY_CONFIG", "routes.yaml"), "configuration file (env ARCHWAY_CONFIG)")
 	logLevel := fs.String("log-level", envOr("ARCHWAY_LOG_LEVEL", "info"), "log level of the gateway's own log: debug, info, warn, error")
+	timerSlack := fs.String("timer-slack", envOr("ARCHWAY_TIMER_SLACK", app.DefaultTimerSlack.String()),
+		"timer slack of the gateway's threads (Linux): how late a timed sleep may end so the kernel can batch wake-ups; 0 keeps the system's (env ARCHWAY_TIMER_SLACK)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -64,7 +66,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "invalid -log-level %q\n", *logLevel)
 		return 2
 	}
+	slack, err := time.ParseDuration(*timerSlack)
+	if err != nil || slack < 0 {
+		fmt.Fprintf(stderr, "invalid -timer-slack %q: want a duration such as 1ms, or 0\n", *timerSlack)
+		return 2
+	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Before the server starts its threads: they inherit the slack from the thread making them.
+	if err := app.SetTimerSlack(slack); err != nil {
+		logger.Warn("timer slack not set: the Go runtime's monitor thread wakes more often at moderate load", "error", err.Error())
+	}
 	if err := serve(ctx, *configPath, logger, stdout); err != nil {
 		logger.Error("gateway stopped", "error", err.Error())
 		fmt.Fprintln(stderr, err)

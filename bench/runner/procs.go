@@ -282,3 +282,45 @@ func writeFile(path string, data []byte) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// switchCounts sums the voluntary and involuntary context switches of every thread of pids
+// (/proc/<pid>/task/<tid>/status). A process that exits meanwhile is left out of the later
+// count, so count over processes that live through the window.
+func switchCounts(pids []int) (vol, invol int64) {
+	for _, pid := range pids {
+		dir := fmt.Sprintf("/proc/%d/task", pid)
+		tasks, _ := os.ReadDir(dir)
+		for _, t := range tasks {
+			data, err := os.ReadFile(dir + "/" + t.Name() + "/status")
+			if err != nil {
+				continue // the thread ended
+			}
+			v, n := parseSwitches(data)
+			vol += v
+			invol += n
+		}
+	}
+	return vol, invol
+}
+
+// parseSwitches reads voluntary_ctxt_switches and nonvoluntary_ctxt_switches from a
+// /proc/.../status file.
+func parseSwitches(status []byte) (vol, invol int64) {
+	for _, line := range strings.Split(string(status), "\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "voluntary_ctxt_switches":
+			vol = n
+		case "nonvoluntary_ctxt_switches":
+			invol = n
+		}
+	}
+	return vol, invol
+}

@@ -138,13 +138,17 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 			"the proxy over the middle of a run of its own (after the measured runs, so perf's cost never\n" +
 			"touches the figures above), divided by the requests served meanwhile. `plain` is saturation\n" +
 			"(wrk, 64 connections); `latency` is half of nginx's maximum rate, open loop. Counts barely move\n" +
-			"with a neighbour's load, unlike timings.\n\n")
-		w("| scenario | placement | contender | syscalls / request | context switches / request | req/s meanwhile |\n|---|---|---|---|---|---|\n")
+			"with a neighbour's load, unlike timings. The switches are split by kind from every thread's\n" +
+			"`/proc/<pid>/task/<tid>/status` over the same window: voluntary (a thread blocked in\n" +
+			"`epoll_wait`, a futex or a sleep: the proxy's design) and involuntary (the kernel preempted\n" +
+			"it: mostly the machine's load).\n\n")
+		w("| scenario | placement | contender | syscalls / request | context switches / request | voluntary | involuntary | req/s meanwhile |\n|---|---|---|---|---|---|---|---|\n")
 		for _, res := range counted {
 			for _, pl := range sortedKeys(res.Syscalls) {
 				for _, c := range contendersOf(res.Syscalls[pl]) {
 					g := func(m string) string { return res.Syscalls.Get(pl, c, m).String() }
-					w("| %s | %s | %s | %s | %s | %s |\n", res.Scenario, pl, c, g(stats.Syscalls), g(stats.CtxSwitches), g(stats.RPS))
+					w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", res.Scenario, pl, c, g(stats.Syscalls), g(stats.CtxSwitches),
+						g(stats.VolSwitches), g(stats.InvolSwitches), g(stats.RPS))
 				}
 			}
 		}

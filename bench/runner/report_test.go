@@ -21,7 +21,7 @@ func sampleResult() *Result {
 	}
 	for _, c := range []string{stats.Archway, stats.Nginx, stats.HAProxy} {
 		runs = append(runs, stats.Run{Contender: c, Placement: "A", Index: 1, Kind: "perf",
-			Metrics: map[string]float64{stats.Syscalls: 5.3, stats.CtxSwitches: 1.9, stats.RPS: 40}})
+			Metrics: map[string]float64{stats.Syscalls: 5.3, stats.CtxSwitches: 1.9, stats.VolSwitches: 1.5, stats.InvolSwitches: 0.4, stats.RPS: 40}})
 	}
 	return &Result{Scenario: stats.ScenarioPlain, Title: "GET", Date: "2026-01-02", Machine: Machine{CPUs: 2, RunCount: 3, RunSecs: "5s"},
 		Placements: map[string]string{"A": "pinned"}, GOMAXPROCS: map[string]int{"A": 1}, Runs: runs, Summary: stats.Aggregate(runs),
@@ -37,7 +37,7 @@ func TestReportAndChart(t *testing.T) {
 		"| A, plain proxy: requests/s against the best peer | ≥ 1.05× the best peer | 1.27× haproxy (102 vs 80.0 req/s) | **PASS** |",
 		"| A, plain proxy: CPU per request against the best peer | ≤ 0.95× the best peer | 1.25× haproxy (20.0 vs 16.0 µs) | **MISS** |",
 		"| A, plain: system calls per request | ≤ nginx | 5.30 vs 5.30 | **PASS** |",
-		"| plain | A | haproxy | 5.30 (5.30–5.30) | 1.90 (1.90–1.90) | 40.0 (40.0–40.0) |",
+		"| plain | A | haproxy | 5.30 (5.30–5.30) | 1.90 (1.90–1.90) | 1.50 (1.50–1.50) | 0.400 (0.400–0.400) | 40.0 (40.0–40.0) |",
 		"| A, plain proxy: requests/s | ≥ 1.0× nginx | 2.04× (102 vs 50.0 req/s; per CPU-second –) | **PASS** |",
 		"| A | archway | 102 (101–103) |",
 		"![plain](2026-01-02-plain.svg)",

@@ -564,7 +564,7 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 
 func brief(m map[string]float64) string {
 	var parts []string
-	for _, k := range []string{stats.RPS, stats.MsgsPerSec, stats.Handshakes, stats.P50, stats.P99, stats.P999, stats.Errors, stats.ErrorsSeen, stats.CPUPerReq, stats.ProxyCPU, stats.PeakRSS, stats.PSS, stats.RSS, "kib_per_conn", stats.Syscalls, stats.CtxSwitches, stats.LogLines, stats.Resumed, stats.Steal, stats.Others, stats.Reloads} {
+	for _, k := range []string{stats.RPS, stats.MsgsPerSec, stats.Handshakes, stats.P50, stats.P99, stats.P999, stats.Errors, stats.ErrorsSeen, stats.CPUPerReq, stats.ProxyCPU, stats.PeakRSS, stats.PSS, stats.RSS, "kib_per_conn", stats.Syscalls, stats.CtxSwitches, stats.VolSwitches, stats.InvolSwitches, stats.LogLines, stats.Resumed, stats.Steal, stats.Others, stats.Reloads} {
 		if v, ok := m[k]; ok {
 			parts = append(parts, k+"="+stats.Num(v))
 		}
@@ -937,8 +937,10 @@ func (r *Runner) countSyscalls(pl placement, px *proxyProc, c contender, s *scen
 	for _, p := range procTree(px.proc.pid()) {
 		pids = append(pids, strconv.Itoa(p))
 	}
+	vol0, invol0 := switchCounts(procTree(px.proc.pid()))
 	out, perr := exec.Command("perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter,context-switches",
 		"-p", strings.Join(pids, ","), "--", "sleep", strconv.FormatFloat(window.Seconds(), 'f', 3, 64)).CombinedOutput()
+	vol1, invol1 := switchCounts(procTree(px.proc.pid()))
 	res := <-ch
 	if res.err != nil {
 		return nil, res.err
@@ -955,9 +957,11 @@ func (r *Runner) countSyscalls(pl placement, px *proxyProc, c contender, s *scen
 		return nil, fmt.Errorf("no request served while perf counted")
 	}
 	return map[string]float64{
-		stats.Syscalls:    counts["raw_syscalls:sys_enter"] / reqs,
-		stats.CtxSwitches: counts["context-switches"] / reqs,
-		stats.RPS:         res.m[stats.RPS],
+		stats.Syscalls:      counts["raw_syscalls:sys_enter"] / reqs,
+		stats.CtxSwitches:   counts["context-switches"] / reqs,
+		stats.VolSwitches:   float64(vol1-vol0) / reqs,
+		stats.InvolSwitches: float64(invol1-invol0) / reqs,
+		stats.RPS:           res.m[stats.RPS],
 	}, nil
 }
 

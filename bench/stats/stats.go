@@ -34,6 +34,13 @@ const (
 	// perf stat (raw_syscalls:sys_enter, context-switches) over a run of their own.
 	Syscalls    = "syscalls_per_req"
 	CtxSwitches = "ctx_switches_per_req"
+	// The same run's context switches split by kind, from every thread's
+	// /proc/<pid>/task/<tid>/status: voluntary (a thread blocked: epoll_wait, futex, nanosleep)
+	// and involuntary (the kernel preempted a runnable thread, often for a neighbour's process).
+	// Voluntary switches are what the proxy's own design causes; involuntary ones move with
+	// the machine's load.
+	VolSwitches   = "vol_switches_per_req"
+	InvolSwitches = "invol_switches_per_req"
 	// Failed requests by kind (the reload scenario's classifying load generator): a reused
 	// keep-alive connection closed before any response byte is retried by real clients, so it
 	// is counted apart and left out of ErrorsSeen.

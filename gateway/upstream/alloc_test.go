@@ -26,6 +26,10 @@ func TestDoAllocatesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Over a real TCP connection Do writes and waits through send's raw path (send.go).
+	if pc := tg.pool.slots[0]; pc == nil || pc.raw == nil {
+		t.Fatal("the connection does not take the raw send path")
+	}
 	allocs := testing.AllocsPerRun(500, func() {
 		if err := tg.Do(req, resp, x); err != nil {
 			t.Fatal(err)

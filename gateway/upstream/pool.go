@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
@@ -76,6 +77,12 @@ type pconn struct {
 	fd       int    // the socket, for the idle check at checkout; -1 where there is none
 	lastUsed int64  // unix nanoseconds of the last release
 	uses     uint64 // completed exchanges on this connection; > 0 means it was reused
+	// out is bw's destination; raw, for plain TCP connections, lets send write a request and
+	// wait for its answer in one step (send.go); await is pc.awaitAnswer, bound once.
+	out     sendBuffer
+	raw     syscall.RawConn
+	await   func(fd uintptr) bool
+	sendErr error
 }
 
 func newPool(addr string, s Settings) *pool {
@@ -205,17 +212,17 @@ func (p *pool) dial(i int, deadline time.Time) (*pconn, error) {
 	}
 	pc := p.slots[i]
 	if pc == nil {
-		pc = &pconn{
-			pool: p, index: i,
-			br: bufio.NewReaderSize(conn, connReadBufferSize),
-			bw: bufio.NewWriterSize(conn, connWriteBufferSize),
-		}
+		pc = &pconn{pool: p, index: i, br: bufio.NewReaderSize(conn, connReadBufferSize)}
+		pc.bw = bufio.NewWriterSize(&pc.out, connWriteBufferSize)
+		pc.await = pc.awaitAnswer
 		p.slots[i] = pc
 	} else {
 		pc.br.Reset(conn)
-		pc.bw.Reset(conn)
+		pc.bw.Reset(&pc.out)
 	}
 	pc.conn = conn
+	pc.out = sendBuffer{conn: conn}
+	pc.raw = rawConn(conn)
 	pc.fd = fd
 	pc.uses = 0
 	p.dials.Add(1)
@@ -279,6 +286,8 @@ func (p *pool) release(pc *pconn, reusable bool, now int64) {
 func (p *pool) discard(pc *pconn) {
 	_ = pc.conn.Close()
 	pc.conn = nil
+	pc.out = sendBuffer{}
+	pc.raw = nil
 	p.open.Add(-1)
 	p.free.push(pc.index)
 }

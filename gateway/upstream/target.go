@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -248,17 +247,15 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 	if err := pc.conn.SetDeadline(x.Deadline); err != nil {
 		return t.fail(pc, x, KindWrite, err)
 	}
+	pc.out.passed = false
 	if err := req.Write(pc.bw); err != nil {
 		return t.failWrite(pc, x, reused, err)
 	}
-	if err := pc.bw.Flush(); err != nil {
+	// The upstream cannot have answered yet: a read now would fail with EAGAIN. send writes
+	// the request and waits for the answer without that read (send.go).
+	if err := pc.send(); err != nil {
 		return t.failWrite(pc, x, reused, err)
 	}
-	// The upstream cannot have answered yet: a read now would fail with EAGAIN and park this
-	// goroutine on the netpoller. Let the other runnable requests go first; under load the
-	// answer is usually there when this goroutine runs again, which saves that system call and
-	// a park. With nothing else to run, Gosched returns at once.
-	runtime.Gosched()
 
 	for {
 		if err := resp.Header.Read(pc.br); err != nil {

@@ -30,6 +30,11 @@ func main() {
 
 func run(configPath, pprofAddr string) error {
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// The timer slack the gateway command sets by default, so the profiled process schedules
+	// like the shipped one.
+	if err := app.SetTimerSlack(app.DefaultTimerSlack); err != nil {
+		logger.Warn("timer slack not set", "error", err.Error())
+	}
 	cfg, err := config.Load(configPath)
 	if err != nil {
 		return err
