@@ -144,6 +144,9 @@ func scenarios(quick bool) []*scenario {
 			contenders: everyProxy("/plain", stats.HAProxy, stats.Caddy), tls: true, load: h2Load(64, 1, true)},
 		{name: stats.ScenarioTLSIdle, title: "10 000 idle TLS keep-alive connections held open: memory", headline: stats.PSS,
 			contenders: everyProxy("/plain"), tls: true, idle: true, load: idleLoad},
+		{name: stats.ScenarioTracing, title: "GET with tracing on, every request sampled, OTLP to Jaeger, against tracing off", headline: stats.CPUPerReq,
+			contenders: []contender{{stats.Archway, stats.Archway, "/plain"}, {stats.ArchwayTraced, stats.ArchwayTraced, "/plain"}},
+			notes:      tracingNotes(), load: tracingLoad},
 	}
 }
 
@@ -174,6 +177,7 @@ type Runner struct {
 	results map[string]*Result
 	logf    func(format string, args ...any)
 	profile []profileSummary
+	jaeger  *jaeger // the tracing scenario's collector, while it runs
 }
 
 // Result is one scenario's output file.
@@ -359,7 +363,8 @@ func raiseFileLimit() {
 }
 
 func (r *Runner) runPlacement(ctx context.Context, pl placement, todo []*scenario) error {
-	names := []string{stats.Archway, "admin", stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy, "caddy-admin", "up1", "up2", "pprof", stats.ArchwayBefore, "admin-before"}
+	names := []string{stats.Archway, "admin", stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy, "caddy-admin", "up1", "up2", "pprof", stats.ArchwayBefore, "admin-before",
+		stats.ArchwayTraced, "admin-traced", "jaeger-otlp-http", "jaeger-otlp-grpc", "jaeger-query", "jaeger-query-grpc"}
 	ports, err := freePorts(len(names))
 	if err != nil {
 		return err
@@ -451,6 +456,21 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 		}
 	}
 
+	if slices.ContainsFunc(s.contenders, func(c contender) bool { return c.proxy == stats.ArchwayTraced }) {
+		j, err := r.startJaeger(ctx, pl)
+		if errors.Is(err, errNoJaeger) {
+			// Only this scenario needs it: the others are measured, this one says why not.
+			r.logf("%s: not measured: %v", s.name, err)
+			res.Notes = append(res.Notes, fmt.Sprintf("%s: not measured: %v.", pl.name, err))
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r.jaeger = j
+		// Deferred before the proxies' stop, so it runs after it: they flush to a live collector.
+		defer func() { j.stop(); r.jaeger = nil }()
+	}
 	proxies := map[string]*proxyProc{}
 	defer func() {
 		for _, px := range proxies {
@@ -550,7 +570,7 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 
 func brief(m map[string]float64) string {
 	var parts []string
-	for _, k := range []string{stats.RPS, stats.MsgsPerSec, stats.Handshakes, stats.P50, stats.P99, stats.P999, stats.Errors, stats.ErrorsSeen, stats.CPUPerReq, stats.ProxyCPU, stats.PeakRSS, stats.PSS, stats.RSS, "kib_per_conn", stats.Syscalls, stats.CtxSwitches, stats.LogLines, stats.Resumed, stats.Steal, stats.Others, stats.Reloads} {
+	for _, k := range []string{stats.RPS, stats.MsgsPerSec, stats.Handshakes, stats.P50, stats.P99, stats.P999, stats.Errors, stats.ErrorsSeen, stats.CPUPerReq, stats.ProxyCPU, stats.PeakRSS, stats.PSS, stats.RSS, "kib_per_conn", stats.Syscalls, stats.CtxSwitches, stats.LogLines, stats.Resumed, stats.Steal, stats.Others, stats.Reloads, stats.SpansExported, stats.SpansDropped} {
 		if v, ok := m[k]; ok {
 			parts = append(parts, k+"="+stats.Num(v))
 		}
