@@ -178,7 +178,7 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 		case stats.ScenarioAccessLog:
 			cols = append(cols, stats.LogLines)
 		case stats.ScenarioTracing:
-			cols = append([]string{stats.CPUPerReq}, slices.DeleteFunc(cols, func(c string) bool { return c == stats.CPUPerReq })...)
+			cols = append([]string{stats.CPUPerReq, stats.Rate}, slices.DeleteFunc(cols, func(c string) bool { return c == stats.CPUPerReq })...)
 			cols = append(cols, stats.SpansExported, stats.SpansDropped)
 		case stats.ScenarioH2, stats.ScenarioH2H1:
 			// h2load reports a mean time per request, no percentiles.
@@ -345,6 +345,17 @@ func (r *Runner) captureProfile(ctx context.Context, pl placement, s *scenario) 
 	src, err := os.ReadFile(filepath.Join(r.cfg.Repo, "bench", "routes.yaml"))
 	if err != nil {
 		return err
+	}
+	if s.name == stats.ScenarioTracing {
+		// The traced contender is the one profiled, exporting to a collector as in the runs.
+		j, err := r.startJaeger(ctx, pl)
+		if err != nil {
+			return err
+		}
+		defer j.stop()
+		if src, err = tracedRoutes(src, j.otlpHTTP); err != nil {
+			return err
+		}
 	}
 	conf := filepath.Join(dir, "routes.yaml")
 	if err := writeFile(conf, src); err != nil {

@@ -143,9 +143,15 @@ func parseSpanCounts(sc *bufio.Scanner) (spanCounts, error) {
 	return c, nil
 }
 
-// tracingLoad is wrk's load; against the traced contender it then waits until the export
-// queue has sent the run's spans (its counters stop moving), so the CPU time of exporting
-// them is counted in this run, and reports spans exported and dropped per request.
+// tracingLoad sends the scenario's fixed rate (open loop, 64 connections) to the contender;
+// against the traced one it then waits until the export queue has sent the run's spans (its
+// counters stop moving), so the CPU time of exporting them is counted in this run, and reports
+// spans exported and dropped per request.
+//
+// The rate is fixed, the same for both, because CPU per request is not a constant of the
+// proxy: driven flat out (wrk), a proxy that serves fewer requests per second wakes up for
+// fewer requests each time and pays more system-call time per request. The collector shares
+// the load generator's CPU and slows it, so a closed loop would charge that to tracing.
 func tracingLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error) {
 	var before spanCounts
 	if px.traced {
@@ -154,9 +160,17 @@ func tracingLoad(r *Runner, pl placement, px *proxyProc, c contender, d time.Dur
 			return nil, err
 		}
 	}
-	m, err := wrkLoad(64, "")(r, pl, px, c, d)
-	if err != nil || !px.traced {
-		return m, err
+	g, err := r.generator(pl, "openloop", "-addr", px.addr, "-path", c.path, "-rate", strconv.FormatFloat(r.tracingRate, 'f', 0, 64),
+		"-duration", d.String(), "-conns", "64")
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]float64{
+		stats.Rate: r.tracingRate, stats.RPS: float64(g.Completed) / g.ElapsedS, stats.Requests: float64(g.Completed), stats.Errors: float64(g.Errors),
+		stats.P50: g.P50, stats.P90: g.P90, stats.P99: g.P99, stats.P999: g.P999,
+	}
+	if !px.traced {
+		return m, nil
 	}
 	after, err := r.drained(px)
 	if err != nil {
