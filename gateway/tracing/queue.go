@@ -19,9 +19,12 @@ import (
 // goroutine switches per sampled request. It wakes when a batch is waiting (OnEnd kicks it), at
 // each batch_timeout, on a flush and at shutdown, and then takes what the channel holds.
 type queue struct {
-	exporter      sdktrace.SpanExporter
-	spans         chan sdktrace.ReadOnlySpan
-	kick          chan struct{} // a batch is waiting; capacity 1, never blocks
+	exporter sdktrace.SpanExporter
+	spans    chan sdktrace.ReadOnlySpan
+	kick     chan struct{} // a batch is waiting; capacity 1, never blocks
+	// wake is how many queued spans kick the sender: a batch, or half the queue when that is
+	// less, so that spans ending while it wakes still find room.
+	wake          int
 	flush         chan chan struct{}
 	stop          chan struct{}
 	done          chan struct{}
@@ -39,6 +42,7 @@ func newQueue(exp sdktrace.SpanExporter, size, batch int, timeout, exportTimeout
 		exporter: exp, spans: make(chan sdktrace.ReadOnlySpan, size), kick: make(chan struct{}, 1), flush: make(chan chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{}),
 		batch: batch, timeout: timeout, exportTimeout: exportTimeout, stats: stats,
+		wake: max(1, min(batch, size/2)),
 	}
 	go q.run() // owned by the queue: Shutdown stops it and waits for it
 	return q
@@ -61,7 +65,7 @@ func (q *queue) OnEnd(s sdktrace.ReadOnlySpan) {
 	}
 	select {
 	case q.spans <- s:
-		if len(q.spans) >= q.batch {
+		if len(q.spans) >= q.wake {
 			select {
 			case q.kick <- struct{}{}:
 			default: // already kicked
