@@ -150,8 +150,9 @@ func scenarios(quick bool) []*scenario {
 	}
 }
 
-// QuickScenarios are what bench-quick runs: the targets that move when the hot path changes.
-var QuickScenarios = []string{stats.ScenarioPlain, stats.ScenarioLimit, stats.ScenarioCache, stats.ScenarioLatency}
+// QuickScenarios are what bench-quick runs: the targets that move when the hot path changes,
+// and what tracing every request costs (issue 14 asks for it in bench-quick).
+var QuickScenarios = []string{stats.ScenarioPlain, stats.ScenarioLimit, stats.ScenarioCache, stats.ScenarioLatency, stats.ScenarioTracing}
 
 var storefrontPaths = []string{
 	"/api/products?limit=20", "/api/products/1", "/api/products/2", "/api/products?category=Electronics",
