@@ -412,7 +412,7 @@ func checkHardened(t *testing.T, d *appsv1.Deployment) {
 	if psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("%s: the pod does not run under the runtime's default seccomp profile", d.Name)
 	}
-	for _, c := range pod.Spec.Containers {
+	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
 		sc := c.SecurityContext
 		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 			t.Errorf("%s: container %s's root filesystem is writable or it may escalate privileges", d.Name, c.Name)
@@ -583,7 +583,7 @@ func TestK8sServiceDeployments(t *testing.T) {
 		name        string
 		minReplicas int32
 	}{
-		{"users", 1}, // one signing key: users.yaml
+		{"users", 2}, // one signing key, from a Secret: users.yaml
 		{"products", 2},
 		{"orders", 2},
 		{"payments", 2},
@@ -724,42 +724,79 @@ func TestK8sServiceDeployments(t *testing.T) {
 	}
 }
 
-// checkUsersKey: the users service's signing key lives on a persistent volume the service can
-// write and the kubelet does not loosen, so every restart signs with the same key.
+// checkUsersKey: every users replica signs with the key of one Secret. The service refuses a
+// key file that its group may read, and the kubelet makes a Secret's files group-readable for
+// fsGroup, so an init container running `users install-key` copies the key from the Secret's
+// volume into a volume of the pod's own (mode 0600), which the service reads.
 func checkUsersKey(t *testing.T, m manifests, d *appsv1.Deployment, env map[string]string) {
 	t.Helper()
 	if env["JWT_SECRET"] != "" {
 		return
 	}
+	secrets := secretTemplates(t)
+	pod := d.Spec.Template.Spec
+	volume := func(name string) *corev1.Volume {
+		for i := range pod.Volumes {
+			if pod.Volumes[i].Name == name {
+				return &pod.Volumes[i]
+			}
+		}
+		return nil
+	}
+	// mountOf finds the mount of c that holds path, and its volume.
+	mountOf := func(c corev1.Container, path string) (*corev1.VolumeMount, *corev1.Volume) {
+		for i, vm := range c.VolumeMounts {
+			if strings.HasPrefix(path, vm.MountPath+"/") {
+				return &c.VolumeMounts[i], volume(vm.Name)
+			}
+		}
+		return nil, nil
+	}
+
 	key := env["JWT_PRIVATE_KEY_FILE"]
 	if key == "" || !filepath.IsAbs(key) {
 		t.Fatalf("JWT_PRIVATE_KEY_FILE %q: an absolute path on a volume", key)
 	}
-	pod := d.Spec.Template.Spec
-	var claim string
-	for _, vm := range pod.Containers[0].VolumeMounts {
-		if strings.HasPrefix(key, vm.MountPath+"/") && !vm.ReadOnly {
-			for _, v := range pod.Volumes {
-				if v.Name == vm.Name && v.PersistentVolumeClaim != nil {
-					claim = v.PersistentVolumeClaim.ClaimName
-				}
-			}
+	vm, v := mountOf(pod.Containers[0], key)
+	if v == nil || v.EmptyDir == nil {
+		t.Fatalf("JWT_PRIVATE_KEY_FILE %s is not on an emptyDir of the pod: a Secret's file would be group-readable and refused, a claim would tie replicas to one key per volume", key)
+	}
+	if !vm.ReadOnly {
+		t.Error("the service mounts its key's volume writable: it only reads the installed key")
+	}
+
+	var install *corev1.Container
+	for i, c := range pod.InitContainers {
+		if slices.Equal(c.Args, []string{"install-key"}) {
+			install = &pod.InitContainers[i]
 		}
 	}
-	if claim == "" || !slices.ContainsFunc(m.claims, func(c *corev1.PersistentVolumeClaim) bool { return c.Name == claim }) {
-		t.Errorf("JWT_PRIVATE_KEY_FILE %s is not on a writable PersistentVolumeClaim of deploy/k8s: a new pod would sign with a new key", key)
+	if install == nil {
+		t.Fatal("no init container runs `users install-key`: nothing puts the Secret's key where the service reads it")
 	}
-	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
-		t.Error("users replicas must be 1: each instance would generate its own signing key")
+	if install.Image != pod.Containers[0].Image {
+		t.Errorf("install-key runs image %s, the service %s", install.Image, pod.Containers[0].Image)
 	}
-	// Without fsGroup a fresh volume's root belongs to root and the service cannot create the
-	// key; with fsGroup applied on every mount the kubelet adds group bits to the key, which the
-	// service then refuses (mode must deny group and others).
-	sc := pod.SecurityContext
-	if sc == nil || sc.FSGroup == nil {
-		t.Error("no fsGroup: the service cannot write its key on a fresh volume")
-	} else if sc.FSGroupChangePolicy == nil || *sc.FSGroupChangePolicy != corev1.FSGroupChangeOnRootMismatch {
-		t.Error("fsGroupChangePolicy must be OnRootMismatch: on every start the kubelet would make the key group-readable and the service would refuse it")
+	ienv, _ := m.containerEnv(t, "users install-key", *install, secrets)
+	if ienv["JWT_PRIVATE_KEY_FILE"] != key {
+		t.Errorf("install-key writes %q, the service reads %q", ienv["JWT_PRIVATE_KEY_FILE"], key)
+	}
+	if ivm, iv := mountOf(*install, key); iv == nil || iv.Name != v.Name || ivm.MountPath != vm.MountPath || ivm.ReadOnly {
+		t.Errorf("install-key does not write %s into the volume %s the service reads it from", key, v.Name)
+	}
+	src := ienv["JWT_PRIVATE_KEY_SOURCE"]
+	svm, sv := mountOf(*install, src)
+	if sv == nil || sv.Secret == nil {
+		t.Fatalf("JWT_PRIVATE_KEY_SOURCE %q is not on a Secret volume", src)
+	}
+	if secret := secrets[sv.Secret.SecretName]; secret == nil {
+		t.Errorf("Secret %s has no template in deploy/k8s/secrets", sv.Secret.SecretName)
+	} else if file := strings.TrimPrefix(src, svm.MountPath+"/"); !strings.Contains(secret.StringData[file], "PRIVATE KEY") {
+		t.Errorf("Secret %s's template has no PEM private key under %q", sv.Secret.SecretName, file)
+	}
+	// The Secret's files are root's: install-key (not root) reads them through fsGroup.
+	if sc := pod.SecurityContext; sc == nil || sc.FSGroup == nil || sc.RunAsGroup == nil || *sc.FSGroup != *sc.RunAsGroup {
+		t.Error("fsGroup must be the pod's group: install-key could not read the Secret's key")
 	}
 }
 
@@ -848,7 +885,7 @@ func TestK8sServicesSelectPods(t *testing.T) {
 			t.Errorf("%d PDBs select the pods of %s, want 1", pdbs[name], name)
 		}
 		pod := d.Spec.Template.Spec
-		for _, c := range pod.Containers {
+		for _, c := range slices.Concat(pod.InitContainers, pod.Containers) {
 			img, _, _ := strings.Cut(c.Image, ":")
 			if !slices.ContainsFunc(kust.Images, func(i struct{ Name string }) bool { return i.Name == img }) {
 				t.Errorf("%s: image %s has no entry in kustomization.yaml's images", name, img)
@@ -1059,6 +1096,15 @@ func TestK8sDocsSecrets(t *testing.T) {
 		for _, a := range f[i+2:] {
 			if k, ok := strings.CutPrefix(a, "--from-literal="); ok {
 				k, _, _ = strings.Cut(k, "=")
+				created[f[i+1]] = append(created[f[i+1]], k)
+			}
+			// --from-file=[key=]path: the key is the file's base name unless given.
+			if k, ok := strings.CutPrefix(a, "--from-file="); ok {
+				if key, _, named := strings.Cut(k, "="); named {
+					k = key
+				} else {
+					k = filepath.Base(k)
+				}
 				created[f[i+1]] = append(created[f[i+1]], k)
 			}
 		}

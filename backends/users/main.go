@@ -3,12 +3,14 @@
 //
 //	users [flags]                                  serve (default ADDR :3001)
 //	users create-admin -email E -password P [flags] create or promote an admin account
+//	users install-key -from SECRET [flags]          install a shared signing key (mode 0600) at -jwt-key-file
 //
 // Run `users -h` for the flags; each has an environment fallback. See docs/backends.md.
 package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -61,10 +63,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "create-admin" {
 		return createAdmin(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "install-key" {
+		return installKey(args[1:], stdout, stderr)
+	}
 	fs := config.NewFlagSet("users")
 	fs.SetOutput(stderr)
 	s := register(fs)
-	if code, ok := fs.ParseCommandLine(args, "create-admin"); !ok {
+	if code, ok := fs.ParseCommandLine(args, "create-admin, install-key"); !ok {
 		return code
 	}
 	if err := serve(ctx, s, stdout); err != nil {
@@ -196,4 +201,34 @@ func flagName(field string) string {
 		return "last-name"
 	}
 	return field
+}
+
+// installKey copies a signing key shared by every replica (a Kubernetes Secret) to the path the
+// service reads, with the mode the service demands; deploy/k8s/users.yaml runs it as an init
+// container.
+func installKey(args []string, stdout, stderr io.Writer) int {
+	fs := config.NewFlagSet("users install-key")
+	fs.SetOutput(stderr)
+	s := register(fs)
+	var from string
+	fs.StringVar(&from, "from", "JWT_PRIVATE_KEY_SOURCE", "",
+		"Ed25519 private key (PKCS#8 PEM) to install at -jwt-key-file (required)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "users install-key:", err)
+		return 2
+	}
+	if from == "" {
+		fmt.Fprintln(stderr, "users install-key: -from (JWT_PRIVATE_KEY_SOURCE) is required")
+		return 2
+	}
+	key, err := auth.InstallEd25519Key(from, s.keyFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "users install-key:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "installed signing key %s at %s\n", auth.Thumbprint(key.Public().(ed25519.PublicKey)), s.keyFile)
+	return 0
 }

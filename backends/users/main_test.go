@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -121,5 +123,74 @@ func TestTokensHS256Mode(t *testing.T) {
 	token, _, _ := issuer.Issue(1, "a@b.co", "customer")
 	if _, err := verifier.Verify(context.Background(), token); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestInstallKeyReplicasShareOneKey: two replicas whose init step installs the same Secret serve
+// the same key set, so a token one issues verifies at the other's verifiers; the step's errors
+// exit non-zero and name the problem.
+func TestInstallKeyReplicasShareOneKey(t *testing.T) {
+	openssl := testenv.RequireBinary(t, "openssl")
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret", "users-ed25519.pem")
+	if err := os.MkdirAll(filepath.Dir(secret), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(openssl, "genpkey", "-algorithm", "ed25519", "-out", secret).CombinedOutput(); err != nil {
+		t.Fatalf("openssl genpkey: %v: %s", err, out)
+	}
+	if err := os.Chmod(secret, 0o440); err != nil { // what the kubelet makes of a Secret with fsGroup
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var jwks []string
+	for i := range 2 {
+		replica := filepath.Join(dir, fmt.Sprintf("replica-%d", i))
+		keyFile := filepath.Join(replica, "keys", "users-ed25519.pem")
+		var out, errOut bytes.Buffer
+		if code := run(ctx, []string{"install-key", "-from", secret, "-jwt-key-file", keyFile}, &out, &errOut); code != 0 {
+			t.Fatalf("install-key exit %d: %s", code, errOut.String())
+		}
+		if !strings.Contains(out.String(), keyFile) {
+			t.Errorf("install-key printed %q; want the installed path", out.String())
+		}
+		addr := testenv.FreeAddr(t)
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan int, 1)
+		go func() {
+			done <- run(sctx, []string{"-addr", addr, "-database-url", filepath.Join(replica, "users.db"),
+				"-bcrypt-cost", "4", "-jwt-key-file", keyFile}, io.Discard, &errOut)
+		}()
+		if err := testenv.WaitTCP(addr, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Get("http://" + addr + "/.well-known/jwks.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		jwks = append(jwks, string(body))
+		cancel()
+		if code := <-done; code != 0 {
+			t.Fatalf("replica %d exit %d: %s", i, code, errOut.String())
+		}
+	}
+	if jwks[0] != jwks[1] || !strings.Contains(jwks[0], `"kid"`) {
+		t.Fatalf("replicas publish different key sets:\n%s\n%s", jwks[0], jwks[1])
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"install-key", "-jwt-key-file", filepath.Join(dir, "k.pem")}, 2, "-from"},
+		{[]string{"install-key", "-from", filepath.Join(dir, "missing.pem"), "-jwt-key-file", filepath.Join(dir, "k.pem")}, 1, "read key"},
+	} {
+		var errOut bytes.Buffer
+		if code := run(ctx, tc.args, io.Discard, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d mentioning %q", tc.args, code, errOut.String(), tc.code, tc.want)
+		}
 	}
 }

@@ -6,9 +6,11 @@ package loadgen
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -126,7 +128,8 @@ type IdleOptions struct {
 	// TLS, when set, makes every connection a TLS connection (a full handshake each).
 	TLS *tls.Config
 	// WebSocket upgrades every connection (GET path with the upgrade headers, 101 expected)
-	// instead of making one plain request on it.
+	// instead of making one plain request on it, and exchanges one message with the echo
+	// upstream, so every tunnel has carried data both ways before it idles.
 	WebSocket bool
 }
 
@@ -170,7 +173,9 @@ func Idle(addr, path string, n, parallel int, o IdleOptions) (closeAll func(), e
 					if _, err = c.Write(raw); err == nil {
 						br.Reset(c)
 						if o.WebSocket {
-							err = readSwitchingProtocols(br)
+							if err = readSwitchingProtocols(br); err == nil {
+								err = echoOnce(c, br)
+							}
 						} else {
 							err = resp.Read(br)
 						}
@@ -205,6 +210,28 @@ func Idle(addr, path string, n, parallel int, o IdleOptions) (closeAll func(), e
 		return nil, firstErr
 	}
 	return closeAll, nil
+}
+
+// idleMessage is the one masked binary frame (payload "idle websocket!!") an idle WebSocket
+// sends, and the unmasked echo it expects.
+var (
+	idleMessage = append([]byte{0x82, 0x90, 0, 0, 0, 0}, "idle websocket!!"...) // mask key 0
+	idleEcho    = append([]byte{0x82, 0x10}, "idle websocket!!"...)
+)
+
+// echoOnce sends idleMessage and reads its echo.
+func echoOnce(c net.Conn, br *bufio.Reader) error {
+	if _, err := c.Write(idleMessage); err != nil {
+		return err
+	}
+	got := make([]byte, len(idleEcho))
+	if _, err := io.ReadFull(br, got); err != nil {
+		return err
+	}
+	if !bytes.Equal(got, idleEcho) {
+		return fmt.Errorf("websocket echo %x, want %x", got, idleEcho)
+	}
+	return nil
 }
 
 // readSwitchingProtocols reads a response head and wants 101.

@@ -113,7 +113,7 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 	var path string
 	var args, env []string
 	switch kind {
-	case stats.Archway, stats.ArchwayBefore, stats.ArchwayTraced:
+	case stats.Archway, stats.ArchwayBefore, stats.ArchwayPark, stats.ArchwayTraced:
 		px.addr = r.env["BENCH_LISTEN"]
 		px.admin = r.env["BENCH_ADMIN"]
 		path = r.bin("gateway")
@@ -135,6 +135,11 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 		}
 		px.conf = filepath.Join(dir, "routes.yaml")
 		px.render = func(routes []byte) ([]byte, error) { return routes, nil }
+		if kind == stats.ArchwayPark {
+			px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
+			px.admin = fmt.Sprintf("127.0.0.1:%d", r.ports["admin-park"])
+			px.render = withParking
+		}
 		px.reload = func() error { return postReload("http://"+px.admin+"/reload", "", nil) }
 		env = []string{fmt.Sprintf("GOMAXPROCS=%d", pl.gomaxprocs), "ARCHWAY_LOG_LEVEL=warn"}
 		for k, v := range r.env {
@@ -352,4 +357,57 @@ func countLines(path string) int64 {
 			return n
 		}
 	}
+}
+
+// withParking is bench/routes.yaml with server.idle_park_after set: archway-park.
+func withParking(routes []byte) ([]byte, error) {
+	if !bytes.Contains(routes, []byte("\nserver:\n")) {
+		return nil, fmt.Errorf("bench/routes.yaml: no server section to set idle_park_after in")
+	}
+	return bytes.Replace(routes, []byte("\nserver:\n"), []byte("\nserver:\n  idle_park_after: "+ParkAfter+"\n"), 1), nil
+}
+
+// waitParked waits until the gateway whose admin API is on admin has n connections parked and
+// has returned their memory to the OS once since.
+func waitParked(admin string, n int, limit time.Duration) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(limit)
+	releases := -1.0
+	for {
+		parked, rel, err := parkingMetrics(client, admin)
+		if err == nil && parked >= float64(n) {
+			if releases < 0 {
+				releases = rel
+			} else if rel > releases {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("archway-park: %v of %d connections parked, %v memory releases after %v (%v)", parked, n, rel, limit, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func parkingMetrics(client *http.Client, admin string) (parked, releases float64, err error) {
+	resp, err := client.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		var v float64
+		switch {
+		case strings.HasPrefix(line, "archway_parked_connections{"):
+			_, err = fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+			parked += v
+		case strings.HasPrefix(line, "archway_parking_memory_releases_total "):
+			_, err = fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+			releases = v
+		}
+	}
+	return parked, releases, err
 }

@@ -209,7 +209,7 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 }
 
 func contendersOf(m map[string]map[string]stats.Summary) []string {
-	order := []string{stats.Archway, stats.ArchwayTraced, stats.ArchwayBefore, stats.ArchwayNoLimit, stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy}
+	order := []string{stats.Archway, stats.ArchwayTraced, stats.ArchwayBefore, stats.ArchwayPark, stats.ArchwayNoLimit, stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy}
 	var out []string
 	for _, c := range order {
 		if _, ok := m[c]; ok {

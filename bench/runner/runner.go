@@ -46,8 +46,14 @@ type Config struct {
 	// Before is another gateway binary (a build of an earlier commit) run as the contender
 	// "archway-before" beside "archway", alternating with it, for before/after figures.
 	Before string
-	Log    io.Writer
+	// Park runs the same gateway with server.idle_park_after set (ParkAfter) as the contender
+	// "archway-park" beside "archway", for parking's cost and savings.
+	Park bool
+	Log  io.Writer
 }
+
+// ParkAfter is archway-park's server.idle_park_after.
+const ParkAfter = "1s"
 
 // placement is where the proxy and the load run.
 type placement struct {
@@ -276,6 +282,14 @@ func Run(ctx context.Context, cfg Config) error {
 					}
 				}
 			}
+			if cfg.Park {
+				for _, c := range s.contenders {
+					if c.label == stats.Archway {
+						s.contenders = append(s.contenders, contender{stats.ArchwayPark, stats.ArchwayPark, c.path})
+						break
+					}
+				}
+			}
 			todo = append(todo, s)
 		}
 	}
@@ -366,7 +380,7 @@ func raiseFileLimit() {
 }
 
 func (r *Runner) runPlacement(ctx context.Context, pl placement, todo []*scenario) error {
-	names := []string{stats.Archway, "admin", stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy, "caddy-admin", "up1", "up2", "pprof", stats.ArchwayBefore, "admin-before",
+	names := []string{stats.Archway, "admin", stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy, "caddy-admin", "up1", "up2", "pprof", stats.ArchwayBefore, "admin-before", stats.ArchwayPark, "admin-park",
 		stats.ArchwayTraced, "admin-traced", "jaeger-otlp-http", "jaeger-otlp-grpc", "jaeger-query", "jaeger-query-grpc"}
 	ports, err := freePorts(len(names))
 	if err != nil {
@@ -859,6 +873,14 @@ func (r *Runner) holdIdle(pl placement, px *proxyProc, c contender, d time.Durat
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "READY") {
 		return nil, fmt.Errorf("idle connections: %q %v %s", line, err, stderr.String())
+	}
+	if c.label == stats.ArchwayPark {
+		// Measured once every connection is parked and the memory they gave back has been
+		// returned to the OS (archway_parking_memory_releases_total), as it is on a gateway
+		// whose connections have gone quiet.
+		if err := waitParked(px.admin, n, 90*time.Second); err != nil {
+			return nil, err
+		}
 	}
 	time.Sleep(min(d, 2*time.Second)) // let the proxy settle with the connections open
 	pss := float64(pssKiB(pid)) / 1024

@@ -206,6 +206,7 @@ const (
 	NginxAuto      = "nginx-auto"
 	ArchwayNoLimit = "archway-no-limit"
 	ArchwayBefore  = "archway-before" // an earlier build, for before/after figures
+	ArchwayPark    = "archway-park"   // the same build with server.idle_park_after (-park)
 	// ArchwayTraced is the same build with tracing on (server.tracing, every request sampled,
 	// OTLP to a real collector), beside Archway with tracing off.
 	ArchwayTraced = "archway-traced"

@@ -49,6 +49,11 @@ type Entry struct {
 	TraceID [16]byte
 	SpanID  [8]byte
 	Traced  bool
+
+	// GRPCStatus is the gRPC status the gateway answered a gRPC call with itself (Status is
+	// 200 then), written as grpc_status when HasGRPCStatus.
+	GRPCStatus    int
+	HasGRPCStatus bool
 }
 
 // Defaults of Options, the same as access_log.buffer and access_log.flush in routes.yaml.

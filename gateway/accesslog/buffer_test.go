@@ -33,6 +33,8 @@ func TestLineMatchesSlog(t *testing.T) {
 			UserAgent: []byte("bad\xc3 utf8 \u2028 \u2029 é 日本"), Referer: []byte("\x7f"), Status: 502,
 			Duration: 3 * time.Second, Err: errors.New(`upstream "products" refused`)},
 		"zero": {},
+		"grpc error": {Method: []byte("POST"), Path: []byte("/grpc.testing.TestService/UnaryCall"), Status: 200,
+			Protocol: "HTTP/2", GRPCStatus: 14, HasGRPCStatus: true, Err: errors.New("no target available")},
 		"zone": {ClientIP: netip.MustParseAddr("fe80::1%eth\"0"), Duration: time.Hour + 1},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -70,6 +72,9 @@ func slogLine(w io.Writer, e *Entry, now time.Time) {
 		slog.String("user_agent", string(e.UserAgent)),
 		slog.String("referer", string(e.Referer)),
 		slog.String("protocol", e.Protocol),
+	}
+	if e.HasGRPCStatus {
+		attrs = append(attrs, slog.Int("grpc_status", e.GRPCStatus))
 	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))

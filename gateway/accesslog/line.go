@@ -47,6 +47,10 @@ func appendLine(b []byte, e *Entry, now time.Time) []byte {
 	b = appendString(b, e.Referer)
 	b = append(b, `,"protocol":`...)
 	b = appendString(b, e.Protocol)
+	if e.HasGRPCStatus {
+		b = append(b, `,"grpc_status":`...)
+		b = strconv.AppendInt(b, int64(e.GRPCStatus), 10)
+	}
 	if e.Traced {
 		b = append(b, `,"trace_id":"`...)
 		b = appendHex(b, e.TraceID[:])

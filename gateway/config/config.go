@@ -66,6 +66,8 @@ type Server struct {
 	// MaxConnections and MaxConnectionsPerIP cap client connections (see connections.go).
 	MaxConnections      int `yaml:"max_connections"`
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// IdleParkAfter parks idle keep-alive connections (see park.go); 0 is off.
+	IdleParkAfter Duration `yaml:"idle_park_after,omitempty"`
 	// Listeners replaces Listen with any number of listeners, plain or TLS (see listeners.go).
 	Listeners []Listener `yaml:"listeners,omitempty"`
 	// HTTP2 is the HTTP/2 settings of every listener speaking it (see http2.go).

@@ -38,6 +38,7 @@ func (c *Config) validate(errs *ErrorList) {
 	v := &validator{c: c, errs: errs}
 	v.server()
 	v.connections()
+	v.parking()
 	v.listeners()
 	v.http2()
 	v.admin()

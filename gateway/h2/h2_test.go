@@ -30,6 +30,12 @@ var testSettings = Settings{
 // fasthttp, as the gateway does. It returns the address and the HTTP/2 server.
 func serveH2C(t *testing.T, handler fasthttp.RequestHandler) (string, *Server) {
 	t.Helper()
+	return serveH2CWith(t, testSettings, handler)
+}
+
+// serveH2CWith is serveH2C with the HTTP/2 settings s.
+func serveH2CWith(t *testing.T, s Settings, handler fasthttp.RequestHandler) (string, *Server) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +48,7 @@ func serveH2C(t *testing.T, handler fasthttp.RequestHandler) (string, *Server) {
 		}
 		ctx.SetStatusCode(fasthttp.StatusBadRequest)
 	}
-	srv := NewServer(testSettings, Handler{Serve: handler, ParseError: parseErr, Logger: quiet{}})
+	srv := NewServer(s, Handler{Serve: handler, ParseError: parseErr, Logger: quiet{}})
 	fast := &fasthttp.Server{Handler: handler, Logger: quiet{}}
 	d := NewDemux(ln, srv, false, func() time.Duration { return 5 * time.Second })
 	served := make(chan struct{})

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -220,7 +221,7 @@ func TestContinuationFloodClosesTheConnection(t *testing.T) {
 func TestMaxConcurrentStreamsRefusesTheNext(t *testing.T) {
 	var started atomic.Int64
 	handler, _ := blockingHandler(t, &started)
-	addr, _ := serveH2C(t, handler)
+	addr, srv := serveH2C(t, handler)
 	c := dialRaw(t, addr)
 	n := c.settings[http2.SettingMaxConcurrentStreams]
 	for i := uint32(0); i <= n; i++ {
@@ -233,6 +234,52 @@ func TestMaxConcurrentStreamsRefusesTheNext(t *testing.T) {
 	rst := f.(*http2.RSTStreamFrame)
 	if rst.StreamID != 2*n+1 || (rst.ErrCode != http2.ErrCodeRefusedStream && rst.ErrCode != http2.ErrCodeProtocol) {
 		t.Fatalf("RST_STREAM on %d with %v, want stream %d refused", rst.StreamID, rst.ErrCode, 2*n+1)
+	}
+	// Counted before the RST_STREAM was written.
+	if got := srv.Streams(StreamRefused); got != 1 {
+		t.Fatalf("%d streams counted refused, want 1", got)
+	}
+}
+
+// TestStreamOutcomesAreCounted: a stream answered is counted completed (before its response
+// leaves); one the client resets while its handler runs is counted reset.
+func TestStreamOutcomesAreCounted(t *testing.T) {
+	var started atomic.Int64
+	handler, release, first := blockingHandlerSignalling(t, &started)
+	addr, srv := serveH2C(t, handler)
+	c := dialRaw(t, addr)
+	c.open(1, "/now", true)
+	if _, err := c.readUntil(func(f http2.Frame) bool {
+		return f.Header().StreamID == 1 && f.Header().Flags.Has(http2.FlagDataEndStream)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Streams(StreamCompleted); got != 1 {
+		t.Fatalf("%d streams completed, want 1", got)
+	}
+
+	c.open(3, "/block", true)
+	<-first
+	if err := c.fr.WriteRSTStream(3, http2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	// The connection's loop handles frames in order: once the PING is answered, the reset
+	// has cancelled the stream.
+	if err := c.fr.WritePing(false, [8]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.readUntil(func(f http2.Frame) bool { p, ok := f.(*http2.PingFrame); return ok && p.IsAck() }); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	// The handler returns on its own goroutine; the bound only ends a test that would hang.
+	for deadline := time.Now().Add(30 * time.Second); srv.Streams(StreamReset) == 0; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reset stream was not counted reset (completed %d)", srv.Streams(StreamCompleted))
+		}
+	}
+	if got := [3]uint64{srv.Streams(StreamCompleted), srv.Streams(StreamReset), srv.Streams(StreamRefused)}; got != [3]uint64{1, 1, 0} {
+		t.Fatalf("completed, reset, refused: %v, want [1 1 0]", got)
 	}
 }
 
@@ -309,5 +356,67 @@ func TestGracefulGoAway(t *testing.T) {
 				t.Fatalf("new connection after reload: SETTINGS_MAX_CONCURRENT_STREAMS %d", c2.settings[http2.SettingMaxConcurrentStreams])
 			}
 		})
+	}
+}
+
+// TestRequestBodyReadTimeout: a stream whose body stops arriving fails its read after
+// read_timeout (the gateway answers 408), while a GET on the same connection, whole with its
+// HEADERS, is served as usual: the timer is armed for bodies only.
+func TestRequestBodyReadTimeout(t *testing.T) {
+	s := testSettings
+	s.ReadTimeout = 200 * time.Millisecond
+	readErr := make(chan error, 1)
+	addr, _ := serveH2CWith(t, s, func(ctx *fasthttp.RequestCtx) {
+		if ctx.IsGet() {
+			ctx.SetBodyString("ok")
+			return
+		}
+		_, err := io.ReadAll(ctx.RequestBodyStream())
+		readErr <- err
+		ctx.SetStatusCode(fasthttp.StatusRequestTimeout)
+	})
+	c := dialRaw(t, addr)
+	c.hbuf.Reset()
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "test"}, {":path", "/upload"}} {
+		_ = c.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.hbuf.Bytes(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.fr.WriteData(1, false, []byte("the first part of a body that never ends")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("reading the stalled body: %v, want a deadline error", err)
+		}
+	case <-time.After(30 * time.Second): // a bound on a hang, far above the timeout
+		t.Fatal("reading a stalled body never failed")
+	}
+	c.open(3, "/get", true)
+	dec := hpack.NewDecoder(4096, nil) // every HEADERS frame, in order: they share its table
+	status := ""
+	_, err := c.readUntil(func(f http2.Frame) bool {
+		h, ok := f.(*http2.HeadersFrame)
+		if !ok {
+			return false
+		}
+		fields, err := dec.DecodeFull(h.HeaderBlockFragment())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.StreamID != 3 {
+			return false
+		}
+		for _, hf := range fields {
+			if hf.Name == ":status" {
+				status = hf.Value
+			}
+		}
+		return true
+	})
+	if err != nil || status != "200" {
+		t.Fatalf("the GET after the timeout: status %q, %v", status, err)
 	}
 }

@@ -57,6 +57,7 @@ type Server struct {
 	closing  bool
 	drained  chan struct{} // closed when closing and conns is empty
 	accepted atomic.Uint64
+	streams  [NumStreamOutcomes]atomic.Uint64
 }
 
 // generation is one set of settings and the x/net/http2 server built from them. base carries
@@ -71,13 +72,15 @@ type generation struct {
 // NewServer returns a server serving streams with h.
 func NewServer(s Settings, h Handler) *Server {
 	srv := &Server{handler: h, conns: map[net.Conn]struct{}{}, drained: make(chan struct{})}
-	srv.gen.Store(newGeneration(s, h.Logger))
+	srv.gen.Store(newGeneration(s, h.Logger, srv.countError))
 	return srv
 }
 
-func newGeneration(s Settings, logger fasthttp.Logger) *generation {
+func newGeneration(s Settings, logger fasthttp.Logger, countError func(string)) *generation {
 	base := &http.Server{
-		ReadTimeout:    s.ReadTimeout,
+		// No ReadTimeout here: x/net/http2 would arm a timer and clear the connection's read
+		// deadline for every stream, a GET's too, whose request is whole with its HEADERS. The
+		// bridge arms the same timer only for a stream with a body (connHandler.ServeHTTP).
 		WriteTimeout:   s.WriteTimeout,
 		IdleTimeout:    s.IdleTimeout,
 		MaxHeaderBytes: s.MaxHeaderListBytes,
@@ -94,6 +97,12 @@ func newGeneration(s Settings, logger fasthttp.Logger) *generation {
 		// A client that stops reading stalls its connection's writes; without a bound it would
 		// hold the connection and every stream on it forever.
 		WriteByteTimeout: s.WriteTimeout,
+		// Responses are sent in the order they are ready, as nginx does. x/net's default (here
+		// round-robin over the streams, or RFC 9218 priorities where clients may set them)
+		// costs the connection's loop work on every frame, which a proxy of small responses
+		// has no use for.
+		NewWriteScheduler: func() http2.WriteScheduler { return http2.NewRandomWriteScheduler() },
+		CountError:        countError,
 	}
 	// ConfigureServer links the two: base.Shutdown sends GOAWAY to h2's connections. It only
 	// fails for TLS settings the gateway does not let base have.
@@ -110,7 +119,7 @@ func (srv *Server) Store(s Settings) {
 	if old.settings == s {
 		return
 	}
-	srv.gen.Store(newGeneration(s, srv.handler.Logger))
+	srv.gen.Store(newGeneration(s, srv.handler.Logger, srv.countError))
 	// No listener or connection is registered with base itself, so Shutdown returns once the
 	// GOAWAYs are queued; the connections then end when their last stream does.
 	_ = old.base.Shutdown(context.Background())
@@ -135,7 +144,8 @@ func (srv *Server) ServeConn(c net.Conn) {
 	g := srv.gen.Load()
 	g.h2.ServeConn(c, &http2.ServeConnOpts{
 		BaseConfig: g.base,
-		Handler:    &connHandler{srv: srv, conn: c, maxHead: g.settings.MaxHeaderListBytes},
+		Handler: &connHandler{srv: srv, conn: c, maxHead: g.settings.MaxHeaderListBytes,
+			readTimeout: g.settings.ReadTimeout},
 	})
 	_ = c.Close()
 }

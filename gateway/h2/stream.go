@@ -7,7 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/valyala/fasthttp"
@@ -19,7 +22,12 @@ type connHandler struct {
 	srv     *Server
 	conn    net.Conn
 	maxHead int
+	// readTimeout bounds the reading of a request body (server.http2.read_timeout).
+	readTimeout time.Duration
 }
+
+// readDeadliner is x/net/http2's ResponseWriter setting its stream's read deadline.
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
 
 // stream is the per-stream state, pooled: the fasthttp request context the gateway's handler
 // serves, the connection it sees, and the buffers that rebuild the request head.
@@ -31,6 +39,15 @@ type stream struct {
 	br   *bufio.Reader
 	buf  []byte
 	body bodyReader
+	// vals and fields gather the response's fields before they become the head's strings.
+	vals   []byte
+	fields []field
+}
+
+// field is one response field: its name and where its value is in stream.vals.
+type field struct {
+	name       string
+	start, end int
 }
 
 // bodyReader hides the request body's Close from fasthttp.
@@ -46,7 +63,8 @@ var streamPool = sync.Pool{New: func() any { return &stream{buf: make([]byte, 32
 // to label the request HTTP/2 and to send interim responses as HEADERS frames.
 type StreamConn struct {
 	net.Conn
-	w http.ResponseWriter
+	w       http.ResponseWriter
+	trailer http.Header
 }
 
 // errStreamConn is returned to anything that tries to use a stream's connection as a byte
@@ -56,6 +74,11 @@ var errStreamConn = errors.New("h2: the connection carries HTTP/2 frames; use th
 func (c *StreamConn) Read([]byte) (int, error)  { return 0, errStreamConn }
 func (c *StreamConn) Write([]byte) (int, error) { return 0, errStreamConn }
 func (c *StreamConn) Close() error              { return nil }
+
+// RequestTrailer is the request's trailer section: the names the client declared, their values
+// filled in once the request body has been read to its end (nil when none was declared). The
+// HTTP/2 upstream transport sends it on after the body it streams from the same stream.
+func (c *StreamConn) RequestTrailer() http.Header { return c.trailer }
 
 // NetConn is the client's connection, for code that looks through wrappers for TLS state.
 func (c *StreamConn) NetConn() net.Conn { return c.Conn }
@@ -95,9 +118,10 @@ func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.body.r = nil
 		st.head = st.head[:0]
 		st.rd.Reset(nil)
+		st.vals, st.fields = st.vals[:0], st.fields[:0]
 		streamPool.Put(st)
 	}()
-	st.conn = StreamConn{Conn: h.conn, w: w}
+	st.conn = StreamConn{Conn: h.conn, w: w, trailer: r.Trailer}
 	ctx := &st.ctx
 	ctx.Init2(&st.conn, h.srv.handler.Logger, true)
 
@@ -105,6 +129,11 @@ func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.srv.handler.ParseError(ctx, err)
 	} else {
 		if hasBody(r) {
+			if d, ok := w.(readDeadliner); ok && h.readTimeout > 0 {
+				// The body must arrive within read_timeout of the stream's start, as with
+				// http.Server.ReadTimeout; reads after it fail and the request gets 408.
+				_ = d.SetReadDeadline(ctx.Time().Add(h.readTimeout))
+			}
 			// Behind a reader without Close: fasthttp closes a request's stream whenever the
 			// body is replaced (the gateway reads small bodies whole), and x/net/http2 closes
 			// the stream's body itself when the handler returns. Its own allocation, not the
@@ -114,7 +143,11 @@ func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.srv.handler.Serve(ctx)
 	}
-	writeResponse(w, r, &ctx.Response, st.buf)
+	outcome := StreamCompleted
+	if err := writeResponse(w, r, &ctx.Response, st); err != nil || r.Context().Err() != nil {
+		outcome = StreamReset // x/net cancels the stream's context when it is reset or its connection ends
+	}
+	h.srv.streams[outcome].Add(1)
 }
 
 // hasBody reports whether the request has a body to read: a declared length above 0, or none
@@ -165,8 +198,10 @@ func (st *stream) readHead(r *http.Request, maxHead int) error {
 
 // writeResponse writes resp to the stream: status, fields without the connection-specific ones,
 // the body (a streamed body is copied as it arrives and flushed whenever the producer pauses),
-// then the trailer fields.
-func writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Response, buf []byte) {
+// then the trailer fields, and returns why writing failed. A complete body is written without
+// a flush: x/net/http2 sends the head, the body and END_STREAM together when the handler
+// returns.
+func writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Response, st *stream) error {
 	hdr := w.Header()
 	code := resp.StatusCode()
 	noBody := r.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || (code >= 100 && code < 200)
@@ -175,36 +210,22 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Respon
 	if stream == nil && !noBody {
 		body = resp.Body()
 	}
-	hasType := false
-	for k, v := range resp.Header.All() {
-		switch {
-		case connectionSpecific(k), protocol.EqualFold(k, "trailer"):
-			continue
-		case protocol.EqualFold(k, "content-length"):
-			continue // set below from the body that is written
-		case protocol.EqualFold(k, "content-type"):
-			hasType = true
-		}
-		name := string(k)
-		hdr[name] = append(hdr[name], string(v))
-	}
-	if !hasType {
-		hdr["Content-Type"] = nil // no sniffed type: the upstream sent none
-	}
+	clen := -1
 	switch {
 	case stream == nil && !noBody:
-		hdr["Content-Length"] = []string{itoa(len(body))}
+		clen = len(body)
 	case r.Method == http.MethodHead || stream != nil:
 		if cl := resp.Header.ContentLength(); cl >= 0 && code != http.StatusNoContent && code != http.StatusNotModified {
-			hdr["Content-Length"] = []string{itoa(cl)}
+			clen = cl
 		}
 	}
+	setHead(hdr, &resp.Header, clen, st, time.Now())
 	w.WriteHeader(code)
 
 	var werr error
 	if stream != nil {
 		if !noBody {
-			werr = copyFlushing(w, stream, buf)
+			werr = copyFlushing(w, stream, st.buf, int64(clen))
 		}
 		if werr == nil {
 			// The stream has reached its end: an upstream's trailer fields are read by now,
@@ -212,7 +233,7 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Respon
 			writeTrailers(hdr, &resp.Header)
 		}
 		closeStream(resp, werr)
-		return
+		return werr
 	}
 	if len(body) > 0 {
 		_, werr = w.Write(body)
@@ -220,20 +241,121 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Respon
 	if werr == nil {
 		writeTrailers(hdr, &resp.Header)
 	}
+	return werr
+}
+
+// setHead fills the stream's response fields from h, with Content-Length clen (none when
+// negative) and the gateway's Date, as fasthttp writes both over HTTP/1.1.
+//
+// x/net/http2 reads the map after the handler has returned (the head goes out with the body
+// when the handler ends), so nothing in it may point into the pooled stream: the values are
+// gathered in st.vals and copied into one string, every field's []string is a slice of one
+// array, and common names are constants. That is two allocations for the whole head, not two
+// per field.
+func setHead(hdr http.Header, h *fasthttp.ResponseHeader, clen int, st *stream, now time.Time) {
+	vals, fields := st.vals[:0], st.fields[:0]
+	hasType := false
+	for k, v := range h.All() {
+		switch {
+		case connectionSpecific(k), protocol.EqualFold(k, "trailer"):
+			continue
+		case protocol.EqualFold(k, "content-length"), protocol.EqualFold(k, "date"):
+			continue // set below
+		case protocol.EqualFold(k, "content-type"):
+			hasType = true
+		}
+		start := len(vals)
+		vals = append(vals, v...)
+		fields = append(fields, field{name: fieldName(k), start: start, end: len(vals)})
+	}
+	if clen >= 0 {
+		start := len(vals)
+		vals = strconv.AppendInt(vals, int64(clen), 10)
+		fields = append(fields, field{name: "Content-Length", start: start, end: len(vals)})
+	}
+	all := string(vals)
+	slots := make([]string, len(fields))
+	for i, f := range fields {
+		slots[i] = all[f.start:f.end]
+		if prev := hdr[f.name]; len(prev) > 0 {
+			hdr[f.name] = append(prev, slots[i]) // a repeated field (Set-Cookie)
+			continue
+		}
+		hdr[f.name] = slots[i : i+1 : i+1]
+	}
+	if !hasType {
+		hdr["Content-Type"] = nil // no sniffed type: the upstream sent none
+	}
+	hdr["Date"] = httpDate(now)
+	st.vals, st.fields = vals[:0], fields[:0]
+}
+
+// commonFields are the names of response fields seen on most responses, as fasthttp spells them
+// (normalised), so that naming them in the head costs no allocation. x/net/http2 lowercases
+// names when it encodes them.
+var commonFields = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{
+		"Accept-Ranges", "Access-Control-Allow-Credentials", "Access-Control-Allow-Headers",
+		"Access-Control-Allow-Methods", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers",
+		"Access-Control-Max-Age", "Age", "Allow", "Alt-Svc", "Cache-Control", "Content-Disposition",
+		"Content-Encoding", "Content-Language", "Content-Range", "Content-Security-Policy",
+		"Content-Type", "Etag", "Expires", "Grpc-Encoding", "Grpc-Message", "Grpc-Status", "Last-Modified",
+		"Link", "Location", "Ratelimit-Limit", "Ratelimit-Policy", "Ratelimit-Remaining", "Ratelimit-Reset",
+		"Referrer-Policy", "Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security", "Vary",
+		"Www-Authenticate", "X-Cache", "X-Content-Type-Options", "X-Frame-Options", "X-Request-Id",
+		"X-Xss-Protection",
+	} {
+		m[n] = n
+	}
+	return m
+}()
+
+// fieldName is k as a string: a constant for a common name, a copy otherwise.
+func fieldName(k []byte) string {
+	if n, ok := commonFields[string(k)]; ok {
+		return n
+	}
+	return string(k)
+}
+
+// dateCache is the Date field of the current second, shared by every stream: x/net/http2
+// would otherwise format one per response, and over HTTP/1.1 fasthttp sends its own too.
+type dateCache struct {
+	unix  int64
+	value []string // len 1, cap 1: an append by anyone copies it
+}
+
+var lastDate atomic.Pointer[dateCache]
+
+// httpDate is the Date field for now, formatted once a second.
+func httpDate(now time.Time) []string {
+	sec := now.Unix()
+	if d := lastDate.Load(); d != nil && d.unix == sec {
+		return d.value
+	}
+	d := &dateCache{unix: sec, value: []string{now.UTC().Format(http.TimeFormat)}}
+	lastDate.Store(d)
+	return d.value
 }
 
 // copyFlushing copies a streamed body to the stream. A read that fills the buffer means more is
 // waiting: it is written without a flush, so large bodies go out in full frames; a short read
 // means the producer paused (an event stream, a slow upstream), so what it gave is flushed now.
-func copyFlushing(w http.ResponseWriter, src io.Reader, buf []byte) error {
+//
+// Once a body of declared length clen is complete nothing is flushed: the handler's end sends
+// what is left with END_STREAM, one frame fewer and one wake-up of the connection's writer less.
+func copyFlushing(w http.ResponseWriter, src io.Reader, buf []byte, clen int64) error {
 	f, _ := w.(http.Flusher)
+	var sent int64
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return werr
 			}
-			if n < len(buf) && f != nil {
+			sent += int64(n)
+			if n < len(buf) && f != nil && sent != clen {
 				f.Flush()
 			}
 		}
@@ -296,18 +418,4 @@ func connectionSpecific(k []byte) bool {
 		return protocol.EqualFold(k, "transfer-encoding")
 	}
 	return false
-}
-
-func itoa(n int) string {
-	var b [20]byte
-	i := len(b)
-	if n == 0 {
-		return "0"
-	}
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
 }

@@ -41,6 +41,9 @@ type RouteStats struct {
 	upstream prometheus.Histogram
 	// exemplars limits how often the duration histogram's buckets take exemplars (exemplar.go).
 	exemplars exemplarClock
+
+	// grpcErrors counts gRPC calls the gateway answered itself, by gRPC status (grpc.go).
+	grpcErrors [numGRPCCodes]atomic.Uint64
 }
 
 // Record counts one finished request that arrived over wire. method is an index into Methods
@@ -168,6 +171,7 @@ func (r *Registry) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descBytesIn, prometheus.CounterValue, float64(s.bytesIn.Load()), s.Name)
 		ch <- prometheus.MustNewConstMetric(descBytesOut, prometheus.CounterValue, float64(s.bytesOut.Load()), s.Name)
+		s.collectGRPC(ch)
 		s.duration.Collect(ch)
 		s.upstream.Collect(ch)
 	}

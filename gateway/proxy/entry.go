@@ -277,6 +277,9 @@ func (e *Entry) finish(x *Exchange) {
 	} else {
 		stats.Record(x.Wire, x.Method, code, elapsed, x.UpstreamDuration, in, out)
 	}
+	if x.GRPCAnswered {
+		stats.RecordGRPCError(x.GRPCStatus)
+	}
 
 	if s.AccessLog != nil {
 		logRequest(s.AccessLog, x, code, elapsed, in, out)
@@ -311,6 +314,7 @@ func logRequest(l *accesslog.Logger, x *Exchange, code int, elapsed time.Duratio
 		Query: x.Query, Status: code, BytesIn: in, BytesOut: out, Duration: elapsed,
 		UpstreamTime: x.UpstreamDuration, Attempts: x.Attempts, UserAgent: hdr.UserAgent(),
 		Referer: hdr.Referer(), Err: x.Err, Protocol: x.Wire.String(),
+		GRPCStatus: x.GRPCStatus, HasGRPCStatus: x.GRPCAnswered,
 	}
 	if x.Route != nil {
 		e.Route = x.Route.Name

@@ -167,7 +167,8 @@ func WriteError(x *Exchange, err error) {
 	x.Err = err
 	code, closeConn := Status(err)
 	if isGRPC(&x.Ctx.Request.Header) {
-		writeGRPCError(&x.Ctx.Response, GRPCCode(code, err), message(code, err), closeConn)
+		x.GRPCStatus, x.GRPCAnswered = GRPCCode(code, err), true
+		writeGRPCError(&x.Ctx.Response, x.GRPCStatus, message(code, err), closeConn)
 		return
 	}
 	writeErrorResponse(x.Ctx, code, message(code, err), x.RequestID, closeConn)

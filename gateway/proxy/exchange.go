@@ -60,6 +60,11 @@ type Exchange struct {
 	UpstreamDuration time.Duration
 	// Err is the error that produced the response, for the access log.
 	Err error
+	// GRPCStatus is the gRPC status the gateway answered a gRPC call with itself (WriteError:
+	// HTTP 200, the status in the head), when GRPCAnswered: the access log and
+	// archway_grpc_errors_total record it, since the HTTP status alone says 200.
+	GRPCStatus   int
+	GRPCAnswered bool
 	// Wire is the protocol the request arrived in (HTTP/2 streams come through package h2).
 	Wire protocol.Wire
 

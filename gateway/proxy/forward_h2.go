@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"math"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -36,6 +37,9 @@ func (f *Forwarder) serveH2(x *Exchange, up *upstream.Upstream, raw []byte) {
 		if x.Wire == protocol.WireHTTP2 {
 			b := &h2ClientBody{r: stream, left: x.Snapshot.MaxBodyBytes}
 			h.Body, h.ClientBody = b, b
+			if tc, ok := ctx.Conn().(requestTrailers); ok {
+				h.Trailer = tc.RequestTrailer()
+			}
 		} else {
 			// An HTTP/2 stream's body is its own and may be read while the response streams;
 			// an HTTP/1.1 connection reads its next request from where this body ends, so
@@ -109,6 +113,12 @@ func (f *Forwarder) serveH2(x *Exchange, up *upstream.Upstream, raw []byte) {
 		WriteError(x, err)
 		return
 	}
+}
+
+// requestTrailers is an HTTP/2 client stream's connection (package h2): the trailer section the
+// client declared, filled in when its body ends.
+type requestTrailers interface {
+	RequestTrailer() http.Header
 }
 
 // h2ClientBody streams a client's request body to an HTTP/2 upstream, failing once it

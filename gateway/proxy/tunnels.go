@@ -3,10 +3,12 @@ package proxy
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/upstream"
 	"github.com/archway-gateway/archway/gateway/websocket"
+	"github.com/valyala/fasthttp"
 )
 
 // Tunnels tracks the open WebSocket tunnels so a reload or a shutdown can end them properly.
@@ -20,6 +22,20 @@ type Tunnels struct {
 	// keep reports whether the live configuration still routes a tunnel (see Reconcile). A
 	// tunnel registering after a reload checks it itself, so a reload can never miss it.
 	keep func(route string, target *upstream.Target) bool
+	// keepsHijacked: the servers leave hijacked connections open (KeepHijackedConns), so a
+	// tunnel runs on its own goroutines after its hijack handler returned.
+	keepsHijacked atomic.Bool
+}
+
+// KeepHijackedConns makes s leave a hijacked connection open when its handler returns, and
+// the tunnels then outlive their hijack handler: the handler hands both connections to the
+// tunnel's two goroutines and returns, and fasthttp frees the upgrade request's state (its
+// RequestCtx and read buffer, 16 KiB with the default max_header_bytes) at once instead of
+// holding it for the tunnel's life. The tunnel closes the connections itself. Call it for every
+// server whose handler serves upgrades, before it serves.
+func (ts *Tunnels) KeepHijackedConns(s *fasthttp.Server) {
+	s.KeepHijackedConns = true
+	ts.keepsHijacked.Store(true)
 }
 
 // SetKeep installs the predicate that says whether the live configuration still routes a
@@ -121,6 +137,20 @@ func (ts *Tunnels) ShutdownAll(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// SocketReaders is the number of open tunnels that wait on both sockets' descriptors (see
+// websocket.Tunnel.ReadsSockets): what the listener's connection wrappers allow.
+func (ts *Tunnels) SocketReaders() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	n := 0
+	for o := range ts.open {
+		if o.tunnel.ReadsSockets() {
+			n++
+		}
+	}
+	return n
 }
 
 // Counts returns the open and total tunnels by route.

@@ -3,7 +3,9 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/protocol"
@@ -124,21 +126,87 @@ func (f *Forwarder) serveUpgrade(x *Exchange, raw []byte) {
 	head := upgradeHead(resp, x.RequestID)
 	upgraded = true
 	tunnels, routeName, policy := x.Snapshot.Tunnels, r.Name, r.WebSocket
+	upstreamEnd := websocket.End{Conn: conn, Pending: takeBuffered(br)}
 	ctx.HijackSetNoResponse(true)
-	ctx.Hijack(func(client net.Conn) {
-		defer t.TunnelClosed()
+	ctx.Hijack(func(hijacked net.Conn) {
+		client, pending := detachClient(hijacked)
 		// Registered before the client learns of the upgrade, so a reload that follows cannot
 		// miss it.
-		tun := websocket.New(client, client, conn, br, policy.Limits)
+		tun := websocket.New(websocket.End{Conn: client, Pending: pending}, upstreamEnd, policy.Limits)
 		o := tunnels.add(routeName, t, tun, policy.CloseGrace)
-		defer tunnels.remove(o)
+		closed := func(websocket.Stats) {
+			tunnels.remove(o)
+			t.TunnelClosed()
+		}
 		_ = client.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if _, err := client.Write(head); err != nil {
-			conn.Close()
+			_ = client.Close()
+			_ = conn.Close()
+			closed(websocket.Stats{})
 			return
 		}
-		tun.Run()
+		if tunnels.keepsHijacked.Load() {
+			// The server leaves the connection open: the tunnel's own goroutines carry on, and
+			// this handler returns, so fasthttp frees the request's state now.
+			tun.Start(closed)
+			return
+		}
+		closed(tun.Run()) // the server closes the client connection when the handler returns
 	})
+}
+
+// takeBuffered copies what br read past the upstream's 101 head (frames the upstream sent at
+// once); br itself is dropped, the tunnel reads the connection.
+func takeBuffered(br *bufio.Reader) []byte {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Clone(b)
+}
+
+// drainDeadline is a read deadline long past: a read with it returns what is already buffered
+// above the socket and never waits.
+var drainDeadline = time.Unix(1, 0)
+
+// detachClient takes the client connection from fasthttp's hijack wrapper, which reads through
+// the connection's read buffer (max_header_bytes). What that buffer holds (frames sent right
+// behind the upgrade request) is read out first, with a read that cannot wait, and becomes the
+// tunnel's pending bytes; the tunnel then reads the connection itself, and the buffer goes back
+// to fasthttp with the request's state. Below the wrapper, the request-head scanner has stopped
+// at the upgrade (its held-back bytes come out in the same drain), so it is unwrapped too: the
+// tunnel then sees the socket, when nothing else wraps it, and waits on its descriptor.
+func detachClient(hijacked net.Conn) (net.Conn, []byte) {
+	u, ok := hijacked.(interface{ UnsafeConn() net.Conn })
+	if !ok {
+		return hijacked, nil
+	}
+	_ = hijacked.SetReadDeadline(drainDeadline)
+	var pending []byte
+	chunk := make([]byte, 512)
+	for {
+		n, err := hijacked.Read(chunk)
+		pending = append(pending, chunk[:n]...)
+		if err != nil || n == 0 {
+			break
+		}
+	}
+	_ = hijacked.SetReadDeadline(time.Time{})
+	c := u.UnsafeConn()
+	if pc, ok := c.(*protocol.Conn); ok {
+		c = pc.NetConn()
+	}
+	return tunnelClient{c}, pending
+}
+
+// tunnelClient is the client connection as the tunnel sees it. It has no CloseWrite, as the
+// hijack wrapper had none: an upstream that ends its side ends the tunnel, rather than
+// half-closing the client's. It passes the socket's descriptor on when the wrappers below
+// expose it.
+type tunnelClient struct{ net.Conn }
+
+func (c tunnelClient) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
 
 // upgradeHead serialises the upstream's 101 response for the client, with the request id.

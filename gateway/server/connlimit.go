@@ -1,11 +1,13 @@
 package server
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,12 +146,24 @@ func (c *limitedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// NetConn is the socket, for code that looks through wrappers (parking finds its descriptor).
+func (c *limitedConn) NetConn() net.Conn { return c.Conn }
+
 // CloseWrite passes a WebSocket tunnel's half-close on to the socket.
 func (c *limitedConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
 	return c.Conn.Close()
+}
+
+// SyscallConn lets a WebSocket tunnel wait on the socket's descriptor and read it directly
+// (limitedConn adds nothing to reads), so an idle tunnel holds no read buffer.
+func (c *limitedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
 
 // ReadFrom keeps the socket's sendfile path for static files.

@@ -15,6 +15,7 @@ import (
 	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/gateway/h2"
 	"github.com/archway-gateway/archway/gateway/listener"
+	"github.com/archway-gateway/archway/gateway/park"
 	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/proxy"
 	"github.com/archway-gateway/archway/gateway/router"
@@ -33,6 +34,8 @@ type listenerRuntime struct {
 	tls    *listener.TLS           // nil on a plain listener
 	proxy  *listener.ProxyProtocol // nil without proxy_protocol
 	h2     *h2.Server              // nil when the listener does not serve HTTP/2
+	park   *park.Listener          // nil without server.idle_park_after (park.go)
+	parker *park.Parker            // the gateway's one watcher of parked connections, with park
 }
 
 // preparedListeners are the TLS and PROXY settings of a configuration, compiled (certificate
@@ -96,9 +99,13 @@ func (g *Gateway) prepareListeners(cfg *config.Config) (*preparedListeners, erro
 
 // newListeners makes the runtime of every listener of cfg, serving through entry.
 func (g *Gateway) newListeners(cfg *config.Config, p *preparedListeners) {
+	parker := g.newParker(cfg.Server)
 	for i, l := range cfg.EffectiveListeners() {
 		rt := &listenerRuntime{name: l.Name, addr: l.Addr, stats: &listener.Stats{}}
 		rt.server = newFastServer(cfg.Server, g.entry, g.entry.ListenerHandler(i), g.logger)
+		if parker != nil {
+			parkOn(rt, parker, cfg.Server)
+		}
 		if l.TLS == nil {
 			rt.server.Handler = g.answerACMEChallenges(rt.server.Handler)
 		}
@@ -226,6 +233,10 @@ func (g *Gateway) serveOn(i int, ln net.Listener) error {
 		// HTTP/2 connections leave here for the HTTP/2 server; the rest reach fasthttp as before.
 		ln = h2.NewDemux(ln, rt.h2, rt.tls != nil, g.handshakeTimeout)
 	}
+	if rt.park != nil {
+		// Below the request head check, so a woken connection gets a fresh one (park.go).
+		ln = rt.park.Wrap(ln)
+	}
 	err := rt.server.Serve(protocol.Listener{Listener: ln})
 	if errors.Is(err, net.ErrClosed) {
 		return nil
@@ -247,6 +258,7 @@ func (g *Gateway) shutdownListeners(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
+	g.closeParker()
 	return errors.Join(append(errs, h2errs...)...)
 }
 
@@ -420,6 +432,7 @@ func (c listenerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- proxyRejectedDesc
 	ch <- acmeCertificatesDesc
 	ch <- acmeErrorsDesc
+	describeParking(ch)
 }
 
 func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -456,6 +469,7 @@ func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	note(c.g.adminTLS)
+	collectParking(ch, c.g)
 	for name, at := range expiry {
 		ch <- prometheus.MustNewConstMetric(certExpiryDesc, prometheus.GaugeValue, float64(at.Unix()), name)
 	}

@@ -133,6 +133,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g.metrics.reloadResult("start", true)
 
 	g.newListeners(cfg, prepared)
+	for _, rt := range g.listeners {
+		g.build.tunnels.KeepHijackedConns(rt.server)
+	}
 	if err := reg.Register(listenerCollector{g}); err != nil {
 		cancel()
 		return nil, err
@@ -240,7 +243,7 @@ func (g *Gateway) OpenConnections() int32 {
 			n += int32(rt.h2.OpenConnections())
 		}
 	}
-	return n
+	return n + g.parkedConnections()
 }
 
 // Reload re-reads the configuration file and applies it. source names who asked ("api",
@@ -388,6 +391,7 @@ func restartOnly(old, new *config.Config) error {
 		{"server.read_timeout", old.Server.ReadTimeout, new.Server.ReadTimeout},
 		{"server.write_timeout", old.Server.WriteTimeout, new.Server.WriteTimeout},
 		{"server.idle_timeout", old.Server.IdleTimeout, new.Server.IdleTimeout},
+		{"server.idle_park_after", old.Server.IdleParkAfter, new.Server.IdleParkAfter},
 		{"server.max_header_bytes", old.Server.MaxHeaderBytes, new.Server.MaxHeaderBytes},
 		{"admin.listen", old.Admin.Listen, new.Admin.Listen},
 		{"server.listeners", listenerShape(old), listenerShape(new)},

@@ -302,3 +302,28 @@ func TestShutdownClosesTunnelsWith1001(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 }
+
+// TestWebSocketTunnelWaitsOnItsSockets: through the listener's real connection wrappers, a
+// tunnel reads both sockets itself, so an idle one holds no read buffer (a wrapper that hid the
+// socket would make it wait in a small read instead, at more cost per message). After the
+// client leaves, the tunnel and its connections are gone.
+func TestWebSocketTunnelWaitsOnItsSockets(t *testing.T) {
+	echo := startWSEcho(t)
+	gw := startGateway(t, wsConfig(echo.Addr, ""))
+	c := dialWS(t, "ws://"+gw.Addr+"/api/ws/orders")
+	if err := c.WriteMessage(websocket.TextMessage, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := c.ReadMessage(); err != nil || string(got) != "ping" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+	tunnels := gw.Snapshot().Tunnels
+	if n := tunnels.SocketReaders(); n != 1 {
+		t.Fatalf("tunnels reading their sockets: %d, want 1", n)
+	}
+	c.Close()
+	target := gw.Snapshot().Upstreams["orders"].Targets()[0]
+	for target.Tunnels() != 0 || gw.OpenConnections() != 0 {
+		time.Sleep(5 * time.Millisecond) // until the tunnel has seen the close; the test's deadline bounds it
+	}
+}

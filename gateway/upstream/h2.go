@@ -140,6 +140,10 @@ type H2RoundTrip struct {
 	// GRPC is set for a gRPC request: the response announces the grpc-status and grpc-message
 	// trailers, and a failure after the response began ends it with them (BodyError).
 	GRPC bool
+	// Trailer, with Body, is the request's trailer section, sent after Body ends. Its values may
+	// be filled in while Body is read (a client's HTTP/2 trailers arrive after its body); the
+	// names must be there before the request is sent.
+	Trailer http.Header
 	// BodyError, when set, is called when the response body fails after the response began:
 	// it may write trailers into h describing err and report true, ending the body cleanly
 	// instead of breaking it. It must not keep h.
@@ -288,6 +292,9 @@ func newH2Request(ctx context.Context, scheme, addr string, req *fasthttp.Reques
 	switch {
 	case h.Body != nil:
 		hr.Body = newH2RequestBody(h.Body)
+		if len(h.Trailer) > 0 {
+			hr.Trailer = h.Trailer
+		}
 		hr.ContentLength = int64(req.Header.ContentLength())
 		if hr.ContentLength < 0 {
 			hr.ContentLength = -1

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/archway-gateway/archway/backends/internal/api"
 	"github.com/archway-gateway/archway/backends/internal/auth"
+	"github.com/archway-gateway/archway/internal/testenv"
 )
 
 func newKey(t testing.TB) ed25519.PrivateKey {
@@ -456,6 +458,59 @@ func TestLoadOrCreateEd25519Key(t *testing.T) {
 	_ = os.WriteFile(garbage, []byte("nope"), 0o600)
 	if _, err := auth.LoadOrCreateEd25519Key(garbage); err == nil {
 		t.Fatal("garbage key file accepted")
+	}
+}
+
+// TestInstallEd25519Key: a key made the way docs/operations.md tells (openssl genpkey) and
+// mounted group-readable, as a Kubernetes Secret volume with fsGroup is, installs with mode 0600
+// where the service loads it; a key that is not Ed25519 never replaces the installed one.
+func TestInstallEd25519Key(t *testing.T) {
+	openssl := testenv.RequireBinary(t, "openssl")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "secret", "users-ed25519.pem")
+	if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(openssl, "genpkey", "-algorithm", "ed25519", "-out", src).CombinedOutput(); err != nil {
+		t.Fatalf("openssl genpkey: %v: %s", err, out)
+	}
+	if err := os.Chmod(src, 0o440); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.LoadOrCreateEd25519Key(src); err == nil {
+		t.Fatal("the group-readable source was accepted as it is; the install step would be pointless")
+	}
+	dst := filepath.Join(dir, "keys", "users-ed25519.pem")
+	installed, err := auth.InstallEd25519Key(src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(dst)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("installed key mode = %v, %v; want 0600", st.Mode().Perm(), err)
+	}
+	loaded, err := auth.LoadOrCreateEd25519Key(dst)
+	if err != nil || !loaded.Equal(installed) {
+		t.Fatalf("load installed key: %v; want the installed key", err)
+	}
+	// A second replica installing the same Secret signs with the same key (same kid).
+	other := filepath.Join(dir, "other", "users-ed25519.pem")
+	again, err := auth.InstallEd25519Key(src, other)
+	if err != nil || auth.Thumbprint(again.Public().(ed25519.PublicKey)) != auth.Thumbprint(installed.Public().(ed25519.PublicKey)) {
+		t.Fatalf("second install: %v; want the same key id", err)
+	}
+
+	rsaKey := filepath.Join(dir, "secret", "rsa.pem")
+	if out, err := exec.Command(openssl, "genpkey", "-algorithm", "rsa", "-pkeyopt", "rsa_keygen_bits:2048", "-out", rsaKey).CombinedOutput(); err != nil {
+		t.Fatalf("openssl genpkey rsa: %v: %s", err, out)
+	}
+	for _, bad := range []string{rsaKey, filepath.Join(dir, "missing.pem")} {
+		if _, err := auth.InstallEd25519Key(bad, dst); err == nil {
+			t.Errorf("install %s: no error", filepath.Base(bad))
+		}
+	}
+	if kept, err := auth.LoadOrCreateEd25519Key(dst); err != nil || !kept.Equal(installed) {
+		t.Fatalf("after refused installs the installed key changed: %v", err)
 	}
 }
 

@@ -100,33 +100,67 @@ func createKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode key: %w", err)
 	}
+	// Linked into place, not renamed: if another process created a key meanwhile, its key wins
+	// and is used.
+	if err := writeKeyFile(path, der, os.Link); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return LoadOrCreateEd25519Key(path)
+		}
+		return nil, err
+	}
+	return key, nil
+}
+
+// InstallEd25519Key copies the Ed25519 private key at src (PKCS#8 PEM) to dst with mode 0600,
+// replacing dst. It is how replicas share one signing key where the key's source cannot have
+// mode 0600 itself: a Kubernetes Secret volume, whose files the kubelet makes group-readable for
+// the pod's fsGroup, is copied by an init container into a volume of the pod's own, where
+// LoadOrCreateEd25519Key then accepts it. src is parsed first, so a wrong key never reaches dst.
+func InstallEd25519Key(src, dst string) (ed25519.PrivateKey, error) {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return nil, fmt.Errorf("read key: %w", err)
+	}
+	key, err := ParseEd25519Key(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encode key: %w", err)
+	}
+	if err := writeKeyFile(dst, der, os.Rename); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// writeKeyFile writes der as a PEM PRIVATE KEY to a temporary file of mode 0600 beside path and
+// moves it into place with place (os.Link or os.Rename), so the key appears whole or not at all.
+// The directory is created with mode 0700 when missing.
+func writeKeyFile(path string, der []byte, place func(oldpath, newpath string) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create key directory: %w", err)
+		return fmt.Errorf("create key directory: %w", err)
 	}
-	// Write a temporary file, then link it into place: the key appears whole or not at all, and
-	// if another process created one meanwhile, its key wins and is used.
 	tmp, err := os.CreateTemp(dir, ".key-*")
 	if err != nil {
-		return nil, fmt.Errorf("create key file: %w", err)
+		return fmt.Errorf("create key file: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	if err := tmp.Chmod(0o600); err != nil {
 		tmp.Close()
-		return nil, fmt.Errorf("create key file: %w", err)
+		return fmt.Errorf("create key file: %w", err)
 	}
 	if err := pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
 		tmp.Close()
-		return nil, fmt.Errorf("write key file: %w", err)
+		return fmt.Errorf("write key file: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("write key file: %w", err)
+		return fmt.Errorf("write key file: %w", err)
 	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return LoadOrCreateEd25519Key(path)
-		}
-		return nil, fmt.Errorf("create key file: %w", err)
+	if err := place(tmp.Name(), path); err != nil {
+		return fmt.Errorf("create key file: %w", err)
 	}
-	return key, nil
+	return nil
 }

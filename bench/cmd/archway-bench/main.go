@@ -84,9 +84,10 @@ func run(args []string) error {
 	profile := fs.Bool("profile", false, "capture CPU and heap profiles of Archway in the plain and cache scenarios (and of the traced Archway in the tracing scenario)")
 	docs := fs.String("docs", "", "Markdown file whose results section is replaced (docs/benchmarks.md)")
 	before := fs.String("before", "", "a gateway binary built from an earlier commit, run as archway-before beside archway")
+	parkOn := fs.Bool("park", false, "also run the gateway with server.idle_park_after: "+runner.ParkAfter+", as archway-park beside archway")
 	_ = fs.Parse(args)
 	cfg := runner.Config{Repo: *repo, Bin: *bin, Results: *results, Runs: *runs, Duration: *dur, Warmup: *warm,
-		Placements: strings.Split(*pls, ","), Quick: *quick, Profile: *profile, Docs: *docs, Before: *before}
+		Placements: strings.Split(*pls, ","), Quick: *quick, Profile: *profile, Docs: *docs, Before: *before, Park: *parkOn}
 	if *scen != "" {
 		cfg.Scenarios = strings.Split(*scen, ",")
 	}

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
@@ -44,13 +43,15 @@ func run(configPath, pprofAddr string) error {
 		defer cancel()
 		_ = gw.Shutdown(ctx)
 	}()
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	// Every listener of the configuration, as cmd gateway serves them: the HTTP/2 scenarios
+	// profile a TLS listener (ALPN h2) or an h2c one.
+	lns, err := gw.Listen()
 	if err != nil {
 		return err
 	}
 	go func() { _ = http.ListenAndServe(pprofAddr, nil) }()
 	errc := make(chan error, 1)
-	go func() { errc <- gw.Serve(ln) }()
+	go func() { errc <- gw.ServeListeners(lns) }()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {

@@ -1,0 +1,26 @@
+package config
+
+import (
+	"runtime"
+	"time"
+)
+
+// MinIdleParkAfter is the shortest park delay: shorter, a client's ordinary pause between
+// requests would park and wake its connection, a system call or two more per request.
+const MinIdleParkAfter = Duration(100 * time.Millisecond)
+
+// parking validates server.idle_park_after: 0 is off (the default); otherwise a keep-alive
+// connection idle that long at a request boundary leaves fasthttp's serving for the gateway's
+// epoll set (gateway/park) until its next byte or the rest of idle_timeout.
+func (v *validator) parking() {
+	s := &v.c.Server
+	switch d := s.IdleParkAfter; {
+	case d == 0:
+	case runtime.GOOS != "linux":
+		v.errorf("server.idle_park_after", "parking idle connections needs Linux (an epoll set); this is %s: leave it out or 0", runtime.GOOS)
+	case d < MinIdleParkAfter:
+		v.errorf("server.idle_park_after", "must be 0 (off) or at least %s, got %s", time.Duration(MinIdleParkAfter), time.Duration(d))
+	case s.IdleTimeout > 0 && d >= s.IdleTimeout:
+		v.errorf("server.idle_park_after", "must be shorter than server.idle_timeout (%s), got %s: a connection idle that long is closed, not parked", time.Duration(s.IdleTimeout), time.Duration(d))
+	}
+}

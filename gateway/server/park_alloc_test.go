@@ -1,0 +1,121 @@
+//go:build !race
+
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+)
+
+// TestParkingRequestAllocatesNothing: with server.idle_park_after on, a request on a keep-alive
+// connection that does not park (the deadline shortened and restored, the connection state
+// followed at each request) allocates nothing, over a real socket.
+func TestParkingRequestAllocatesNothing(t *testing.T) {
+	upLn := fasthttputil.NewInmemoryListener()
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.Response.SetBodyRaw(kilobyteJSON) }}
+	go func() { _ = up.Serve(upLn) }()
+	defer func() { _ = up.Shutdown(); _ = upLn.Close() }()
+	cfg, err := config.Parse([]byte(`
+server: {idle_park_after: 10s, idle_timeout: 60s}
+admin: {listen: ""}
+access_log: {enabled: false}
+upstreams:
+  products: {targets: ["products.internal:80"]}
+routes:
+  - {name: products, match: {path_prefix: /api/products}, strip_prefix: /api, upstream: products}
+`), "alloc.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(cfg, Options{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Dial:   func(string, time.Duration) (net.Conn, error) { return upLn.Dial() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.listeners[0].park == nil {
+		t.Fatal("parking is not on")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(ln) }()
+	defer func() { _ = g.Shutdown(t.Context()) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	req := []byte(benchRequest)
+	buf := make([]byte, 64<<10)
+	size := firstResponseSize(t, c, req, buf)
+	roundTrip := func() {
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf[:size]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5000 {
+		roundTrip()
+	}
+	if !bytes.HasSuffix(buf[:size], kilobyteJSON) || !bytes.HasPrefix(buf, []byte("HTTP/1.1 200 ")) {
+		t.Fatalf("unexpected response %.300q", buf[:size])
+	}
+	if allocs := testing.AllocsPerRun(2000, roundTrip); allocs != 0 {
+		t.Fatalf("a request on a parking listener allocates %.2f times, want 0", allocs)
+	}
+	if s := g.ParkStats(); s.Parks != 0 {
+		t.Fatalf("%+v: the busy connection parked", s)
+	}
+}
+
+// firstResponseSize sends req once and returns the length of the whole response (head and
+// Content-Length body); the gateway's responses to it all have that length.
+func firstResponseSize(t *testing.T, c net.Conn, req, buf []byte) int {
+	t.Helper()
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		m, err := c.Read(buf[n:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += m
+		head, _, ok := bytes.Cut(buf[:n], []byte("\r\n\r\n"))
+		if !ok {
+			continue
+		}
+		i := bytes.Index(bytes.ToLower(head), []byte("\r\ncontent-length: "))
+		if i < 0 {
+			t.Fatalf("no Content-Length in %q", head)
+		}
+		v, _, _ := bytes.Cut(head[i+len("\r\ncontent-length: "):], []byte("\r\n"))
+		length, err := strconv.Atoi(string(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total := len(head) + 4 + length; n >= total {
+			if n != total {
+				t.Fatal(fmt.Errorf("read %d bytes, more than one response of %d", n, total))
+			}
+			return total
+		}
+	}
+}
