@@ -2,9 +2,9 @@
 # docs/benchmarks.md). Not part of `make test`: it takes the machine over for a while. The root
 # Makefile's `bench` target is the Go microbenchmarks; these compare whole proxies.
 #
-#   make bench-quick   rough answer in about 3 minutes: placement A, plain, rate limit, cache and
-#                      open-loop latency, 3 runs of 2 s, system calls per request (results in
-#                      bench/results/quick/)
+#   make bench-quick   rough answer in about 3.5 minutes: placement A, plain, rate limit, cache,
+#                      open-loop latency and tracing on against off, 3 runs of 2 s, system calls
+#                      per request (results in bench/results/quick/)
 #   make bench-nginx   every scenario, both placements, 5 runs of 5 s after a warm-up, CPU and
 #                      heap profiles; results in bench/results/, docs/benchmarks.md updated
 #                      (about 90 minutes, estimated from the scenario lengths)
@@ -39,5 +39,5 @@ bench-build:
 bench-nginx: system-deps bench-deps bench-build ## benchmark against nginx, HAProxy and Caddy: every scenario, both placements (~90 min)
 	$(BIN)/archway-bench run -repo . -bin $(BIN) -results bench/results -profile -docs docs/benchmarks.md $(BENCH_FLAGS)
 
-bench-quick: system-deps bench-deps bench-build ## rough benchmark against nginx, HAProxy and Caddy (~3 min)
+bench-quick: system-deps bench-deps bench-build ## rough benchmark against nginx, HAProxy and Caddy (~3.5 min)
 	$(BIN)/archway-bench run -repo . -bin $(BIN) -results bench/results/quick -quick $(BENCH_FLAGS)

@@ -164,10 +164,10 @@ func (t *eventTasks) expireUnpaid(ctx context.Context) {
 			expired, err := t.store.ExpirePending(ctx, time.Now().Add(-t.ttl), relayBatch)
 			t.expired.Add(float64(len(expired)))
 			for _, o := range expired {
-				t.log.Info("order expired unpaid; cancelled", "order_id", o.ID, "created_at", o.CreatedAt)
+				t.log.InfoContext(ctx, "order expired unpaid; cancelled", "order_id", o.ID, "created_at", o.CreatedAt)
 			}
 			if err != nil && ctx.Err() == nil {
-				t.log.Warn("expiring unpaid orders failed", "error", err.Error())
+				t.log.WarnContext(ctx, "expiring unpaid orders failed", "error", err.Error())
 			}
 			if err != nil || len(expired) < relayBatch {
 				break

@@ -143,9 +143,9 @@ func (f *Feed) Run(ctx context.Context) {
 			return
 		case <-prune.C:
 			if n, err := f.store.PruneEvents(ctx, time.Now().Add(-eventRetention)); err != nil {
-				f.log.Warn("pruning the order change feed failed", "error", err.Error())
+				f.log.WarnContext(ctx, "pruning the order change feed failed", "error", err.Error())
 			} else if n > 0 {
-				f.log.Debug("pruned the order change feed", "events", n)
+				f.log.DebugContext(ctx, "pruned the order change feed", "events", n)
 			}
 			continue
 		case <-tickC:
@@ -158,10 +158,10 @@ func (f *Feed) Run(ctx context.Context) {
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
 			failing = true // logged once per outage, not every interval
-			f.log.Error("reading the order change feed failed; retrying every interval", "error", err.Error())
+			f.log.ErrorContext(ctx, "reading the order change feed failed; retrying every interval", "error", err.Error())
 		case err == nil && failing:
 			failing = false
-			f.log.Info("reading the order change feed works again")
+			f.log.InfoContext(ctx, "reading the order change feed works again")
 		}
 	}
 }
@@ -179,7 +179,7 @@ func (f *Feed) poll(ctx context.Context) error {
 			if err != nil {
 				// Written by this service in the transaction of the change, so never expected;
 				// skipped rather than retried for ever.
-				f.log.Error("skipping an outbox event the feed cannot read", "outbox_id", m.id, "error", err.Error())
+				f.log.ErrorContext(ctx, "skipping an outbox event the feed cannot read", "outbox_id", m.id, "error", err.Error())
 				continue
 			}
 			events = append(events, e)

@@ -159,7 +159,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, s 
 	defer func() { stopFeed(); <-feedDone }() // before the store closes
 	stopEvents := events.start(ctx)
 	defer stopEvents() // before the store closes
-	log.Info("orders service starting", "addr", c.Addr, "engine", string(store.db.Engine()),
+	log.InfoContext(ctx, "orders service starting", "addr", c.Addr, "engine", string(store.db.Engine()),
 		"products", peerName(products), "payments", peerName(payments), "consul", c.Consul,
 		"broker", s.broker.describe())
 	return srv.ListenAndServe(ctx)

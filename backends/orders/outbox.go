@@ -288,7 +288,7 @@ func (r *Relay) Run(ctx context.Context) {
 			return
 		case <-prune.C:
 			if _, err := r.store.PruneOutbox(ctx, time.Now().Add(-outboxRetention)); err != nil {
-				r.log.Warn("pruning the outbox failed", "error", err.Error())
+				r.log.WarnContext(ctx, "pruning the outbox failed", "error", err.Error())
 			}
 			continue
 		case <-timer.C:
@@ -304,13 +304,13 @@ func (r *Relay) Run(ctx context.Context) {
 			return
 		case err != nil:
 			if !failing {
-				r.log.Error("publishing order events failed; they wait in the outbox", "error", err.Error())
+				r.log.ErrorContext(ctx, "publishing order events failed; they wait in the outbox", "error", err.Error())
 			}
 			failing = true
 			wait = min(max(wait*2, r.poll), relayBackoffMax)
 		default:
 			if failing {
-				r.log.Info("publishing order events works again")
+				r.log.InfoContext(ctx, "publishing order events works again")
 			}
 			failing, wait = false, r.poll
 			if more {

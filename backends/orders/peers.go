@@ -69,7 +69,7 @@ func ConsulPeer(ctx context.Context, addr, service string, log *slog.Logger) (Pe
 	select {
 	case <-r.Ready():
 	case <-time.After(5 * time.Second):
-		log.Warn("no instances of a peer in Consul yet", "peer", service)
+		log.WarnContext(ctx, "no instances of a peer in Consul yet", "peer", service)
 	case <-ctx.Done():
 	}
 	return resolverPeer{r}, nil

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	ev "github.com/archway-gateway/archway/backends/internal/events"
+	"github.com/archway-gateway/archway/backends/internal/telemetry"
 )
 
 // pushPublisher is the relay's publisher without a broker. Each event goes to every service that
@@ -66,6 +67,8 @@ func (p *pushPublisher) Publish(ctx context.Context, msgs []ev.Message) (int, er
 }
 
 func (p *pushPublisher) push(ctx context.Context, t pushTarget, m ev.Message) error {
+	// The push and its log lines belong to the trace of the request that caused the event.
+	ctx = telemetry.WithTraceparent(ctx, m.Traceparent)
 	r, err := t.client.do(ctx, peerCall{method: http.MethodPost, path: ev.PushPath, raw: m.Body,
 		header: map[string]string{ev.SignatureHeader: ev.Sign(t.secret, m.Body)}, idempotent: true})
 	if err != nil {
@@ -78,7 +81,7 @@ func (p *pushPublisher) push(ctx context.Context, t pushTarget, m ev.Message) er
 		// No retry can make the service take it (it says the event is malformed or of a version
 		// it does not know). Waiting would stop every later event behind it.
 		p.rejected.Inc()
-		p.log.Error("a service refused an order event for good; skipped", "service", t.client.service, "event_id", m.ID,
+		p.log.ErrorContext(ctx, "a service refused an order event for good; skipped", "service", t.client.service, "event_id", m.ID,
 			"type", string(m.Type), "order_id", m.OrderID, "error", r.errorMessage())
 		return nil
 	}

@@ -240,7 +240,7 @@ func (s *service) releaseAll(ctx context.Context, token, requestID, ref string, 
 	var errs []error
 	for _, id := range productIDs {
 		if err := s.products.Release(ctx, token, requestID, id, ref); err != nil {
-			s.log.Error("releasing reserved stock failed", "request_id", requestID, "order_ref", ref, "product_id", id,
+			s.log.ErrorContext(ctx, "releasing reserved stock failed", "request_id", requestID, "order_ref", ref, "product_id", id,
 				"error", err.Error())
 			errs = append(errs, err)
 		}

@@ -70,6 +70,6 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, st
 		Health: store.Ping,
 	})
 	(&service{store: store, verifier: verifier, provider: Simulator{}, now: time.Now}).routes(srv)
-	log.Info("payments service starting", "addr", c.Addr, "engine", string(store.db.Engine()), "provider", "simulator")
+	log.InfoContext(ctx, "payments service starting", "addr", c.Addr, "engine", string(store.db.Engine()), "provider", "simulator")
 	return srv.ListenAndServe(ctx)
 }

@@ -82,7 +82,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, br
 		return err
 	}
 	if n > 0 {
-		log.Info("seeded an empty catalog", "products", n)
+		log.InfoContext(ctx, "seeded an empty catalog", "products", n)
 	}
 	srv := server.New(server.Config{
 		Service: "products", Addr: c.Addr, Logger: log, MaxBodyBytes: c.MaxBodyBytes,
@@ -105,7 +105,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, br
 		go func() { defer close(done); consumer.Run(cctx) }()
 		defer func() { stopConsumer(); <-done }() // before the store closes
 	}
-	log.Info("products service starting", "addr", c.Addr, "engine", string(store.db.Engine()), "broker", describeBroker(broker.url), "events_push", broker.pushSecret != "")
+	log.InfoContext(ctx, "products service starting", "addr", c.Addr, "engine", string(store.db.Engine()), "broker", describeBroker(broker.url), "events_push", broker.pushSecret != "")
 	return srv.ListenAndServe(ctx)
 }
 

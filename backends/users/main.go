@@ -140,7 +140,7 @@ func serve(ctx context.Context, s *settings, stdout io.Writer) error {
 	if keys := issuer.JWKS().Keys; len(keys) > 0 {
 		keyID = keys[0].Kid
 	}
-	log.Info("users service starting", "addr", s.Addr, "engine", string(store.db.Engine()),
+	log.InfoContext(ctx, "users service starting", "addr", s.Addr, "engine", string(store.db.Engine()),
 		"alg", issuer.Algorithm(), "kid", keyID)
 	return srv.ListenAndServe(ctx)
 }

@@ -41,6 +41,8 @@ type proxyProc struct {
 	// accessLog is the file its access log lines end in (empty: the log is off).
 	accessLog string
 	sink      *logSink // HAProxy's syslog socket reader
+	// traced: Archway with tracing on, exporting to the scenario's collector.
+	traced bool
 }
 
 func (px *proxyProc) url(path string) string {
@@ -111,14 +113,25 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 	var path string
 	var args, env []string
 	switch kind {
-	case stats.Archway, stats.ArchwayBefore, stats.ArchwayPark:
+	case stats.Archway, stats.ArchwayBefore, stats.ArchwayPark, stats.ArchwayTraced:
 		px.addr = r.env["BENCH_LISTEN"]
 		px.admin = r.env["BENCH_ADMIN"]
 		path = r.bin("gateway")
-		if kind == stats.ArchwayBefore {
+		switch kind {
+		case stats.ArchwayBefore:
 			px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
 			px.admin = fmt.Sprintf("127.0.0.1:%d", r.ports["admin-before"])
 			path = r.cfg.Before
+		case stats.ArchwayTraced:
+			px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
+			px.admin = fmt.Sprintf("127.0.0.1:%d", r.ports["admin-traced"])
+			if r.jaeger == nil {
+				return nil, fmt.Errorf("%s needs the scenario's collector", kind)
+			}
+			if src, err = tracedRoutes(src, r.jaeger.otlpHTTP); err != nil {
+				return nil, err
+			}
+			px.traced = true
 		}
 		px.conf = filepath.Join(dir, "routes.yaml")
 		px.render = func(routes []byte) ([]byte, error) { return routes, nil }

@@ -181,6 +181,9 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 				"statuses of 500 or more, and a retry that failed again.\n\n")
 		case stats.ScenarioAccessLog:
 			cols = append(cols, stats.LogLines)
+		case stats.ScenarioTracing:
+			cols = append([]string{stats.CPUPerReq, stats.Rate}, slices.DeleteFunc(cols, func(c string) bool { return c == stats.CPUPerReq })...)
+			cols = append(cols, stats.SpansExported, stats.SpansDropped)
 		case stats.ScenarioH2, stats.ScenarioH2H1:
 			// h2load reports a mean time per request, no percentiles.
 			cols = []string{stats.RPS, "mean_ms", stats.Errors, stats.CPUPerReq, stats.Capacity, stats.ProxyCPU, stats.PeakRSS, stats.Steal, stats.Others}
@@ -210,7 +213,7 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 }
 
 func contendersOf(m map[string]map[string]stats.Summary) []string {
-	order := []string{stats.Archway, stats.ArchwayBefore, stats.ArchwayPark, stats.ArchwayNoLimit, stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy}
+	order := []string{stats.Archway, stats.ArchwayTraced, stats.ArchwayBefore, stats.ArchwayPark, stats.ArchwayNoLimit, stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy}
 	var out []string
 	for _, c := range order {
 		if _, ok := m[c]; ok {
@@ -327,7 +330,7 @@ func Chart(res *Result) string {
 
 func metricLabel(m string) string {
 	return map[string]string{stats.RPS: "requests/s", stats.MsgsPerSec: "messages/s", stats.PSS: "memory (PSS) with 10 000 idle connections, MiB",
-		stats.P50: "p50 latency, ms", stats.Handshakes: "TLS handshakes/s (one request each)"}[m]
+		stats.P50: "p50 latency, ms", stats.Handshakes: "TLS handshakes/s (one request each)", stats.CPUPerReq: "proxy CPU µs per request"}[m]
 }
 
 // profileSummary is one captured profile and its top functions.
@@ -346,6 +349,17 @@ func (r *Runner) captureProfile(ctx context.Context, pl placement, s *scenario) 
 	src, err := os.ReadFile(filepath.Join(r.cfg.Repo, "bench", "routes.yaml"))
 	if err != nil {
 		return err
+	}
+	if s.name == stats.ScenarioTracing {
+		// The traced contender is the one profiled, exporting to a collector as in the runs.
+		j, err := r.startJaeger(ctx, pl)
+		if err != nil {
+			return err
+		}
+		defer j.stop()
+		if src, err = tracedRoutes(src, j.otlpHTTP); err != nil {
+			return err
+		}
 	}
 	conf := filepath.Join(dir, "routes.yaml")
 	if err := writeFile(conf, src); err != nil {

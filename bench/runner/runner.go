@@ -41,7 +41,7 @@ type Config struct {
 	Scenarios  []string      // names; empty means all
 	Placements []string      // A, U
 	Quick      bool          // the everyday rough answer: fewer contenders
-	Profile    bool          // capture CPU and heap profiles of Archway (plain, cache)
+	Profile    bool          // capture CPU and heap profiles of Archway (plain, cache; tracing: the traced one)
 	Docs       string        // Markdown file whose results section is replaced; empty: none
 	// Before is another gateway binary (a build of an earlier commit) run as the contender
 	// "archway-before" beside "archway", alternating with it, for before/after figures.
@@ -150,11 +150,15 @@ func scenarios(quick bool) []*scenario {
 			contenders: everyProxy("/plain", stats.HAProxy, stats.Caddy), tls: true, load: h2Load(64, 1, true)},
 		{name: stats.ScenarioTLSIdle, title: "10 000 idle TLS keep-alive connections held open: memory", headline: stats.PSS,
 			contenders: everyProxy("/plain"), tls: true, idle: true, load: idleLoad},
+		{name: stats.ScenarioTracing, title: "GET at one fixed rate with tracing on (every request sampled, OTLP to Jaeger) against tracing off", headline: stats.CPUPerReq,
+			contenders: []contender{{stats.Archway, stats.Archway, "/plain"}, {stats.ArchwayTraced, stats.ArchwayTraced, "/plain"}},
+			notes:      tracingNotes(), load: tracingLoad},
 	}
 }
 
-// QuickScenarios are what bench-quick runs: the targets that move when the hot path changes.
-var QuickScenarios = []string{stats.ScenarioPlain, stats.ScenarioLimit, stats.ScenarioCache, stats.ScenarioLatency}
+// QuickScenarios are what bench-quick runs: the targets that move when the hot path changes,
+// and what tracing every request costs (issue 14 asks for it in bench-quick).
+var QuickScenarios = []string{stats.ScenarioPlain, stats.ScenarioLimit, stats.ScenarioCache, stats.ScenarioLatency, stats.ScenarioTracing}
 
 var storefrontPaths = []string{
 	"/api/products?limit=20", "/api/products/1", "/api/products/2", "/api/products?category=Electronics",
@@ -180,6 +184,9 @@ type Runner struct {
 	results map[string]*Result
 	logf    func(format string, args ...any)
 	profile []profileSummary
+	jaeger  *jaeger // the tracing scenario's collector, while it runs
+	// tracingRate is the open-loop rate of the tracing scenario in the placement running.
+	tracingRate float64
 }
 
 // Result is one scenario's output file.
@@ -373,7 +380,8 @@ func raiseFileLimit() {
 }
 
 func (r *Runner) runPlacement(ctx context.Context, pl placement, todo []*scenario) error {
-	names := []string{stats.Archway, "admin", stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy, "caddy-admin", "up1", "up2", "pprof", stats.ArchwayBefore, "admin-before", stats.ArchwayPark, "admin-park"}
+	names := []string{stats.Archway, "admin", stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy, "caddy-admin", "up1", "up2", "pprof", stats.ArchwayBefore, "admin-before", stats.ArchwayPark, "admin-park",
+		stats.ArchwayTraced, "admin-traced", "jaeger-otlp-http", "jaeger-otlp-grpc", "jaeger-query", "jaeger-query-grpc"}
 	ports, err := freePorts(len(names))
 	if err != nil {
 		return err
@@ -429,7 +437,7 @@ func (r *Runner) runPlacement(ctx context.Context, pl placement, todo []*scenari
 		if err := r.runScenario(ctx, pl, s); err != nil {
 			return fmt.Errorf("scenario %s, placement %s: %w", s.name, pl.name, err)
 		}
-		if r.cfg.Profile && pl.name == "A" && (s.name == stats.ScenarioPlain || s.name == stats.ScenarioCache) {
+		if r.cfg.Profile && pl.name == "A" && (s.name == stats.ScenarioPlain || s.name == stats.ScenarioCache || s.name == stats.ScenarioTracing) {
 			if err := r.captureProfile(ctx, pl, s); err != nil {
 				return fmt.Errorf("profile %s: %w", s.name, err)
 			}
@@ -465,6 +473,21 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 		}
 	}
 
+	if slices.ContainsFunc(s.contenders, func(c contender) bool { return c.proxy == stats.ArchwayTraced }) {
+		j, err := r.startJaeger(ctx, pl)
+		if errors.Is(err, errNoJaeger) {
+			// Only this scenario needs it: the others are measured, this one says why not.
+			r.logf("%s: not measured: %v", s.name, err)
+			res.Notes = append(res.Notes, fmt.Sprintf("%s: not measured: %v.", pl.name, err))
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r.jaeger = j
+		// Deferred before the proxies' stop, so it runs after it: they flush to a live collector.
+		defer func() { j.stop(); r.jaeger = nil }()
+	}
 	proxies := map[string]*proxyProc{}
 	defer func() {
 		for _, px := range proxies {
@@ -504,6 +527,17 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 		if err := r.preflight(proxies[c.proxy], c, s); err != nil {
 			return err
 		}
+	}
+	if s.name == stats.ScenarioTracing {
+		// Both contenders serve one fixed rate, half of what the traced one manages flat out:
+		// CPU per request is compared at equal throughput (see tracingLoad).
+		m, err := wrkLoad(64, "")(r, pl, proxies[stats.ArchwayTraced], contender{stats.ArchwayTraced, stats.ArchwayTraced, "/plain"}, r.cfg.Duration)
+		if err != nil {
+			return err
+		}
+		r.tracingRate = math.Round(m[stats.RPS] / 2)
+		res.Notes = append(res.Notes, fmt.Sprintf("%s: archway-traced served %.0f req/s flat out (wrk, 64 connections); both contenders were driven at half of that, %.0f req/s, open loop.",
+			pl.name, m[stats.RPS], r.tracingRate))
 	}
 	if s.name == stats.ScenarioLatency && r.maxRate[pl.name] == 0 {
 		// The plain scenario did not run in this invocation: measure nginx's maximum first.
@@ -564,7 +598,7 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 
 func brief(m map[string]float64) string {
 	var parts []string
-	for _, k := range []string{stats.RPS, stats.MsgsPerSec, stats.Handshakes, stats.P50, stats.P99, stats.P999, stats.Errors, stats.ErrorsSeen, stats.CPUPerReq, stats.ProxyCPU, stats.PeakRSS, stats.PSS, stats.RSS, "kib_per_conn", stats.Syscalls, stats.CtxSwitches, stats.VolSwitches, stats.InvolSwitches, stats.LogLines, stats.Resumed, stats.Steal, stats.Others, stats.Reloads} {
+	for _, k := range []string{stats.RPS, stats.MsgsPerSec, stats.Handshakes, stats.P50, stats.P99, stats.P999, stats.Errors, stats.ErrorsSeen, stats.CPUPerReq, stats.ProxyCPU, stats.PeakRSS, stats.PSS, stats.RSS, "kib_per_conn", stats.Syscalls, stats.CtxSwitches, stats.VolSwitches, stats.InvolSwitches, stats.LogLines, stats.Resumed, stats.Steal, stats.Others, stats.Reloads, stats.SpansExported, stats.SpansDropped} {
 		if v, ok := m[k]; ok {
 			parts = append(parts, k+"="+stats.Num(v))
 		}

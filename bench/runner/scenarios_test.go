@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bufio"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -70,5 +71,59 @@ func TestScenarioRoutesParse(t *testing.T) {
 		if tls != s.tls {
 			t.Errorf("%s: TLS listener = %v (%+v)", s.name, tls, cfg.Server.Listeners)
 		}
+	}
+}
+
+// TestTracedRoutesParse: the tracing scenario's contender gets tracing on, every request
+// sampled, to the collector it was given; the plain contender's file has no tracing.
+func TestTracedRoutesParse(t *testing.T) {
+	r := &Runner{cfg: Config{Repo: testenv.RepoRoot()}, env: map[string]string{
+		"BENCH_LISTEN": "127.0.0.1:18080", "BENCH_ADMIN": "127.0.0.1:19901", "BENCH_UPSTREAM_1": "127.0.0.1:18001",
+		"BENCH_UPSTREAM_2": "127.0.0.1:18002", "BENCH_PRODUCTS_1": "127.0.0.1:18003", "BENCH_PRODUCTS_2": "127.0.0.1:18004"}}
+	src, err := r.routesFor(&scenario{name: stats.ScenarioTracing}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := r.parseRoutes(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Server.Tracing.On() {
+		t.Errorf("the untraced contender has tracing on")
+	}
+	traced, err := tracedRoutes(src, "http://127.0.0.1:4318")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := r.parseRoutes(traced)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, traced)
+	}
+	tr := cfg.Server.Tracing
+	if !tr.On() || tr.SampleRatio != 1 || tr.Endpoint != "http://127.0.0.1:4318" || tr.Protocol != "http/protobuf" {
+		t.Errorf("traced contender's tracing: %+v", tr)
+	}
+}
+
+// TestParseSpanCounts reads the export counters from a /metrics page as the admin API writes it.
+func TestParseSpanCounts(t *testing.T) {
+	page := `# HELP archway_tracing_spans_dropped_total Spans lost.
+# TYPE archway_tracing_spans_dropped_total counter
+archway_tracing_spans_dropped_total{reason="export_failed"} 3
+archway_tracing_spans_dropped_total{reason="queue_full"} 1.5e+06
+archway_tracing_spans_dropped_total{reason="shutdown"} 0
+# TYPE archway_tracing_spans_exported_total counter
+archway_tracing_spans_exported_total 123456
+archway_requests_total{route="plain"} 99
+`
+	c, err := parseSpanCounts(bufio.NewScanner(strings.NewReader(page)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.exported != 123456 || c.dropped != 1500003 {
+		t.Errorf("got %+v", c)
+	}
+	if _, err := parseSpanCounts(bufio.NewScanner(strings.NewReader("archway_requests_total 1\n"))); err == nil {
+		t.Error("a page without the counters was read as zero")
 	}
 }

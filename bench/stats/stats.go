@@ -53,6 +53,11 @@ const (
 	LogLines        = "log_lines_per_req" // access log lines written per request served
 	Handshakes      = "handshakes_per_s"  // TLS handshakes (each with one request) per second
 	Resumed         = "resumed_pct"       // share of handshakes that resumed a session
+	// Spans the traced contender's collector accepted, and the spans it lost (queue full,
+	// export failed), per request served: about 2 (a server and a client span) and 0 when the
+	// collector kept up; a drop means the figure is of less work than tracing every request.
+	SpansExported = "spans_exported_per_req"
+	SpansDropped  = "spans_dropped_per_req"
 )
 
 // Run is one measured run of one contender.
@@ -209,8 +214,11 @@ const (
 	ArchwayNoLimit = "archway-no-limit"
 	ArchwayBefore  = "archway-before" // an earlier build, for before/after figures
 	ArchwayPark    = "archway-park"   // the same build with server.idle_park_after (-park)
-	HAProxy        = "haproxy"
-	Caddy          = "caddy"
+	// ArchwayTraced is the same build with tracing on (server.tracing, every request sampled,
+	// OTLP to a real collector), beside Archway with tracing off.
+	ArchwayTraced = "archway-traced"
+	HAProxy       = "haproxy"
+	Caddy         = "caddy"
 )
 
 // Peers are the other proxies Archway is compared with, in report order.
@@ -232,6 +240,7 @@ const (
 	ScenarioTLSIdle   = "tls_idle"
 	ScenarioH2        = "h2"
 	ScenarioH2H1      = "h2_h1"
+	ScenarioTracing   = "tracing"
 	PlacementPinned   = "A"
 	PlacementUnpined  = "U"
 )
@@ -330,6 +339,15 @@ func Evaluate(tables map[string]Table) []Verdict {
 		out = append(out, verdict(p+", 10 000 idle connections: memory", "≤ 2× nginx", fmt.Sprintf("%.2f× (%s vs %s MiB PSS)", r, Num(a.Median), Num(n.Median)), r, r <= 2.0))
 	} else {
 		out = append(out, verdict("10 000 idle connections: memory", "≤ 2× nginx", "", math.NaN(), false))
+	}
+	if t := tables[ScenarioTracing]; t != nil {
+		// Issue 14's goal: tracing every request costs at most 5 % more CPU per request.
+		p := pl(t)
+		a, b := t.Get(p, ArchwayTraced, CPUPerReq), t.Get(p, Archway, CPUPerReq)
+		r := Ratio(a, b)
+		out = append(out, verdict(p+", tracing on, every request sampled: CPU per request", "≤ 1.05× tracing off",
+			fmt.Sprintf("%.3f× (%s vs %s µs; %s spans exported and %s dropped per request)", r, Num(a.Median), Num(b.Median),
+				Num(t.Get(p, ArchwayTraced, SpansExported).Median), Num(t.Get(p, ArchwayTraced, SpansDropped).Median)), r, r <= 1.05))
 	}
 	if t := tables[ScenarioReload]; t != nil {
 		// Every counted run must be clean: the worst run is what is judged.

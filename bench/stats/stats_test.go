@@ -99,6 +99,10 @@ func TestEvaluate(t *testing.T) {
 			Archway: {PSS: {60, 61, 59}},
 			Nginx:   {PSS: {30, 31, 29}},
 		}),
+		ScenarioTracing: table("A", map[string]map[string][]float64{
+			Archway:       {CPUPerReq: {40, 41, 39}},
+			ArchwayTraced: {CPUPerReq: {42, 43, 41}, SpansExported: {2, 2, 2}, SpansDropped: {0, 0, 0}},
+		}),
 		ScenarioReload: table("A", map[string]map[string][]float64{
 			Archway: {Errors: {0, 0, 3}, ErrorsSeen: {0, 0, 1}, ErrReusedClosed: {0, 0, 2}},
 			Nginx:   {Errors: {3, 5, 4}, ErrorsSeen: {0, 0, 0}, ErrReusedClosed: {3, 5, 4}},
@@ -115,6 +119,7 @@ func TestEvaluate(t *testing.T) {
 		"≥ 1.05× the best peer A, plain proxy: requests/s against the best peer":      "PASS", // 105 vs nginx's 100: 1.05×
 		"≤ 0.95× the best peer A, plain proxy: CPU per request against the best peer": "MISS", // 40 vs HAProxy's 37
 		"0 failed requests a client sees reload every 100 ms under load":              "MISS", // one run failed one
+		"≤ 1.05× tracing off A, tracing on, every request sampled: CPU per request":   "PASS", // 42/40 = 1.05
 	}
 	for k, w := range want {
 		if got[k] != w {

@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"errors"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
@@ -69,6 +70,7 @@ func (m *Registry) Middleware(route *config.Route, _ *config.Config) (proxy.Midd
 	c := &Check{
 		client:   m.client,
 		url:      fa.URL,
+		addr:     hostPort(fa.URL),
 		timeout:  fa.Timeout.D(),
 		failOpen: fa.OnError == config.AuthOnErrorAllow,
 	}
@@ -84,10 +86,21 @@ func (m *Registry) Middleware(route *config.Route, _ *config.Config) (proxy.Midd
 	return func(next proxy.Handler) proxy.Handler { return &handler{check: c, next: next} }, nil
 }
 
+// hostPort is the host:port of the auth service's URL (validated by config), for the
+// server.address of its trace span.
+func hostPort(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
+
 // Check is one route's forward_auth. Immutable except for its cache; safe for concurrent use.
 type Check struct {
 	client          *fasthttp.Client
 	url             string
+	addr            string // the auth service's host:port, for its trace span
 	timeout         time.Duration
 	failOpen        bool
 	requestHeaders  [][]byte
@@ -137,8 +150,10 @@ func (h *handler) Serve(x *proxy.Exchange) {
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	c.buildSubrequest(req, x)
+	sub := x.TraceSubrequest(&req.Header, req.Header.Method(), c.addr)
 	err := c.client.DoDeadline(req, resp, time.Now().Add(c.timeout))
 	code := resp.StatusCode()
+	sub.End(code, err)
 	switch {
 	case err != nil || code >= 500 || code < 200:
 		if !c.failOpen {

@@ -28,7 +28,7 @@ const numCodes = 600
 
 // DurationBuckets are the request duration histogram buckets, in seconds: fine below 10 ms where
 // a gateway's own cost lives, coarse up to the 30 s proxy timeout.
-var DurationBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+var DurationBuckets = durationBuckets[:]
 
 // RouteStats are the counters of one route. They outlive config snapshots: a reload that keeps
 // a route keeps its counters. Safe for concurrent use.
@@ -39,6 +39,8 @@ type RouteStats struct {
 	bytesOut atomic.Uint64
 	duration prometheus.Histogram
 	upstream prometheus.Histogram
+	// exemplars limits how often the duration histogram's buckets take exemplars (exemplar.go).
+	exemplars exemplarClock
 
 	// grpcErrors counts gRPC calls the gateway answered itself, by gRPC status (grpc.go).
 	grpcErrors [numGRPCCodes]atomic.Uint64
@@ -67,7 +69,8 @@ func (s *RouteStats) Record(wire protocol.Wire, method, code int, d, upstream ti
 
 // RecordTraced is Record for a request that was traced: the duration sample carries the trace
 // id as its exemplar (OpenMetrics), so a dashboard jumps from a slow bucket to a trace. Only
-// sampled requests get here; building the exemplar allocates.
+// sampled requests get here; building the exemplar allocates, so each bucket takes a new one
+// at most every 100 ms (exemplar.go).
 func (s *RouteStats) RecordTraced(wire protocol.Wire, method, code int, d, upstream time.Duration, in, out int64, traceID [16]byte) {
 	if wire >= protocol.NumWires {
 		wire = protocol.WireHTTP1
@@ -81,7 +84,11 @@ func (s *RouteStats) RecordTraced(wire protocol.Wire, method, code int, d, upstr
 	s.requests[wire][method][code].Add(1)
 	s.bytesIn.Add(uint64(max(in, 0)))
 	s.bytesOut.Add(uint64(max(out, 0)))
-	s.duration.(prometheus.ExemplarObserver).ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": hex.EncodeToString(traceID[:])})
+	if sec := d.Seconds(); s.exemplars.due(sec, time.Now().UnixNano()) {
+		s.duration.(prometheus.ExemplarObserver).ObserveWithExemplar(sec, prometheus.Labels{"trace_id": hex.EncodeToString(traceID[:])})
+	} else {
+		s.duration.Observe(sec)
+	}
 	if upstream > 0 {
 		s.upstream.Observe(upstream.Seconds())
 	}

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
+	"unsafe"
 
+	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/archway-gateway/archway/gateway/tracing"
 	"github.com/archway-gateway/archway/gateway/upstream"
+	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -33,8 +37,85 @@ type traceState struct {
 	span      trace.Span      // the server span; nil unless sampled
 	ctx       context.Context // carries span: the parent of the client spans
 	attempt   trace.Span      // the client span of the attempt in flight
-	header    [tracing.TraceparentLen]byte
+	// scratch is a sampled request's span options, attributes and strings from its start to
+	// its end (spanScratch); nil otherwise.
+	scratch *spanScratch
+	header  [tracing.TraceparentLen]byte
 }
+
+// Sizes of a span's attribute arrays: every attribute the gateway sets fits.
+const (
+	serverAttrs = 20
+	clientAttrs = 5
+)
+
+// spanScratch is where a sampled request builds what it hands to the SDK: start options and
+// attributes, each span's set in one call, so that passing them allocates no slices (the SDK
+// copies what it is given), and the request's strings in one allocation. One request holds it
+// from startTrace to endTrace; scratchPool keeps them between requests.
+type spanScratch struct {
+	opts    [2]trace.SpanStartOption
+	server  [serverAttrs]attribute.KeyValue
+	nServer int
+	client  [clientAttrs]attribute.KeyValue
+	link    [1]trace.Link
+	// strs holds the bytes of the request's attribute strings, copied once: the SDK keeps the
+	// strings until the span is exported, long after the request's buffers are reused. It is
+	// allocated per request and never written where a string points (see str).
+	strs []byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(spanScratch) }}
+
+// The span kinds as start options, made once: each trace.WithSpanKind call allocates.
+var (
+	serverKind = trace.WithSpanKind(trace.SpanKindServer)
+	clientKind = trace.WithSpanKind(trace.SpanKindClient)
+)
+
+// str returns p as a string backed by s.strs when it has room, else a copy of its own. The
+// bytes a returned string points at are never written again: strs only grows within its
+// capacity, and the next request gets a new one.
+func (s *spanScratch) str(p []byte) string {
+	if len(p) == 0 {
+		return ""
+	}
+	if cap(s.strs)-len(s.strs) < len(p) {
+		return string(p)
+	}
+	at := len(s.strs)
+	s.strs = append(s.strs, p...)
+	return unsafe.String(&s.strs[at], len(p))
+}
+
+// release clears what the SDK now owns copies of and returns s to the pool.
+func (s *spanScratch) release() {
+	clear(s.server[:])
+	clear(s.client[:])
+	clear(s.opts[:])
+	s.link[0] = trace.Link{}
+	s.nServer, s.strs = 0, nil
+	scratchPool.Put(s)
+}
+
+func (s *spanScratch) addServer(kv attribute.KeyValue) {
+	if s.nServer < len(s.server) {
+		s.server[s.nServer] = kv
+		s.nServer++
+	}
+}
+
+// methodName is the request's method as the HTTP semantic conventions name it: one of the
+// methods the gateway knows (a constant: no allocation), or _OTHER.
+func methodName(x *Exchange) string {
+	if x.Method >= 0 && x.Method < len(protocol.Methods) {
+		return protocol.Methods[x.Method]
+	}
+	return "_OTHER"
+}
+
+// ipLen bounds the text of an address: an IPv6 address with a zone.
+const ipLen = 64
 
 // startTrace decides the request's trace: it continues a trusted incoming traceparent, or
 // starts a new trace (linking the client's when it sent one), samples it with the route's
@@ -62,41 +143,53 @@ func (x *Exchange) startTrace(t *tracing.Tracer) {
 		ts.spanID = tracing.NewSpanID()
 		return
 	}
+	s := scratchPool.Get().(*spanScratch)
+	ts.scratch = s
+	// A context without a span starts a new trace: no WithNewRoot (and the two allocations of
+	// the context it takes) is needed.
 	ctx := context.Background()
-	opts := make([]trace.SpanStartOption, 0, 4)
-	opts = append(opts, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(x.Ctx.Time()))
+	opts := append(s.opts[:0], serverKind, trace.WithTimestamp(x.Ctx.Time()))
+	remote := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, Remote: true})
 	if ts.continued {
-		ctx = trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
-			TraceID: tid, SpanID: sid, TraceFlags: flags, Remote: true}))
-	} else {
-		opts = append(opts, trace.WithNewRoot())
-		if valid {
-			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{
-				TraceID: tid, SpanID: sid, TraceFlags: flags, Remote: true})}))
-		}
+		ctx = trace.ContextWithRemoteSpanContext(ctx, remote)
+	} else if valid {
+		s.link[0] = trace.Link{SpanContext: remote}
+		opts = append(opts, trace.WithLinks(s.link[:]...))
 	}
-	method := string(hdr.Method())
-	name := method
-	if x.Route != nil {
-		name += " " + x.Route.Name
+
+	// The request's strings, in one allocation; read now, since policies rewrite the request.
+	path, host, ua := x.Path, hdr.Host(), hdr.UserAgent()
+	method := methodName(x)
+	var original []byte
+	if method == "_OTHER" {
+		original = hdr.Method()
 	}
+	s.strs = make([]byte, 0, len(path)+len(host)+len(ua)+len(x.RequestID)+len(original)+2*ipLen+
+		len(hdr.RequestURI())+16) // the first attempt's path and the cache outcome come later
 	scheme := "http"
 	if x.TLS() {
 		scheme = "https"
 	}
-	opts = append(opts, trace.WithAttributes(
-		attribute.String("http.request.method", method),
-		attribute.String("url.path", string(x.Path)),
-		attribute.String("url.scheme", scheme),
-		attribute.String("server.address", string(hdr.Host())),
-		attribute.String("client.address", x.ClientIP.String()),
-		attribute.String("network.peer.address", x.Peer.String()),
-		attribute.String("user_agent.original", string(hdr.UserAgent())),
-		attribute.String("network.protocol.version", protocolVersion(x)),
-		attribute.String("archway.request_id", string(x.RequestID)),
-	))
+	var ip [ipLen]byte
+	s.addServer(attribute.String("http.request.method", method))
+	if original != nil {
+		s.addServer(attribute.String("http.request.method_original", s.str(original)))
+	}
+	s.addServer(attribute.String("url.path", s.str(path)))
+	s.addServer(attribute.String("url.scheme", scheme))
+	s.addServer(attribute.String("server.address", s.str(host)))
+	s.addServer(attribute.String("client.address", s.str(x.ClientIP.AppendTo(ip[:0]))))
+	s.addServer(attribute.String("network.peer.address", s.str(x.Peer.AppendTo(ip[:0]))))
+	s.addServer(attribute.String("user_agent.original", s.str(ua)))
+	s.addServer(attribute.String("network.protocol.version", protocolVersion(x)))
+	s.addServer(attribute.String("archway.request_id", s.str(x.RequestID)))
+
+	name := method
+	if x.Route != nil {
+		name += " " + x.Route.Name
+	}
 	// The SDK's trace id replaces the one drawn above for a new trace; the ids reported are
-	// always the span's own.
+	// always the span's own. The attributes are set once, at the end, with the outcome.
 	ctx, span := t.SDK().Start(ctx, name, opts...)
 	sc := span.SpanContext()
 	ts.span, ts.ctx, ts.traceID, ts.spanID = span, ctx, sc.TraceID(), sc.SpanID()
@@ -118,14 +211,16 @@ func (x *Exchange) traceUpstream(t *tracing.Tracer, target *upstream.Target) {
 		x.startTrace(t)
 	}
 	sid, flags := ts.spanID, trace.TraceFlags(0)
-	if ts.sampled {
-		_, span := t.SDK().Start(ts.ctx, string(x.Ctx.Request.Header.Method()), trace.WithSpanKind(trace.SpanKindClient),
-			trace.WithAttributes(
-				attribute.String("http.request.method", string(x.Ctx.Request.Header.Method())),
-				attribute.String("server.address", target.Addr),
-				attribute.Int("http.request.resend_count", x.Attempts-1),
-				attribute.String("url.path", string(x.Ctx.Request.Header.RequestURI())),
-			))
+	if s := ts.scratch; ts.sampled && s != nil {
+		method := methodName(x)
+		opts := append(s.opts[:0], clientKind)
+		_, span := t.SDK().Start(ts.ctx, method, opts...)
+		s.client = [clientAttrs]attribute.KeyValue{
+			attribute.String("http.request.method", method),
+			attribute.String("server.address", target.Addr),
+			attribute.Int("http.request.resend_count", x.Attempts-1),
+			attribute.String("url.path", s.str(x.Ctx.Request.Header.RequestURI())),
+		}
 		ts.attempt = span
 		sid, flags = span.SpanContext().SpanID(), trace.FlagsSampled
 	}
@@ -141,15 +236,21 @@ func (x *Exchange) endAttempt(code int, err error) {
 		return
 	}
 	x.trace.attempt = nil
+	s := x.trace.scratch
+	if s == nil { // not reached: an attempt's span is started with the scratch in place
+		span.End()
+		return
+	}
 	if err != nil {
-		span.SetAttributes(attribute.String("error.type", errorType(err)))
+		s.client[4] = attribute.String("error.type", errorType(err))
 		span.SetStatus(codes.Error, err.Error())
 	} else {
-		span.SetAttributes(attribute.Int("http.response.status_code", code))
+		s.client[4] = attribute.Int("http.response.status_code", code)
 		if code >= 400 {
 			span.SetStatus(codes.Error, "")
 		}
 	}
+	span.SetAttributes(s.client[:]...)
 	span.End()
 }
 
@@ -175,40 +276,103 @@ func (x *Exchange) endTrace(t *tracing.Tracer, code int) {
 	if ts.attempt != nil { // a panic between an attempt's start and end
 		x.endAttempt(0, ErrBadGatewayInternal)
 	}
-	span := ts.span
-	if span == nil {
+	span, s := ts.span, ts.scratch
+	if span == nil || s == nil {
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, 10)
-	attrs = append(attrs, attribute.Int("http.response.status_code", code))
+	ts.scratch = nil
+	s.addServer(attribute.Int("http.response.status_code", code))
 	if r := x.Route; r != nil {
-		attrs = append(attrs, attribute.String("archway.route", r.Name))
+		s.addServer(attribute.String("archway.route", r.Name))
 		if u := x.Upstream; u != nil {
-			attrs = append(attrs, attribute.String("archway.upstream", u.Name))
+			s.addServer(attribute.String("archway.upstream", u.Name))
 		} else if r.Upstream != nil {
-			attrs = append(attrs, attribute.String("archway.upstream", r.Upstream.Name))
+			s.addServer(attribute.String("archway.upstream", r.Upstream.Name))
 		}
 	}
 	if x.Target != nil {
-		attrs = append(attrs, attribute.String("archway.target", x.Target.Addr), attribute.Int("archway.attempts", x.Attempts))
+		s.addServer(attribute.String("archway.target", x.Target.Addr))
+		s.addServer(attribute.Int("archway.attempts", x.Attempts))
 		if x.Attempts > 1 {
-			attrs = append(attrs, attribute.Bool("archway.retried", true))
+			s.addServer(attribute.Bool("archway.retried", true))
 		}
 	}
 	if c := x.Ctx.Response.Header.PeekBytes(hXCache); len(c) > 0 {
-		attrs = append(attrs, attribute.String("archway.cache", string(c)))
+		s.addServer(attribute.String("archway.cache", s.str(c)))
 	}
 	if errors.Is(x.Err, ErrRateLimited) {
-		attrs = append(attrs, attribute.String("archway.rate_limit", "limited"))
+		s.addServer(attribute.String("archway.rate_limit", "limited"))
 	}
 	if code >= 500 {
-		attrs = append(attrs, attribute.String("error.type", strconv.Itoa(code)))
+		var b [8]byte
+		s.addServer(attribute.String("error.type", s.str(strconv.AppendInt(b[:0], int64(code), 10))))
 		msg := ""
 		if x.Err != nil {
 			msg = x.Err.Error()
 		}
 		span.SetStatus(codes.Error, msg)
 	}
-	span.SetAttributes(attrs...)
+	span.SetAttributes(s.server[:s.nServer]...)
 	span.End()
+	s.release()
+}
+
+// Subrequest is the trace of a request the gateway makes on a request's behalf before
+// proxying it (forward_auth's check): a client span, child of the request's server span, while
+// the request is sampled. The zero value (tracing off, or not sampled) ends as a no-op. A value
+// belongs to one request; End it once.
+type Subrequest struct{ span trace.Span }
+
+// TraceSubrequest writes into h the traceparent of a subrequest made for x to addr (host:port)
+// with method, replacing any: a new client span's when x is sampled (end it with End), the
+// gateway's own id with the sampled flag off otherwise. A continued trace's tracestate goes
+// with it. With tracing off it does nothing.
+func (x *Exchange) TraceSubrequest(h *fasthttp.RequestHeader, method []byte, addr string) Subrequest {
+	if x.Snapshot == nil || x.Snapshot.Tracer == nil || x.trace.skip {
+		return Subrequest{}
+	}
+	t := x.Snapshot.Tracer
+	ts := &x.trace
+	if !ts.started {
+		x.startTrace(t)
+	}
+	var sub Subrequest
+	sid, flags := ts.spanID, trace.TraceFlags(0)
+	if ts.sampled {
+		m := string(method)
+		_, sub.span = t.SDK().Start(ts.ctx, m, clientKind, trace.WithAttributes(
+			attribute.String("http.request.method", m),
+			attribute.String("server.address", addr),
+			attribute.String("archway.subrequest", "forward_auth"),
+		))
+		sid, flags = sub.span.SpanContext().SpanID(), trace.FlagsSampled
+	}
+	h.DelBytes(hTraceparent)
+	// ts.header is free: the upstream's traceparent is written again at each attempt.
+	h.SetCanonical(hTraceparent, tracing.AppendTraceparent(ts.header[:0], ts.traceID, sid, flags))
+	h.DelBytes(hTracestate)
+	if ts.continued {
+		if v := x.Ctx.Request.Header.PeekBytes(hTracestate); len(v) > 0 {
+			h.SetCanonical(hTracestate, v)
+		}
+	}
+	return sub
+}
+
+// End gives the subrequest's span its outcome (the status, or the error that left none) and
+// ends it.
+func (s Subrequest) End(code int, err error) {
+	if s.span == nil {
+		return
+	}
+	if err != nil {
+		s.span.SetAttributes(attribute.String("error.type", "_OTHER"))
+		s.span.SetStatus(codes.Error, err.Error())
+	} else {
+		s.span.SetAttributes(attribute.Int("http.response.status_code", code))
+		if code >= 400 { // a client span's 4xx is an error too (HTTP semantic conventions)
+			s.span.SetStatus(codes.Error, "")
+		}
+	}
+	s.span.End()
 }

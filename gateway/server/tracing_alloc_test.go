@@ -103,3 +103,63 @@ routes:
 		t.Fatalf("%d spans reached the queue, want none", n)
 	}
 }
+
+// sampledRequestAllocs bounds what a sampled request allocates on its way through (the
+// export is not in the count: the queue holds every span until the test ends). What remains
+// is the SDK's: for each of the two spans its record, its context, its copy of the attributes,
+// its snapshot and the map that de-duplicates the attributes; and the request's own: one block
+// for its strings, the start time option and the span name.
+const sampledRequestAllocs = 24
+
+// TestSampledRequestAllocations is the proxied request with tracing on and every request
+// sampled: a server span and a client span, each attribute set once, the request's strings
+// copied once. It holds the count down (it was 49 before each span's attributes were set once
+// and its strings copied once; docs/benchmarks.md has what the rest costs).
+func TestSampledRequestAllocations(t *testing.T) {
+	ln := fasthttputil.NewInmemoryListener()
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.Response.SetBodyRaw(kilobyteJSON)
+	}}
+	go func() { _ = up.Serve(ln) }()
+	defer func() { _ = up.Shutdown(); _ = ln.Close() }()
+	// Nothing is exported while the test counts: one batch would be the whole queue, and its
+	// timer is an hour away.
+	cfg, err := config.Parse([]byte(`
+admin: {listen: ""}
+access_log: {enabled: false}
+server:
+  tracing: {endpoint: "http://127.0.0.1:9", sample_ratio: 1, queue_size: 16384, batch_size: 16384, batch_timeout: 1h}
+upstreams:
+  products: {targets: ["products.internal:80"]}
+routes:
+  - name: products
+    match: {path_prefix: /api/products}
+    strip_prefix: /api
+    upstream: products
+`), "alloc.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(cfg, Options{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Dial:   func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newRequestDriver(benchRequest)
+	for range 2000 {
+		if code := d.run(t, g); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+	}
+	allocs := testing.AllocsPerRun(1000, func() { d.run(t, g) })
+	t.Logf("a sampled request allocates %.1f times", allocs)
+	if allocs > sampledRequestAllocs {
+		t.Fatalf("a sampled request allocates %.1f times, want at most %d", allocs, sampledRequestAllocs)
+	}
+	if n := g.build.traceStats.Dropped(); n != 0 {
+		t.Fatalf("%d spans dropped: the queue was meant to hold them all", n)
+	}
+}

@@ -14,9 +14,17 @@ import (
 // OnEnd never waits on, and one goroutine that sends batches. The SDK's BatchSpanProcessor does
 // the same but drops silently (its counts exist only behind an experimental switch); this one
 // counts every span it loses, by reason, in Stats.
+//
+// The sender does not wait on the channel itself: it would be woken for every span, two
+// goroutine switches per sampled request. It wakes when a batch is waiting (OnEnd kicks it), at
+// each batch_timeout, on a flush and at shutdown, and then takes what the channel holds.
 type queue struct {
-	exporter      sdktrace.SpanExporter
-	spans         chan sdktrace.ReadOnlySpan
+	exporter sdktrace.SpanExporter
+	spans    chan sdktrace.ReadOnlySpan
+	kick     chan struct{} // a batch is waiting; capacity 1, never blocks
+	// wake is how many queued spans kick the sender: a batch, or half the queue when that is
+	// less, so that spans ending while it wakes still find room.
+	wake          int
 	flush         chan chan struct{}
 	stop          chan struct{}
 	done          chan struct{}
@@ -31,9 +39,10 @@ var _ sdktrace.SpanProcessor = (*queue)(nil)
 
 func newQueue(exp sdktrace.SpanExporter, size, batch int, timeout, exportTimeout time.Duration, stats *Stats) *queue {
 	q := &queue{
-		exporter: exp, spans: make(chan sdktrace.ReadOnlySpan, size), flush: make(chan chan struct{}),
+		exporter: exp, spans: make(chan sdktrace.ReadOnlySpan, size), kick: make(chan struct{}, 1), flush: make(chan chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{}),
 		batch: batch, timeout: timeout, exportTimeout: exportTimeout, stats: stats,
+		wake: max(1, min(batch, size/2)),
 	}
 	go q.run() // owned by the queue: Shutdown stops it and waits for it
 	return q
@@ -56,6 +65,12 @@ func (q *queue) OnEnd(s sdktrace.ReadOnlySpan) {
 	}
 	select {
 	case q.spans <- s:
+		if len(q.spans) >= q.wake {
+			select {
+			case q.kick <- struct{}{}:
+			default: // already kicked
+			}
+		}
 	default:
 		q.stats.dropped[dropQueueFull].Add(1)
 	}
@@ -112,7 +127,9 @@ func (q *queue) run() {
 		clear(batch)
 		batch = batch[:0]
 	}
-	drain := func() {
+	// take moves what the channel holds into batches, sending each full one; all sends the
+	// rest too, take keeps it for the next wake.
+	take := func(all bool) {
 		for {
 			select {
 			case s := <-q.spans:
@@ -121,20 +138,20 @@ func (q *queue) run() {
 					send()
 				}
 			default:
-				send()
+				if all {
+					send()
+				}
 				return
 			}
 		}
 	}
+	drain := func() { take(true) }
 	for {
 		select {
-		case s := <-q.spans:
-			batch = append(batch, s)
-			if len(batch) == q.batch {
-				send()
-			}
+		case <-q.kick:
+			take(false)
 		case <-tick.C:
-			send()
+			drain()
 		case ack := <-q.flush:
 			drain()
 			close(ack)

@@ -22,7 +22,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -87,16 +86,12 @@ func newExporter(cfg *config.Tracing) (sdktrace.SpanExporter, error) {
 		}
 		return otlptrace.New(context.Background(), otlptracegrpc.NewClient(opts...))
 	default:
-		path := u.Path
-		if path == "" || path == "/" {
-			path = "/v1/traces"
+		// Our own OTLP/HTTP exporter (otlphttp.go): the same protobuf, without building the
+		// message objects first. It retries within the export timeout as the SDK's would.
+		if u.Path == "" || u.Path == "/" {
+			u.Path = "/v1/traces"
 		}
-		opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(u.Host), otlptracehttp.WithURLPath(path), otlptracehttp.WithTimeout(timeout),
-			otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: true, InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second, MaxElapsedTime: timeout})}
-		if u.Scheme == "http" {
-			opts = append(opts, otlptracehttp.WithInsecure())
-		}
-		return otlptrace.New(context.Background(), otlptracehttp.NewClient(opts...))
+		return newHTTPExporter(u.String(), timeout), nil
 	}
 }
 

@@ -59,10 +59,16 @@ exporters:
     trace_storage: memstore
 `
 
+// JaegerConfig is the configuration of a Jaeger (bin/jaeger --config) like `make run-tracing`'s
+// on the given loopback ports; the benchmark's tracing scenario runs its collector with it.
+func JaegerConfig(otlpHTTP, otlpGRPC, query, queryGRPC int) []byte {
+	return fmt.Appendf(nil, jaegerConfig, otlpHTTP, otlpGRPC, query, queryGRPC)
+}
+
 // jaegerService is bin/jaeger with its configuration written into the data directory.
 func (o Options) jaegerService() (Service, error) {
 	cfg := filepath.Join(o.DataDir, "jaeger.yaml")
-	data := fmt.Appendf(nil, jaegerConfig, JaegerOTLPHTTP, JaegerOTLPGRPC, JaegerUI, JaegerQueryGRPC)
+	data := JaegerConfig(JaegerOTLPHTTP, JaegerOTLPGRPC, JaegerUI, JaegerQueryGRPC)
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
 		return Service{}, err
 	}

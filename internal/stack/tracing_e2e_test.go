@@ -25,7 +25,8 @@ func TestShopperJourneyTraced(t *testing.T) {
 	j := testenv.StartJaeger(t)
 	s := startStack(t, false, func(o *stack.Options) {
 		o.OTLPEndpoint = j.OTLPHTTP
-		o.Env = append(o.Env, "OTEL_BSP_SCHEDULE_DELAY=200") // the services export within 200 ms
+		// The services export within 200 ms and give up on a collector that is gone within 2 s.
+		o.Env = append(o.Env, "OTEL_BSP_SCHEDULE_DELAY=200", "OTEL_BSP_EXPORT_TIMEOUT=2000")
 	})
 	shopperJourney(t, s)
 
@@ -100,8 +101,12 @@ func TestShopperJourneyTraced(t *testing.T) {
 		t.Errorf("%d service log lines carry trace %s, want orders' and payments'", lines, pay.TraceID)
 	}
 
-	// The collector goes away: requests are answered as before, and the gateway drops and counts
-	// the spans it can no longer send.
+	// The services count what they sent.
+	metricsURL := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/metrics", port) }
+	waitMetricAt(t, metricsURL(s.opts.Ports.Payments), `payments_tracing_spans_exported_total`, func(v float64) bool { return v > 0 })
+
+	// The collector goes away: requests are answered as before, and the gateway and the
+	// services drop and count the spans they can no longer send.
 	j.Kill()
 	for i := range 20 {
 		var all []map[string]any
@@ -110,7 +115,59 @@ func TestShopperJourneyTraced(t *testing.T) {
 		}
 	}
 	dropped := waitMetric(t, s, `archway_tracing_spans_dropped_total{reason="export_failed"}`, func(v float64) bool { return v > 0 })
-	t.Logf("collector down: %v spans dropped and counted, every request answered", dropped)
+	// The gateway balances over two products instances: their drops together.
+	productsDropped := waitMetricSum(t, []string{metricsURL(s.opts.Ports.Products1), metricsURL(s.opts.Ports.Products2)},
+		`products_tracing_spans_dropped_total{reason="export_failed"}`, func(v float64) bool { return v > 0 })
+	t.Logf("collector down: the gateway dropped and counted %v spans, products %v; every request answered", dropped, productsDropped)
+}
+
+// TestTracesOverOTLPgRPC: the gateway and a service export over OTLP/gRPC (the journey test
+// uses OTLP/HTTP) to Jaeger's gRPC receiver, and a product page's trace is read back through
+// Jaeger's query API: the gateway's server span, its client span, products' server span and
+// its database span, each the child of the one before.
+func TestTracesOverOTLPgRPC(t *testing.T) {
+	j := testenv.StartJaeger(t)
+	const endpoint = `    endpoint: "${ARCHWAY_OTLP_ENDPOINT:-http://127.0.0.1:4318}"` + "\n"
+	edited := false
+	s := startStackWith(t, false, func(cfg []byte) []byte {
+		out := strings.Replace(string(cfg), endpoint, endpoint+"    protocol: grpc\n", 1)
+		edited = out != string(cfg)
+		return []byte(out)
+	}, func(o *stack.Options) {
+		o.OTLPEndpoint = j.OTLPGRPC
+		o.Env = append(o.Env, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_BSP_SCHEDULE_DELAY=200")
+	})
+	if !edited {
+		t.Fatalf("routes.yaml has no line %q: the test could not set protocol: grpc", endpoint)
+	}
+	var p map[string]any
+	if code := call(t, "GET", s.gw+"/api/products/1", "", "198.51.100.7", nil, &p); code != 200 {
+		t.Fatalf("GET /api/products/1: %d", code)
+	}
+	line := waitAccessLine(t, s, regexp.MustCompile(`^/api/products/1$`), 200)
+	tr := waitTrace(t, j, line.TraceID, func(tr testenv.JaegerTrace) bool {
+		return len(orphans(tr)) == 0 && findSpanPrefix(tr, "products", "SELECT products") != nil
+	})
+	byID := map[string]testenv.JaegerSpan{}
+	for _, sp := range tr.Spans {
+		byID[sp.SpanID] = sp
+	}
+	var path []string
+	for sp := findSpanPrefix(tr, "products", "SELECT products"); sp != nil; {
+		path = append(path, tr.Processes[sp.ProcessID].ServiceName+":"+kind(*sp))
+		parent, ok := byID[sp.Parent()]
+		if !ok {
+			break
+		}
+		sp = &parent
+	}
+	want := []string{"products:client", "products:server", "archway:client", "archway:server"}
+	if strings.Join(path, " ") != strings.Join(want, " ") {
+		t.Fatalf("database span to root crosses %v, want %v\n%s", path, want, describeSpans(tr, tr.Spans))
+	}
+	if root := byID[line.SpanID]; root.Parent() != "" || kind(root) != "server" {
+		t.Errorf("the access log's span %s is not the trace's root server span\n%s", line.SpanID, describeSpans(tr, tr.Spans))
+	}
 }
 
 type accessLine struct {
@@ -224,19 +281,40 @@ func describeSpans(tr testenv.JaegerTrace, spans []testenv.JaegerSpan) string {
 // waitMetric polls the gateway's /metrics until the sample named series satisfies ok.
 func waitMetric(t *testing.T, s *running, series string, ok func(float64) bool) float64 {
 	t.Helper()
+	return waitMetricSum(t, []string{fmt.Sprintf("http://127.0.0.1:%d/metrics", s.opts.Ports.Admin)}, series, ok)
+}
+
+// waitMetricAt polls a process's /metrics at url until the sample named series satisfies ok.
+func waitMetricAt(t *testing.T, url, series string, ok func(float64) bool) float64 {
+	t.Helper()
+	return waitMetricSum(t, []string{url}, series, ok)
+}
+
+// waitMetricSum polls the /metrics pages at urls until the sum of the samples named series
+// satisfies ok.
+func waitMetricSum(t *testing.T, urls []string, series string, ok func(float64) bool) float64 {
+	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
-	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", s.opts.Ports.Admin)
 	last := -1.0
 	for {
-		resp, err := http.Get(url)
-		if err == nil {
+		sum, seen := 0.0, 0
+		for _, url := range urls {
+			resp, err := http.Get(url)
+			if err != nil {
+				continue
+			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			for _, line := range strings.Split(string(body), "\n") {
 				if v, found := strings.CutPrefix(line, series+" "); found {
-					last, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+					f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					sum += f
+					seen++
 				}
 			}
+		}
+		if seen > 0 {
+			last = sum
 			if ok(last) {
 				return last
 			}

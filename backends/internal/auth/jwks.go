@@ -80,8 +80,8 @@ func NewJWKS(ctx context.Context, url string, opts JWKSOptions) (*JWKS, error) {
 		// The wait for the limiter and the fetch that follows share this deadline.
 		RateLimitWaitMax: opts.Timeout,
 		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
-			return func(_ context.Context, err error) {
-				opts.Logger.Warn("jwks fetch failed; keeping the last good keys", "url", u, "error", err.Error())
+			return func(ctx context.Context, err error) {
+				opts.Logger.WarnContext(ctx, "jwks fetch failed; keeping the last good keys", "url", u, "error", err.Error())
 			}
 		},
 		RefreshInterval:   opts.RefreshInterval,

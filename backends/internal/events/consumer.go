@@ -9,6 +9,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/archway-gateway/archway/backends/internal/telemetry"
 )
 
 // Consumer defaults.
@@ -103,7 +105,7 @@ func (c *Consumer) Run(ctx context.Context) {
 			wait = reconnectMin
 		}
 		if !failing || subscribed {
-			c.cfg.Log.Warn("event consumer disconnected; reconnecting", "queue", c.cfg.Queue, "error", errString(err))
+			c.cfg.Log.WarnContext(ctx, "event consumer disconnected; reconnecting", "queue", c.cfg.Queue, "error", errString(err))
 		}
 		failing = true
 		select {
@@ -147,7 +149,7 @@ func (c *Consumer) session(ctx context.Context) (subscribed bool, err error) {
 	}
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	c.conns.Add(1)
-	c.cfg.Log.Info("event consumer subscribed", "queue", queue, "bindings", c.cfg.Bindings, "prefetch", c.cfg.Prefetch)
+	c.cfg.Log.InfoContext(ctx, "event consumer subscribed", "queue", queue, "bindings", c.cfg.Bindings, "prefetch", c.cfg.Prefetch)
 	if c.cfg.OnReady != nil {
 		c.cfg.OnReady()
 	}
@@ -215,6 +217,9 @@ func (c *Consumer) declare(ch *amqp.Channel) (string, error) {
 func (c *Consumer) deliver(ctx context.Context, d amqp.Delivery) error {
 	e, err := Decode(d.Body)
 	if err == nil {
+		// The handling and its log lines belong to the trace of the request that caused the
+		// event.
+		ctx = telemetry.WithTraceparent(ctx, e.Traceparent)
 		err = c.handle(ctx, e)
 	}
 	switch {
@@ -223,11 +228,11 @@ func (c *Consumer) deliver(ctx context.Context, d amqp.Delivery) error {
 		return d.Ack(false)
 	case errors.Is(err, ErrPermanent):
 		c.dropped.Add(1)
-		c.cfg.Log.Error("event dead-lettered", "queue", c.cfg.Queue, "message_id", d.MessageId, "error", err.Error())
+		c.cfg.Log.ErrorContext(ctx, "event dead-lettered", "queue", c.cfg.Queue, "message_id", d.MessageId, "error", err.Error())
 		return d.Nack(false, false)
 	default:
 		c.failed.Add(1)
-		c.cfg.Log.Warn("event failed; it will be delivered again", "queue", c.cfg.Queue, "message_id", d.MessageId,
+		c.cfg.Log.WarnContext(ctx, "event failed; it will be delivered again", "queue", c.cfg.Queue, "message_id", d.MessageId,
 			"redelivered", d.Redelivered, "error", err.Error())
 		return d.Nack(false, true)
 	}

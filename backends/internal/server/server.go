@@ -106,7 +106,7 @@ func New(cfg Config) *Server {
 		Name: "http_request_duration_seconds", Help: "Time to serve HTTP requests, by route pattern and method.",
 		ConstLabels: labels, Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"route", "method"})
-	s.registry.MustRegister(s.requests, s.latency,
+	s.registry.MustRegister(s.requests, s.latency, telemetry.Collector(cfg.Service),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	s.router.NotFound = s.instrument("unmatched", func(*fasthttp.RequestCtx) error {
@@ -223,10 +223,10 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 // lets in-flight requests finish for up to ShutdownTimeout, closes idle connections and
 // returns. It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.log.Info("listening", "addr", ln.Addr().String())
+	s.log.InfoContext(ctx, "listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(ln) }()
-	stopRegistration := s.register(ln.Addr())
+	stopRegistration := s.register(ctx, ln.Addr())
 	defer stopRegistration()
 	select {
 	case err := <-errc:
@@ -234,7 +234,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	stopRegistration() // out of Consul before draining: no new traffic is sent here
-	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+	s.log.InfoContext(ctx, "shutting down", "timeout", s.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	err := s.http.ShutdownWithContext(sctx)
@@ -249,7 +249,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // register keeps the service registered in Consul until the returned function is called, which
 // deregisters it and waits for that. Without a Consul address it does nothing.
-func (s *Server) register(addr net.Addr) func() {
+func (s *Server) register(ctx context.Context, addr net.Addr) func() {
 	if s.cfg.Consul == "" {
 		return func() {}
 	}
@@ -267,7 +267,7 @@ func (s *Server) register(addr net.Addr) func() {
 	}
 	client, err := discovery.NewClient(discovery.ClientConfig{Address: s.cfg.Consul})
 	if err != nil {
-		s.log.Error("consul client", "error", err.Error())
+		s.log.ErrorContext(ctx, "consul client", "error", err.Error())
 		return func() {}
 	}
 	interval := s.cfg.CheckInterval
@@ -279,18 +279,20 @@ func (s *Server) register(addr net.Addr) func() {
 		Check: discovery.HTTPCheck{Path: "/health", Interval: interval, Timeout: min(interval, 2*time.Second)},
 	}, discovery.RegistrarOptions{Logger: s.log.With("component", "registration")})
 	if err != nil {
-		s.log.Error("consul registration", "error", err.Error())
+		s.log.ErrorContext(ctx, "consul registration", "error", err.Error())
 		return func() {}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// Not a child of ctx: the registration ends when the returned function says so, after
+	// Serve's ctx is done.
+	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := reg.Run(ctx); err != nil {
-			s.log.Warn("consul deregistration failed", "error", err.Error())
+		if err := reg.Run(rctx); err != nil {
+			s.log.WarnContext(ctx, "consul deregistration failed", "error", err.Error())
 		}
 	}()
-	s.log.Info("registering in consul", "consul", s.cfg.Consul, "service", s.cfg.Service, "address", net.JoinHostPort(host, strconv.Itoa(port)))
+	s.log.InfoContext(ctx, "registering in consul", "consul", s.cfg.Consul, "service", s.cfg.Service, "address", net.JoinHostPort(host, strconv.Itoa(port)))
 	var once sync.Once
 	return func() { once.Do(func() { cancel(); <-done }) }
 }
@@ -404,5 +406,7 @@ func (s *Server) health(ctx *fasthttp.RequestCtx) error {
 type slogPrintf struct{ log *slog.Logger }
 
 func (l slogPrintf) Printf(format string, args ...any) {
-	l.log.Warn("fasthttp", "detail", fmt.Sprintf(format, args...))
+	// fasthttp's logger gets no request: what it reports (a connection that broke before or
+	// between requests) belongs to none.
+	l.log.WarnContext(context.Background(), "fasthttp", "detail", fmt.Sprintf(format, args...))
 }

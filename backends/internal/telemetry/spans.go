@@ -209,3 +209,14 @@ func Traceparent(ctx context.Context) string {
 	}
 	return "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + sc.TraceFlags().String()
 }
+
+// WithTraceparent returns ctx carrying the remote span context of traceparent (as Traceparent
+// wrote it), or ctx itself when traceparent is empty or malformed. Work done later for a
+// request, such as delivering its events, logs with it, so those lines carry the request's
+// trace id too.
+func WithTraceparent(ctx context.Context, traceparent string) context.Context {
+	if traceparent == "" {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
+}

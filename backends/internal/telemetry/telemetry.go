@@ -90,16 +90,16 @@ func Setup(ctx context.Context, s Settings, log *slog.Logger) (stop func(), err 
 		return nil, fmt.Errorf("tracing resource: %w", err)
 	}
 	// No WithSampler: the SDK reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG itself
-	// (parentbased_always_on by default), and the batcher reads OTEL_BSP_*.
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	// (parentbased_always_on by default). Our batcher reads OTEL_BSP_* and counts its drops.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(newBatcher(exp, readBatchSettings(get), &counts)), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	on.Store(true)
-	log.Info("tracing on", "protocol", protocolName(protocol), "endpoint", describe(endpoint, get))
+	log.InfoContext(ctx, "tracing on", "protocol", protocolName(protocol), "endpoint", describe(endpoint, get))
 	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := tp.Shutdown(ctx); err != nil {
-			log.Warn("tracing shutdown", "error", err.Error())
+		if err := tp.Shutdown(sctx); err != nil {
+			log.WarnContext(ctx, "tracing shutdown", "error", err.Error())
 		}
 	}, nil
 }

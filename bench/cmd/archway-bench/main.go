@@ -81,7 +81,7 @@ func run(args []string) error {
 	scen := fs.String("scenarios", "", "comma-separated scenarios (default all): plain,ratelimit,cache,post,conns1000,latency,idle,websocket,storefront,reload")
 	pls := fs.String("placements", "A,U", "A (proxy pinned alone on CPU 0), U (unpinned)")
 	quick := fs.Bool("quick", false, "the everyday rough answer: placement A, the quick scenarios, 3 short runs")
-	profile := fs.Bool("profile", false, "capture CPU and heap profiles of Archway in the plain and cache scenarios")
+	profile := fs.Bool("profile", false, "capture CPU and heap profiles of Archway in the plain and cache scenarios (and of the traced Archway in the tracing scenario)")
 	docs := fs.String("docs", "", "Markdown file whose results section is replaced (docs/benchmarks.md)")
 	before := fs.String("before", "", "a gateway binary built from an earlier commit, run as archway-before beside archway")
 	parkOn := fs.Bool("park", false, "also run the gateway with server.idle_park_after: "+runner.ParkAfter+", as archway-park beside archway")
