@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/caddyserver/certmagic"
@@ -63,6 +65,7 @@ type ACME struct {
 	setup   sync.Mutex
 	stop    context.CancelFunc
 	stopped chan struct{}
+	storage *lockTracking
 	cache   *certmagic.Cache
 	magic   *certmagic.Config
 	issuer  *certmagic.ACMEIssuer
@@ -72,7 +75,8 @@ type ACME struct {
 // a manager that has not started. stats carries counters over from the manager it replaces;
 // nil starts new ones.
 func NewACME(a *config.ACME, opts ACMEOptions, stats *ACMEStats) (*ACME, error) {
-	m := &ACME{conf: *a, opts: opts, stats: stats, hosts: map[string]bool{}, stopped: make(chan struct{})}
+	m := &ACME{conf: *a, opts: opts, stats: stats, hosts: map[string]bool{}, stopped: make(chan struct{}),
+		storage: &lockTracking{Storage: &certmagic.FileStorage{Path: a.Storage}}}
 	if m.stats == nil {
 		m.stats = &ACMEStats{}
 	}
@@ -182,14 +186,108 @@ func (m *ACME) Stop() {
 		}
 		m.stop()
 		<-m.stopped
+		m.storage.close()
+		// An order in flight when the context ended still holds its lock in the shared
+		// storage until certmagic's job notices and releases it. Waiting for that keeps a
+		// stopped manager from leaving a lock another replica would wait out.
+		if !m.storage.waitUnlocked(acmeStopLockWait) {
+			m.logger.Warn("acme: an order still held its storage lock when the manager stopped", "storage", m.conf.Storage)
+		}
 	})
+}
+
+// acmeStopLockWait bounds how long Stop waits for certmagic's jobs to release their locks.
+const acmeStopLockWait = 10 * time.Second
+
+// lockTracking is certmagic's storage with a count of the locks certmagic holds or is taking in
+// it, so Stop can wait for them to be released. Safe for concurrent use.
+type lockTracking struct {
+	certmagic.Storage
+	mu     sync.Mutex
+	held   int
+	closed bool
+	free   chan struct{} // closed while held is 0; replaced when a lock is taken
+}
+
+// Lock counts the lock from the moment it is asked for: the lock file appears while the
+// storage's Lock is still running.
+func (s *lockTracking) Lock(ctx context.Context, name string) error {
+	if !s.acquire() {
+		return errACMEStopped
+	}
+	if err := s.Storage.Lock(ctx, name); err != nil {
+		s.release()
+		return err
+	}
+	return nil
+}
+
+func (s *lockTracking) Unlock(ctx context.Context, name string) error {
+	err := s.Storage.Unlock(ctx, name)
+	s.release()
+	return err
+}
+
+// acquire counts a lock being taken, unless the manager has stopped.
+func (s *lockTracking) acquire() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if s.held == 0 {
+		s.free = make(chan struct{})
+	}
+	s.held++
+	return true
+}
+
+// close refuses every later lock: a job that starts after Stop cancelled it takes none.
+func (s *lockTracking) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+}
+
+var errACMEStopped = errors.New("acme: the certificate manager has stopped")
+
+func (s *lockTracking) release() {
+	s.mu.Lock()
+	if s.held > 0 {
+		s.held--
+		if s.held == 0 {
+			close(s.free)
+		}
+	}
+	s.mu.Unlock()
+}
+
+var _ certmagic.Storage = (*lockTracking)(nil)
+
+// waitUnlocked waits up to d for every lock to be released and reports whether they were.
+func (s *lockTracking) waitUnlocked(d time.Duration) bool {
+	s.mu.Lock()
+	if s.held == 0 {
+		s.mu.Unlock()
+		return true
+	}
+	free := s.free
+	s.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-free:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // template is the certmagic configuration with the given renewal window.
 func (m *ACME) template(ratio float64) certmagic.Config {
 	c := certmagic.Config{
 		RenewalWindowRatio: ratio,
-		Storage:            &certmagic.FileStorage{Path: m.conf.Storage},
+		Storage:            m.storage,
 		Logger:             newZapLogger(m.logger),
 		OnEvent:            m.onEvent,
 		ShouldEmitFunc:     func(event string) bool { return event == "cert_obtained" || event == "cert_failed" },
