@@ -221,6 +221,17 @@ func (g *Gateway) ServeListeners(lns []net.Listener) error {
 // PROXY protocol (it precedes the TLS handshake on the wire), then TLS, and last the request
 // head check, which reads plaintext (bare LF, request-line length).
 func (g *Gateway) serveOn(i int, ln net.Listener) error {
+	// fasthttp's Shutdown closes only the listeners its Serve has already registered: a Shutdown
+	// that comes first would leave this one accepting for ever. The socket is registered here
+	// and closed by shutdownListeners too; after a shutdown it is not served at all.
+	g.servingMu.Lock()
+	if g.shutDown {
+		g.servingMu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	g.serving = append(g.serving, ln)
+	g.servingMu.Unlock()
 	rt := g.listeners[i]
 	ln = g.conns.wrap(ln)
 	if rt.proxy != nil {
@@ -246,10 +257,22 @@ func (g *Gateway) serveOn(i int, ln net.Listener) error {
 
 // shutdownListeners stops every listener's server, letting requests in flight finish.
 func (g *Gateway) shutdownListeners(ctx context.Context) error {
+	g.servingMu.Lock()
+	g.shutDown = true
+	serving := g.serving
+	g.servingMu.Unlock()
+	for _, ln := range serving {
+		_ = ln.Close() // fasthttp closes it too when its Serve got that far; twice is harmless
+	}
 	errs := make([]error, len(g.listeners))
 	var wg sync.WaitGroup
 	for i, rt := range g.listeners {
-		wg.Go(func() { errs[i] = rt.server.ShutdownWithContext(ctx) })
+		wg.Go(func() {
+			// The socket may be closed above already: that is not a failure to shut down.
+			if err := rt.server.ShutdownWithContext(ctx); !errors.Is(err, net.ErrClosed) {
+				errs[i] = err
+			}
+		})
 	}
 	h2errs := make([]error, len(g.listeners))
 	for i, rt := range g.listeners {

@@ -55,6 +55,12 @@ type ReloadResult struct {
 
 // Gateway is a running Archway. Its methods are safe for concurrent use; reloads are serialised.
 type Gateway struct {
+	// serving holds the sockets ServeListeners serves; once shutDown is set no more are served.
+	// Guarded by servingMu.
+	servingMu sync.Mutex
+	serving   []net.Listener
+	shutDown  bool
+
 	opts    Options
 	logger  *slog.Logger
 	entry   *proxy.Entry
