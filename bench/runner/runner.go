@@ -874,7 +874,9 @@ func (r *Runner) holdIdle(pl placement, px *proxyProc, c contender, d time.Durat
 	if err != nil || !strings.HasPrefix(line, "READY") {
 		return nil, fmt.Errorf("idle connections: %q %v %s", line, err, stderr.String())
 	}
-	if c.label == stats.ArchwayPark {
+	if c.label == stats.ArchwayPark && !slices.Contains(extra, "-ws") {
+		// Upgraded WebSockets are tunnels, not keep-alive connections: parking never sees
+		// them (their idle memory is the tunnel's), so only keep-alive holds wait for it.
 		// Measured once every connection is parked and the memory they gave back has been
 		// returned to the OS (archway_parking_memory_releases_total), as it is on a gateway
 		// whose connections have gone quiet.
