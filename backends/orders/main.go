@@ -140,13 +140,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, s 
 	opts := ClientOptions{Timeout: s.peerTimeout, Retries: s.peerRetries}
 	productsPeer := newPeerClient("products", products, opts)
 	events := newEventTasks(store, feed, s.broker, productsPeer, log)
-	srv := server.New(server.Config{
-		Service: "orders", Addr: c.Addr, Logger: log, MaxBodyBytes: c.MaxBodyBytes,
-		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, ShutdownTimeout: c.ShutdownTimeout,
-		Consul: c.Consul, Advertise: c.Advertise,
-		TLSCertFile: c.TLSCert, TLSKeyFile: c.TLSKey, TLSClientCAFile: c.TLSClientCA,
-		Health: store.Ping,
-	})
+	srv := server.New(server.ConfigFrom("orders", c, log, store.Ping))
 	(&service{store: store, verifier: verifier, feed: feed, currency: s.currency, log: log,
 		products: &productsClient{productsPeer},
 		payments: &paymentsClient{newPeerClient("payments", payments, opts)},

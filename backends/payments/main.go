@@ -62,13 +62,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, st
 		return err
 	}
 	defer store.Close()
-	srv := server.New(server.Config{
-		Service: "payments", Addr: c.Addr, Logger: log, MaxBodyBytes: c.MaxBodyBytes,
-		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, ShutdownTimeout: c.ShutdownTimeout,
-		Consul: c.Consul, Advertise: c.Advertise,
-		TLSCertFile: c.TLSCert, TLSKeyFile: c.TLSKey, TLSClientCAFile: c.TLSClientCA,
-		Health: store.Ping,
-	})
+	srv := server.New(server.ConfigFrom("payments", c, log, store.Ping))
 	(&service{store: store, verifier: verifier, provider: Simulator{}, now: time.Now}).routes(srv)
 	log.InfoContext(ctx, "payments service starting", "addr", c.Addr, "engine", string(store.db.Engine()), "provider", "simulator")
 	return srv.ListenAndServe(ctx)

@@ -84,13 +84,7 @@ func serve(ctx context.Context, c *config.Common, jwt *auth.VerifierSettings, br
 	if n > 0 {
 		log.InfoContext(ctx, "seeded an empty catalog", "products", n)
 	}
-	srv := server.New(server.Config{
-		Service: "products", Addr: c.Addr, Logger: log, MaxBodyBytes: c.MaxBodyBytes,
-		ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, ShutdownTimeout: c.ShutdownTimeout,
-		Consul: c.Consul, Advertise: c.Advertise,
-		TLSCertFile: c.TLSCert, TLSKeyFile: c.TLSKey, TLSClientCAFile: c.TLSClientCA,
-		Health: store.Ping,
-	})
+	srv := server.New(server.ConfigFrom("products", c, log, store.Ping))
 	(&service{store: store, verifier: verifier}).routes(srv)
 	if broker.pushSecret != "" {
 		srv.Handle(http.MethodPost, ev.PushPath, pushHandler(store, []byte(broker.pushSecret)))

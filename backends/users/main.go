@@ -128,13 +128,7 @@ func serve(ctx context.Context, s *settings, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := server.New(server.Config{
-		Service: "users", Addr: s.Addr, Logger: log, MaxBodyBytes: s.MaxBodyBytes,
-		ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout, ShutdownTimeout: s.ShutdownTimeout,
-		Consul: s.Consul, Advertise: s.Advertise,
-		TLSCertFile: s.TLSCert, TLSKeyFile: s.TLSKey, TLSClientCAFile: s.TLSClientCA,
-		Health: store.Ping,
-	})
+	srv := server.New(server.ConfigFrom("users", s.Common, log, store.Ping))
 	svc.routes(srv)
 	keyID := ""
 	if keys := issuer.JWKS().Keys; len(keys) > 0 {
