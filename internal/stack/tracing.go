@@ -60,7 +60,8 @@ exporters:
 `
 
 // JaegerConfig is the configuration of a Jaeger (bin/jaeger --config) like `make run-tracing`'s
-// on the given loopback ports; the benchmark's tracing scenario runs its collector with it.
+// on the given loopback ports; the benchmark's tracing scenario and the tests run their
+// collectors with it.
 func JaegerConfig(otlpHTTP, otlpGRPC, query, queryGRPC int) []byte {
 	return fmt.Appendf(nil, jaegerConfig, otlpHTTP, otlpGRPC, query, queryGRPC)
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/archway-gateway/archway/internal/stack"
 )
 
 // Jaeger is a real Jaeger v2 (bin/jaeger, built by `make deps` from tools/jaeger) with in-memory
@@ -21,50 +23,6 @@ type Jaeger struct {
 	proc  *Process
 }
 
-// jaegerConfig is the all-in-one pipeline with memory storage and nothing else listening: no
-// legacy Jaeger or Zipkin receivers, no sampling server, no self-metrics port.
-const jaegerConfig = `service:
-  extensions: [jaeger_storage, jaeger_query]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [jaeger_storage_exporter]
-  telemetry:
-    metrics:
-      level: none
-    traces:
-      level: none
-    logs:
-      level: warn
-extensions:
-  jaeger_query:
-    storage:
-      traces: memstore
-    http:
-      endpoint: 127.0.0.1:%[3]d
-    grpc:
-      endpoint: 127.0.0.1:%[4]d
-  jaeger_storage:
-    backends:
-      memstore:
-        memory:
-          max_traces: 10000
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:%[2]d
-      http:
-        endpoint: 127.0.0.1:%[1]d
-processors:
-  batch:
-    timeout: 100ms
-exporters:
-  jaeger_storage_exporter:
-    trace_storage: memstore
-`
-
 // StartJaeger starts Jaeger on free loopback ports and stops it when the test ends.
 func StartJaeger(t testing.TB) *Jaeger {
 	t.Helper()
@@ -73,7 +31,7 @@ func StartJaeger(t testing.TB) *Jaeger {
 	for attempt := 0; ; attempt++ {
 		ports := FreePorts(t, 4)
 		cfg := filepath.Join(dir, fmt.Sprintf("config-%d.yaml", attempt))
-		if err := os.WriteFile(cfg, fmt.Appendf(nil, jaegerConfig, ports[0], ports[1], ports[2], ports[3]), 0o644); err != nil {
+		if err := os.WriteFile(cfg, stack.JaegerConfig(ports[0], ports[1], ports[2], ports[3]), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		// Jaeger would trace itself into an OTLP collector on the default port otherwise.
