@@ -265,21 +265,16 @@ func clientBodyError(err error) error {
 	return ErrRequestBodyBroken
 }
 
-// limitedBody streams a chunked request body to the upstream and fails once it exceeds the
+// cappedBody streams a client's request body to the upstream and fails once it exceeds the
 // limit. It records why it failed so the transport can blame the client, not the target.
-type limitedBody struct {
+type cappedBody struct {
 	r    io.Reader
 	left int64
 	err  error
-	buf  []byte // holds a small body read whole (prepareBody); reused across requests
-}
-
-func (b *limitedBody) reset(r io.Reader, limit int64) {
-	b.r, b.left, b.err = r, limit, nil
 }
 
 // Read implements io.Reader.
-func (b *limitedBody) Read(p []byte) (int, error) {
+func (b *cappedBody) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
@@ -300,4 +295,14 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 // Err reports why reading the body failed, if it did.
-func (b *limitedBody) Err() error { return b.err }
+func (b *cappedBody) Err() error { return b.err }
+
+// limitedBody is the exchange's reusable cappedBody for a chunked HTTP/1.1 request body.
+type limitedBody struct {
+	cappedBody
+	buf []byte // holds a small body read whole (prepareBody); reused across requests
+}
+
+func (b *limitedBody) reset(r io.Reader, limit int64) {
+	b.r, b.left, b.err = r, limit, nil
+}

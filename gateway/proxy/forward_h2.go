@@ -35,7 +35,9 @@ func (f *Forwarder) serveH2(x *Exchange, up *upstream.Upstream, raw []byte) {
 	}
 	if stream := req.BodyStream(); stream != nil {
 		if x.Wire == protocol.WireHTTP2 {
-			b := &h2ClientBody{r: stream, left: x.Snapshot.MaxBodyBytes}
+			// Its own allocation, not the exchange's reusable body: the transport reads it after the
+			// handler returned and the exchange went back to its pool.
+			b := &cappedBody{r: stream, left: x.Snapshot.MaxBodyBytes}
 			h.Body, h.ClientBody = b, b
 			if tc, ok := ctx.Conn().(requestTrailers); ok {
 				h.Trailer = tc.RequestTrailer()
@@ -120,38 +122,6 @@ func (f *Forwarder) serveH2(x *Exchange, up *upstream.Upstream, raw []byte) {
 type requestTrailers interface {
 	RequestTrailer() http.Header
 }
-
-// h2ClientBody streams a client's request body to an HTTP/2 upstream, failing once it
-// exceeds server.max_body_bytes. It is its own allocation, not the exchange's reusable body:
-// the transport reads it after the handler returned and the exchange went back to its pool.
-type h2ClientBody struct {
-	r    io.Reader
-	left int64
-	err  error
-}
-
-func (b *h2ClientBody) Read(p []byte) (int, error) {
-	if b.err != nil {
-		return 0, b.err
-	}
-	if int64(len(p)) > b.left+1 {
-		p = p[:b.left+1]
-	}
-	n, err := b.r.Read(p)
-	if int64(n) > b.left {
-		b.err = ErrBodyTooLarge
-		return 0, b.err
-	}
-	b.left -= int64(n)
-	if err != nil && err != io.EOF {
-		b.err = clientBodyError(err)
-		return n, b.err
-	}
-	return n, err
-}
-
-// Err reports why reading the body failed, if it did.
-func (b *h2ClientBody) Err() error { return b.err }
 
 // parseGRPCTimeout reads a grpc-timeout value: at most 8 digits and a unit (H, M, S, m, u, n).
 func parseGRPCTimeout(v []byte) (time.Duration, bool) {
