@@ -68,6 +68,8 @@ type Server struct {
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 	// IdleParkAfter parks idle keep-alive connections (see park.go); 0 is off.
 	IdleParkAfter Duration `yaml:"idle_park_after,omitempty"`
+	// WriteAndWait writes keep-alive responses as the connection starts waiting (writewait.go); 0 is off.
+	WriteAndWait Duration `yaml:"write_and_wait,omitempty"`
 	// Listeners replaces Listen with any number of listeners, plain or TLS (see listeners.go).
 	Listeners []Listener `yaml:"listeners,omitempty"`
 	// HTTP2 is the HTTP/2 settings of every listener speaking it (see http2.go).

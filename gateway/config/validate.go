@@ -39,6 +39,7 @@ func (c *Config) validate(errs *ErrorList) {
 	v.server()
 	v.connections()
 	v.parking()
+	v.writeAndWait()
 	v.listeners()
 	v.http2()
 	v.admin()

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/valyala/fasthttp"
 )
 
@@ -24,8 +25,12 @@ const (
 // Conn is a connection of a parking listener. fasthttp's serving goroutine calls Read,
 // SetReadDeadline and ConnState; Close may come from fasthttp's shutdown too. While parked,
 // the Parker owns it (its fields below state are guarded by Parker.mu).
+//
+// It is transparent (protocol.Transparent): its Read only turns a timeout into end-of-file. So
+// a WebSocket tunnel may read the socket around it (a hijacked connection went through
+// StateActive and is never armed to park again), and the request head check may write to it.
 type Conn struct {
-	net.Conn
+	protocol.Transparent
 	l     *Listener
 	state atomic.Int32
 	fd    int32 // the socket's descriptor, valid while the connection is open
@@ -42,9 +47,6 @@ type Conn struct {
 	index    int
 	deadline time.Time
 }
-
-// NetConn is the wrapped connection, for code that looks through wrappers (TLS state).
-func (c *Conn) NetConn() net.Conn { return c.Conn }
 
 // ConnState follows fasthttp's view of the connection (Server.ConnState). Only StateIdle lets
 // the next read park.
@@ -116,48 +118,6 @@ func (c *Conn) Close() error {
 			return c.Conn.Close()
 		}
 	}
-}
-
-// SetKeepAlive lets fasthttp's server.TCPKeepalive reach the TCP connection.
-func (c *Conn) SetKeepAlive(on bool) error {
-	if k, ok := c.Conn.(interface{ SetKeepAlive(bool) error }); ok {
-		return k.SetKeepAlive(on)
-	}
-	return nil
-}
-
-// SetKeepAlivePeriod: see SetKeepAlive.
-func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
-	if k, ok := c.Conn.(interface{ SetKeepAlivePeriod(time.Duration) error }); ok {
-		return k.SetKeepAlivePeriod(d)
-	}
-	return nil
-}
-
-// ReadFrom keeps the socket's sendfile path for static files.
-func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
-}
-
-// SyscallConn lets a WebSocket tunnel wait on the socket's descriptor and read it directly, so
-// an idle tunnel holds no read buffer. Reading around Read is safe there: a hijacked connection
-// went through StateActive and is never armed to park again.
-func (c *Conn) SyscallConn() (syscall.RawConn, error) {
-	if sc, ok := c.Conn.(syscall.Conn); ok {
-		return sc.SyscallConn()
-	}
-	return nil, errors.ErrUnsupported
-}
-
-// CloseWrite passes a WebSocket tunnel's half-close on.
-func (c *Conn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
 }
 
 // descriptor finds the socket under c's wrappers (TLS, PROXY protocol, the connection caps)

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/archway-gateway/archway/gateway/protocol"
 )
 
 // Listener is one listener's side of parking: it wraps the listener fasthttp serves (below the
@@ -76,7 +78,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 }
 
 func (l *Listener) newConn(c net.Conn) *Conn {
-	pc := &Conn{Conn: c, l: l, index: -1}
+	pc := &Conn{Transparent: protocol.TransparentTo(c), l: l, index: -1}
 	fd, isTLS, ok := descriptor(c)
 	pc.fd, pc.tls, pc.noPark = fd, isTLS, !ok
 	return pc

@@ -48,7 +48,7 @@ var keepAliveExchange = []byte("GET /api/products?page=2 HTTP/1.1\r\nHost: shop.
 	"10\r\n0123456789abcdef\r\n4;last\r\nwxyz\r\n0\r\nDigest: x\r\n\r\n")
 
 func TestConnScanAllocatesNothing(t *testing.T) {
-	c := &Conn{Conn: &repeatConn{req: keepAliveExchange}}
+	c := newConn(&repeatConn{req: keepAliveExchange})
 	buf := make([]byte, 4096)
 	allocs := testing.AllocsPerRun(1000, func() { _, _ = c.Read(buf) })
 	if allocs != 0 || c.state != stSkip {
@@ -58,7 +58,7 @@ func TestConnScanAllocatesNothing(t *testing.T) {
 
 // BenchmarkConnScan: the scanner's cost on a typical keep-alive exchange of three requests.
 func BenchmarkConnScan(b *testing.B) {
-	c := &Conn{Conn: &repeatConn{req: keepAliveExchange}}
+	c := newConn(&repeatConn{req: keepAliveExchange})
 	buf := make([]byte, 4096)
 	b.SetBytes(int64(len(keepAliveExchange)))
 	b.ReportAllocs()

@@ -3,7 +3,6 @@ package protocol
 import (
 	"bytes"
 	"errors"
-	"io"
 	"net"
 	"time"
 )
@@ -16,7 +15,13 @@ import (
 var ErrBareLF = errors.New("bare LF in request head")
 
 // Listener wraps the public listener so that every accepted connection is a *Conn.
-type Listener struct{ net.Listener }
+type Listener struct {
+	net.Listener
+	// WriteWait turns write-and-wait on for its connections (wait.go) and is how long a wait
+	// for the next request lasts before the socket is read anyway; 0 leaves it off. The
+	// fasthttp server must set a read or idle timeout (wait.go says why).
+	WriteWait time.Duration
+}
 
 // Accept implements net.Listener.
 func (l Listener) Accept() (net.Conn, error) {
@@ -24,7 +29,11 @@ func (l Listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{Conn: c}, nil
+	pc := &Conn{Passthrough: Passthrough{c}}
+	if l.WriteWait > 0 {
+		pc.enableWait(l.WriteWait)
+	}
+	return pc, nil
 }
 
 // States of Conn's scanner, in the order a message passes them.
@@ -99,7 +108,7 @@ const (
 // connection's handler runs after the request handler returned). A Conn allocates nothing,
 // except the kept bytes of a refusal.
 type Conn struct {
-	net.Conn
+	Passthrough
 	state   uint8
 	prev    byte  // the last framing byte scanned, across reads
 	field   uint8 // stName, stValue: the field being matched or read
@@ -113,15 +122,33 @@ type Conn struct {
 	length  int64 // the head's Content-Length; stBody, stChunkData: bytes still due
 	kept    []byte
 	err     error // refusal to return from the next Read
+	w       waiter
 }
 
 // NetConn returns the wrapped connection, so what it adds to net.Conn (a TLS connection's
-// verified client certificate) stays reachable through the wrapper.
-func (c *Conn) NetConn() net.Conn { return c.Conn }
+// verified client certificate) stays reachable through the wrapper. A held response is written
+// first: whoever uses the wrapped connection sees the bytes in order.
+func (c *Conn) NetConn() net.Conn {
+	if c.w.state != holdNone {
+		_ = c.flush(true)
+	}
+	return c.Conn
+}
 
 // Read implements net.Conn. Bytes up to a bare LF are delivered, then ErrBareLF, so fasthttp's
-// parser fails on the incomplete message it holds and the error handler answers.
+// parser fails on the incomplete message it holds and the error handler answers. A held
+// response is written first (wait.go).
 func (c *Conn) Read(p []byte) (int, error) {
+	if c.w.state != holdNone {
+		if c.w.state == holdArmed && c.err == nil && c.state != stStopped && len(p) > 0 {
+			n, done, err := c.writeAndWait(p)
+			if done {
+				return c.checked(p, n, err)
+			}
+		} else if err := c.flush(true); err != nil {
+			return 0, err
+		}
+	}
 	if c.state == stStopped {
 		if len(c.kept) > 0 { // what followed an upgrade request, held back by a refusal
 			n := copy(p, c.kept)
@@ -134,6 +161,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return 0, c.err
 	}
 	n, err := c.Conn.Read(p)
+	return c.checked(p, n, err)
+}
+
+// checked runs the scanner over the n bytes just read into p.
+func (c *Conn) checked(p []byte, n int, err error) (int, error) {
 	if n == 0 {
 		return n, err
 	}
@@ -154,6 +186,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) Upgraded() {
 	c.state = stStopped
 	c.err = nil
+	c.w.off = true // a tunnel's bytes are never held
+	if c.w.state != holdNone {
+		_ = c.flush(true)
+	}
 }
 
 // InRequestLine reports whether the head being read has not finished its request line yet: a
@@ -451,28 +487,4 @@ func lower(ch byte) byte {
 		return ch + 'a' - 'A'
 	}
 	return ch
-}
-
-// SetKeepAlive lets fasthttp's server.TCPKeepalive reach the TCP connection.
-func (c *Conn) SetKeepAlive(on bool) error {
-	if k, ok := c.Conn.(interface{ SetKeepAlive(bool) error }); ok {
-		return k.SetKeepAlive(on)
-	}
-	return nil
-}
-
-// SetKeepAlivePeriod: see SetKeepAlive.
-func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
-	if k, ok := c.Conn.(interface{ SetKeepAlivePeriod(time.Duration) error }); ok {
-		return k.SetKeepAlivePeriod(d)
-	}
-	return nil
-}
-
-// ReadFrom keeps the TCP connection's sendfile path for static files copied to the client.
-func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }

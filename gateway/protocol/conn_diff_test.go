@@ -228,7 +228,7 @@ func serveThroughConn(r *rand.Rand, stream []byte, requests int) ([]genRequest, 
 			}
 		},
 	}
-	err := s.ServeConn(&Conn{Conn: p})
+	err := s.ServeConn(newConn(p))
 	return seen, err
 }
 

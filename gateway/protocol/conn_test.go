@@ -61,7 +61,7 @@ func TestConnRefusesBareLF(t *testing.T) {
 			if split { // one byte per read
 				pieces = strings.Split(tc.in, "")
 			}
-			c := &Conn{Conn: &feedConn{pieces: pieces}}
+			c := newConn(&feedConn{pieces: pieces})
 			got, err := readAll(c)
 			if tc.bad {
 				if !errors.Is(err, ErrBareLF) || strings.Contains(got, "\n\n") || len(got) >= len(tc.in) {
@@ -159,7 +159,7 @@ func TestConnFollowsFraming(t *testing.T) {
 			t.Errorf("%s: heads at %v, refused at %d, stopped %v; want %v, %d, %v", tc.name, heads, refused, stopped, wantHeads, wantRefused, tc.stopped)
 		}
 		// Whole, the same input gives the same answer.
-		got, err := readAll(&Conn{Conn: &feedConn{pieces: []string{string(in)}}})
+		got, err := readAll(newConn(&feedConn{pieces: []string{string(in)}}))
 		if wantRefused >= 0 {
 			if !errors.Is(err, ErrBareLF) || got != string(in[:wantRefused]) {
 				t.Errorf("%s, one read: delivered %d bytes, err %v; want %d, then ErrBareLF", tc.name, len(got), err, wantRefused)
@@ -178,7 +178,7 @@ func TestConnUpgrade(t *testing.T) {
 	frames := "\x81\x8a\x00\x00\x00\x00a\nb\n\nc\r\n\n\n" + "\n\nGET / HTTP/1.1\n\n"
 	for _, upgraded := range []bool{true, false} {
 		for _, pieces := range [][]string{{head + frames}, {head, frames}} {
-			c := &Conn{Conn: &feedConn{pieces: append([]string(nil), pieces...)}}
+			c := newConn(&feedConn{pieces: append([]string(nil), pieces...)})
 			buf := make([]byte, 4096)
 			var got []byte
 			for len(got) < len(head) {
@@ -204,7 +204,7 @@ func TestConnUpgrade(t *testing.T) {
 }
 
 func TestConnRequestLine(t *testing.T) {
-	c := &Conn{Conn: &feedConn{pieces: []string{"GET /" + strings.Repeat("a", 100), " HTTP/1.1\r\nX: " + strings.Repeat("b", 100)}}}
+	c := newConn(&feedConn{pieces: []string{"GET /" + strings.Repeat("a", 100), " HTTP/1.1\r\nX: " + strings.Repeat("b", 100)}})
 	buf := make([]byte, 256)
 	_, _ = c.Read(buf)
 	if !c.InRequestLine() {
@@ -259,13 +259,13 @@ func FuzzConnSplitInvariant(f *testing.F) {
 	f.Add("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\n\n\n\n\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\n", uint8(5))
 	f.Add("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n\n\n\nGET / HTTP/1.1\r\nHost: a\n\r\n", uint8(2))
 	f.Fuzz(func(t *testing.T, in string, step uint8) {
-		whole, werr := readAll(&Conn{Conn: &feedConn{pieces: []string{in}}})
+		whole, werr := readAll(newConn(&feedConn{pieces: []string{in}}))
 		var pieces []string
 		for s, k := in, int(step%16)+1; len(s) > 0; {
 			n := min(k, len(s))
 			pieces, s = append(pieces, s[:n]), s[n:]
 		}
-		split, serr := readAll(&Conn{Conn: &feedConn{pieces: pieces}})
+		split, serr := readAll(newConn(&feedConn{pieces: pieces}))
 		if whole != split || errors.Is(werr, ErrBareLF) != errors.Is(serr, ErrBareLF) {
 			t.Fatalf("whole: %q %v; split by %d: %q %v", whole, werr, step%16+1, split, serr)
 		}

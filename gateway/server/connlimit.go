@@ -1,15 +1,14 @@
 package server
 
 import (
-	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -72,7 +71,7 @@ func (l *connLimiter) admit(c net.Conn) (net.Conn, bool) {
 		l.refuse(c)
 		return nil, false
 	}
-	lc := &limitedConn{Conn: c, l: l}
+	lc := &limitedConn{Transparent: protocol.TransparentTo(c), l: l}
 	if perIP > 0 {
 		ip := peerAddr(c)
 		l.mu.Lock()
@@ -121,9 +120,11 @@ func peerAddr(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// limitedConn gives its place back when closed, once.
+// limitedConn gives its place back when closed, once. It adds nothing to reads and writes
+// (protocol.Transparent): parking finds the socket's descriptor through it, a WebSocket tunnel
+// waits on it and half-closes it, the request head check writes responses to it directly.
 type limitedConn struct {
-	net.Conn
+	protocol.Transparent
 	l       *connLimiter
 	ip      netip.Addr
 	counted bool // holds a place in byIP
@@ -144,34 +145,6 @@ func (c *limitedConn) Close() error {
 		}
 	}
 	return c.Conn.Close()
-}
-
-// NetConn is the socket, for code that looks through wrappers (parking finds its descriptor).
-func (c *limitedConn) NetConn() net.Conn { return c.Conn }
-
-// CloseWrite passes a WebSocket tunnel's half-close on to the socket.
-func (c *limitedConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
-}
-
-// SyscallConn lets a WebSocket tunnel wait on the socket's descriptor and read it directly
-// (limitedConn adds nothing to reads), so an idle tunnel holds no read buffer.
-func (c *limitedConn) SyscallConn() (syscall.RawConn, error) {
-	if sc, ok := c.Conn.(syscall.Conn); ok {
-		return sc.SyscallConn()
-	}
-	return nil, errors.ErrUnsupported
-}
-
-// ReadFrom keeps the socket's sendfile path for static files.
-func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
 
 var descConnsRefused = prometheus.NewDesc("archway_connections_refused_total",

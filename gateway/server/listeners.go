@@ -36,6 +36,8 @@ type listenerRuntime struct {
 	h2     *h2.Server              // nil when the listener does not serve HTTP/2
 	park   *park.Listener          // nil without server.idle_park_after (park.go)
 	parker *park.Parker            // the gateway's one watcher of parked connections, with park
+	// writeWait is server.write_and_wait, for the request head check (protocol.Listener).
+	writeWait time.Duration
 }
 
 // preparedListeners are the TLS and PROXY settings of a configuration, compiled (certificate
@@ -101,7 +103,7 @@ func (g *Gateway) prepareListeners(cfg *config.Config) (*preparedListeners, erro
 func (g *Gateway) newListeners(cfg *config.Config, p *preparedListeners) {
 	parker := g.newParker(cfg.Server)
 	for i, l := range cfg.EffectiveListeners() {
-		rt := &listenerRuntime{name: l.Name, addr: l.Addr, stats: &listener.Stats{}}
+		rt := &listenerRuntime{name: l.Name, addr: l.Addr, stats: &listener.Stats{}, writeWait: cfg.Server.WriteAndWait.D()}
 		rt.server = newFastServer(cfg.Server, g.entry, g.entry.ListenerHandler(i), g.logger)
 		if parker != nil {
 			parkOn(rt, parker, cfg.Server)
@@ -248,7 +250,9 @@ func (g *Gateway) serveOn(i int, ln net.Listener) error {
 		// Below the request head check, so a woken connection gets a fresh one (park.go).
 		ln = rt.park.Wrap(ln)
 	}
-	err := rt.server.Serve(protocol.Listener{Listener: ln})
+	// Write-and-wait holds a response only where the check sees the socket through transparent
+	// wrappers (the caps, parking): not under TLS, PROXY protocol or the HTTP/2 demux.
+	err := rt.server.Serve(protocol.Listener{Listener: ln, WriteWait: rt.writeWait})
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}

@@ -398,6 +398,7 @@ func restartOnly(old, new *config.Config) error {
 		{"server.write_timeout", old.Server.WriteTimeout, new.Server.WriteTimeout},
 		{"server.idle_timeout", old.Server.IdleTimeout, new.Server.IdleTimeout},
 		{"server.idle_park_after", old.Server.IdleParkAfter, new.Server.IdleParkAfter},
+		{"server.write_and_wait", old.Server.WriteAndWait, new.Server.WriteAndWait},
 		{"server.max_header_bytes", old.Server.MaxHeaderBytes, new.Server.MaxHeaderBytes},
 		{"admin.listen", old.Admin.Listen, new.Admin.Listen},
 		{"server.listeners", listenerShape(old), listenerShape(new)},
