@@ -40,12 +40,12 @@ func newEncoder(serviceName string) encoder {
 // appendRequest appends the ExportTraceServiceRequest of spans to b: one ResourceSpans holding
 // one ScopeSpans holding the spans, in order.
 func (e *encoder) appendRequest(b []byte, spans []*Span) []byte {
-	return appendNested(b, fRequestResourceSpans, func(b []byte) []byte {
+	return appendNestedSized(b, fRequestResourceSpans, 3, func(b []byte) []byte {
 		b = append(b, e.resource...)
-		return appendNested(b, fResourceSpansScopeSpans, func(b []byte) []byte {
+		return appendNestedSized(b, fResourceSpansScopeSpans, 3, func(b []byte) []byte {
 			b = append(b, e.scope...)
 			for _, s := range spans {
-				b = appendNested(b, fScopeSpansSpans, s.appendTo)
+				b = appendNestedSized(b, fScopeSpansSpans, 2, s.appendTo)
 			}
 			return b
 		})
@@ -172,16 +172,30 @@ const (
 // body, so one byte is reserved for it (the common case) and the body is moved along when its
 // length needs more: no second buffer, no size pass.
 func appendNested(b []byte, num protowire.Number, body func([]byte) []byte) []byte {
+	return appendNestedSized(b, num, 1, body)
+}
+
+// appendNestedSized is appendNested reserving width bytes for the length: a span (hundreds of
+// bytes: a 2-byte length) or a whole batch (3 bytes up to 2 MiB) is then not moved along
+// after it is written. A length that needs fewer bytes moves the body back, so the encoding
+// stays the minimal one.
+func appendNestedSized(b []byte, num protowire.Number, width int, body func([]byte) []byte) []byte {
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	at := len(b)
-	b = append(b, 0)
+	for range width {
+		b = append(b, 0)
+	}
 	b = body(b)
-	n := len(b) - at - 1
-	if w := protowire.SizeVarint(uint64(n)); w > 1 {
-		for range w - 1 {
+	n := len(b) - at - width
+	switch w := protowire.SizeVarint(uint64(n)); {
+	case w > width:
+		for range w - width {
 			b = append(b, 0)
 		}
-		copy(b[at+w:], b[at+1:at+1+n])
+		copy(b[at+w:], b[at+width:at+width+n])
+	case w < width:
+		copy(b[at+w:], b[at+width:at+width+n])
+		b = b[:at+w+n]
 	}
 	protowire.AppendVarint(b[at:at], uint64(n))
 	return b
