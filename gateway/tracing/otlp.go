@@ -67,7 +67,7 @@ func (s *Span) appendTo(b []byte) []byte {
 	b = appendFixed64(b, fSpanStart, uint64(max(0, s.StartTime)))
 	b = appendFixed64(b, fSpanEnd, uint64(max(0, s.EndTime)))
 	for i := range s.attrs[:s.nAttrs] {
-		b = appendNested(b, fSpanAttributes, func(b []byte) []byte { return s.appendAttribute(b, &s.attrs[i]) })
+		b = s.appendAttribute(b, &s.attrs[i])
 	}
 	b = appendUint(b, fSpanDroppedAttributes, s.droppedAttrs)
 	if s.LinkTraceID.IsValid() {
@@ -89,22 +89,40 @@ func (s *Span) appendTo(b []byte) []byte {
 	return appendFixed32(b, fSpanFlags, spanFlags(s.Sampled, s.RemoteParent))
 }
 
-// appendAttribute appends the fields of a KeyValue message holding a.
+// appendAttribute appends a as a Span.attributes field (a KeyValue message). The sizes of
+// the two messages are known before they are written, so they are written in one pass, without
+// the reserve-and-move of appendNested: attributes are most of a span's fields.
 func (s *Span) appendAttribute(b []byte, a *attr) []byte {
+	// AnyValue: one field, a string (set even when empty: the value's oneof), an int or a bool.
+	var text []byte
+	var valueLen int
+	switch a.kind {
+	case attrBool, attrInt:
+		valueLen = 1 + protowire.SizeVarint(uint64(a.num))
+	default:
+		text = s.text(a.text)
+		valueLen = 1 + protowire.SizeBytes(len(text))
+	}
+	kvLen := 1 + protowire.SizeBytes(valueLen) // KeyValue.value
+	if a.key != "" {
+		kvLen += 1 + protowire.SizeBytes(len(a.key))
+	}
+	// Every field number here is below 16: each tag is one byte.
+	b = protowire.AppendTag(b, fSpanAttributes, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(kvLen))
 	b = appendString(b, fKeyValueKey, a.key)
-	return appendNested(b, fKeyValueValue, func(b []byte) []byte {
-		switch a.kind {
-		case attrBool:
-			b = protowire.AppendTag(b, fAnyBool, protowire.VarintType)
-			return protowire.AppendVarint(b, uint64(a.num))
-		case attrInt:
-			b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
-			return protowire.AppendVarint(b, uint64(a.num))
-		}
-		// A string, even an empty one: the value's oneof is set.
-		b = protowire.AppendTag(b, fAnyString, protowire.BytesType)
-		return protowire.AppendBytes(b, s.text(a.text))
-	})
+	b = protowire.AppendTag(b, fKeyValueValue, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(valueLen))
+	switch a.kind {
+	case attrBool:
+		b = protowire.AppendTag(b, fAnyBool, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(a.num))
+	case attrInt:
+		b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(a.num))
+	}
+	b = protowire.AppendTag(b, fAnyString, protowire.BytesType)
+	return protowire.AppendBytes(b, text)
 }
 
 // spanFlags are a span's or a link's OTLP flags: the W3C trace flags in the low byte, and
