@@ -270,7 +270,7 @@ func (e *Entry) finish(x *Exchange) {
 	if t := s.Tracer; t != nil {
 		x.endTrace(t, code)
 	}
-	if x.trace.span != nil {
+	if x.trace.recorded {
 		// The latency histogram's exemplar points at this trace, so a dashboard can jump from
 		// a slow bucket to a request in it.
 		stats.RecordTraced(x.Wire, x.Method, code, elapsed, x.UpstreamDuration, in, out, x.trace.traceID)

@@ -85,10 +85,16 @@ func TestThreshold(t *testing.T) {
 			t.Errorf("Threshold(%v) = %d, want %d", c.ratio, got, c.want)
 		}
 	}
-	if Sample(0) {
+	low, high := trace.TraceID{0xff, 15: 0}, trace.TraceID{8: 0xff, 15: 0xff}
+	if Sample(low, 0) {
 		t.Error("ratio 0 sampled")
 	}
-	if !Sample(math.MaxUint64) {
+	if !Sample(high, math.MaxUint64) {
 		t.Error("ratio 1 did not sample")
+	}
+	// TraceIDRatioBased: the decision is the trace id's, read from its last 8 bytes.
+	half := Threshold(0.5)
+	if !Sample(low, half) || Sample(high, half) || Sample(trace.TraceID{8: 0x80}, half) || !Sample(trace.TraceID{8: 0x7f, 15: 0xff}, half) {
+		t.Error("at ratio 0.5 the decision is not the trace id's")
 	}
 }

@@ -1,39 +1,34 @@
 // Package tracing is the gateway's OpenTelemetry tracing: W3C Trace Context in and out, the
-// sampling decision, and span export over OTLP through a bounded queue.
+// sampling decision, the span records of sampled requests and their export over OTLP through a
+// bounded queue.
 //
-// The request path decides sampling itself, before the SDK is involved: a request that is not
-// sampled (and every request while tracing is off) gets its ids from a per-goroutine random
-// source and its traceparent written into the upstream request, and allocates nothing. Only a
-// sampled request starts SDK spans.
+// The request path decides sampling itself: a request that is not sampled (and every request
+// while tracing is off) gets its ids from a per-goroutine random source and its traceparent
+// written into the upstream request, and allocates nothing. A sampled request records its spans
+// in pooled, fixed-shape records (span.go), not in the OpenTelemetry SDK's span objects; the
+// exporter encodes them as OTLP for either transport (otlp.go, export.go) and returns them to
+// the pool.
 package tracing
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"net/netip"
-	"net/url"
+	"os"
 	"reflect"
-	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"github.com/archway-gateway/archway/internal/exportqueue"
 	"go.opentelemetry.io/otel/trace"
 )
 
 // Tracer is one configuration's tracing: its exporter, queue and sampling. Immutable once
 // built and safe for concurrent use; Shutdown flushes it when a reload replaces it.
 type Tracer struct {
-	cfg      config.Tracing
-	provider *sdktrace.TracerProvider
-	tracer   trace.Tracer
-	queue    *queue
+	cfg   config.Tracing
+	queue *exportqueue.Queue[*Span]
 	// threshold is the sample ratio as a bound on a random uint64: sampled when below it.
 	threshold uint64
 	trusted   []netip.Prefix
@@ -41,22 +36,22 @@ type Tracer struct {
 
 // New builds the tracer of cfg. trustedProxies stand in for trusted_sources when that is empty.
 // stats receives the export and drop counts; it outlives tracers, so counts survive reloads.
+// The OTEL_EXPORTER_OTLP_* variables add headers, compression and TLS files, as they do to the
+// SDK's exporters.
 func New(cfg *config.Tracing, trustedProxies []netip.Prefix, stats *Stats) (*Tracer, error) {
-	exp, err := newExporter(cfg)
+	env, err := readExportEnv(os.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	q := newQueue(exp, cfg.QueueSize, cfg.BatchSize, cfg.BatchTimeout.D(), cfg.ExportTimeout.D(), stats)
-	res := resource.NewSchemaless(attribute.String("service.name", cfg.ServiceName))
-	provider := sdktrace.NewTracerProvider(
-		// The request path samples before it starts a span; the SDK records what it is given.
-		sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithSpanProcessor(q),
-		sdktrace.WithResource(res),
-	)
+	exp, err := newExporter(cfg, env)
+	if err != nil {
+		return nil, err
+	}
 	t := &Tracer{
-		cfg: *cfg, provider: provider, queue: q,
-		tracer:    provider.Tracer("github.com/archway-gateway/archway/gateway"),
+		cfg: *cfg,
+		queue: exportqueue.New[*Span](exp, exportqueue.Settings{
+			Size: cfg.QueueSize, Batch: cfg.BatchSize, Interval: cfg.BatchTimeout.D(), ExportTimeout: cfg.ExportTimeout.D(),
+		}, &stats.Counts),
 		threshold: Threshold(cfg.SampleRatio),
 		trusted:   trustedProxies,
 	}
@@ -67,32 +62,6 @@ func New(cfg *config.Tracing, trustedProxies []netip.Prefix, stats *Stats) (*Tra
 		}
 	}
 	return t, nil
-}
-
-func newExporter(cfg *config.Tracing) (sdktrace.SpanExporter, error) {
-	u, err := url.Parse(cfg.Endpoint)
-	if err != nil {
-		return nil, fmt.Errorf("tracing endpoint: %w", err)
-	}
-	// The exporter's own retries stop within one export timeout: a collector that is down must
-	// cost the queue one timeout per batch, not a minute of backoff.
-	timeout := cfg.ExportTimeout.D()
-	switch cfg.Protocol {
-	case config.TracingGRPC:
-		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(u.Host), otlptracegrpc.WithTimeout(timeout),
-			otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: true, InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second, MaxElapsedTime: timeout})}
-		if u.Scheme == "http" {
-			opts = append(opts, otlptracegrpc.WithInsecure())
-		}
-		return otlptrace.New(context.Background(), otlptracegrpc.NewClient(opts...))
-	default:
-		// Our own OTLP/HTTP exporter (otlphttp.go): the same protobuf, without building the
-		// message objects first. It retries within the export timeout as the SDK's would.
-		if u.Path == "" || u.Path == "/" {
-			u.Path = "/v1/traces"
-		}
-		return newHTTPExporter(u.String(), timeout), nil
-	}
 }
 
 // Matches reports whether t was built from cfg and trustedProxies, so a reload that changes
@@ -120,14 +89,12 @@ func (t *Tracer) Matches(cfg *config.Tracing, trustedProxies []netip.Prefix) boo
 	return true
 }
 
-// Shutdown exports what is queued (within ctx) and stops the exporter.
-func (t *Tracer) Shutdown(ctx context.Context) error { return t.provider.Shutdown(ctx) }
+// Shutdown exports what is queued (within ctx) and stops the exporter. Spans ended after it
+// are dropped and counted.
+func (t *Tracer) Shutdown(ctx context.Context) error { return t.queue.Shutdown(ctx) }
 
 // ForceFlush exports what is queued now.
-func (t *Tracer) ForceFlush(ctx context.Context) error { return t.provider.ForceFlush(ctx) }
-
-// SDK returns the tracer that starts sampled spans.
-func (t *Tracer) SDK() trace.Tracer { return t.tracer }
+func (t *Tracer) ForceFlush(ctx context.Context) error { return t.queue.ForceFlush(ctx) }
 
 // Threshold turns a sample ratio into the bound Sample compares a random uint64 against.
 func Threshold(ratio float64) uint64 {
@@ -147,12 +114,14 @@ func Threshold(ratio float64) uint64 {
 // Threshold is the tracer's own ratio as a bound, for routes that do not set theirs.
 func (t *Tracer) Threshold() uint64 { return t.threshold }
 
-// Sample decides a new trace: true for a share of calls given by threshold.
-func Sample(threshold uint64) bool {
+// Sample decides a new trace as the OpenTelemetry TraceIDRatioBased sampler does: from the
+// trace id's last 8 bytes, so the share of traces sampled is the ratio threshold stands for
+// (ids are random) and every sampler of that ratio decides one trace alike.
+func Sample(tid trace.TraceID, threshold uint64) bool {
 	if threshold == math.MaxUint64 {
 		return true
 	}
-	return rand.Uint64() < threshold
+	return binary.BigEndian.Uint64(tid[8:]) < threshold
 }
 
 // Trusts reports whether an incoming trace context from peer is continued.
@@ -194,6 +163,3 @@ func NewSpanID() (id trace.SpanID) {
 		}
 	}
 }
-
-// errShutdown is returned by a queue that was shut down.
-var errShutdown = errors.New("tracing queue is shut down")

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/archway-gateway/archway/internal/exportqueue"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
@@ -36,62 +36,6 @@ func TestReadBatchSettings(t *testing.T) {
 	}
 }
 
-// gate is an exporter that takes batches only once it is opened.
-type gate struct {
-	open     chan struct{}
-	exported atomic.Int64
-}
-
-func (g *gate) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	select {
-	case <-g.open:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	g.exported.Add(int64(len(spans)))
-	return nil
-}
-
-func (g *gate) Shutdown(context.Context) error { return nil }
-
-// TestBatcherCountsEverySpan: a collector that stalls makes the queue drop and count what does
-// not fit, without the span's end waiting; what fits is exported once it answers; a span ended
-// after shutdown is counted too. Every span ended is accounted for.
-func TestBatcherCountsEverySpan(t *testing.T) {
-	var c spanCounts
-	g := &gate{open: make(chan struct{})}
-	b := newBatcher(g, batchSettings{queue: 2, batch: 1, delay: time.Hour, exportTimeout: time.Minute}, &c)
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(b))
-	const ended = 10
-	for range ended {
-		_, span := tp.Tracer("t").Start(context.Background(), "s")
-		span.End() // never waits: the exporter is stalled
-	}
-	// At most one batch in the exporter and two spans in the queue: the rest were dropped.
-	if d := c.dropped[dropQueueFull].Load(); d < ended-3 {
-		t.Fatalf("%d spans dropped as queue_full, want at least %d", d, ended-3)
-	}
-	close(g.open)
-	if err := tp.ForceFlush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	exported, dropped := c.exported.Load(), c.dropped[dropQueueFull].Load()
-	if exported+dropped != ended || g.exported.Load() != int64(exported) {
-		t.Fatalf("exported %d + dropped %d != %d ended (the exporter took %d)", exported, dropped, ended, g.exported.Load())
-	}
-	if err := tp.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	// A span that ends after the shutdown (the provider no longer starts recording spans, so
-	// one is made by hand).
-	late := tracetest.SpanStub{Name: "late", SpanContext: trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled})}
-	b.OnEnd(late.Snapshot())
-	if n := c.dropped[dropShutdown].Load(); n != 1 {
-		t.Errorf("%d spans dropped at shutdown, want 1", n)
-	}
-}
-
 // TestBatcherCountsFailedExports: spans sent to a collector that is not there are counted as
 // export_failed once the export timeout ends their batch, and the service's /metrics shows it.
 func TestBatcherCountsFailedExports(t *testing.T) {
@@ -105,18 +49,23 @@ func TestBatcherCountsFailedExports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c spanCounts
+	var c exportqueue.Counts
 	b := newBatcher(exp, batchSettings{queue: 16, batch: 16, delay: time.Hour, exportTimeout: 200 * time.Millisecond}, &c)
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(b))
 	for range 3 {
 		_, span := tp.Tracer("t").Start(context.Background(), "s")
 		span.End()
 	}
+	// An unsampled span is not the batcher's to export (a parent-based sampler records it when
+	// its parent was not sampled): it is neither queued nor counted.
+	unsampled := tracetest.SpanStub{Name: "unsampled", SpanContext: trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}})}
+	b.OnEnd(unsampled.Snapshot())
 	if err := tp.ForceFlush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n := c.dropped[dropExportFailed].Load(); n != 3 {
-		t.Fatalf("%d spans counted as export_failed, want 3", n)
+	if n := c.DroppedFor(exportqueue.DropExportFailed); n != 3 || c.Dropped() != 3 {
+		t.Fatalf("%d spans counted as export_failed (%d dropped in all), want 3", n, c.Dropped())
 	}
 
 	reg := prometheus.NewRegistry()

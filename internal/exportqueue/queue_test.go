@@ -1,0 +1,172 @@
+package exportqueue
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gate is an exporter that takes batches only once it is opened, and keeps what it took.
+type gate struct {
+	open     chan struct{}
+	mu       sync.Mutex
+	batches  [][]int
+	fail     error
+	shutdown int
+}
+
+func newGate() *gate { return &gate{open: make(chan struct{})} }
+
+func (g *gate) Export(ctx context.Context, batch []int) error {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.fail != nil {
+		return g.fail
+	}
+	g.batches = append(g.batches, slices.Clone(batch))
+	return nil
+}
+
+func (g *gate) Shutdown(context.Context) error {
+	g.mu.Lock()
+	g.shutdown++
+	g.mu.Unlock()
+	return nil
+}
+
+func (g *gate) items() (all []int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, b := range g.batches {
+		all = append(all, b...)
+	}
+	return all
+}
+
+// TestQueueCountsEveryItem: an exporter that stalls makes the queue drop and count what does
+// not fit, without Add waiting; what fits is exported once it answers; an item added after
+// shutdown is counted too. Every item added is accounted for, and the dropped ones say so.
+func TestQueueCountsEveryItem(t *testing.T) {
+	var c Counts
+	g := newGate()
+	q := New[int](g, Settings{Size: 2, Batch: 1, Interval: time.Hour, ExportTimeout: time.Minute}, &c)
+	const added = 10
+	refused := 0
+	for i := range added {
+		if !q.Add(i) { // never waits: the exporter is stalled
+			refused++
+		}
+	}
+	// At most one batch in the exporter and two items in the queue: the rest were dropped.
+	if d := c.DroppedFor(DropQueueFull); d < added-3 || d != uint64(refused) {
+		t.Fatalf("%d items dropped as queue_full, Add refused %d, want at least %d", d, refused, added-3)
+	}
+	close(g.open)
+	if err := q.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	exported, dropped := c.Exported(), c.DroppedFor(DropQueueFull)
+	if exported+dropped != added || uint64(len(g.items())) != exported {
+		t.Fatalf("exported %d + dropped %d != %d added (the exporter took %d)", exported, dropped, added, len(g.items()))
+	}
+	if err := q.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if q.Add(99) {
+		t.Error("Add after Shutdown queued the item")
+	}
+	if n := c.DroppedFor(DropShutdown); n != 1 {
+		t.Errorf("%d items dropped at shutdown, want 1", n)
+	}
+	if c.Dropped() != dropped+1 {
+		t.Errorf("Dropped() = %d, want %d", c.Dropped(), dropped+1)
+	}
+	if err := q.ForceFlush(context.Background()); !errors.Is(err, ErrShutdown) {
+		t.Errorf("ForceFlush after Shutdown: %v, want ErrShutdown", err)
+	}
+}
+
+// TestQueueSendsFullBatches: a full batch is sent without waiting for the interval (an hour
+// here), in the order added; what does not fill a batch waits for a flush.
+func TestQueueSendsFullBatches(t *testing.T) {
+	var c Counts
+	g := newGate()
+	close(g.open)
+	q := New[int](g, Settings{Size: 64, Batch: 4, Interval: time.Hour, ExportTimeout: time.Minute}, &c)
+	defer q.Shutdown(context.Background())
+	for i := range 6 {
+		q.Add(i)
+	}
+	// Wait for the batch itself: the sender was kicked by the fourth item.
+	for c.Exported() < 4 {
+		time.Sleep(time.Millisecond)
+	}
+	if got := g.items(); !slices.Equal(got, []int{0, 1, 2, 3}) {
+		t.Fatalf("the first batch was %v, want [0 1 2 3] (the rest waits for a batch)", got)
+	}
+	if err := q.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.items(); !slices.Equal(got, []int{0, 1, 2, 3, 4, 5}) || c.Exported() != 6 {
+		t.Fatalf("after the flush the exporter has %v (%d counted), want 0 to 5", got, c.Exported())
+	}
+}
+
+// TestQueueShutdownExportsWhatIsQueued: Shutdown sends what waits, then shuts the exporter down
+// once; a Shutdown whose context ends first says so.
+func TestQueueShutdownExportsWhatIsQueued(t *testing.T) {
+	var c Counts
+	g := newGate()
+	close(g.open)
+	q := New[int](g, Settings{Size: 64, Batch: 64, Interval: time.Hour, ExportTimeout: time.Minute}, &c)
+	for i := range 3 {
+		q.Add(i)
+	}
+	if err := q.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.items(); !slices.Equal(got, []int{0, 1, 2}) || g.shutdown != 1 {
+		t.Fatalf("after Shutdown the exporter has %v and was shut down %d times", got, g.shutdown)
+	}
+
+	stalled := newGate() // never opened: the export waits for its timeout
+	q = New[int](stalled, Settings{Size: 64, Batch: 64, Interval: time.Hour, ExportTimeout: time.Hour}, &c)
+	q.Add(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := q.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown with an ended context: %v", err)
+	}
+	close(stalled.open) // lets the sender finish
+}
+
+// TestQueueCountsFailedExports: a batch the exporter fails is counted as export_failed and its
+// error kept.
+func TestQueueCountsFailedExports(t *testing.T) {
+	var c Counts
+	g := newGate()
+	close(g.open)
+	g.fail = errors.New("collector said no")
+	q := New[int](g, Settings{Size: 16, Batch: 16, Interval: time.Hour, ExportTimeout: time.Minute}, &c)
+	defer q.Shutdown(context.Background())
+	for i := range 3 {
+		q.Add(i)
+	}
+	if err := q.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.DroppedFor(DropExportFailed); n != 3 || c.Exported() != 0 {
+		t.Fatalf("%d counted as export_failed and %d exported, want 3 and 0", n, c.Exported())
+	}
+	if c.LastError() != "collector said no" {
+		t.Errorf("last error %q", c.LastError())
+	}
+}
