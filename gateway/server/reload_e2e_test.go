@@ -112,13 +112,23 @@ func TestReloadUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	// Each pool holds at most 4 connections; once both are full, any new upstream connection
-	// could only come from a reload replacing a pool (load alone cannot add one).
+	// Each pool holds at most 4 connections and the clients at most 8; once all are open, any
+	// new upstream connection could only come from a reload replacing a pool, and any new
+	// client connection from the gateway closing one (load alone cannot add either). Open means
+	// seen from both ends: the gateway counts a pool connection as soon as its connect returns,
+	// but the upstream's accept loop counts it when it gets round to it, which on a busy machine
+	// can be after the reloads have started; and the clients' transport dials its eighth
+	// connection only when eight requests first want one at once.
 	targets := gw.Snapshot().Upstreams["app"].Targets()
 	deadline := time.Now().Add(10 * time.Second)
-	for targets[0].Stats().OpenConns < 4 || targets[1].Stats().OpenConns < 4 {
+	for {
+		sa, sb := targets[0].Stats(), targets[1].Stats()
+		if sa.OpenConns == 4 && sb.OpenConns == 4 && uint64(a.accepted.Load()) == sa.Dials && uint64(b.accepted.Load()) == sb.Dials && clientConns.Load() == 8 {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pools did not fill: %d and %d connections", targets[0].Stats().OpenConns, targets[1].Stats().OpenConns)
+			t.Fatalf("warm-up: pools hold %d and %d connections of %d and %d dialled, the upstreams accepted %d and %d, the clients opened %d; want 4, 4, every dial accepted, 8",
+				sa.OpenConns, sb.OpenConns, sa.Dials, sb.Dials, a.accepted.Load(), b.accepted.Load(), clientConns.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
