@@ -5,19 +5,13 @@ package server
 import (
 	"bufio"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 // TestSampledOutRequestAllocatesNothing is the proxied request with tracing configured and the
@@ -26,19 +20,15 @@ import (
 // without an allocation. The collector's address is never dialled: nothing is sampled.
 func TestSampledOutRequestAllocatesNothing(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "access.log")
-	ln := fasthttputil.NewInmemoryListener()
 	var seen atomic.Pointer[string]
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	recordTraceparent := func(ctx *fasthttp.RequestCtx) {
 		if tp := ctx.Request.Header.Peek("traceparent"); seen.Load() == nil {
 			s := string(tp)
 			seen.Store(&s)
 		}
-		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(kilobyteJSON)
-	}}
-	go func() { _ = up.Serve(ln) }()
-	defer func() { _ = up.Shutdown(); _ = ln.Close() }()
-	cfg, err := config.Parse(fmt.Appendf(nil, `
+		serveKilobyteJSON(ctx)
+	}
+	g := newAllocGateway(t, fmt.Sprintf(`
 admin: {listen: ""}
 access_log: {output: %q}
 server:
@@ -51,27 +41,12 @@ routes:
     strip_prefix: /api
     upstream: products
     tracing: {sample_ratio: 0}
-`, logPath), "alloc.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Options{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Dial:   func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+`, logPath), recordTraceparent)
 	if g.Snapshot().Tracer == nil {
 		t.Fatal("tracing is configured but the snapshot has no tracer")
 	}
 	d := newRequestDriver(benchRequest)
-	for range 45000 {
-		if code := d.run(t, g); code != 200 {
-			t.Fatalf("status %d", code)
-		}
-	}
-	if allocs := testing.AllocsPerRun(2000, func() { d.run(t, g) }); allocs != 0 {
+	if allocs := d.steadyAllocs(t, g.entry.Handle, 200, fasthttpBodyPoolCalibration, 2000); allocs != 0 {
 		t.Fatalf("a sampled-out request allocates %.2f times in steady state, want 0", allocs)
 	}
 	tp := seen.Load()
@@ -116,16 +91,9 @@ const sampledRequestAllocs = 24
 // copied once. It holds the count down (it was 49 before each span's attributes were set once
 // and its strings copied once; docs/benchmarks.md has what the rest costs).
 func TestSampledRequestAllocations(t *testing.T) {
-	ln := fasthttputil.NewInmemoryListener()
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(kilobyteJSON)
-	}}
-	go func() { _ = up.Serve(ln) }()
-	defer func() { _ = up.Shutdown(); _ = ln.Close() }()
 	// Nothing is exported while the test counts: one batch would be the whole queue, and its
 	// timer is an hour away.
-	cfg, err := config.Parse([]byte(`
+	g := newAllocGateway(t, `
 admin: {listen: ""}
 access_log: {enabled: false}
 server:
@@ -137,24 +105,9 @@ routes:
     match: {path_prefix: /api/products}
     strip_prefix: /api
     upstream: products
-`), "alloc.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Options{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Dial:   func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+`, nil)
 	d := newRequestDriver(benchRequest)
-	for range 2000 {
-		if code := d.run(t, g); code != 200 {
-			t.Fatalf("status %d", code)
-		}
-	}
-	allocs := testing.AllocsPerRun(1000, func() { d.run(t, g) })
+	allocs := d.steadyAllocs(t, g.entry.Handle, 200, 2000, 1000)
 	t.Logf("a sampled request allocates %.1f times", allocs)
 	if allocs > sampledRequestAllocs {
 		t.Fatalf("a sampled request allocates %.1f times, want at most %d", allocs, sampledRequestAllocs)
