@@ -41,3 +41,10 @@ bench-nginx: system-deps bench-deps bench-build ## benchmark against nginx, HAPr
 
 bench-quick: system-deps bench-deps bench-build ## rough benchmark against nginx, HAProxy and Caddy (~3.5 min)
 	$(BIN)/archway-bench run -repo . -bin $(BIN) -results bench/results/quick -quick $(BENCH_FLAGS)
+
+# bench/traceanalyze (the trace analysis of docs/benchmarks.md, "Where the tail comes from") is
+# a module of its own, so `go test ./...` at the root does not reach it.
+TEST_TARGETS += bench-traceanalyze-test
+.PHONY: bench-traceanalyze-test
+bench-traceanalyze-test: ## the trace analysis tool's tests (bench/traceanalyze, its own module)
+	cd bench/traceanalyze && $(GO) test -race -count=1 ./...

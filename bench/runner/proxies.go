@@ -112,8 +112,9 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 	}
 	var path string
 	var args, env []string
-	switch kind {
-	case stats.Archway, stats.ArchwayBefore, stats.ArchwayPark, stats.ArchwayTraced:
+	_, isVariant := r.variant(kind)
+	switch {
+	case kind == stats.Archway || kind == stats.ArchwayBefore || kind == stats.ArchwayPark || kind == stats.ArchwayTraced || isVariant:
 		px.addr = r.env["BENCH_LISTEN"]
 		px.admin = r.env["BENCH_ADMIN"]
 		path = r.bin("gateway")
@@ -140,14 +141,14 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 			px.admin = fmt.Sprintf("127.0.0.1:%d", r.ports["admin-park"])
 			px.render = withParking
 		}
-		px.reload = func() error { return postReload("http://"+px.admin+"/reload", "", nil) }
-		env = []string{fmt.Sprintf("GOMAXPROCS=%d", pl.gomaxprocs), "ARCHWAY_LOG_LEVEL=warn"}
-		for k, v := range r.env {
-			env = append(env, k+"="+v)
+		if isVariant {
+			px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
+			px.admin = fmt.Sprintf("127.0.0.1:%d", r.ports["admin-"+kind])
 		}
-		env = append(env, "BENCH_LISTEN="+px.addr, "BENCH_ADMIN="+px.admin)
+		px.reload = func() error { return postReload("http://"+px.admin+"/reload", "", nil) }
+		env = r.archwayEnv(pl, kind, px.addr, px.admin)
 		args = []string{"-config", px.conf}
-	case "nginx", "nginx-auto":
+	case kind == "nginx" || kind == "nginx-auto":
 		px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
 		o := nginxconf.Options{Listen: px.addr, Workers: "1", Dir: dir}
 		if s.name == stats.ScenarioIdleWS {
@@ -178,7 +179,7 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 			return nil
 		}
 		path, args = r.nginx, []string{"-p", dir, "-c", px.conf, "-e", filepath.Join(dir, "error.log")}
-	case stats.HAProxy:
+	case kind == stats.HAProxy:
 		px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
 		o := haproxyconf.Options{Listen: px.addr, Threads: pl.gomaxprocs, Dir: dir, FDLimit: fileLimit()}
 		if s.tls {
@@ -204,7 +205,7 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 		// the old ones finish their connections.
 		px.reload = func() error { return px.proc.cmd.Process.Signal(syscall.SIGUSR2) }
 		path, args = r.haproxy, []string{"-W", "-db", "-f", px.conf}
-	case stats.Caddy:
+	case kind == stats.Caddy:
 		px.addr = fmt.Sprintf("127.0.0.1:%d", r.ports[kind])
 		px.admin = fmt.Sprintf("127.0.0.1:%d", r.ports["caddy-admin"])
 		o := caddyconf.Options{Listen: px.addr, Admin: px.admin}

@@ -214,13 +214,27 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 
 func contendersOf(m map[string]map[string]stats.Summary) []string {
 	order := []string{stats.Archway, stats.ArchwayTraced, stats.ArchwayBefore, stats.ArchwayPark, stats.ArchwayNoLimit, stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy}
-	var out []string
+	var out, variants []string
 	for _, c := range order {
 		if _, ok := m[c]; ok {
 			out = append(out, c)
 		}
 	}
-	return out
+	// The -archway-env variants (archway-NAME), by name, after the gateway's own contenders.
+	for c := range m {
+		if strings.HasPrefix(c, stats.Archway+"-") && !slices.Contains(order, c) {
+			variants = append(variants, c)
+		}
+	}
+	slices.Sort(variants)
+	i := slices.Index(out, stats.ArchwayNoLimit)
+	if i < 0 {
+		i = slices.IndexFunc(out, func(c string) bool { return !strings.HasPrefix(c, stats.Archway) })
+	}
+	if i < 0 {
+		i = len(out)
+	}
+	return slices.Insert(out, i, variants...)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -314,6 +328,9 @@ func Chart(res *Result) string {
 		}
 		if strings.Contains(br.label, "no-limit") || strings.Contains(br.label, "auto") || strings.Contains(br.label, "before") {
 			color = "#bab0ac"
+		}
+		if _, c, _ := strings.Cut(br.label, " "); strings.HasPrefix(c, stats.Archway+"-") && !slices.Contains(reservedLabels, c) {
+			color = "#a0cbe8" // an -archway-env variant: the gateway's colour, lighter
 		}
 		if !math.IsNaN(br.s.Median) {
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%d" height="%.1f" fill="%s"/>`+"\n", x, y(br.s.Median), barW, y(0)-y(br.s.Median), color)

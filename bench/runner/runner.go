@@ -49,7 +49,10 @@ type Config struct {
 	// Park runs the same gateway with server.idle_park_after set (ParkAfter) as the contender
 	// "archway-park" beside "archway", for parking's cost and savings.
 	Park bool
-	Log  io.Writer
+	// Variants run this build with another environment each, as "archway-NAME" beside
+	// "archway" (-archway-env).
+	Variants []Variant
+	Log      io.Writer
 }
 
 // ParkAfter is archway-park's server.idle_park_after.
@@ -274,22 +277,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var todo []*scenario
 	for _, s := range scenarios(cfg.Quick) {
 		if len(want) == 0 || want[s.name] {
-			if cfg.Before != "" {
-				for _, c := range s.contenders {
-					if c.label == stats.Archway {
-						s.contenders = append(s.contenders, contender{stats.ArchwayBefore, stats.ArchwayBefore, c.path})
-						break
-					}
-				}
-			}
-			if cfg.Park {
-				for _, c := range s.contenders {
-					if c.label == stats.Archway {
-						s.contenders = append(s.contenders, contender{stats.ArchwayPark, stats.ArchwayPark, c.path})
-						break
-					}
-				}
-			}
+			addContenders(s, cfg)
 			todo = append(todo, s)
 		}
 	}
@@ -382,6 +370,9 @@ func raiseFileLimit() {
 func (r *Runner) runPlacement(ctx context.Context, pl placement, todo []*scenario) error {
 	names := []string{stats.Archway, "admin", stats.Nginx, stats.NginxAuto, stats.HAProxy, stats.Caddy, "caddy-admin", "up1", "up2", "pprof", stats.ArchwayBefore, "admin-before", stats.ArchwayPark, "admin-park",
 		stats.ArchwayTraced, "admin-traced", "jaeger-otlp-http", "jaeger-otlp-grpc", "jaeger-query", "jaeger-query-grpc"}
+	for _, v := range r.cfg.Variants {
+		names = append(names, v.Label(), "admin-"+v.Label())
+	}
 	ports, err := freePorts(len(names))
 	if err != nil {
 		return err
@@ -874,9 +865,7 @@ func (r *Runner) holdIdle(pl placement, px *proxyProc, c contender, d time.Durat
 	if err != nil || !strings.HasPrefix(line, "READY") {
 		return nil, fmt.Errorf("idle connections: %q %v %s", line, err, stderr.String())
 	}
-	if c.label == stats.ArchwayPark && !slices.Contains(extra, "-ws") {
-		// Upgraded WebSockets are tunnels, not keep-alive connections: parking never sees
-		// them (their idle memory is the tunnel's), so only keep-alive holds wait for it.
+	if waitsForParking(c.label, slices.Contains(extra, "-ws")) {
 		// Measured once every connection is parked and the memory they gave back has been
 		// returned to the OS (archway_parking_memory_releases_total), as it is on a gateway
 		// whose connections have gone quiet.
@@ -889,6 +878,14 @@ func (r *Runner) holdIdle(pl placement, px *proxyProc, c contender, d time.Durat
 	rss := float64(memKiB(pid, "VmRSS")) / 1024
 	return map[string]float64{stats.PSS: pss, stats.RSS: rss, "pss_before_mib": before, stats.Conns: float64(n),
 		"kib_per_conn": (pss - before) * 1024 / float64(n), "kib_per_conn_total": pss * 1024 / float64(n), stats.Requests: float64(n)}, nil
+}
+
+// waitsForParking reports whether an idle scenario measures the contender label only once its
+// connections have parked: archway-park's keep-alive connections do; an upgraded WebSocket is
+// a tunnel, which never parks, so there it is measured as it holds them (waiting would time
+// out and end the run).
+func waitsForParking(label string, webSocket bool) bool {
+	return label == stats.ArchwayPark && !webSocket
 }
 
 // reloadLoad drives the proxy with the classifying closed-loop generator (archway-bench

@@ -127,3 +127,22 @@ archway_requests_total{route="plain"} 99
 		t.Error("a page without the counters was read as zero")
 	}
 }
+
+// TestIdleWebSocketsDoNotWaitForParking: archway-park's idle keep-alive connections are measured
+// once parked, but its idle WebSockets never park, and waiting for them ended a whole run.
+func TestIdleWebSocketsDoNotWaitForParking(t *testing.T) {
+	for _, tc := range []struct {
+		label string
+		ws    bool
+		want  bool
+	}{
+		{stats.ArchwayPark, false, true},
+		{stats.ArchwayPark, true, false},
+		{stats.Archway, false, false},
+		{stats.Nginx, true, false},
+	} {
+		if got := waitsForParking(tc.label, tc.ws); got != tc.want {
+			t.Errorf("waitsForParking(%s, websocket %v) = %v, want %v", tc.label, tc.ws, got, tc.want)
+		}
+	}
+}

@@ -6,17 +6,9 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
-
-	"github.com/archway-gateway/archway/gateway/config"
-	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 // TestProxiedRequestWithAccessLogAllocatesNothing is TestProxiedRequestAllocatesNothing with
@@ -25,14 +17,7 @@ import (
 // interval is the default, so buffers go out as they fill and on the tick alike.
 func TestProxiedRequestWithAccessLogAllocatesNothing(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "access.log")
-	ln := fasthttputil.NewInmemoryListener()
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(kilobyteJSON)
-	}}
-	go func() { _ = up.Serve(ln) }()
-	defer func() { _ = up.Shutdown(); _ = ln.Close() }()
-	cfg, err := config.Parse(fmt.Appendf(nil, `
+	g := newAllocGateway(t, fmt.Sprintf(`
 admin: {listen: ""}
 access_log: {output: %q}
 upstreams:
@@ -42,28 +27,13 @@ routes:
     match: {path_prefix: /api/products}
     strip_prefix: /api
     upstream: products
-`, logPath), "alloc.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !cfg.AccessLog.On() {
+`, logPath), nil)
+	if !g.Config().AccessLog.On() {
 		t.Fatal("the access log is not on by default")
 	}
-	g, err := New(cfg, Options{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Dial:   func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	d := newRequestDriver(benchRequest)
-	const warm, runs = 45000, 2000
-	for range warm {
-		if code := d.run(t, g); code != 200 {
-			t.Fatalf("status %d", code)
-		}
-	}
-	allocs := testing.AllocsPerRun(runs, func() { d.run(t, g) })
+	const warm, runs = fasthttpBodyPoolCalibration, 2000
+	allocs := d.steadyAllocs(t, g.entry.Handle, 200, warm, runs)
 	if allocs != 0 {
 		t.Fatalf("a proxied request with the access log on allocates %.2f times in steady state, want 0", allocs)
 	}

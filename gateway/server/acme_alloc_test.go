@@ -5,18 +5,14 @@ package server
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
-
-	"github.com/archway-gateway/archway/gateway/config"
 )
 
 // TestACMEPlainListenerAllocatesNothing: the HTTP-01 check in front of a plain listener (here
 // one that redirects to an ACME listener) adds no allocation to an ordinary request.
 func TestACMEPlainListenerAllocatesNothing(t *testing.T) {
-	cfg, err := config.Parse(fmt.Appendf(nil, `
+	g := newAllocGateway(t, fmt.Sprintf(`
 server:
   listeners:
     - {name: http, addr: "127.0.0.2:0", redirect_https: true}
@@ -30,14 +26,7 @@ upstreams:
   products: {targets: ["products.internal:80"]}
 routes:
   - {name: products, match: {path_prefix: /api/products}, upstream: products}
-`, t.TempDir()), "alloc.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+`, t.TempDir()), nil)
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -45,22 +34,10 @@ routes:
 	}()
 	handler := g.listeners[0].server.Handler
 	d := newRequestDriver(benchRequest)
-	run := func() int {
-		d.rd.Reset(d.raw)
-		d.br.Reset(d.rd)
-		d.ctx.Request.Reset()
-		if err := d.ctx.Request.Read(d.br); err != nil {
-			t.Fatal(err)
-		}
-		handler(&d.ctx)
-		code := d.ctx.Response.StatusCode()
-		d.ctx.Response.Reset()
-		return code
-	}
-	if code := run(); code != 308 {
+	if code := d.runWith(t, handler); code != 308 {
 		t.Fatalf("plain listener answered %d, want 308", code)
 	}
-	if allocs := testing.AllocsPerRun(500, func() { run() }); allocs != 0 {
+	if allocs := d.steadyAllocs(t, handler, 308, 0, 500); allocs != 0 {
 		t.Errorf("a request on the plain listener allocates %.2f times, want 0", allocs)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,10 +17,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/auth/authtest"
-	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/gateway/policies"
-	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 // edgeBench is an in-memory gateway (see inMemoryGateway) with the edge policies on a route
@@ -34,13 +30,6 @@ type edgeBench struct {
 
 func newEdgeBench(tb testing.TB) *edgeBench {
 	tb.Helper()
-	ln := fasthttputil.NewInmemoryListener()
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(kilobyteJSON)
-	}}
-	go func() { _ = up.Serve(ln) }()
-
 	root := tb.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "assets"), 0o755); err != nil {
 		tb.Fatal(err)
@@ -53,7 +42,8 @@ func newEdgeBench(tb testing.TB) *edgeBench {
 	key := authtest.NewKey(tb)
 	jwks := authtest.NewJWKSServer(tb, key.JWK())
 
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	pol := policies.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g := newAllocGateway(tb, fmt.Sprintf(`
 admin: {listen: ""}
 access_log: {enabled: false}
 jwt: {jwks_url: "%s", issuer: archway-users, audience: archway}
@@ -75,20 +65,7 @@ routes:
   - name: static
     match: {path_prefix: /}
     static: {root: "%s", spa_fallback: index.html}
-`, jwks.URL(), root)), "bench.yaml")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pol := policies.New(logger)
-	g, err := New(cfg, Options{
-		Logger:   logger,
-		Dial:     func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
-		Policies: pol,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
+`, jwks.URL(), root), nil, func(o *Options) { o.Policies = pol })
 	deadline := time.Now().Add(5 * time.Second)
 	for !pol.Tokens.KeySet(jwks.URL()).HasKeys() {
 		if time.Now().After(deadline) {
@@ -96,11 +73,7 @@ routes:
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return &edgeBench{g: g, token: key.Token(tb, authtest.Claims("42")), stop: func() {
-		pol.Close()
-		_ = up.Shutdown()
-		_ = ln.Close()
-	}}
+	return &edgeBench{g: g, token: key.Token(tb, authtest.Claims("42")), stop: pol.Close}
 }
 
 func (e *edgeBench) requests() map[string]string {
@@ -134,17 +107,12 @@ func TestEdgePolicyRequestAllocatesNothing(t *testing.T) {
 	want := map[string]int{"cors": 200, "preflight": 204, "gzip": 200, "gzip-refused": 200, "static": 200, "static-304": 304, "jwt": 200, "jwt-missing": 401}
 	// Every case warms up past one calibration period of fasthttp's body-buffer pool (42000
 	// uses), so the pool is tuned to its own workload whatever ran before it.
-	const warmUp = 45000
+	const warmUp = fasthttpBodyPoolCalibration
 	limit := map[string]float64{"gzip": 3}
 	for name, raw := range e.requests() {
 		t.Run(name, func(t *testing.T) {
 			d := newRequestDriver(raw)
-			for range warmUp {
-				if code := d.run(t, e.g); code != want[name] {
-					t.Fatalf("status %d, want %d", code, want[name])
-				}
-			}
-			allocs := testing.AllocsPerRun(1000, func() { d.run(t, e.g) })
+			allocs := d.steadyAllocs(t, e.g.entry.Handle, want[name], warmUp, 1000)
 			t.Logf("%.2f allocations per request", allocs)
 			if allocs > limit[name] {
 				t.Fatalf("%.2f allocations per request in steady state, want at most %.0f", allocs, limit[name])

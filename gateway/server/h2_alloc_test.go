@@ -5,15 +5,11 @@ package server
 import (
 	"bufio"
 	"context"
-	"io"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
 
-	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 // TestHTTP1OnAnH2CListenerAllocatesNothing: on a listener serving h2c, an HTTP/1.1 client's
@@ -21,11 +17,7 @@ import (
 // real socket, and a proxied request still allocates nothing (the HTTP/2 check, the protocol
 // label and the access log's protocol field included).
 func TestHTTP1OnAnH2CListenerAllocatesNothing(t *testing.T) {
-	ln := fasthttputil.NewInmemoryListener()
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.Response.SetBodyRaw(kilobyteJSON) }}
-	go func() { _ = up.Serve(ln) }()
-	defer func() { _ = up.Shutdown(); _ = ln.Close() }()
-	cfg, err := config.Parse([]byte(`
+	g := newAllocGateway(t, `
 server:
   listeners:
     - {name: h2c, addr: "127.0.0.1:0", http2: true}
@@ -35,17 +27,7 @@ upstreams:
   products: {targets: ["products.internal:80"]}
 routes:
   - {name: products, match: {path_prefix: /api/products}, strip_prefix: /api, upstream: products}
-`), "alloc.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Options{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Dial:   func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+`, nil)
 	lns, err := g.Listen()
 	if err != nil {
 		t.Fatal(err)
@@ -82,10 +64,7 @@ routes:
 			t.Fatalf("status %d, %d bytes", resp.StatusCode(), len(resp.Body()))
 		}
 	}
-	for range 20000 {
-		run()
-	}
-	if allocs := testing.AllocsPerRun(2000, run); allocs != 0 {
+	if allocs := allocsAfterWarmUp(20000, 2000, run); allocs != 0 {
 		t.Fatalf("an HTTP/1.1 request on an h2c listener allocates %.2f times, want 0", allocs)
 	}
 	if n := g.listeners[0].h2.Accepted(); n != 0 {

@@ -5,28 +5,18 @@ package server
 import (
 	"io"
 	"log/slog"
-	"net"
 	"testing"
-	"time"
 
-	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/gateway/policies"
-	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 // TestRoutePolicyRequestAllocatesNothing: with the whole policy table, a route that uses none of them allocates nothing (the policies add no handler),
 // and neither do an admitted or refused access check, a split request, a redirect, or a path
 // the rewrite regex leaves alone.
 func TestRoutePolicyRequestAllocatesNothing(t *testing.T) {
-	ln := fasthttputil.NewInmemoryListener()
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(kilobyteJSON)
-	}}
-	go func() { _ = up.Serve(ln) }()
-	defer func() { _ = up.Shutdown(); _ = ln.Close() }()
-	cfg, err := config.Parse([]byte(`
+	pol := policies.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer pol.Close()
+	g := newAllocGateway(t, `
 admin: {listen: ""}
 access_log: {enabled: false}
 upstreams:
@@ -55,21 +45,7 @@ routes:
   - name: redirect
     match: {path_prefix: /api/moved}
     redirect: {to: "https://example.com$request_uri", status: 301}
-`), "bench.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pol := policies.New(logger)
-	defer pol.Close()
-	g, err := New(cfg, Options{
-		Logger:   logger,
-		Dial:     func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
-		Policies: pol,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+`, nil, func(o *Options) { o.Policies = pol })
 	const head = " HTTP/1.1\r\nHost: shop.example.com\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n"
 	for name, tc := range map[string]struct {
 		path string
@@ -84,12 +60,7 @@ routes:
 	} {
 		t.Run(name, func(t *testing.T) {
 			d := newRequestDriver("GET " + tc.path + head)
-			for range 2000 {
-				if code := d.run(t, g); code != tc.want {
-					t.Fatalf("status %d, want %d", code, tc.want)
-				}
-			}
-			allocs := testing.AllocsPerRun(1000, func() { d.run(t, g) })
+			allocs := d.steadyAllocs(t, g.entry.Handle, tc.want, 2000, 1000)
 			if allocs != 0 {
 				t.Fatalf("%s: %.2f allocations per request, want 0", name, allocs)
 			}

@@ -7,8 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,9 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 // TestSampledOutRequestAllocatesNothing is the proxied request with tracing configured and the
@@ -29,19 +25,15 @@ import (
 // without an allocation. The collector's address is never dialled: nothing is sampled.
 func TestSampledOutRequestAllocatesNothing(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "access.log")
-	ln := fasthttputil.NewInmemoryListener()
 	var seen atomic.Pointer[string]
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	recordTraceparent := func(ctx *fasthttp.RequestCtx) {
 		if tp := ctx.Request.Header.Peek("traceparent"); seen.Load() == nil {
 			s := string(tp)
 			seen.Store(&s)
 		}
-		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(kilobyteJSON)
-	}}
-	go func() { _ = up.Serve(ln) }()
-	defer func() { _ = up.Shutdown(); _ = ln.Close() }()
-	cfg, err := config.Parse(fmt.Appendf(nil, `
+		serveKilobyteJSON(ctx)
+	}
+	g := newAllocGateway(t, fmt.Sprintf(`
 admin: {listen: ""}
 access_log: {output: %q}
 server:
@@ -54,27 +46,12 @@ routes:
     strip_prefix: /api
     upstream: products
     tracing: {sample_ratio: 0}
-`, logPath), "alloc.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Options{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Dial:   func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+`, logPath), recordTraceparent)
 	if g.Snapshot().Tracer == nil {
 		t.Fatal("tracing is configured but the snapshot has no tracer")
 	}
 	d := newRequestDriver(benchRequest)
-	for range 45000 {
-		if code := d.run(t, g); code != 200 {
-			t.Fatalf("status %d", code)
-		}
-	}
-	if allocs := testing.AllocsPerRun(2000, func() { d.run(t, g) }); allocs != 0 {
+	if allocs := d.steadyAllocs(t, g.entry.Handle, 200, fasthttpBodyPoolCalibration, 2000); allocs != 0 {
 		t.Fatalf("a sampled-out request allocates %.2f times in steady state, want 0", allocs)
 	}
 	tp := seen.Load()
@@ -116,18 +93,11 @@ routes:
 // to the pool) before counting starts, and the queue then holds every span until the test
 // ends, since one batch would be the whole queue and its timer is an hour away.
 func TestSampledRequestAllocatesNothing(t *testing.T) {
-	ln := fasthttputil.NewInmemoryListener()
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(kilobyteJSON)
-	}}
-	go func() { _ = up.Serve(ln) }()
-	defer func() { _ = up.Shutdown(); _ = ln.Close() }()
 	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))
 	defer collector.Close()
-	cfg, err := config.Parse(fmt.Appendf(nil, `
+	g := newAllocGateway(t, fmt.Sprintf(`
 admin: {listen: ""}
 access_log: {enabled: false}
 server:
@@ -139,17 +109,7 @@ routes:
     match: {path_prefix: /api/products}
     strip_prefix: /api
     upstream: products
-`, collector.URL), "alloc.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := New(cfg, Options{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Dial:   func(string, time.Duration) (net.Conn, error) { return ln.Dial() },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+`, collector.URL), nil)
 	d := newRequestDriver(benchRequest)
 	const warm = 2000
 	for range warm {

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -85,9 +86,22 @@ func run(args []string) error {
 	docs := fs.String("docs", "", "Markdown file whose results section is replaced (docs/benchmarks.md)")
 	before := fs.String("before", "", "a gateway binary built from an earlier commit, run as archway-before beside archway")
 	parkOn := fs.Bool("park", false, "also run the gateway with server.idle_park_after: "+runner.ParkAfter+", as archway-park beside archway")
+	var variants []runner.Variant
+	fs.Func("archway-env", "NAME=K=V[,K=V...]: also run the gateway with these environment variables, as archway-NAME beside archway (repeatable; e.g. slack1ms=ARCHWAY_TIMER_SLACK=1ms)", func(s string) error {
+		v, err := runner.ParseVariant(s)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(variants, func(o runner.Variant) bool { return o.Name == v.Name }) {
+			return fmt.Errorf("-archway-env: %s given twice", v.Label())
+		}
+		variants = append(variants, v)
+		return nil
+	})
 	_ = fs.Parse(args)
 	cfg := runner.Config{Repo: *repo, Bin: *bin, Results: *results, Runs: *runs, Duration: *dur, Warmup: *warm,
-		Placements: strings.Split(*pls, ","), Quick: *quick, Profile: *profile, Docs: *docs, Before: *before, Park: *parkOn}
+		Placements: strings.Split(*pls, ","), Quick: *quick, Profile: *profile, Docs: *docs, Before: *before, Park: *parkOn,
+		Variants: variants}
 	if *scen != "" {
 		cfg.Scenarios = strings.Split(*scen, ",")
 	}

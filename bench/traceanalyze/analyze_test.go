@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"runtime"
+	"runtime/trace"
+	"strings"
+	"testing"
+)
+
+// TestAnalyzeFindsNetpollWakeUpsAndHandOffs traces a workload with each kind of wait the
+// analysis separates, made certain by construction rather than timing: an echo server whose
+// goroutine must park in Read before each of 200 one-byte round trips (the client sends the
+// next byte only after the echo), so the netpoller wakes it 200 times; 100 values over an
+// unbuffered channel, each of which readies one of the two goroutines from the other; one GC.
+func TestAnalyzeFindsNetpollWakeUpsAndHandOffs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(c, c)
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	if err := trace.Start(&out); err != nil {
+		t.Fatal(err)
+	}
+	const roundTrips, handOffs = 200, 100
+	b := []byte{0}
+	for range roundTrips {
+		if _, err := conn.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(conn, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, done := make(chan int), make(chan struct{})
+	go func() {
+		for range ch {
+		}
+		close(done)
+	}()
+	for i := range handOffs {
+		ch <- i
+	}
+	close(ch)
+	<-done
+	runtime.GC()
+	trace.Stop()
+	conn.Close()
+	<-served
+
+	rep, err := Analyze(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(m map[string]int, substr ...string) int {
+		n := 0
+		for k, v := range m {
+			if containsAll(k, substr...) {
+				n += v
+			}
+		}
+		return n
+	}
+	if n := count(rep.Parks, "TestAnalyzeFindsNetpollWakeUpsAndHandOffs.func1", "[network]"); n < roundTrips {
+		t.Errorf("the echo server parked in Read %d times, want at least %d: %v", n, roundTrips, rep.Parks)
+	}
+	netpoll := 0
+	for _, w := range rep.Waits {
+		if w.Cause == causeNetpoll {
+			netpoll++
+		}
+	}
+	if netpoll < roundTrips {
+		t.Errorf("%d goroutines woken by the netpoller, want at least %d", netpoll, roundTrips)
+	}
+	batched := 0
+	for size, n := range rep.Batches {
+		batched += size * n
+	}
+	if batched < roundTrips {
+		t.Errorf("the netpoller's batches hold %d goroutines, want at least %d: %v", batched, roundTrips, rep.Batches)
+	}
+	if n := count(rep.Readiers, "TestAnalyzeFindsNetpollWakeUpsAndHandOffs"); n < handOffs {
+		t.Errorf("%d goroutines readied by the test's goroutines, want at least %d: %v", n, handOffs, rep.Readiers)
+	}
+	if rep.GCCycles < 1 {
+		t.Errorf("no GC cycle seen")
+	}
+	var text bytes.Buffer
+	rep.Write(&text, roundTrips)
+	for _, want := range []string{"netpoll or scheduler", "readied by a goroutine", "netpoller hand-outs:", "where goroutines block"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("the report lacks %q:\n%s", want, text.String())
+		}
+	}
+}
+
+func containsAll(s string, substr ...string) bool {
+	for _, x := range substr {
+		if !strings.Contains(s, x) {
+			return false
+		}
+	}
+	return true
+}
