@@ -29,6 +29,7 @@ COPY go.mod go.sum ./
 COPY gateway/ gateway/
 COPY backends/ backends/
 COPY discovery/ discovery/
+COPY internal/exportqueue/ internal/exportqueue/
 COPY deploy/healthcheck/ deploy/healthcheck/
 # What the final image holds is assembled under /out: bin/ (the binary as app, and healthcheck),
 # and for the gateway etc/ (its routes file) and share/ (the storefront).
