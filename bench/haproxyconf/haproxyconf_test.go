@@ -10,66 +10,28 @@ import (
 	"testing"
 
 	"github.com/archway-gateway/archway/bench/benchcert"
+	"github.com/archway-gateway/archway/bench/peerconf/peerconftest"
 	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-// benchEnv pins the addresses bench/routes.yaml reads from the environment.
-func benchEnv(name string) (string, bool) {
-	v, ok := map[string]string{
-		"BENCH_LISTEN":     ":18080",
-		"BENCH_ADMIN":      "127.0.0.1:19901",
-		"BENCH_UPSTREAM_1": "127.0.0.1:18001",
-		"BENCH_UPSTREAM_2": "127.0.0.1:18002",
-		"BENCH_PRODUCTS_1": "127.0.0.1:18003",
-		"BENCH_PRODUCTS_2": "127.0.0.1:18004",
-	}[name]
-	return v, ok
-}
-
-func loadBenchConfig(t *testing.T) *config.Config {
-	t.Helper()
-	path := filepath.Join(testenv.RepoRoot(), "bench", "routes.yaml")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.ParseWithEnv(data, path, benchEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
 // TestGolden keeps the HAProxy translation of bench/routes.yaml reviewable: a change to the
 // generator shows up as a diff of testdata/bench.haproxy.cfg (regenerate with -update).
 func TestGolden(t *testing.T) {
-	cfg := loadBenchConfig(t)
+	cfg := peerconftest.LoadBenchConfig(t)
 	var buf bytes.Buffer
 	if err := Write(&buf, cfg, Options{Listen: "127.0.0.1:18083", Dir: "/tmp/archway-bench/haproxy"}); err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "bench.haproxy.cfg")
-	if *update {
-		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(buf.Bytes(), want) {
-		t.Errorf("generated config differs from %s (go test ./bench/haproxyconf -update):\n%s", golden, buf.String())
-	}
+	peerconftest.Golden(t, buf.Bytes(), "bench.haproxy.cfg", *update)
 }
 
 // TestDirectives checks the parts of the translation the benchmark's fairness rests on: the
 // same forwarding headers as Archway, upstream keep-alive, the cache and the limit.
 func TestDirectives(t *testing.T) {
-	cfg := loadBenchConfig(t)
+	cfg := peerconftest.LoadBenchConfig(t)
 	var buf bytes.Buffer
 	if err := Write(&buf, cfg, Options{Listen: ":18083", Threads: 2, Dir: "/d"}); err != nil {
 		t.Fatal(err)
@@ -111,7 +73,7 @@ func TestDirectives(t *testing.T) {
 }
 
 func TestAccessLogNeedsASocket(t *testing.T) {
-	cfg := loadBenchConfig(t)
+	cfg := peerconftest.LoadBenchConfig(t)
 	on := true
 	cfg.AccessLog.Enabled = &on
 	if err := Write(&bytes.Buffer{}, cfg, Options{Dir: "/d"}); err == nil {
@@ -148,8 +110,8 @@ func TestRefusesWhatItDoesNotTranslate(t *testing.T) {
 // access log on and off and with TLS.
 func TestHAProxyAcceptsTheConfig(t *testing.T) {
 	haproxy := testenv.RequireBinary(t, "haproxy")
-	cfg := loadBenchConfig(t)
-	logged := loadBenchConfig(t)
+	cfg := peerconftest.LoadBenchConfig(t)
+	logged := peerconftest.LoadBenchConfig(t)
 	on := true
 	logged.AccessLog.Enabled = &on
 	dir := t.TempDir()

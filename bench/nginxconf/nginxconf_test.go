@@ -9,65 +9,27 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/archway-gateway/archway/bench/peerconf/peerconftest"
 	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-// benchEnv pins the addresses bench/routes.yaml reads from the environment.
-func benchEnv(name string) (string, bool) {
-	v, ok := map[string]string{
-		"BENCH_LISTEN":     ":18080",
-		"BENCH_ADMIN":      "127.0.0.1:19901",
-		"BENCH_UPSTREAM_1": "127.0.0.1:18001",
-		"BENCH_UPSTREAM_2": "127.0.0.1:18002",
-		"BENCH_PRODUCTS_1": "127.0.0.1:18003",
-		"BENCH_PRODUCTS_2": "127.0.0.1:18004",
-	}[name]
-	return v, ok
-}
-
-func loadBenchConfig(t *testing.T) *config.Config {
-	t.Helper()
-	path := filepath.Join(testenv.RepoRoot(), "bench", "routes.yaml")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.ParseWithEnv(data, path, benchEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
 // TestGolden keeps the nginx translation of bench/routes.yaml reviewable: a change to the
 // generator shows up as a diff of testdata/bench.nginx.conf (regenerate with -update).
 func TestGolden(t *testing.T) {
-	cfg := loadBenchConfig(t)
+	cfg := peerconftest.LoadBenchConfig(t)
 	var buf bytes.Buffer
 	if err := Write(&buf, cfg, Options{Listen: "127.0.0.1:18081", Dir: "/tmp/archway-bench/nginx"}); err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "bench.nginx.conf")
-	if *update {
-		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(buf.Bytes(), want) {
-		t.Errorf("generated config differs from %s (go test ./bench/nginxconf -update):\n%s", golden, buf.String())
-	}
+	peerconftest.Golden(t, buf.Bytes(), "bench.nginx.conf", *update)
 }
 
 // TestDirectives checks the parts of the translation the benchmark's fairness rests on.
 func TestDirectives(t *testing.T) {
-	cfg := loadBenchConfig(t)
+	cfg := peerconftest.LoadBenchConfig(t)
 	var buf bytes.Buffer
 	if err := Write(&buf, cfg, Options{Listen: ":18081", Workers: "auto", Dir: "/d"}); err != nil {
 		t.Fatal(err)
