@@ -139,7 +139,10 @@ func TestStalledCollectorBoundsRecords(t *testing.T) {
 	c := startStallingCollector(t)
 	before := heapInUse()
 	tr, stats := testTracer(t, c.srv.URL, queue, batch, time.Hour) // a held request never times out
-	defer tr.Shutdown(context.Background())
+	defer func() {
+		c.recover() // first: Shutdown waits for the export the collector holds
+		_ = tr.Shutdown(context.Background())
+	}()
 	ended := 0
 	record := func(name string) {
 		recordSpan(tr, name, ended)
