@@ -21,7 +21,8 @@ var (
 // traceState is a request's trace context. While tracing is off it stays zero and nothing
 // reads it. A request that is not sampled has ids (forwarded upstream, written to the access
 // log) but no span; a sampled one holds the records of its open spans (tracing.Span), taken from
-// the tracer's pool: no allocation either way.
+// the tracer's free list, the first client span inside the server span's record: no allocation
+// either way.
 type traceState struct {
 	started bool // ids chosen and traceparent decided
 	skip    bool // the health path: no trace
@@ -79,6 +80,11 @@ func (x *Exchange) startTrace(t *tracing.Tracer) {
 		return
 	}
 	s := t.StartSpan(tracing.KindServer, x.Ctx.Time())
+	if s == nil {
+		// Every record of the tracer is in use (the collector lags): the span is dropped and
+		// counted. The trace stays sampled for the upstream, as it would after a queue drop.
+		return
+	}
 	ts.server = s
 	s.TraceID, s.SpanID = ts.traceID, ts.spanID
 	if ts.continued {
@@ -119,12 +125,29 @@ func protocolVersion(x *Exchange) string {
 	return "1.1"
 }
 
-// startClientSpan starts a client span under the request's server span, from now.
+// startClientSpan starts a client span under the request's server span, from now. It returns
+// nil, the span counted as dropped, when no record is free or the server span had none.
 func (x *Exchange) startClientSpan(t *tracing.Tracer) *tracing.Span {
 	ts := &x.trace
-	c := t.StartSpan(tracing.KindClient, time.Now())
+	if ts.server == nil {
+		t.CountDropped()
+		return nil
+	}
+	// The first client span travels in the server span's record (tracing.Span.StartChild).
+	c := ts.server.StartChild(tracing.KindClient, time.Now())
+	if c == nil {
+		return nil
+	}
 	c.TraceID, c.SpanID, c.Parent = ts.traceID, tracing.NewSpanID(), ts.spanID
 	return c
+}
+
+// startSampledClientSpan is startClientSpan for a sampled request, nil otherwise.
+func (x *Exchange) startSampledClientSpan(t *tracing.Tracer) *tracing.Span {
+	if !x.trace.sampled {
+		return nil
+	}
+	return x.startClientSpan(t)
 }
 
 // traceUpstream writes the traceparent of an upstream attempt into the request: the client
@@ -136,16 +159,18 @@ func (x *Exchange) traceUpstream(t *tracing.Tracer, target *upstream.Target) {
 		x.startTrace(t)
 	}
 	sid, flags := ts.spanID, trace.TraceFlags(0)
-	if ts.sampled && ts.server != nil {
+	if ts.sampled {
+		flags = trace.FlagsSampled
+	}
+	if c := x.startSampledClientSpan(t); c != nil {
 		method := methodName(x)
-		c := x.startClientSpan(t)
 		c.SetName(method, "")
 		c.AddString("http.request.method", method)
 		c.AddString("server.address", target.Addr)
 		c.AddInt("http.request.resend_count", int64(x.Attempts-1))
 		c.AddBytes("url.path", x.Ctx.Request.Header.RequestURI())
 		ts.attempt = c
-		sid, flags = c.SpanID, trace.FlagsSampled
+		sid = c.SpanID
 	}
 	hdr := &x.Ctx.Request.Header
 	hdr.DelBytes(hTraceparent)
@@ -253,14 +278,16 @@ func (x *Exchange) TraceSubrequest(h *fasthttp.RequestHeader, method []byte, add
 	}
 	var sub Subrequest
 	sid, flags := ts.spanID, trace.TraceFlags(0)
-	if ts.sampled && ts.server != nil {
-		c := x.startClientSpan(t)
+	if ts.sampled {
+		flags = trace.FlagsSampled
+	}
+	if c := x.startSampledClientSpan(t); c != nil {
 		c.SetNameBytes(method)
 		c.AddBytes("http.request.method", method)
 		c.AddString("server.address", addr)
 		c.AddString("archway.subrequest", "forward_auth")
 		sub.span = c
-		sid, flags = c.SpanID, trace.FlagsSampled
+		sid = c.SpanID
 	}
 	h.DelBytes(hTraceparent)
 	// ts.header is free: the upstream's traceparent is written again at each attempt.

@@ -29,7 +29,7 @@ import (
 )
 
 // exporter is the export queue's exporter of span records: it encodes a batch once (otlp.go),
-// returns the records to the pool, and sends the bytes over the configured transport, again
+// returns the records to the free list, and sends the bytes over the configured transport, again
 // after a pause while the collector is unreachable or answers with a retryable refusal, until
 // the export timeout ends.
 //

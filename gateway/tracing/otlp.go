@@ -38,13 +38,16 @@ func newEncoder(serviceName string) encoder {
 }
 
 // appendRequest appends the ExportTraceServiceRequest of spans to b: one ResourceSpans holding
-// one ScopeSpans holding the spans, in order.
+// one ScopeSpans holding the spans, in order, each record's ended child just before it.
 func (e *encoder) appendRequest(b []byte, spans []*Span) []byte {
 	return appendNestedSized(b, fRequestResourceSpans, 3, func(b []byte) []byte {
 		b = append(b, e.resource...)
 		return appendNestedSized(b, fResourceSpansScopeSpans, 3, func(b []byte) []byte {
 			b = append(b, e.scope...)
 			for _, s := range spans {
+				if s.childEnded { // it ended first: written first, as two records would be
+					b = appendNestedSized(b, fScopeSpansSpans, 2, s.child.appendTo)
+				}
 				b = appendNestedSized(b, fScopeSpansSpans, 2, s.appendTo)
 			}
 			return b

@@ -195,7 +195,40 @@ func sampleRecords() []*Span {
 	unlinked.LinkTraceID, unlinked.LinkSpanID = trace.TraceID{6}, trace.SpanID{6} // a client's unsampled context
 	unlinked.SetName("_OTHER", "")
 	unlinked.EndTime = unlinked.StartTime
-	return []*Span{server, client, linked, unlinked}
+
+	// A request retried once: its first attempt's client span in the server span's record, the
+	// second attempt's in a record of its own, queued before the server span's.
+	host, _, second := retriedRequest()
+	return []*Span{server, client, linked, unlinked, second, host}
+}
+
+// retriedRequest records a server span and two client spans under it, as the gateway records
+// a request sent twice upstream: the first client span in the server span's record.
+func retriedRequest() (host, first, second *Span) {
+	var none *Tracer
+	host = none.StartSpan(KindServer, sampleStart)
+	host.TraceID, host.SpanID = trace.TraceID{3}, trace.SpanID{3}
+	host.SetName("GET", "products")
+	host.AddString("url.path", "/products/7")
+	first = host.StartChild(KindClient, sampleStart.Add(time.Microsecond))
+	first.TraceID, first.SpanID, first.Parent = host.TraceID, trace.SpanID{3, 1}, host.SpanID
+	first.SetName("GET", "")
+	first.AddString("server.address", "10.0.0.2:8080")
+	first.AddString("error.type", "connect")
+	first.SetStatus(StatusError, "dial refused")
+	first.End()
+	first.EndTime = first.StartTime + int64(time.Microsecond)
+	second = host.StartChild(KindClient, sampleStart.Add(2*time.Microsecond))
+	second.TraceID, second.SpanID, second.Parent = host.TraceID, trace.SpanID{3, 2}, host.SpanID
+	second.SetName("GET", "")
+	second.AddString("server.address", "10.0.0.3:8080")
+	second.AddInt("http.request.resend_count", 1)
+	second.AddInt("http.response.status_code", 200)
+	second.EndTime = second.StartTime + int64(time.Millisecond)
+	host.AddInt("http.response.status_code", 200)
+	host.AddInt("archway.attempts", 2)
+	host.EndTime = host.StartTime + int64(2*time.Millisecond)
+	return host, first, second
 }
 
 // stub is what the OpenTelemetry SDK records for the span a record describes.
@@ -251,6 +284,9 @@ func sdkRequest(t *testing.T, service string) *coltracepb.ExportTraceServiceRequ
 	res := resource.NewSchemaless(attribute.String("service.name", service))
 	var stubs tracetest.SpanStubs
 	for _, s := range sampleRecords() {
+		if s.childEnded { // the client span in a server span's record ended first
+			stubs = append(stubs, stub(s.child, res))
+		}
 		stubs = append(stubs, stub(s, res))
 	}
 	ctx := context.Background()
@@ -323,6 +359,42 @@ func TestExportMatchesSDK(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestChildInRecordEncodesAsTwoRecords: a client span carried in its server span's record is
+// encoded byte for byte as the same two spans in records of their own, the client span first
+// (it ends first, so it was queued first); the second client span takes a record of its own;
+// and the record counts as two spans for the queue.
+func TestChildInRecordEncodesAsTwoRecords(t *testing.T) {
+	host, first, second := retriedRequest()
+	if first.host != host || second.host != nil || second == first {
+		t.Fatal("the first client span must be in the server span's record, the second in its own")
+	}
+	if host.spans() != 2 || second.spans() != 1 {
+		t.Fatalf("the records count %d and %d spans, want 2 and 1", host.spans(), second.spans())
+	}
+	enc := newEncoder("archway")
+	got := enc.appendRequest(nil, []*Span{host})
+
+	// The same spans, each in a record of its own.
+	var none *Tracer
+	alone := none.StartSpan(KindClient, sampleStart.Add(time.Microsecond))
+	alone.TraceID, alone.SpanID, alone.Parent = host.TraceID, first.SpanID, host.SpanID
+	alone.SetName("GET", "")
+	alone.AddString("server.address", "10.0.0.2:8080")
+	alone.AddString("error.type", "connect")
+	alone.SetStatus(StatusError, "dial refused")
+	alone.EndTime = first.EndTime
+	server, _, _ := retriedRequest()
+	server.childEnded = false
+	want := enc.appendRequest(nil, []*Span{alone, server})
+	if !slices.Equal(got, want) {
+		t.Fatalf("a server span with its client span in its record encodes as\n %x\nwant, as two records,\n %x", got, want)
+	}
+	host.release()
+	if host.childUsed || host.childEnded || host.child.nAttrs != 0 || host.child.host != host {
+		t.Fatal("a released record keeps its child's state")
 	}
 }
 

@@ -2,9 +2,10 @@ package tracing
 
 import (
 	"net/netip"
-	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/archway-gateway/archway/internal/exportqueue"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -31,7 +32,7 @@ const (
 // most 19; past the bound attributes are counted as dropped, as the SDK's limit would.
 const MaxAttributes = 20
 
-// maxPooledBuf is the largest text buffer a record keeps when it goes back to the pool: a request
+// maxPooledBuf is the largest text buffer a record keeps when it is released: a request
 // with a huge header must not pin its copy for ever.
 const maxPooledBuf = 16 << 10
 
@@ -64,9 +65,9 @@ type attr struct {
 // Ownership: a record belongs to one goroutine at a time. StartSpan hands it to the request
 // that started the span, which alone sets its fields; End hands it to the tracer's export queue,
 // and from then on the request must not touch it (not even to read its ids: copy them before).
-// The queue hands it to the exporter, which encodes it and returns it to the pool, where the
-// next StartSpan, on any goroutine, may take it. A record the queue refuses (full, or shut
-// down) goes back to the pool at once. No string or slice of a record is ever handed out, so
+// The queue hands it to the exporter, which encodes it and returns it to the tracer's free
+// list, where the next StartSpan, on any goroutine, may take it. A record the queue refuses
+// (full, or shut down) goes back to the list at once. No string or slice of a record is ever handed out, so
 // nothing can see its buffer rewritten by the next user.
 type Span struct {
 	TraceID trace.TraceID
@@ -96,38 +97,155 @@ type Span struct {
 	buf                 []byte
 	began               time.Time // StartTime with its monotonic reading
 	tracer              *Tracer
+
+	// child is the record's second span: the first span StartChild starts under this one (the
+	// first upstream attempt, usually the only one) is recorded in it, so a request takes one
+	// record and queues one item for its server and client spans. It is made with the record
+	// and stays with it. host is the record a child belongs to (nil for a record of its own);
+	// childUsed and childEnded say the child was started and ended: only an ended child is
+	// exported, with its host, just before it.
+	child                 *Span
+	host                  *Span
+	childUsed, childEnded bool
 }
 
-var spanPool = sync.Pool{New: func() any { return &Span{buf: make([]byte, 0, 512)} }}
+// records is a tracer's free list of span records: the only records its spans are ever
+// recorded in. At most limit are made, each once, when the list is empty and fewer exist, so
+// the memory spans take is bounded by the configuration, whatever the collector does: a record
+// is either held by a request, waiting in the export queue (at most queue_size), in the batch
+// being built (at most batch_size), or here. When none is free the span is not recorded and is
+// counted as dropped for queue_full, as the queue itself counts what it cannot hold: the
+// request path never allocates a record past the bound and never waits for one.
+//
+// Before this list, records came from a sync.Pool: while the collector lagged, every record
+// sat in the queue, the pool was empty and each sampled request allocated new ones, up to
+// queue_size of them live (docs/operations.md, "Tracing").
+type records struct {
+	free  chan *Span // capacity limit: a release never finds it full
+	made  atomic.Int64
+	limit int64
+}
 
-// StartSpan takes a record from the pool for a sampled span of kind begun at start (a time with
-// its monotonic reading, as time.Now and fasthttp's request time have). The caller sets its ids,
-// name and attributes and ends it with End.
+func newRecords(queueSize, batchSize int) *records {
+	// The queue's own normalisation (exportqueue.New): at least one, a batch at most the queue.
+	queueSize = max(1, queueSize)
+	batchSize = max(1, min(batchSize, queueSize))
+	limit := queueSize + batchSize
+	return &records{free: make(chan *Span, limit), limit: int64(limit)}
+}
+
+// take returns a free record, makes one while fewer than limit exist, or returns nil.
+func (r *records) take() *Span {
+	select {
+	case s := <-r.free:
+		return s
+	default:
+	}
+	if r.made.Load() >= r.limit {
+		return nil
+	}
+	if r.made.Add(1) > r.limit { // another request made the last one
+		r.made.Add(-1)
+		return nil
+	}
+	return newSpan()
+}
+
+// newSpan makes a record and its child: a server span's text is about twice a client span's.
+func newSpan() *Span {
+	s := &Span{buf: make([]byte, 0, 512), child: &Span{buf: make([]byte, 0, 256)}}
+	s.child.host = s
+	return s
+}
+
+// StartSpan takes a record for a sampled span of kind begun at start (a time with its monotonic
+// reading, as time.Now and fasthttp's request time have). The caller sets its ids, name and
+// attributes and ends it with End. It returns nil when every record of the tracer is in use
+// (the collector is slower than the spans come): the span is dropped and counted.
+//
+// On a nil Tracer it makes a record that is encoded but never ended (tests and benchmarks of
+// the encoder).
 func (t *Tracer) StartSpan(kind SpanKind, start time.Time) *Span {
-	s := spanPool.Get().(*Span)
+	var s *Span
+	if t == nil {
+		s = newSpan()
+	} else if s = t.records.take(); s == nil {
+		t.CountDropped()
+		return nil
+	}
 	s.tracer, s.Kind, s.Sampled = t, kind, true
 	s.began, s.StartTime = start, start.UnixNano()
 	return s
 }
 
+// CountDropped counts a span that was not recorded because no record was free (StartSpan
+// returned nil), under queue_full: the request path calls it for a span it could not start
+// because its parent's record was unavailable.
+func (t *Tracer) CountDropped() { t.counts.AddDropped(exportqueue.DropQueueFull, 1) }
+
+// StartChild starts a span of kind begun at start under s (its ids are the caller's to set):
+// in s's own record the first time, so the two travel as one queue item, and in a record of
+// its own after that (nil when none is free, counted as dropped). The child is ended with End
+// before s is; s must not be ended while a child in its record is open.
+func (s *Span) StartChild(kind SpanKind, start time.Time) *Span {
+	c := s.child
+	if c == nil || s.childUsed {
+		return s.tracer.StartSpan(kind, start)
+	}
+	s.childUsed = true
+	c.tracer, c.Kind, c.Sampled = s.tracer, kind, true
+	c.began, c.StartTime = start, start.UnixNano()
+	return c
+}
+
 // End stamps the span's end and hands it to its tracer's export queue: the record is no longer
-// the caller's (see Span).
+// the caller's (see Span). A child in its host's record stays there, to be exported with the
+// host when that ends.
 func (s *Span) End() {
 	s.EndTime = s.StartTime + int64(time.Since(s.began))
+	if h := s.host; h != nil {
+		h.childEnded = true
+		return
+	}
 	t := s.tracer
 	if !t.queue.Add(s) { // refused and counted: the queue is full or shut down
 		s.release()
 	}
 }
 
-// release resets s and returns it to the pool.
+// spans is how many spans the record carries to the exporter: itself and an ended child.
+func (s *Span) spans() uint64 {
+	if s.childEnded {
+		return 2
+	}
+	return 1
+}
+
+// release resets s (and its child) and returns it to its tracer's free list.
 func (s *Span) release() {
+	t := s.tracer
+	if c := s.child; c != nil {
+		c.reset()
+		c.host = s
+	}
+	s.reset()
+	if t == nil {
+		return
+	}
+	select {
+	case t.records.free <- s:
+	default: // cannot happen: the list holds every record its tracer made
+	}
+}
+
+// reset clears s for its next use, keeping its text buffer (unless a huge request grew it) and
+// its child.
+func (s *Span) reset() {
 	buf := s.buf[:0]
 	if cap(buf) > maxPooledBuf {
 		buf = nil
 	}
-	*s = Span{buf: buf}
-	spanPool.Put(s)
+	*s = Span{buf: buf, child: s.child}
 }
 
 // SetName names the span: method, then route after a space when there is one (the HTTP

@@ -5,9 +5,9 @@
 // The request path decides sampling itself: a request that is not sampled (and every request
 // while tracing is off) gets its ids from a per-goroutine random source and its traceparent
 // written into the upstream request, and allocates nothing. A sampled request records its spans
-// in pooled, fixed-shape records (span.go), not in the OpenTelemetry SDK's span objects; the
-// exporter encodes them as OTLP for either transport (otlp.go, export.go) and returns them to
-// the pool.
+// in fixed-shape records from the tracer's bounded free list (span.go; the first client span in
+// the server span's record), not in the OpenTelemetry SDK's span objects; the exporter encodes
+// them as OTLP for either transport (otlp.go, export.go) and returns them to the list.
 package tracing
 
 import (
@@ -29,6 +29,9 @@ import (
 type Tracer struct {
 	cfg   config.Tracing
 	queue *exportqueue.Queue[*Span]
+	// records are the span records of this tracer (span.go); counts, its export counts.
+	records *records
+	counts  *exportqueue.Counts
 	// threshold is the sample ratio as a bound on a random uint64: sampled when below it.
 	threshold uint64
 	trusted   []netip.Prefix
@@ -49,9 +52,11 @@ func New(cfg *config.Tracing, trustedProxies []netip.Prefix, stats *Stats) (*Tra
 	}
 	t := &Tracer{
 		cfg: *cfg,
-		queue: exportqueue.New[*Span](exp, exportqueue.Settings{
+		queue: exportqueue.NewWeighted(exp, exportqueue.Settings{
 			Size: cfg.QueueSize, Batch: cfg.BatchSize, Interval: cfg.BatchTimeout.D(), ExportTimeout: cfg.ExportTimeout.D(),
-		}, &stats.Counts),
+		}, &stats.Counts, (*Span).spans),
+		records:   newRecords(cfg.QueueSize, cfg.BatchSize),
+		counts:    &stats.Counts,
 		threshold: Threshold(cfg.SampleRatio),
 		trusted:   trustedProxies,
 	}

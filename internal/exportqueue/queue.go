@@ -78,6 +78,11 @@ func (c *Counts) LastError() string {
 	return ""
 }
 
+// AddDropped counts n items lost for reason before they reached a queue: what records them
+// could not (the gateway's tracer when every span record is in use counts them as queue_full,
+// as the queue would have).
+func (c *Counts) AddDropped(reason int, n uint64) { c.dropped[reason].Add(n) }
+
 func (c *Counts) noteError(err error) {
 	msg := err.Error()
 	c.lastErr.Store(&msg)
@@ -98,18 +103,28 @@ type Queue[T any] struct {
 	kick     chan struct{} // a batch is waiting; capacity 1, never blocks
 	// wake is how many queued items kick the sender: a batch, or half the queue when that is
 	// less, so that items added while it wakes still find room.
-	wake     int
-	flush    chan chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
-	set      Settings
-	counts   *Counts
+	wake   int
+	flush  chan chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+	set    Settings
+	counts *Counts
+	// weight is how many exported things an item stands for (the gateway's span record may
+	// carry two spans): the counts count those, Size and Batch count items.
+	weight   func(T) uint64
 	stopOnce sync.Once
 }
 
 // New starts a queue that hands batches to exp and counts into counts. Its goroutine runs until
 // Shutdown.
 func New[T any](exp Exporter[T], s Settings, counts *Counts) *Queue[T] {
+	return NewWeighted(exp, s, counts, func(T) uint64 { return 1 })
+}
+
+// NewWeighted is New for items that stand for weight(item) things each: what counts counts.
+// weight is called on the goroutine that adds an item, and by the queue's goroutine before the
+// item is exported (while the exporter still has not released it).
+func NewWeighted[T any](exp Exporter[T], s Settings, counts *Counts, weight func(T) uint64) *Queue[T] {
 	s.Size = max(1, s.Size)
 	s.Batch = max(1, min(s.Batch, s.Size))
 	if s.Interval <= 0 { // a ticker needs a positive interval; these are the SDK's defaults
@@ -121,7 +136,7 @@ func New[T any](exp Exporter[T], s Settings, counts *Counts) *Queue[T] {
 	q := &Queue[T]{
 		exporter: exp, items: make(chan T, s.Size), kick: make(chan struct{}, 1), flush: make(chan chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{}), set: s, counts: counts,
-		wake: max(1, min(s.Batch, s.Size/2)),
+		wake: max(1, min(s.Batch, s.Size/2)), weight: weight,
 	}
 	go q.run() // owned by the queue: Shutdown stops it and waits for it
 	return q
@@ -132,7 +147,7 @@ func New[T any](exp Exporter[T], s Settings, counts *Counts) *Queue[T] {
 func (q *Queue[T]) Add(item T) bool {
 	select {
 	case <-q.stop:
-		q.counts.dropped[DropShutdown].Add(1)
+		q.counts.dropped[DropShutdown].Add(q.weight(item))
 		return false
 	default:
 	}
@@ -146,7 +161,7 @@ func (q *Queue[T]) Add(item T) bool {
 		}
 		return true
 	default:
-		q.counts.dropped[DropQueueFull].Add(1)
+		q.counts.dropped[DropQueueFull].Add(q.weight(item))
 		return false
 	}
 }
@@ -190,14 +205,18 @@ func (q *Queue[T]) run() {
 		if len(batch) == 0 {
 			return
 		}
+		var n uint64
+		for _, it := range batch { // before Export, which may release the items
+			n += q.weight(it)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), q.set.ExportTimeout)
 		err := q.exporter.Export(ctx, batch)
 		cancel()
 		if err != nil {
-			q.counts.dropped[DropExportFailed].Add(uint64(len(batch)))
+			q.counts.dropped[DropExportFailed].Add(n)
 			q.counts.noteError(err)
 		} else {
-			q.counts.exported.Add(uint64(len(batch)))
+			q.counts.exported.Add(n)
 		}
 		clear(batch)
 		batch = batch[:0]

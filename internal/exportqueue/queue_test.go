@@ -170,3 +170,51 @@ func TestQueueCountsFailedExports(t *testing.T) {
 		t.Errorf("last error %q", c.LastError())
 	}
 }
+
+// TestWeightedQueueCountsWhatItemsStandFor: items that stand for several things each (the
+// gateway's span record carrying two spans) are counted by weight when exported, when
+// refused for a full queue, when the export fails and after shutdown; Size still counts items.
+func TestWeightedQueueCountsWhatItemsStandFor(t *testing.T) {
+	var c Counts
+	g := newGate()
+	q := NewWeighted[int](g, Settings{Size: 2, Batch: 1, Interval: time.Hour, ExportTimeout: time.Minute}, &c,
+		func(i int) uint64 { return uint64(i) })
+	var added, refused uint64
+	for i := 1; i <= 10; i++ {
+		added += uint64(i)
+		if !q.Add(i) {
+			refused += uint64(i)
+		}
+	}
+	if d := c.DroppedFor(DropQueueFull); d != refused || refused == 0 {
+		t.Fatalf("queue_full counts %d, want %d (the weights of the refused items)", d, refused)
+	}
+	close(g.open)
+	if err := q.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var took uint64
+	for _, i := range g.items() {
+		took += uint64(i)
+	}
+	if c.Exported() != took || took+refused != added {
+		t.Fatalf("exported %d, the exporter took %d, refused %d: want %d in all", c.Exported(), took, refused, added)
+	}
+	g.mu.Lock()
+	g.fail = errors.New("refused")
+	g.mu.Unlock()
+	q.Add(5)
+	if err := q.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := c.DroppedFor(DropExportFailed); d != 5 {
+		t.Fatalf("export_failed counts %d, want 5", d)
+	}
+	if err := q.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	q.Add(7)
+	if d := c.DroppedFor(DropShutdown); d != 7 {
+		t.Fatalf("shutdown counts %d, want 7", d)
+	}
+}
