@@ -4,6 +4,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -27,22 +28,37 @@ routes:
 	if g.listeners[0].park == nil {
 		t.Fatal("parking is not on")
 	}
+	roundTrip, checkAnswer := socketRoundTrip(t, g)
+	allocs := allocsAfterWarmUp(5000, 2000, roundTrip)
+	checkAnswer()
+	if allocs != 0 {
+		t.Fatalf("a request on a parking listener allocates %.2f times, want 0", allocs)
+	}
+	if s := g.ParkStats(); s.Parks != 0 {
+		t.Fatalf("%+v: the busy connection parked", s)
+	}
+}
+
+// socketRoundTrip serves g on a loopback listener (shut down when the test ends) and returns a
+// round trip of benchRequest over one keep-alive connection, and a check that the last answer
+// read was the upstream's kilobyte with a 200.
+func socketRoundTrip(t *testing.T, g *Gateway) (roundTrip, checkAnswer func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = g.Serve(ln) }()
-	defer func() { _ = g.Shutdown(t.Context()) }()
+	t.Cleanup(func() { _ = g.Shutdown(context.Background()) })
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-
+	t.Cleanup(func() { _ = c.Close() })
 	req := []byte(benchRequest)
 	buf := make([]byte, 64<<10)
 	size := firstResponseSize(t, c, req, buf)
-	roundTrip := func() {
+	roundTrip = func() {
 		if _, err := c.Write(req); err != nil {
 			t.Fatal(err)
 		}
@@ -50,16 +66,13 @@ routes:
 			t.Fatal(err)
 		}
 	}
-	allocs := allocsAfterWarmUp(5000, 2000, roundTrip)
-	if !bytes.HasSuffix(buf[:size], kilobyteJSON) || !bytes.HasPrefix(buf, []byte("HTTP/1.1 200 ")) {
-		t.Fatalf("unexpected response %.300q", buf[:size])
+	checkAnswer = func() {
+		t.Helper()
+		if !bytes.HasSuffix(buf[:size], kilobyteJSON) || !bytes.HasPrefix(buf, []byte("HTTP/1.1 200 ")) {
+			t.Fatalf("unexpected response %.300q", buf[:size])
+		}
 	}
-	if allocs != 0 {
-		t.Fatalf("a request on a parking listener allocates %.2f times, want 0", allocs)
-	}
-	if s := g.ParkStats(); s.Parks != 0 {
-		t.Fatalf("%+v: the busy connection parked", s)
-	}
+	return roundTrip, checkAnswer
 }
 
 // firstResponseSize sends req once and returns the length of the whole response (head and
