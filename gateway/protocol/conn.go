@@ -21,6 +21,9 @@ type Listener struct {
 	// for the next request lasts before the socket is read anyway; 0 leaves it off. The
 	// fasthttp server must set a read or idle timeout (wait.go says why).
 	WriteWait time.Duration
+	// WriteDeadlineSlack lets each connection re-arm its write deadline lazily: the deadline
+	// fires at most this late (LazyDeadline). 0 keeps deadlines exact.
+	WriteDeadlineSlack time.Duration
 }
 
 // Accept implements net.Listener.
@@ -29,7 +32,7 @@ func (l Listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc := &Conn{Passthrough: Passthrough{c}}
+	pc := &Conn{Passthrough: Passthrough{c}, wdSlack: l.WriteDeadlineSlack}
 	if l.WriteWait > 0 {
 		pc.enableWait(l.WriteWait)
 	}
@@ -123,6 +126,8 @@ type Conn struct {
 	kept    []byte
 	err     error // refusal to return from the next Read
 	w       waiter
+	wd      LazyDeadline // the socket's write deadline (SetWriteDeadline)
+	wdSlack time.Duration
 }
 
 // NetConn returns the wrapped connection, so what it adds to net.Conn (a TLS connection's
@@ -132,6 +137,7 @@ func (c *Conn) NetConn() net.Conn {
 	if c.w.state != holdNone {
 		_ = c.flush(true)
 	}
+	c.wd.Forget() // whoever has the wrapped connection may set its deadline
 	return c.Conn
 }
 

@@ -203,7 +203,15 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 		}
 	}
 	c.w.start = true
-	return c.Conn.SetWriteDeadline(t)
+	at, arm := c.wd.Arm(t, c.wdSlack)
+	if !arm {
+		return nil
+	}
+	err := c.Conn.SetWriteDeadline(at)
+	if err != nil {
+		c.wd.Forget()
+	}
+	return err
 }
 
 // SetDeadline implements net.Conn (fasthttp clears both deadlines before a hijack).
@@ -213,6 +221,7 @@ func (c *Conn) SetDeadline(t time.Time) error {
 			return err
 		}
 	}
+	c.wd.Forget()
 	return c.Conn.SetDeadline(t)
 }
 

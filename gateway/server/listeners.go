@@ -38,6 +38,9 @@ type listenerRuntime struct {
 	parker *park.Parker            // the gateway's one watcher of parked connections, with park
 	// writeWait is server.write_and_wait, for the request head check (protocol.Listener).
 	writeWait time.Duration
+	// writeSlack: how late a client connection's write deadline may fire, so it is re-armed
+	// about once per slack rather than before every response (protocol.LazyDeadline).
+	writeSlack time.Duration
 }
 
 // preparedListeners are the TLS and PROXY settings of a configuration, compiled (certificate
@@ -103,7 +106,7 @@ func (g *Gateway) prepareListeners(cfg *config.Config) (*preparedListeners, erro
 func (g *Gateway) newListeners(cfg *config.Config, p *preparedListeners) {
 	parker := g.newParker(cfg.Server)
 	for i, l := range cfg.EffectiveListeners() {
-		rt := &listenerRuntime{name: l.Name, addr: l.Addr, stats: &listener.Stats{}, writeWait: cfg.Server.WriteAndWait.D()}
+		rt := &listenerRuntime{name: l.Name, addr: l.Addr, stats: &listener.Stats{}, writeWait: cfg.Server.WriteAndWait.D(), writeSlack: protocol.DeadlineSlack(cfg.Server.WriteTimeout.D())}
 		rt.server = newFastServer(cfg.Server, g.entry, g.entry.ListenerHandler(i), g.logger)
 		if parker != nil {
 			parkOn(rt, parker, cfg.Server)
@@ -252,7 +255,7 @@ func (g *Gateway) serveOn(i int, ln net.Listener) error {
 	}
 	// Write-and-wait holds a response only where the check sees the socket through transparent
 	// wrappers (the caps, parking): not under TLS, PROXY protocol or the HTTP/2 demux.
-	err := rt.server.Serve(protocol.Listener{Listener: ln, WriteWait: rt.writeWait})
+	err := rt.server.Serve(protocol.Listener{Listener: ln, WriteWait: rt.writeWait, WriteDeadlineSlack: rt.writeSlack})
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}

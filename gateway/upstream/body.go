@@ -7,6 +7,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/archway-gateway/archway/gateway/protocol"
 )
 
 // Body framing of a streamed upstream response.
@@ -65,7 +67,7 @@ func (s *bodyStream) Read(p []byte) (int, error) {
 		return 0, s.err
 	}
 	if s.timeout > 0 {
-		_ = s.pc.conn.SetReadDeadline(time.Now().Add(s.timeout))
+		_ = s.pc.setReadDeadline(time.Now().Add(s.timeout), protocol.DeadlineSlack(s.timeout))
 	}
 	var n int
 	var err error

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/protocol"
 )
 
 // Dialer opens a connection to addr within timeout. The zero Settings dial TCP; tests dial
@@ -83,6 +84,43 @@ type pconn struct {
 	raw     syscall.RawConn
 	await   func(fd uintptr) bool
 	sendErr error
+	// The socket's deadlines, re-armed lazily (setDeadline).
+	rd, wd protocol.LazyDeadline
+}
+
+// setDeadline arms the connection's read and write deadlines for one exchange, each only when
+// the armed one would not do (protocol.LazyDeadline): a pooled connection carrying a request
+// every millisecond re-arms them about once per slack instead of for every request.
+func (pc *pconn) setDeadline(t time.Time, slack time.Duration) error {
+	rt, armRead := pc.rd.Arm(t, slack)
+	wt, armWrite := pc.wd.Arm(t, slack)
+	var err error
+	switch {
+	case armRead && armWrite:
+		err = pc.conn.SetDeadline(rt)
+	case armRead:
+		err = pc.conn.SetReadDeadline(rt)
+	case armWrite:
+		err = pc.conn.SetWriteDeadline(wt)
+	}
+	if err != nil {
+		pc.rd.Forget()
+		pc.wd.Forget()
+	}
+	return err
+}
+
+// setReadDeadline is setDeadline for the read side alone (a streamed body's next read).
+func (pc *pconn) setReadDeadline(t time.Time, slack time.Duration) error {
+	rt, arm := pc.rd.Arm(t, slack)
+	if !arm {
+		return nil
+	}
+	err := pc.conn.SetReadDeadline(rt)
+	if err != nil {
+		pc.rd.Forget()
+	}
+	return err
 }
 
 func newPool(addr string, s Settings) *pool {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/balancer"
+	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/valyala/fasthttp"
 )
 
@@ -244,7 +245,7 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 		return e
 	}
 	reused := pc.uses > 0
-	if err := pc.conn.SetDeadline(x.Deadline); err != nil {
+	if err := pc.setDeadline(x.Deadline, protocol.DeadlineSlack(x.Timeout)); err != nil {
 		return t.fail(pc, x, KindWrite, err)
 	}
 	pc.out.passed = false

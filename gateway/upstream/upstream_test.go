@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/protocol"
 	"github.com/valyala/fasthttp"
 )
 
@@ -419,5 +420,82 @@ func BenchmarkTargetDo(b *testing.B) {
 		if err := tg.Do(req, resp, x); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// deadlineCountingConn counts the deadlines that reach an upstream socket.
+type deadlineCountingConn struct {
+	net.Conn
+	sets *atomic.Int32
+}
+
+func (c deadlineCountingConn) SetDeadline(t time.Time) error {
+	c.sets.Add(1)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c deadlineCountingConn) SetReadDeadline(t time.Time) error {
+	c.sets.Add(1)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c deadlineCountingConn) SetWriteDeadline(t time.Time) error {
+	c.sets.Add(1)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// TestDeadlinesAreArmedLazily: requests on one pooled connection whose deadlines fall within
+// the slack of the armed one leave the socket's deadline alone; a request with a shorter
+// timeout re-arms it and still times out.
+func TestDeadlinesAreArmedLazily(t *testing.T) {
+	release := make(chan struct{})
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/slow" {
+			<-release
+		}
+		ctx.WriteString("ok")
+	})
+	t.Cleanup(func() { close(release) })
+	var sets atomic.Int32
+	s := testSettings()
+	s.MaxConns = 1
+	s.Dial = func(addr string, timeout time.Duration) (net.Conn, error) {
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return nil, err
+		}
+		return deadlineCountingConn{c, &sets}, nil
+	}
+	tg := newTarget("app", b.addr, 1, s)
+	do := func(path string, x *RoundTrip) error {
+		req := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		req.SetRequestURI(path)
+		req.Header.SetHost("backend")
+		return tg.Do(req, &fasthttp.Response{}, x)
+	}
+
+	x := newRoundTrip(10 * time.Second) // slack: MaxDeadlineSlack
+	for range 50 {
+		if err := do("/", x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := *x
+	later.Deadline = x.Deadline.Add(protocol.MaxDeadlineSlack / 2)
+	for range 50 {
+		if err := do("/", &later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sets.Load(); n != 1 {
+		t.Fatalf("100 requests with deadlines within the slack set the socket's deadline %d times, want 1", n)
+	}
+
+	if err := do("/slow", newRoundTrip(100*time.Millisecond)); kindOf(err) != KindTimeout {
+		t.Fatalf("slow upstream after lazily armed deadlines: %v, want KindTimeout", err)
+	}
+	if n := sets.Load(); n != 2 {
+		t.Fatalf("a shorter timeout set the socket's deadline %d times in all, want 2", n)
 	}
 }
