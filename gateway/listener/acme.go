@@ -196,6 +196,10 @@ func (m *ACME) Stop() {
 	})
 }
 
+// Done is closed once the manager's work has ended (after Stop, or after the context Start was
+// given ended).
+func (m *ACME) Done() <-chan struct{} { return m.stopped }
+
 // acmeStopLockWait bounds how long Stop waits for certmagic's jobs to release their locks.
 const acmeStopLockWait = 10 * time.Second
 

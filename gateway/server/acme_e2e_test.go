@@ -125,6 +125,11 @@ func startACMEGateway(t *testing.T, name, yaml string) *acmeGateway {
 			if err := <-served; err != nil {
 				t.Errorf("serve: %v", err)
 			}
+			// What a stopped gateway's manager still did went to storage the test is about
+			// to remove ("directory not empty").
+			if n := gw.ACMEManagersRunning(); n != 0 {
+				t.Errorf("%d certificate managers still running after Shutdown returned", n)
+			}
 		})
 	}
 	t.Cleanup(func() {

@@ -8,3 +8,21 @@ func SetCertificateWatchInterval(d time.Duration) (restore func()) {
 	certificateWatchInterval = d
 	return func() { certificateWatchInterval = old }
 }
+
+// ACMEManagersRunning counts the listeners' certificate managers whose work has not ended.
+func (g *Gateway) ACMEManagersRunning() int {
+	n := 0
+	for _, rt := range g.listeners {
+		if rt.tls == nil {
+			continue
+		}
+		if m := rt.tls.Load().ACME; m != nil {
+			select {
+			case <-m.Done():
+			default:
+				n++
+			}
+		}
+	}
+	return n
+}

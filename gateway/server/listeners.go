@@ -134,6 +134,18 @@ func (g *Gateway) newListeners(cfg *config.Config, p *preparedListeners) {
 	}
 }
 
+// stopACME stops every listener's certificate manager and waits for its work to end.
+func (g *Gateway) stopACME() {
+	for _, rt := range g.listeners {
+		if rt.tls == nil {
+			continue
+		}
+		if m := rt.tls.Load().ACME; m != nil {
+			m.Stop()
+		}
+	}
+}
+
 // commitListeners publishes prepared settings: new handshakes and connections use them.
 func (g *Gateway) commitListeners(p *preparedListeners) {
 	for i, rt := range g.listeners {

@@ -222,6 +222,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	g.cancel()
 	<-g.done
+	// The certificate managers' work stopped with g.ctx; waiting for it keeps a stopped
+	// gateway from writing to the shared storage (a lock taken, an order saved) afterwards.
+	g.stopACME()
 	if s := g.entry.Load(); s.AccessLog != nil {
 		_ = s.AccessLog.Close()
 	}
