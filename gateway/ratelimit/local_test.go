@@ -84,10 +84,7 @@ func TestLocalKeyCapHoldsUnderFlood(t *testing.T) {
 	for i := range 200_000 {
 		l.AllowAt([]byte("flood-"+strconv.Itoa(i)), now)
 	}
-	total := 0
-	for i := range l.shards {
-		total += len(l.shards[i].tat)
-	}
+	total := held(t, l)
 	limit := maxKeys + numShards // rounded up per shard
 	if total > limit || l.Keys() != int64(total) {
 		t.Fatalf("%d keys held (counter %d), cap %d", total, l.Keys(), limit)
