@@ -203,3 +203,19 @@ func BenchmarkLocalAllow(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLocalNewKeys is a flood of keys never seen before against a full table: each check
+// inserts a key and evicts one.
+func BenchmarkLocalNewKeys(b *testing.B) {
+	l := NewLocal(time.Second, 5, 10_000)
+	now := time.Now().UnixNano()
+	key := make([]byte, 0, 32)
+	for i := range 20_000 {
+		l.AllowAt(strconv.AppendInt(key[:0], int64(i), 10), now)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		l.AllowAt(strconv.AppendInt(key[:0], int64(i+1_000_000), 10), now)
+	}
+}
