@@ -84,10 +84,7 @@ func TestLocalKeyCapHoldsUnderFlood(t *testing.T) {
 	for i := range 200_000 {
 		l.AllowAt([]byte("flood-"+strconv.Itoa(i)), now)
 	}
-	total := 0
-	for i := range l.shards {
-		total += len(l.shards[i].tat)
-	}
+	total := held(t, l)
 	limit := maxKeys + numShards // rounded up per shard
 	if total > limit || l.Keys() != int64(total) {
 		t.Fatalf("%d keys held (counter %d), cap %d", total, l.Keys(), limit)
@@ -204,5 +201,21 @@ func BenchmarkLocalAllow(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// BenchmarkLocalNewKeys is a flood of keys never seen before against a full table: each check
+// inserts a key and evicts one.
+func BenchmarkLocalNewKeys(b *testing.B) {
+	l := NewLocal(time.Second, 5, 10_000)
+	now := time.Now().UnixNano()
+	key := make([]byte, 0, 32)
+	for i := range 20_000 {
+		l.AllowAt(strconv.AppendInt(key[:0], int64(i), 10), now)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		l.AllowAt(strconv.AppendInt(key[:0], int64(i+1_000_000), 10), now)
 	}
 }
