@@ -50,6 +50,9 @@ func New(cfg *config.Tracing, trustedProxies []netip.Prefix, stats *Stats) (*Tra
 	if err != nil {
 		return nil, err
 	}
+	if stats.Log != nil {
+		exp.log = stats.Log
+	}
 	t := &Tracer{
 		cfg: *cfg,
 		queue: exportqueue.NewWeighted(exp, exportqueue.Settings{
