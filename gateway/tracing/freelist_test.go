@@ -1,9 +1,14 @@
 package tracing
 
 import (
+	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // TestFreeListIsLastInFirstOut: a request takes the record released last (still in the CPU's
@@ -79,5 +84,38 @@ func TestFreeListHandsEachRecordToOne(t *testing.T) {
 	}
 	if int64(len(seen)) != r.made.Load() {
 		t.Fatalf("%d distinct records on the list after every release, want all %d made", len(seen), r.made.Load())
+	}
+}
+
+// TestEndAfterTakesTheCallersDuration: a span ended with the duration its caller measured (the
+// request's, the upstream attempt's) runs exactly that long from its start, for a record of
+// its own and for a client span in its server span's record.
+func TestEndAfterTakesTheCallersDuration(t *testing.T) {
+	c := startCollector(t)
+	tr, stats := testTracer(t, strings.TrimSuffix(c.url, "/v1/traces"), 16, 16, 5*time.Second)
+	defer tr.Shutdown(context.Background())
+	start := time.Unix(1_800_000_000, 5)
+	s := tr.StartSpan(KindServer, start)
+	s.TraceID, s.SpanID = trace.TraceID{1}, trace.SpanID{2}
+	child := s.StartChild(KindClient, start.Add(time.Millisecond))
+	child.TraceID, child.SpanID, child.Parent = s.TraceID, trace.SpanID{3}, s.SpanID
+	child.EndAfter(1234 * time.Microsecond)
+	s.EndAfter(3 * time.Millisecond)
+	if err := tr.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if stats.Exported() != 2 {
+		t.Fatalf("exported %d spans, want 2", stats.Exported())
+	}
+	spans := c.request(t, 0).ResourceSpans[0].ScopeSpans[0].Spans
+	want := map[byte][2]time.Time{
+		2: {start, start.Add(3 * time.Millisecond)},
+		3: {start.Add(time.Millisecond), start.Add(time.Millisecond + 1234*time.Microsecond)},
+	}
+	for _, sp := range spans {
+		w := want[sp.SpanId[0]]
+		if sp.StartTimeUnixNano != uint64(w[0].UnixNano()) || sp.EndTimeUnixNano != uint64(w[1].UnixNano()) {
+			t.Errorf("span %x runs %d to %d, want %d to %d", sp.SpanId, sp.StartTimeUnixNano, sp.EndTimeUnixNano, w[0].UnixNano(), w[1].UnixNano())
+		}
 	}
 }

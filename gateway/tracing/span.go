@@ -243,8 +243,13 @@ func (s *Span) StartChild(kind SpanKind, start time.Time) *Span {
 // End stamps the span's end and hands it to its tracer's export queue: the record is no longer
 // the caller's (see Span). A child in its host's record stays there, to be exported with the
 // host when that ends.
-func (s *Span) End() {
-	s.EndTime = s.StartTime + int64(time.Since(s.began))
+func (s *Span) End() { s.EndAfter(time.Since(s.began)) }
+
+// EndAfter is End for a span that lasted d from its start, measured by the caller on the
+// monotonic clock: the request path has read the clock for its own figures already (the
+// request's duration, the upstream attempt's), so the span does not read it again.
+func (s *Span) EndAfter(d time.Duration) {
+	s.EndTime = s.StartTime + int64(d)
 	if h := s.host; h != nil {
 		h.childEnded = true
 		return
@@ -254,6 +259,9 @@ func (s *Span) End() {
 		s.release()
 	}
 }
+
+// Began is the span's start, with its monotonic reading.
+func (s *Span) Began() time.Time { return s.began }
 
 // spans is how many spans the record carries to the exporter: itself and an ended child.
 func (s *Span) spans() uint64 {
