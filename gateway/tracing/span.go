@@ -108,6 +108,10 @@ type Span struct {
 	host                  *Span
 	childUsed, childEnded bool
 
+	// addr is the last address AddAddr formatted, at addrText.
+	addr     netip.Addr
+	addrText textRange
+
 	// slot is the record's place in its tracer's records (1-based; 0 for a child, which is
 	// never listed on its own, and for a record of a nil tracer).
 	slot uint32
@@ -343,12 +347,19 @@ func (s *Span) AddBytes(key string, v []byte) {
 	}
 }
 
-// AddAddr adds an address as a string attribute.
+// AddAddr adds an address as a string attribute. The same address added again (the client's
+// and the peer's address are one without a proxy in front) shares the text of the first: it is
+// formatted and copied once.
 func (s *Span) AddAddr(key string, ip netip.Addr) {
 	if a := s.add(key, attrString); a != nil {
+		if s.addrText != (textRange{}) && ip == s.addr {
+			a.text = s.addrText
+			return
+		}
 		from := len(s.buf)
 		s.buf = ip.AppendTo(s.buf)
 		a.text = s.rangeFrom(from)
+		s.addr, s.addrText = ip, a.text
 	}
 }
 
