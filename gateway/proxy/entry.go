@@ -268,7 +268,7 @@ func (e *Entry) finish(x *Exchange) {
 	in := int64(max(ctx.Request.Header.ContentLength(), 0))
 	out := int64(max(resp.ContentLength(), 0))
 	if t := s.Tracer; t != nil {
-		x.endTrace(t, code)
+		x.endTrace(t, code, elapsed)
 	}
 	if x.trace.recorded {
 		// The latency histogram's exemplar points at this trace, so a dashboard can jump from

@@ -88,12 +88,13 @@ func (f *Forwarder) Serve(x *Exchange) {
 			start = time.Now()
 		}
 		if tr := x.Snapshot.Tracer; tr != nil {
-			x.traceUpstream(tr, t)
+			x.traceUpstreamAt(tr, t, start)
 		}
 		err := up.Do(t, req, &ctx.Response, &x.up)
-		x.UpstreamDuration += time.Since(start)
+		took := time.Since(start)
+		x.UpstreamDuration += took
 		if x.trace.attempt != nil {
-			x.endAttempt(ctx.Response.StatusCode(), err)
+			x.endAttemptAfter(ctx.Response.StatusCode(), err, took)
 		}
 		if err == nil {
 			code := ctx.Response.StatusCode()

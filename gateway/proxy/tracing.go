@@ -125,16 +125,16 @@ func protocolVersion(x *Exchange) string {
 	return "1.1"
 }
 
-// startClientSpan starts a client span under the request's server span, from now. It returns
-// nil, the span counted as dropped, when no record is free or the server span had none.
-func (x *Exchange) startClientSpan(t *tracing.Tracer) *tracing.Span {
+// startClientSpan starts a client span under the request's server span, from start. It
+// returns nil, the span counted as dropped, when no record is free or the server span had none.
+func (x *Exchange) startClientSpan(t *tracing.Tracer, start time.Time) *tracing.Span {
 	ts := &x.trace
 	if ts.server == nil {
 		t.CountDropped()
 		return nil
 	}
 	// The first client span travels in the server span's record (tracing.Span.StartChild).
-	c := ts.server.StartChild(tracing.KindClient, time.Now())
+	c := ts.server.StartChild(tracing.KindClient, start)
 	if c == nil {
 		return nil
 	}
@@ -143,17 +143,23 @@ func (x *Exchange) startClientSpan(t *tracing.Tracer) *tracing.Span {
 }
 
 // startSampledClientSpan is startClientSpan for a sampled request, nil otherwise.
-func (x *Exchange) startSampledClientSpan(t *tracing.Tracer) *tracing.Span {
+func (x *Exchange) startSampledClientSpan(t *tracing.Tracer, start time.Time) *tracing.Span {
 	if !x.trace.sampled {
 		return nil
 	}
-	return x.startClientSpan(t)
+	return x.startClientSpan(t, start)
 }
 
-// traceUpstream writes the traceparent of an upstream attempt into the request: the client
-// span's for a sampled request (started here, ended by endAttempt), the gateway's own id with
-// the sampled flag off otherwise. Every copy the client sent is replaced.
+// traceUpstream is traceUpstreamAt for an attempt that starts now.
 func (x *Exchange) traceUpstream(t *tracing.Tracer, target *upstream.Target) {
+	x.traceUpstreamAt(t, target, time.Now())
+}
+
+// traceUpstreamAt writes the traceparent of an upstream attempt that starts at start (the
+// forwarder's own reading of the clock) into the request: the client span's for a sampled
+// request (started here, ended by endAttempt or endAttemptAfter), the gateway's own id with the
+// sampled flag off otherwise. Every copy the client sent is replaced.
+func (x *Exchange) traceUpstreamAt(t *tracing.Tracer, target *upstream.Target, start time.Time) {
 	ts := &x.trace
 	if !ts.started {
 		x.startTrace(t)
@@ -162,7 +168,7 @@ func (x *Exchange) traceUpstream(t *tracing.Tracer, target *upstream.Target) {
 	if ts.sampled {
 		flags = trace.FlagsSampled
 	}
-	if c := x.startSampledClientSpan(t); c != nil {
+	if c := x.startSampledClientSpan(t, start); c != nil {
 		method := methodName(x)
 		c.SetName(method, "")
 		c.AddString("http.request.method", method)
@@ -179,6 +185,13 @@ func (x *Exchange) traceUpstream(t *tracing.Tracer, target *upstream.Target) {
 
 // endAttempt ends the client span of the attempt that just returned, if one is open.
 func (x *Exchange) endAttempt(code int, err error) {
+	if c := x.trace.attempt; c != nil {
+		x.endAttemptAfter(code, err, time.Since(c.Began()))
+	}
+}
+
+// endAttemptAfter is endAttempt for an attempt that took took, as the forwarder measured it.
+func (x *Exchange) endAttemptAfter(code int, err error, took time.Duration) {
 	c := x.trace.attempt
 	if c == nil {
 		return
@@ -193,7 +206,7 @@ func (x *Exchange) endAttempt(code int, err error) {
 			c.SetStatus(tracing.StatusError, "")
 		}
 	}
-	c.End()
+	c.EndAfter(took)
 }
 
 // errorType is the low-cardinality error.type of a failed attempt.
@@ -206,8 +219,9 @@ func errorType(err error) string {
 }
 
 // endTrace finishes the request's trace: it starts one for requests that ended before their
-// route ran, and gives the server span its outcome.
-func (x *Exchange) endTrace(t *tracing.Tracer, code int) {
+// route ran, and gives the server span its outcome. elapsed is the request's duration since
+// its arrival (the span's start), as the caller measured it for the metrics.
+func (x *Exchange) endTrace(t *tracing.Tracer, code int, elapsed time.Duration) {
 	ts := &x.trace
 	if ts.skip {
 		return
@@ -254,7 +268,7 @@ func (x *Exchange) endTrace(t *tracing.Tracer, code int) {
 		}
 		s.SetStatus(tracing.StatusError, msg)
 	}
-	s.End()
+	s.EndAfter(elapsed)
 }
 
 // Subrequest is the trace of a request the gateway makes on a request's behalf before
@@ -281,7 +295,7 @@ func (x *Exchange) TraceSubrequest(h *fasthttp.RequestHeader, method []byte, add
 	if ts.sampled {
 		flags = trace.FlagsSampled
 	}
-	if c := x.startSampledClientSpan(t); c != nil {
+	if c := x.startSampledClientSpan(t, time.Now()); c != nil {
 		c.SetNameBytes(method)
 		c.AddBytes("http.request.method", method)
 		c.AddString("server.address", addr)

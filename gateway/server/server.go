@@ -109,7 +109,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
-	g.build.traceStats = &tracing.Stats{}
+	g.build.traceStats = &tracing.Stats{Log: opts.Logger}
 	prepared, err := g.prepareListeners(cfg)
 	if err != nil {
 		cancel()

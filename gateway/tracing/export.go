@@ -9,15 +9,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
 	"github.com/archway-gateway/archway/internal/exportqueue"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -26,27 +29,49 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // exporter is the export queue's exporter of span records: it encodes a batch once (otlp.go),
 // returns the records to the free list, and sends the bytes over the configured transport, again
-// after a pause while the collector is unreachable or answers with a retryable refusal, until
-// the export timeout ends.
+// after a pause while the collector is unreachable or answers with a retryable refusal (the
+// pause the collector asks for when it says one), until the export timeout ends. It reads the
+// collector's reply: spans it rejected (OTLP's partial success) are counted as dropped, and what
+// it said is logged, at most once per logEvery.
 //
 // Export is called by the queue's goroutine only; Shutdown once, after the last Export.
 type exporter struct {
 	enc  encoder
 	send transport
 	body []byte
+
+	log      *slog.Logger
+	endpoint string
+	// sleep waits d or until ctx ends (a field so tests see the pauses without taking them).
+	sleep func(ctx context.Context, d time.Duration) error
+	// The partial successes since the last line logged: how many replies, how many spans
+	// they rejected, the last message. now is the clock of logEvery.
+	logEvery     time.Duration
+	lastLog      time.Time
+	partials     int
+	partialSpans int64
+	now          func() time.Time
 }
 
 var _ exportqueue.Exporter[*Span] = (*exporter)(nil)
 
-// transport delivers one encoded ExportTraceServiceRequest. retained reports that the transport
-// may still read body after send returned (a request abandoned mid-write): the exporter then
-// leaves that buffer to it and takes a new one.
+// partialLogEvery is how often at most the exporter logs what a collector said in partial
+// successes: a collector that refuses part of every batch must not flood the log, and the
+// count of what it refused is in archway_tracing_spans_dropped_total{reason="rejected"}.
+const partialLogEvery = time.Minute
+
+// transport delivers one encoded ExportTraceServiceRequest and returns the collector's reply
+// (an encoded ExportTraceServiceResponse; empty when it sent none). retained reports that the
+// transport may still read body after send returned (a request abandoned mid-write): the
+// exporter then leaves that buffer to it and takes a new one. The reply is read before the next
+// send.
 type transport interface {
-	send(ctx context.Context, body []byte) (retained bool, err error)
+	send(ctx context.Context, body []byte) (reply []byte, retained bool, err error)
 	close()
 }
 
@@ -56,6 +81,16 @@ type permanentError struct{ err error }
 
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
+
+// throttledError is a retryable refusal that says when to send again: OTLP/HTTP's Retry-After,
+// OTLP/gRPC's RetryInfo.
+type throttledError struct {
+	err   error
+	delay time.Duration
+}
+
+func (e *throttledError) Error() string { return e.err.Error() }
+func (e *throttledError) Unwrap() error { return e.err }
 
 // Export implements exportqueue.Exporter.
 func (e *exporter) Export(ctx context.Context, spans []*Span) error {
@@ -71,23 +106,138 @@ func (e *exporter) Export(ctx context.Context, spans []*Span) error {
 	for {
 		// Sent again as it is (nobody writes a buffer a transport retained; the next batch
 		// gets a new one).
-		retained, err := e.send.send(ctx, body)
+		reply, retained, err := e.send.send(ctx, body)
 		if retained {
 			e.body = nil
 		}
 		if err == nil {
-			return nil
+			return e.answered(reply)
 		}
 		var perm *permanentError
 		if errors.As(err, &perm) {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("otlp export: %w (last error: %w)", ctx.Err(), err)
-		case <-time.After(wait):
+		pause := wait
+		var throttled *throttledError
+		if errors.As(err, &throttled) {
+			pause = throttled.delay // the collector's own word, over the backoff
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < pause {
+			return fmt.Errorf("otlp export: no time left to send again after %v (export_timeout): %w", pause, err)
+		}
+		if serr := e.sleep(ctx, pause); serr != nil {
+			return fmt.Errorf("otlp export: %w (last error: %w)", serr, err)
 		}
 		wait = min(2*wait, time.Second)
+	}
+}
+
+// answered reads the reply of an export the collector took: a partial success counts the spans
+// it rejected as dropped (through the queue) and logs what it said. A reply that does not
+// decode is not the batch's failure (the collector took it), only logged.
+func (e *exporter) answered(reply []byte) error {
+	rejected, msg, err := parsePartialSuccess(reply)
+	if err != nil {
+		e.notePartial(0, "the reply does not decode: "+err.Error())
+		return nil
+	}
+	if rejected == 0 && msg == "" {
+		return nil
+	}
+	e.notePartial(rejected, msg)
+	if rejected <= 0 {
+		return nil // a warning with every span accepted
+	}
+	if msg == "" {
+		msg = "no reason given"
+	}
+	return &exportqueue.RejectedError{Rejected: uint64(rejected),
+		Err: fmt.Errorf("otlp export: the collector rejected %d spans: %s", rejected, msg)}
+}
+
+// notePartial counts a partial success and logs it unless a line was logged less than logEvery
+// ago; the next line says how many replies and spans it stands for.
+func (e *exporter) notePartial(rejected int64, msg string) {
+	e.partials++
+	e.partialSpans += max(0, rejected)
+	now := e.now()
+	if !e.lastLog.IsZero() && now.Sub(e.lastLog) < e.logEvery {
+		return
+	}
+	e.log.Warn("trace collector: partial success", "endpoint", e.endpoint, "error_message", msg,
+		"rejected_spans", e.partialSpans, "replies", e.partials)
+	e.lastLog, e.partials, e.partialSpans = now, 0, 0
+}
+
+// parsePartialSuccess reads an ExportTraceServiceResponse: the partial_success's rejected_spans
+// and error_message; 0 and "" for an empty reply or one without it. Unknown fields are skipped,
+// as protobuf's rules say.
+func parsePartialSuccess(b []byte) (rejected int64, msg string, err error) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, "", protowire.ParseError(n)
+		}
+		b = b[n:]
+		if num != fResponsePartialSuccess || typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return 0, "", protowire.ParseError(n)
+			}
+			b = b[n:]
+			continue
+		}
+		m, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return 0, "", protowire.ParseError(n)
+		}
+		b = b[n:]
+		// A message field seen twice merges: later scalars win.
+		for len(m) > 0 {
+			num, typ, n := protowire.ConsumeTag(m)
+			if n < 0 {
+				return 0, "", protowire.ParseError(n)
+			}
+			m = m[n:]
+			switch {
+			case num == fPartialRejectedSpans && typ == protowire.VarintType:
+				v, n := protowire.ConsumeVarint(m)
+				if n < 0 {
+					return 0, "", protowire.ParseError(n)
+				}
+				rejected, m = int64(v), m[n:]
+			case num == fPartialErrorMessage && typ == protowire.BytesType:
+				v, n := protowire.ConsumeBytes(m)
+				if n < 0 {
+					return 0, "", protowire.ParseError(n)
+				}
+				msg, m = string(v), m[n:]
+			default:
+				if n = protowire.ConsumeFieldValue(num, typ, m); n < 0 {
+					return 0, "", protowire.ParseError(n)
+				}
+				m = m[n:]
+			}
+		}
+	}
+	return rejected, msg, nil
+}
+
+// The fields of ExportTraceServiceResponse and ExportTracePartialSuccess.
+const (
+	fResponsePartialSuccess = 1
+	fPartialRejectedSpans   = 1
+	fPartialErrorMessage    = 2
+)
+
+// sleepCtx waits d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -170,7 +320,8 @@ func newExporter(cfg *config.Tracing, env exportEnv) (*exporter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tracing endpoint: %w", err)
 	}
-	e := &exporter{enc: newEncoder(cfg.ServiceName)}
+	e := &exporter{enc: newEncoder(cfg.ServiceName), log: slog.Default(), endpoint: cfg.Endpoint, sleep: sleepCtx,
+		logEvery: partialLogEvery, now: time.Now}
 	switch cfg.Protocol {
 	case config.TracingGRPC:
 		e.send, err = newGRPCTransport(u, env)
@@ -193,7 +344,12 @@ type httpTransport struct {
 	headers [][2]string
 	gzip    *gzip.Writer // nil: no compression
 	zbuf    bytes.Buffer // the compressed body, reused
+	reply   bytes.Buffer // the last answer's body, reused
 }
+
+// maxReply bounds what is read of a collector's answer: an ExportTraceServiceResponse is a
+// count and a message.
+const maxReply = 64 << 10
 
 func newHTTPTransport(url string, timeout time.Duration, env exportEnv) *httpTransport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -217,7 +373,7 @@ func retryableHTTP(code int) bool {
 	return false
 }
 
-func (h *httpTransport) send(ctx context.Context, body []byte) (bool, error) {
+func (h *httpTransport) send(ctx context.Context, body []byte) ([]byte, bool, error) {
 	sent := body
 	if h.gzip != nil {
 		h.zbuf.Reset()
@@ -229,7 +385,7 @@ func (h *httpTransport) send(ctx context.Context, body []byte) (bool, error) {
 	rb := &sentBody{Reader: bytes.NewReader(sent), closed: make(chan struct{})}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, rb)
 	if err != nil {
-		return false, &permanentError{fmt.Errorf("otlp export: %w", err)}
+		return nil, false, &permanentError{fmt.Errorf("otlp export: %w", err)}
 	}
 	req.ContentLength = int64(len(sent))
 	req.Header.Set("Content-Type", "application/x-protobuf")
@@ -240,8 +396,9 @@ func (h *httpTransport) send(ctx context.Context, body []byte) (bool, error) {
 		req.Header.Set(kv[0], kv[1])
 	}
 	resp, err := h.client.Do(req)
+	h.reply.Reset()
 	if err == nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_, _ = h.reply.ReadFrom(io.LimitReader(resp.Body, maxReply))
 		resp.Body.Close()
 	}
 	// The transport may still read the body after Do returns (it closes it when done): the
@@ -257,14 +414,41 @@ func (h *httpTransport) send(ctx context.Context, body []byte) (bool, error) {
 	}
 	switch {
 	case err != nil:
-		return retained, fmt.Errorf("otlp export: %w", err)
+		return nil, retained, fmt.Errorf("otlp export: %w", err)
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return retained, nil
+		if strings.Contains(resp.Header.Get("Content-Type"), "json") {
+			return nil, retained, nil // not the protobuf asked for: nothing to read in it
+		}
+		return h.reply.Bytes(), retained, nil
 	case retryableHTTP(resp.StatusCode):
-		return retained, fmt.Errorf("otlp export: collector answered %d", resp.StatusCode)
+		err := fmt.Errorf("otlp export: collector answered %d", resp.StatusCode)
+		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return nil, retained, &throttledError{err: err, delay: d}
+		}
+		return nil, retained, err
 	}
-	return retained, &permanentError{fmt.Errorf("otlp export: collector answered %d", resp.StatusCode)}
+	return nil, retained, &permanentError{fmt.Errorf("otlp export: collector answered %d", resp.StatusCode)}
 }
+
+// retryAfter reads a Retry-After value (RFC 9110, section 10.2.3): a number of seconds or an
+// HTTP date. A date in the past is a delay of 0; a value that is neither is no delay.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
+		return time.Duration(min(secs, maxRetryAfter)) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(0, t.Sub(now)), true
+	}
+	return 0, false
+}
+
+// maxRetryAfter bounds a delay a collector asks for, in seconds, so it cannot overflow; any
+// delay past the export timeout ends the export at once anyway.
+const maxRetryAfter = 24 * 60 * 60
 
 func (h *httpTransport) close() { h.client.CloseIdleConnections() }
 
@@ -285,8 +469,8 @@ const exportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Expor
 
 // grpcTransport calls TraceService/Export with the encoded request as the message: a codec
 // that passes bytes through stands in for protobuf marshalling, so no message objects are
-// built. The reply (ExportTraceServiceResponse, whose only content is a partial success) is
-// not decoded, as the SDK's exporter only logs it.
+// built. The reply (ExportTraceServiceResponse, whose only content is a partial success) comes
+// back as bytes too, for the exporter to read.
 type grpcTransport struct {
 	conn *grpc.ClientConn
 	opts []grpc.CallOption
@@ -321,17 +505,30 @@ func newGRPCTransport(u *url.URL, env exportEnv) (*grpcTransport, error) {
 	return g, nil
 }
 
-// retryableGRPC are the codes OTLP/gRPC says to send again after (the specification's list;
-// RESOURCE_EXHAUSTED only with retry information, which is not read here, so never).
-func retryableGRPC(c codes.Code) bool {
+// retryableGRPC are the codes OTLP/gRPC says to send again after (the specification's list);
+// RESOURCE_EXHAUSTED only when the status carries RetryInfo, that is when the collector says it
+// can take the data later.
+func retryableGRPC(c codes.Code, hasRetryInfo bool) bool {
 	switch c {
 	case codes.Canceled, codes.DeadlineExceeded, codes.Aborted, codes.OutOfRange, codes.Unavailable, codes.DataLoss:
 		return true
+	case codes.ResourceExhausted:
+		return hasRetryInfo
 	}
 	return false
 }
 
-func (g *grpcTransport) send(ctx context.Context, body []byte) (bool, error) {
+// retryDelay is the delay of the status's RetryInfo detail, if it has one.
+func retryDelay(st *status.Status) (time.Duration, bool) {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return max(0, ri.GetRetryDelay().AsDuration()), true
+		}
+	}
+	return 0, false
+}
+
+func (g *grpcTransport) send(ctx context.Context, body []byte) ([]byte, bool, error) {
 	if g.md != nil {
 		ctx = metadata.NewOutgoingContext(ctx, g.md)
 	}
@@ -339,13 +536,18 @@ func (g *grpcTransport) send(ctx context.Context, body []byte) (bool, error) {
 	err := g.conn.Invoke(ctx, exportMethod, rawMessage(body), &reply, g.opts...)
 	if err == nil {
 		// Answered: the collector read the whole request, so gRPC is done with body.
-		return false, nil
+		return reply, false, nil
 	}
 	// A call that failed may have left body queued for writing: it stays gRPC's.
-	if retryableGRPC(status.Code(err)) {
-		return true, fmt.Errorf("otlp export: %w", err)
+	st := status.Convert(err)
+	delay, hasRetryInfo := retryDelay(st)
+	if !retryableGRPC(st.Code(), hasRetryInfo) {
+		return nil, true, &permanentError{fmt.Errorf("otlp export: %w", err)}
 	}
-	return true, &permanentError{fmt.Errorf("otlp export: %w", err)}
+	if hasRetryInfo {
+		return nil, true, &throttledError{err: fmt.Errorf("otlp export: %w", err), delay: delay}
+	}
+	return nil, true, fmt.Errorf("otlp export: %w", err)
 }
 
 func (g *grpcTransport) close() { _ = g.conn.Close() }

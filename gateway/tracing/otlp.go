@@ -1,6 +1,7 @@
 package tracing
 
 import (
+	"encoding/binary"
 	"math"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -40,62 +41,154 @@ func newEncoder(serviceName string) encoder {
 // appendRequest appends the ExportTraceServiceRequest of spans to b: one ResourceSpans holding
 // one ScopeSpans holding the spans, in order, each record's ended child just before it.
 func (e *encoder) appendRequest(b []byte, spans []*Span) []byte {
-	return appendNestedSized(b, fRequestResourceSpans, 3, func(b []byte) []byte {
-		b = append(b, e.resource...)
-		return appendNestedSized(b, fResourceSpansScopeSpans, 3, func(b []byte) []byte {
-			b = append(b, e.scope...)
-			for _, s := range spans {
-				if s.childEnded { // it ended first: written first, as two records would be
-					b = appendNestedSized(b, fScopeSpansSpans, 2, s.child.appendTo)
-				}
-				b = appendNestedSized(b, fScopeSpansSpans, 2, s.appendTo)
-			}
-			return b
-		})
-	})
+	// The two enclosing messages are written once per batch: a reserved length each.
+	b = append(b, tagRequestResourceSpans, 0, 0, 0)
+	outer := len(b)
+	b = append(b, e.resource...)
+	b = append(b, tagResourceSpansScopeSpans, 0, 0, 0)
+	inner := len(b)
+	b = append(b, e.scope...)
+	for _, s := range spans {
+		if s.childEnded { // it ended first: written first, as two records would be
+			b = s.child.appendSpan(b)
+		}
+		b = s.appendSpan(b)
+	}
+	b = patchLength(b, inner, 3)
+	return patchLength(b, outer, 3)
 }
 
-// appendTo appends the fields of s's Span message, as the SDK's exporter writes them.
+// appendSpan appends s as a ScopeSpans.spans field. A span is a few hundred bytes, so two bytes
+// are reserved for its length: written in place, the body never moves unless the span is under
+// 128 bytes or over 16 KiB.
+func (s *Span) appendSpan(b []byte) []byte {
+	b = append(b, tagScopeSpansSpans, 0, 0)
+	at := len(b)
+	b = s.appendTo(b)
+	return patchLength(b, at, 2)
+}
+
+// patchLength writes the length of the message body that starts at body, in the width bytes
+// reserved just before it, and returns b. A length that needs another width moves the body, so
+// the encoding stays the minimal one (what proto.Marshal writes).
+func patchLength(b []byte, body, width int) []byte {
+	n := len(b) - body
+	at := body - width
+	switch w := protowire.SizeVarint(uint64(n)); {
+	case w > width:
+		b = append(b, make([]byte, w-width)...)
+		copy(b[at+w:], b[body:body+n])
+	case w < width:
+		copy(b[at+w:], b[body:body+n])
+		b = b[:at+w+n]
+	}
+	protowire.AppendVarint(b[at:at], uint64(n))
+	return b
+}
+
+// appendTo appends the fields of s's Span message, as the SDK's exporter writes them: tags are
+// constants, lengths that fit one byte are written as one, the times are the record's unix
+// nanoseconds as they are.
 func (s *Span) appendTo(b []byte) []byte {
-	b = appendBytes(b, fSpanTraceID, s.TraceID[:])
-	b = appendBytes(b, fSpanSpanID, s.SpanID[:])
+	b = append(b, tagSpanTraceID, 16)
+	b = append(b, s.TraceID[:]...)
+	b = append(b, tagSpanSpanID, 8)
+	b = append(b, s.SpanID[:]...)
 	if s.Parent.IsValid() {
-		b = appendBytes(b, fSpanParentSpanID, s.Parent[:])
+		b = append(b, tagSpanParentSpanID, 8)
+		b = append(b, s.Parent[:]...)
 	}
-	b = appendText(b, fSpanName, s.text(s.name))
+	if name := s.text(s.name); len(name) > 0 {
+		b = append(b, tagSpanName)
+		b = appendLen(b, len(name))
+		b = append(b, name...)
+	}
 	if s.Kind != 0 {
-		b = protowire.AppendTag(b, fSpanKind, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(s.Kind))
+		b = append(b, tagSpanKind, byte(s.Kind)) // 2 or 3: one byte
 	}
-	b = appendFixed64(b, fSpanStart, uint64(max(0, s.StartTime)))
-	b = appendFixed64(b, fSpanEnd, uint64(max(0, s.EndTime)))
+	if s.StartTime > 0 {
+		b = append(b, tagSpanStart)
+		b = binary.LittleEndian.AppendUint64(b, uint64(s.StartTime))
+	}
+	if s.EndTime > 0 {
+		b = append(b, tagSpanEnd)
+		b = binary.LittleEndian.AppendUint64(b, uint64(s.EndTime))
+	}
 	for i := range s.attrs[:s.nAttrs] {
 		b = s.appendAttribute(b, &s.attrs[i])
 	}
-	b = appendUint(b, fSpanDroppedAttributes, s.droppedAttrs)
+	if s.droppedAttrs > 0 {
+		b = append(b, tagSpanDroppedAttributes)
+		b = protowire.AppendVarint(b, uint64(min(int64(s.droppedAttrs), math.MaxUint32)))
+	}
 	if s.LinkTraceID.IsValid() {
-		b = appendNested(b, fSpanLinks, func(b []byte) []byte {
-			b = appendBytes(b, fLinkTraceID, s.LinkTraceID[:])
-			b = appendBytes(b, fLinkSpanID, s.LinkSpanID[:])
-			return appendFixed32(b, fLinkFlags, spanFlags(s.LinkSampled, true))
-		})
+		b = append(b, tagSpanLinks, linkLen, tagLinkTraceID, 16)
+		b = append(b, s.LinkTraceID[:]...)
+		b = append(b, tagLinkSpanID, 8)
+		b = append(b, s.LinkSpanID[:]...)
+		b = append(b, tagLinkFlags)
+		b = binary.LittleEndian.AppendUint32(b, spanFlags(s.LinkSampled, true))
 	}
 	// The SDK's exporter always writes a status, empty when unset.
-	b = appendNested(b, fSpanStatus, func(b []byte) []byte {
-		b = appendText(b, fStatusMessage, s.text(s.statusMessage))
-		if s.Status != StatusUnset {
-			b = protowire.AppendTag(b, fStatusCode, protowire.VarintType)
-			b = protowire.AppendVarint(b, uint64(s.Status))
-		}
-		return b
-	})
-	return appendFixed32(b, fSpanFlags, spanFlags(s.Sampled, s.RemoteParent))
+	msg := s.text(s.statusMessage)
+	n := 0
+	if len(msg) > 0 {
+		n = 1 + protowire.SizeBytes(len(msg))
+	}
+	if s.Status != StatusUnset {
+		n += 2
+	}
+	b = append(b, tagSpanStatus)
+	b = appendLen(b, n)
+	if len(msg) > 0 {
+		b = append(b, tagStatusMessage)
+		b = appendLen(b, len(msg))
+		b = append(b, msg...)
+	}
+	if s.Status != StatusUnset {
+		b = append(b, tagStatusCode, byte(s.Status))
+	}
+	b = append(b, tagSpanFlags0, tagSpanFlags1)
+	return binary.LittleEndian.AppendUint32(b, spanFlags(s.Sampled, s.RemoteParent))
 }
 
-// appendAttribute appends a as a Span.attributes field (a KeyValue message). The sizes of
-// the two messages are known before they are written, so they are written in one pass, without
-// the reserve-and-move of appendNested: attributes are most of a span's fields.
+// appendAttribute appends a as a Span.attributes field (a KeyValue message holding an AnyValue).
+// The sizes of both messages are known before they are written. Nearly every attribute of the
+// gateway's is under 128 bytes in all, so each of its lengths is one byte: its framing is then
+// written in two appends around the key and two around the value.
 func (s *Span) appendAttribute(b []byte, a *attr) []byte {
+	key := a.key
+	switch a.kind {
+	case attrBool, attrInt:
+		v := uint64(a.num)
+		vl := 1 + protowire.SizeVarint(v)
+		if kv := 2 + len(key) + 2 + vl; kv < 0x80 && key != "" {
+			b = append(b, tagSpanAttributes, byte(kv), tagKeyValueKey, byte(len(key)))
+			b = append(b, key...)
+			tag := byte(tagAnyInt)
+			if a.kind == attrBool {
+				tag = tagAnyBool
+			}
+			b = append(b, tagKeyValueValue, byte(vl), tag)
+			if v < 0x80 {
+				return append(b, byte(v))
+			}
+			return protowire.AppendVarint(b, v)
+		}
+	default:
+		text := s.text(a.text)
+		if kv := 2 + len(key) + 2 + 2 + len(text); kv < 0x80 && key != "" {
+			b = append(b, tagSpanAttributes, byte(kv), tagKeyValueKey, byte(len(key)))
+			b = append(b, key...)
+			b = append(b, tagKeyValueValue, byte(2+len(text)), tagAnyString, byte(len(text)))
+			return append(b, text...)
+		}
+	}
+	return s.appendAttributeLong(b, a)
+}
+
+// appendAttributeLong is appendAttribute for any size: lengths of several bytes, or no key.
+func (s *Span) appendAttributeLong(b []byte, a *attr) []byte {
 	// AnyValue: one field, a string (set even when empty: the value's oneof), an int or a bool.
 	var text []byte
 	var valueLen int
@@ -110,22 +203,29 @@ func (s *Span) appendAttribute(b []byte, a *attr) []byte {
 	if a.key != "" {
 		kvLen += 1 + protowire.SizeBytes(len(a.key))
 	}
-	// Every field number here is below 16: each tag is one byte.
-	b = protowire.AppendTag(b, fSpanAttributes, protowire.BytesType)
+	b = append(b, tagSpanAttributes)
 	b = protowire.AppendVarint(b, uint64(kvLen))
 	b = appendString(b, fKeyValueKey, a.key)
-	b = protowire.AppendTag(b, fKeyValueValue, protowire.BytesType)
+	b = append(b, tagKeyValueValue)
 	b = protowire.AppendVarint(b, uint64(valueLen))
 	switch a.kind {
 	case attrBool:
-		b = protowire.AppendTag(b, fAnyBool, protowire.VarintType)
+		b = append(b, tagAnyBool)
 		return protowire.AppendVarint(b, uint64(a.num))
 	case attrInt:
-		b = protowire.AppendTag(b, fAnyInt, protowire.VarintType)
+		b = append(b, tagAnyInt)
 		return protowire.AppendVarint(b, uint64(a.num))
 	}
-	b = protowire.AppendTag(b, fAnyString, protowire.BytesType)
+	b = append(b, tagAnyString)
 	return protowire.AppendBytes(b, text)
+}
+
+// appendLen appends a length as a varint, the one-byte case inline.
+func appendLen(b []byte, n int) []byte {
+	if n < 0x80 {
+		return append(b, byte(n))
+	}
+	return protowire.AppendVarint(b, uint64(n))
 }
 
 // spanFlags are a span's or a link's OTLP flags: the W3C trace flags in the low byte, and
@@ -189,37 +289,58 @@ const (
 	flagIsRemote    = 0x200
 )
 
-// appendNested appends field num holding the message body writes. The length goes before the
-// body, so one byte is reserved for it (the common case) and the body is moved along when its
-// length needs more: no second buffer, no size pass.
-func appendNested(b []byte, num protowire.Number, body func([]byte) []byte) []byte {
-	return appendNestedSized(b, num, 1, body)
-}
+// The tags the encoder writes, precomputed (field number << 3 | wire type): every field number
+// but Span.flags (16, two bytes) is below 16, so each is one byte.
+const (
+	wireVarint  = 0
+	wireFixed64 = 1
+	wireBytes   = 2
+	wireFixed32 = 5
 
-// appendNestedSized is appendNested reserving width bytes for the length: a span (hundreds of
-// bytes: a 2-byte length) or a whole batch (3 bytes up to 2 MiB) is then not moved along
-// after it is written. A length that needs fewer bytes moves the body back, so the encoding
-// stays the minimal one.
-func appendNestedSized(b []byte, num protowire.Number, width int, body func([]byte) []byte) []byte {
+	tagRequestResourceSpans    = fRequestResourceSpans<<3 | wireBytes
+	tagResourceSpansScopeSpans = fResourceSpansScopeSpans<<3 | wireBytes
+	tagScopeSpansSpans         = fScopeSpansSpans<<3 | wireBytes
+
+	tagSpanTraceID           = fSpanTraceID<<3 | wireBytes
+	tagSpanSpanID            = fSpanSpanID<<3 | wireBytes
+	tagSpanParentSpanID      = fSpanParentSpanID<<3 | wireBytes
+	tagSpanName              = fSpanName<<3 | wireBytes
+	tagSpanKind              = fSpanKind<<3 | wireVarint
+	tagSpanStart             = fSpanStart<<3 | wireFixed64
+	tagSpanEnd               = fSpanEnd<<3 | wireFixed64
+	tagSpanAttributes        = fSpanAttributes<<3 | wireBytes
+	tagSpanDroppedAttributes = fSpanDroppedAttributes<<3 | wireVarint
+	tagSpanLinks             = fSpanLinks<<3 | wireBytes
+	tagSpanStatus            = fSpanStatus<<3 | wireBytes
+	// Span.flags, field 16: its tag is the two-byte varint of 16<<3 | 5.
+	tagSpanFlags0 = (fSpanFlags<<3|wireFixed32)&0x7f | 0x80
+	tagSpanFlags1 = (fSpanFlags<<3 | wireFixed32) >> 7
+
+	tagLinkTraceID = fLinkTraceID<<3 | wireBytes
+	tagLinkSpanID  = fLinkSpanID<<3 | wireBytes
+	tagLinkFlags   = fLinkFlags<<3 | wireFixed32
+	// linkLen is a Link's size: its trace id, span id and flags, each with its tag.
+	linkLen = 2 + 16 + 2 + 8 + 1 + 4
+
+	tagStatusMessage = fStatusMessage<<3 | wireBytes
+	tagStatusCode    = fStatusCode<<3 | wireVarint
+
+	tagKeyValueKey   = fKeyValueKey<<3 | wireBytes
+	tagKeyValueValue = fKeyValueValue<<3 | wireBytes
+
+	tagAnyString = fAnyString<<3 | wireBytes
+	tagAnyBool   = fAnyBool<<3 | wireVarint
+	tagAnyInt    = fAnyInt<<3 | wireVarint
+)
+
+// appendNested appends field num holding the message body writes (the resource and the scope,
+// encoded once per tracer). The length goes before the body: one byte is reserved for it and
+// the body is moved along when its length needs more.
+func appendNested(b []byte, num protowire.Number, body func([]byte) []byte) []byte {
 	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = append(b, 0)
 	at := len(b)
-	for range width {
-		b = append(b, 0)
-	}
-	b = body(b)
-	n := len(b) - at - width
-	switch w := protowire.SizeVarint(uint64(n)); {
-	case w > width:
-		for range w - width {
-			b = append(b, 0)
-		}
-		copy(b[at+w:], b[at+width:at+width+n])
-	case w < width:
-		copy(b[at+w:], b[at+width:at+width+n])
-		b = b[:at+w+n]
-	}
-	protowire.AppendVarint(b[at:at], uint64(n))
-	return b
+	return patchLength(body(b), at, 1)
 }
 
 // appendString appends a string field, or nothing for "" (proto3 leaves defaults out).
@@ -229,43 +350,4 @@ func appendString(b []byte, num protowire.Number, s string) []byte {
 	}
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	return protowire.AppendString(b, s)
-}
-
-// appendText is appendString for a string held as bytes.
-func appendText(b []byte, num protowire.Number, s []byte) []byte {
-	if len(s) == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, s)
-}
-
-func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
-}
-
-func appendFixed64(b []byte, num protowire.Number, v uint64) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
-	return protowire.AppendFixed64(b, v)
-}
-
-func appendFixed32(b []byte, num protowire.Number, v uint32) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.Fixed32Type)
-	return protowire.AppendFixed32(b, v)
-}
-
-// appendUint appends a uint32 count, clamped, or nothing for 0.
-func appendUint(b []byte, num protowire.Number, v int) []byte {
-	if v <= 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, uint64(min(int64(v), math.MaxUint32)))
 }

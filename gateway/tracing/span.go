@@ -107,6 +107,14 @@ type Span struct {
 	child                 *Span
 	host                  *Span
 	childUsed, childEnded bool
+
+	// addr is the last address AddAddr formatted, at addrText.
+	addr     netip.Addr
+	addrText textRange
+
+	// slot is the record's place in its tracer's records (1-based; 0 for a child, which is
+	// never listed on its own, and for a record of a nil tracer).
+	slot uint32
 }
 
 // records is a tracer's free list of span records: the only records its spans are ever
@@ -117,11 +125,27 @@ type Span struct {
 // counted as dropped for queue_full, as the queue itself counts what it cannot hold: the
 // request path never allocates a record past the bound and never waits for one.
 //
-// Before this list, records came from a sync.Pool: while the collector lagged, every record
+// The list is a stack (last released, first taken) without a lock: a request takes the record
+// the exporter released last, whose bytes are still in the CPU's caches. It was a channel
+// before, first in first out: once a lagging collector had made the tracer make thousands of
+// records (the benchmark's queue holds 65 536), every request wrote into the one released
+// longest ago, cold in memory, and paid the channel's lock twice (the take and the release).
+//
+// Before the channel, records came from a sync.Pool: while the collector lagged, every record
 // sat in the queue, the pool was empty and each sampled request allocated new ones, up to
 // queue_size of them live (docs/operations.md, "Tracing").
 type records struct {
-	free  chan *Span // capacity limit: a release never finds it full
+	// slots holds every record made, at its index (Span.slot - 1): written once, before the
+	// record is first released, so a goroutine that finds an index on the stack reads its slot
+	// after the compare-and-swap that published it.
+	slots []*Span
+	// top is the stack: a version in the high 32 bits (every change increments it, so a
+	// compare-and-swap cannot succeed on a top that was popped and pushed back in between),
+	// the top record's slot in the low 32 (0: empty). under[i] is the slot below slot i+1.
+	// The links live here, not in the records: a take that lost its race may still read the
+	// link of a record another goroutine is already writing.
+	top   atomic.Uint64
+	under []atomic.Uint32
 	made  atomic.Int64
 	limit int64
 }
@@ -131,24 +155,46 @@ func newRecords(queueSize, batchSize int) *records {
 	queueSize = max(1, queueSize)
 	batchSize = max(1, min(batchSize, queueSize))
 	limit := queueSize + batchSize
-	return &records{free: make(chan *Span, limit), limit: int64(limit)}
+	return &records{slots: make([]*Span, limit), under: make([]atomic.Uint32, limit), limit: int64(limit)}
 }
 
 // take returns a free record, makes one while fewer than limit exist, or returns nil.
 func (r *records) take() *Span {
-	select {
-	case s := <-r.free:
-		return s
-	default:
+	for {
+		top := r.top.Load()
+		slot := uint32(top)
+		if slot == 0 {
+			break
+		}
+		under := r.under[slot-1].Load()
+		if r.top.CompareAndSwap(top, (top>>32+1)<<32|uint64(under)) {
+			return r.slots[slot-1]
+		}
 	}
 	if r.made.Load() >= r.limit {
 		return nil
 	}
-	if r.made.Add(1) > r.limit { // another request made the last one
+	n := r.made.Add(1)
+	if n > r.limit { // another request made the last one
 		r.made.Add(-1)
 		return nil
 	}
-	return newSpan()
+	// Each n up to limit is handed out once: made only goes back down from above limit.
+	s := newSpan()
+	s.slot = uint32(n)
+	r.slots[n-1] = s
+	return s
+}
+
+// put returns s to the stack.
+func (r *records) put(s *Span) {
+	for {
+		top := r.top.Load()
+		r.under[s.slot-1].Store(uint32(top))
+		if r.top.CompareAndSwap(top, (top>>32+1)<<32|uint64(s.slot)) {
+			return
+		}
+	}
 }
 
 // newSpan makes a record and its child: a server span's text is about twice a client span's.
@@ -201,8 +247,13 @@ func (s *Span) StartChild(kind SpanKind, start time.Time) *Span {
 // End stamps the span's end and hands it to its tracer's export queue: the record is no longer
 // the caller's (see Span). A child in its host's record stays there, to be exported with the
 // host when that ends.
-func (s *Span) End() {
-	s.EndTime = s.StartTime + int64(time.Since(s.began))
+func (s *Span) End() { s.EndAfter(time.Since(s.began)) }
+
+// EndAfter is End for a span that lasted d from its start, measured by the caller on the
+// monotonic clock: the request path has read the clock for its own figures already (the
+// request's duration, the upstream attempt's), so the span does not read it again.
+func (s *Span) EndAfter(d time.Duration) {
+	s.EndTime = s.StartTime + int64(d)
 	if h := s.host; h != nil {
 		h.childEnded = true
 		return
@@ -212,6 +263,9 @@ func (s *Span) End() {
 		s.release()
 	}
 }
+
+// Began is the span's start, with its monotonic reading.
+func (s *Span) Began() time.Time { return s.began }
 
 // spans is how many spans the record carries to the exporter: itself and an ended child.
 func (s *Span) spans() uint64 {
@@ -229,23 +283,20 @@ func (s *Span) release() {
 		c.host = s
 	}
 	s.reset()
-	if t == nil {
+	if t == nil || s.slot == 0 {
 		return
 	}
-	select {
-	case t.records.free <- s:
-	default: // cannot happen: the list holds every record its tracer made
-	}
+	t.records.put(s)
 }
 
-// reset clears s for its next use, keeping its text buffer (unless a huge request grew it) and
-// its child.
+// reset clears s for its next use, keeping its text buffer (unless a huge request grew it), its
+// child and its slot.
 func (s *Span) reset() {
 	buf := s.buf[:0]
 	if cap(buf) > maxPooledBuf {
 		buf = nil
 	}
-	*s = Span{buf: buf, child: s.child}
+	*s = Span{buf: buf, child: s.child, slot: s.slot}
 }
 
 // SetName names the span: method, then route after a space when there is one (the HTTP
@@ -296,12 +347,19 @@ func (s *Span) AddBytes(key string, v []byte) {
 	}
 }
 
-// AddAddr adds an address as a string attribute.
+// AddAddr adds an address as a string attribute. The same address added again (the client's
+// and the peer's address are one without a proxy in front) shares the text of the first: it is
+// formatted and copied once.
 func (s *Span) AddAddr(key string, ip netip.Addr) {
 	if a := s.add(key, attrString); a != nil {
+		if s.addrText != (textRange{}) && ip == s.addr {
+			a.text = s.addrText
+			return
+		}
 		from := len(s.buf)
 		s.buf = ip.AppendTo(s.buf)
 		a.text = s.rangeFrom(from)
+		s.addr, s.addrText = ip, a.text
 	}
 }
 

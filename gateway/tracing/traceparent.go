@@ -52,35 +52,34 @@ func ParseTraceparent(v []byte) (tid trace.TraceID, sid trace.SpanID, flags trac
 
 // hexByte decodes two lowercase hex digits; uppercase is invalid in traceparent.
 func hexByte(hi, lo byte) (byte, bool) {
-	h, ok1 := hexVal(hi)
-	l, ok2 := hexVal(lo)
-	return h<<4 | l, ok1 && ok2
+	h, l := unhex[hi], unhex[lo]
+	return h<<4 | l, (h|l)&0xf0 == 0
 }
 
-func hexVal(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
+// unhex is the value of each lowercase hex digit, 0xff for every other byte: one load per
+// character instead of two range tests.
+var unhex = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
 	}
-	return 0, false
-}
+	for i := range 16 {
+		t[hexDigits[i]] = byte(i)
+	}
+	return t
+}()
 
-// AppendTraceparent appends the version 00 traceparent of the ids and flags.
+// AppendTraceparent appends the version 00 traceparent of the ids and flags (only the sampled
+// flag is kept). Every character has a fixed place: the value is built in an array and
+// appended at once.
 func AppendTraceparent(b []byte, tid trace.TraceID, sid trace.SpanID, flags trace.TraceFlags) []byte {
-	b = append(b, '0', '0', '-')
-	b = AppendHex(b, tid[:])
-	b = append(b, '-')
-	b = AppendHex(b, sid[:])
-	b = append(b, '-')
-	return AppendHex(b, []byte{byte(flags & trace.FlagsSampled)})
-}
-
-// AppendHex appends p in lowercase hex.
-func AppendHex(b, p []byte) []byte {
-	for _, c := range p {
-		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+	var v [TraceparentLen]byte
+	v[0], v[1], v[2], v[35], v[52], v[53] = '0', '0', '-', '-', '-', '0'
+	for i, c := range tid {
+		v[3+2*i], v[4+2*i] = hexDigits[c>>4], hexDigits[c&0xf]
 	}
-	return b
+	for i, c := range sid {
+		v[36+2*i], v[37+2*i] = hexDigits[c>>4], hexDigits[c&0xf]
+	}
+	v[54] = '0' + byte(flags&trace.FlagsSampled)
+	return append(b, v[:]...)
 }

@@ -41,11 +41,23 @@ const (
 	DropQueueFull    = iota // the queue was full: the collector is slow or down
 	DropExportFailed        // the exporter failed or ran out of time
 	DropShutdown            // added after Shutdown
+	DropRejected            // the receiver took the batch but refused these (an OTLP partial success)
 	NumDropReasons
 )
 
 // DropReasons names the reasons, indexed by the constants above.
-var DropReasons = [NumDropReasons]string{"queue_full", "export_failed", "shutdown"}
+var DropReasons = [NumDropReasons]string{"queue_full", "export_failed", "shutdown", "rejected"}
+
+// RejectedError is what Export returns when the receiver took the batch but refused part of it
+// (OTLP's partial success): Rejected of the batch's things (as its weight counts them) are
+// counted as dropped for DropRejected, the rest as exported. A batch is not sent again for it.
+type RejectedError struct {
+	Rejected uint64
+	Err      error // what the receiver said
+}
+
+func (e *RejectedError) Error() string { return e.Err.Error() }
+func (e *RejectedError) Unwrap() error { return e.Err }
 
 // Counts are what queues exported and lost. One Counts may outlive many queues (the gateway
 // keeps one across reloads). Safe for concurrent use; the zero value is ready.
@@ -212,11 +224,18 @@ func (q *Queue[T]) run() {
 		ctx, cancel := context.WithTimeout(context.Background(), q.set.ExportTimeout)
 		err := q.exporter.Export(ctx, batch)
 		cancel()
-		if err != nil {
+		var rejected *RejectedError
+		switch {
+		case err == nil:
+			q.counts.exported.Add(n)
+		case errors.As(err, &rejected):
+			r := min(rejected.Rejected, n)
+			q.counts.exported.Add(n - r)
+			q.counts.dropped[DropRejected].Add(r)
+			q.counts.noteError(err)
+		default:
 			q.counts.dropped[DropExportFailed].Add(n)
 			q.counts.noteError(err)
-		} else {
-			q.counts.exported.Add(n)
 		}
 		clear(batch)
 		batch = batch[:0]

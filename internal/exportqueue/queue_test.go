@@ -171,6 +171,37 @@ func TestQueueCountsFailedExports(t *testing.T) {
 	}
 }
 
+// TestQueueCountsRejectedItems: a batch the receiver took in part (a RejectedError) counts its
+// rejected things as dropped for rejected and the rest as exported, never more than the batch
+// held, and keeps what the receiver said as the last error.
+func TestQueueCountsRejectedItems(t *testing.T) {
+	for _, tc := range []struct{ rejected, wantRejected, wantExported uint64 }{
+		{rejected: 2, wantRejected: 2, wantExported: 4},
+		{rejected: 99, wantRejected: 6, wantExported: 0}, // a receiver claiming more than it got
+	} {
+		var c Counts
+		g := newGate()
+		close(g.open)
+		g.fail = &RejectedError{Rejected: tc.rejected, Err: errors.New("2 spans too old")}
+		q := NewWeighted[int](g, Settings{Size: 16, Batch: 16, Interval: time.Hour, ExportTimeout: time.Minute}, &c,
+			func(int) uint64 { return 2 })
+		for i := range 3 {
+			q.Add(i)
+		}
+		if err := q.ForceFlush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if r, e := c.DroppedFor(DropRejected), c.Exported(); r != tc.wantRejected || e != tc.wantExported || c.DroppedFor(DropExportFailed) != 0 {
+			t.Errorf("rejected %d: counted %d rejected, %d exported, %d export_failed; want %d, %d, 0",
+				tc.rejected, r, e, c.DroppedFor(DropExportFailed), tc.wantRejected, tc.wantExported)
+		}
+		if c.LastError() != "2 spans too old" {
+			t.Errorf("last error %q", c.LastError())
+		}
+		_ = q.Shutdown(context.Background())
+	}
+}
+
 // TestWeightedQueueCountsWhatItemsStandFor: items that stand for several things each (the
 // gateway's span record carrying two spans) are counted by weight when exported, when
 // refused for a full queue, when the export fails and after shutdown; Size still counts items.

@@ -114,6 +114,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.exported, prometheus.CounterValue, float64(c.counts.Exported()))
 	for i, r := range exportqueue.DropReasons {
+		if i == exportqueue.DropRejected {
+			continue // the SDK's exporter handles a partial success itself (it logs it): never counted here
+		}
 		ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(c.counts.DroppedFor(i)), r)
 	}
 }
