@@ -8,11 +8,11 @@ import (
 	"sync/atomic"
 )
 
-// numShards splits a store's index so concurrent lookups rarely share a lock.
-const numShards = 16
+// minSlots is the smallest index; it doubles whenever it holds more entries than slots.
+const minSlots = 64
 
 // entryOverhead approximates what an entry costs besides its key, headers and body (the entry,
-// its node and its map slot), so a budget of many tiny entries is honest too.
+// its node and its index cell), so a budget of many tiny entries is honest too.
 const entryOverhead = 160
 
 // Store holds a route's entries within a byte budget, evicting with SIEVE: a hit only sets the
@@ -21,13 +21,17 @@ const entryOverhead = 160
 // passed. That keeps popular entries through scans of one-off URLs, as LRU does not, at the cost
 // of one atomic store per hit instead of a list move under a lock.
 //
-// Lookups take one of 16 index shard locks for a map read; inserts, evictions and purges (the
-// miss path) also take the store's list lock, always before a shard lock. Keys are the full
-// cache keys; lookups hash them with a random seed and compare the key, so a collision can never
-// serve the wrong response. Safe for concurrent use.
+// Lookups take no lock: they load the index (a table of slots, each the head of an immutable
+// chain of cells) with atomic loads, so concurrent hits on two cores share no written cache
+// line but the entry's visited bit, which only its first hit after a sweep writes. Writers
+// (inserts, evictions, purges: the miss path) hold the list lock and publish each change by
+// replacing a slot's chain, or the whole table when it grows, with one atomic store; a lookup
+// sees the chain before or after a change, never half of one. Keys are the full cache keys;
+// lookups hash them with a random seed and compare the key, so a collision can never serve the
+// wrong response. Safe for concurrent use.
 type Store struct {
 	seed   maphash.Seed
-	shards [numShards]storeShard
+	index  atomic.Pointer[table]
 	budget atomic.Int64
 	bytes  atomic.Int64
 	items  atomic.Int64
@@ -40,10 +44,60 @@ type Store struct {
 	evictions atomic.Uint64
 }
 
-type storeShard struct {
-	mu sync.Mutex
-	m  map[uint64]*node
-	_  [48]byte
+// table is the lookup index: one node per key hash. Written under listMu only.
+type table struct {
+	mask  uint64
+	slots []atomic.Pointer[cell]
+}
+
+// cell links one node into a slot's chain. Immutable once published: a change builds new cells.
+type cell struct {
+	n    *node
+	next *cell
+}
+
+func newTable(slots int) *table {
+	return &table{mask: uint64(slots - 1), slots: make([]atomic.Pointer[cell], slots)}
+}
+
+// find returns the node indexed under hash h, or nil.
+func (t *table) find(h uint64) *node {
+	for c := t.slots[h&t.mask].Load(); c != nil; c = c.next {
+		if c.n.hash == h {
+			return c.n
+		}
+	}
+	return nil
+}
+
+// set indexes n under its hash, replacing the node there; listMu is held.
+func (t *table) set(n *node) {
+	slot := &t.slots[n.hash&t.mask]
+	slot.Store(&cell{n: n, next: without(slot.Load(), n.hash)})
+}
+
+// drop removes n from the index if it is the node there; listMu is held.
+func (t *table) drop(n *node) {
+	slot := &t.slots[n.hash&t.mask]
+	if chain := slot.Load(); chain != nil && t.find(n.hash) == n {
+		slot.Store(without(chain, n.hash))
+	}
+}
+
+// without returns chain less the cell for hash h: the cells after it are shared, those before
+// it copied, so a lookup walking the old chain is never disturbed.
+func without(chain *cell, h uint64) *cell {
+	if chain == nil {
+		return nil
+	}
+	if chain.n.hash == h {
+		return chain.next
+	}
+	rest := without(chain.next, h)
+	if rest == chain.next {
+		return chain
+	}
+	return &cell{n: chain.n, next: rest}
 }
 
 type node struct {
@@ -56,9 +110,7 @@ type node struct {
 // NewStore returns an empty store holding at most budget bytes.
 func NewStore(budget int64) *Store {
 	s := &Store{seed: maphash.MakeSeed(), byURI: map[uint64][]*node{}}
-	for i := range s.shards {
-		s.shards[i].m = map[uint64]*node{}
-	}
+	s.index.Store(newTable(minSlots))
 	s.budget.Store(budget)
 	return s
 }
@@ -66,12 +118,9 @@ func NewStore(budget int64) *Store {
 // Hash returns the lookup hash of a key.
 func (s *Store) Hash(key []byte) uint64 { return maphash.Bytes(s.seed, key) }
 
-// Get returns the entry stored under key (whose hash is h), or nil.
+// Get returns the entry stored under key (whose hash is h), or nil. It takes no lock.
 func (s *Store) Get(h uint64, key []byte) *Entry {
-	sh := &s.shards[h%numShards]
-	sh.mu.Lock()
-	n := sh.m[h]
-	sh.mu.Unlock()
+	n := s.index.Load().find(h)
 	if n == nil || n.e.Key != string(key) {
 		return nil
 	}
@@ -92,11 +141,9 @@ func (s *Store) Put(e *Entry) {
 	n := &node{e: e, hash: h, uri: s.Hash(resourceOf([]byte(e.Key)))}
 	s.listMu.Lock()
 	defer s.listMu.Unlock()
-	sh := &s.shards[h%numShards]
-	sh.mu.Lock()
-	old := sh.m[h]
-	sh.m[h] = n
-	sh.mu.Unlock()
+	t := s.index.Load()
+	old := t.find(h)
+	t.set(n)
 	if old != nil {
 		s.unlink(old)
 		s.dropURI(old)
@@ -108,6 +155,21 @@ func (s *Store) Put(e *Entry) {
 	s.bytes.Add(size)
 	s.items.Add(1)
 	s.enforce()
+	s.grow()
+}
+
+// grow doubles the index once it holds more entries than slots; listMu is held. The new table
+// has cells of its own: lookups still walking the old one finish there undisturbed.
+func (s *Store) grow() {
+	t := s.index.Load()
+	if s.items.Load() <= int64(len(t.slots)) {
+		return
+	}
+	bigger := newTable(2 * len(t.slots))
+	for n := s.head; n != nil; n = n.next {
+		bigger.set(n)
+	}
+	s.index.Store(bigger)
 }
 
 // SetBudget changes the budget and evicts down to it.
@@ -141,12 +203,7 @@ func (s *Store) enforce() {
 func (s *Store) remove(n *node) {
 	s.unlink(n)
 	s.dropURI(n)
-	sh := &s.shards[n.hash%numShards]
-	sh.mu.Lock()
-	if sh.m[n.hash] == n {
-		delete(sh.m, n.hash)
-	}
-	sh.mu.Unlock()
+	s.index.Load().drop(n)
 	s.bytes.Add(-n.e.Size())
 	s.items.Add(-1)
 }
