@@ -195,17 +195,19 @@ func bytesContain(s string, c byte) bool {
 }
 
 // buildHeader prepares the response header every hit copies: the stored fields, Date included,
-// parsed once into a header that fasthttp's server writes as it is. A hit must send the stored
-// Date (RFC 9110 §6.6.1, RFC 9111 §4), but the server writes its own clock unless the
-// response's header carries the flag Server.NoDefaultDate sets, and it ignores a Date set on a
-// response. Both come from dateKeeping: a parsed header keeps its Date line, and CopyTo carries
-// the flag. Without the template (a header fasthttp cannot parse) hits fall back to adding the
-// fields one by one, with the gateway's Date.
+// then Age and X-Cache: HIT, parsed once into a header that fasthttp's server writes as it is.
+// A hit replaces Age's value in place (and X-Cache's when it is not a fresh hit), so the fields
+// go out in the order they always did, and a fresh hit sets one field instead of two.
+// A hit must send the stored Date (RFC 9110 §6.6.1, RFC 9111 §4), but the server writes its own
+// clock unless the response's header carries the flag Server.NoDefaultDate sets, and it ignores
+// a Date set on a response. Both come from dateKeeping: a parsed header keeps its Date line,
+// and CopyTo carries the flag. Without the template (a header fasthttp cannot parse) hits fall
+// back to adding the fields one by one, with the gateway's Date.
 func (e *Entry) buildHeader() {
 	if e.VaryNames != nil {
 		return // an index: never served
 	}
-	raw := make([]byte, 0, 64+len(e.Header)*48)
+	raw := make([]byte, 0, 96+len(e.Header)*48)
 	raw = append(raw, "HTTP/1.1 "...)
 	raw = strconv.AppendInt(raw, int64(e.Status), 10)
 	raw = append(raw, ' ')
@@ -217,7 +219,7 @@ func (e *Entry) buildHeader() {
 		raw = append(raw, kv.Value...)
 		raw = append(raw, "\r\n"...)
 	}
-	raw = append(raw, "\r\n"...)
+	raw = append(raw, "Age: 0\r\nX-Cache: HIT\r\n\r\n"...)
 	h := &fasthttp.ResponseHeader{}
 	dateKeeping().CopyTo(h)
 	if err := h.Read(bufio.NewReaderSize(bytes.NewReader(raw), len(raw)+16)); err != nil {
@@ -226,6 +228,9 @@ func (e *Entry) buildHeader() {
 	// A parsed head without Content-Length (the stored fields have none: the hit sets the body)
 	// reads as a body delimited by close; a hit must keep the client's connection open.
 	h.ResetConnectionClose()
+	// The reason phrase parsed is the standard one (written above): without it, fasthttp writes
+	// the status line from its table instead of formatting it for every hit.
+	h.SetStatusMessage(nil)
 	e.header = h
 }
 

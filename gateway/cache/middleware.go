@@ -40,14 +40,12 @@ var (
 )
 
 var (
-	hAge           = []byte("Age")
-	hXCache        = []byte("X-Cache")
-	hAuthorization = []byte("Authorization")
-	hCookie        = []byte("Cookie")
-	hRange         = []byte("Range")
-	hINM           = []byte("If-None-Match")
-	hIMS           = []byte("If-Modified-Since")
-	hGatewayCC     = []byte(GatewayCacheControl)
+	hAge       = []byte("Age")
+	hXCache    = []byte("X-Cache")
+	hCookie    = []byte("Cookie")
+	hINM       = []byte("If-None-Match")
+	hIMS       = []byte("If-Modified-Since")
+	hGatewayCC = []byte(GatewayCacheControl)
 
 	vHit         = []byte("HIT")
 	vMiss        = []byte("MISS")
@@ -114,38 +112,36 @@ func (m *middleware) Serve(x *proxy.Exchange) {
 		return
 	}
 	req := &x.Ctx.Request.Header
-	if (!m.authorized && (len(req.PeekBytes(hAuthorization)) > 0 || len(req.PeekBytes(hCookie)) > 0)) ||
-		len(req.PeekBytes(hRange)) > 0 || hasBody(x) {
+	// Cookie before the pass over every field, which makes fasthttp parse the cookies: peeked
+	// after that, the value is rebuilt from them (an allocation).
+	cookie := len(req.PeekCanonical(hCookie)) > 0
+	var ccBuf [128]byte
+	f := readRequestFields(req, ccBuf[:0])
+	if (!m.authorized && (len(f.authorization) > 0 || cookie)) || len(f.rng) > 0 || hasBody(x) {
 		m.bypass(x)
 		return
 	}
-	var ccBuf [128]byte
-	cc, _ := appendRequestField(ccBuf[:0], req, "Cache-Control")
-	rcc := parseCacheControl(cc)
+	rcc := parseCacheControl(f.cc)
 	if rcc.noStore {
 		m.bypass(x)
 		return
 	}
-	revalidate := rcc.noCache || rcc.maxAge == 0
-	if len(cc) == 0 {
-		pragma, _ := appendRequestField(ccBuf[:0], req, "Pragma")
-		revalidate = revalidate || bytes.Contains(pragma, []byte("no-cache"))
-	}
+	revalidate := rcc.noCache || rcc.maxAge == 0 || (len(f.cc) == 0 && f.pragmaNoCache)
 
 	var buf [512]byte
 	key := m.appendKey(buf[:0], x)
-	now := time.Now().UnixNano()
+	now := requestTime(x)
 	e, full := m.lookup(x, key, now)
 	if e != nil && !revalidate {
 		if now < e.FreshUntil {
 			m.rc.hits.Add(1)
-			m.serve(x, e, now, vHit)
+			m.serveWith(x, e, now, vHit, f.conditions)
 			return
 		}
 		if now < e.StaleUntil {
 			m.rc.stale.Add(1)
 			m.refresh(x, e, full)
-			m.serve(x, e, now, vStale)
+			m.serveWith(x, e, now, vStale, f.conditions)
 			return
 		}
 	}
@@ -161,6 +157,67 @@ func (m *middleware) Serve(x *proxy.Exchange) {
 	}
 	m.miss(x, key, now, e)
 }
+
+// requestTime is when the request arrived, in Unix ns: the time fasthttp read before calling
+// the handler, so a hit reads no clock of its own (an exchange built without a server's
+// RequestCtx, as the background refresh's is, reads the clock).
+func requestTime(x *proxy.Exchange) int64 {
+	if t := x.Ctx.Time(); !t.IsZero() {
+		return t.UnixNano()
+	}
+	return time.Now().UnixNano()
+}
+
+// requestFields is what the cache reads of a request's header fields besides its key.
+type requestFields struct {
+	authorization, rng []byte // the first line of each, as PeekBytes would return it
+	cc                 []byte // every Cache-Control line, joined by ", "
+	pragmaNoCache      bool   // a Pragma line holds no-cache
+	conditions
+}
+
+// conditions are a request's preconditions the cache answers (the first line of each).
+type conditions struct{ inm, ims []byte }
+
+// readRequestFields reads them in one pass over the header fields, appending Cache-Control to
+// cc: a lookup by name per field (PeekBytes copies and normalises the name, then scans every
+// field) cost a hit five scans. Every line is read, as the cache's other fields are (fields.go).
+// The slices point into req and are valid until it changes.
+func readRequestFields(req *fasthttp.RequestHeader, cc []byte) requestFields {
+	f := requestFields{cc: cc}
+	var auth, rng, inm, ims, ccLines bool
+	for k, v := range req.All() {
+		switch len(k) {
+		case len("Range"):
+			if !rng && fieldIs(k, "Range") {
+				f.rng, rng = v, true
+			}
+		case len("Pragma"):
+			if fieldIs(k, "Pragma") && bytes.Contains(v, noCache) {
+				f.pragmaNoCache = true
+			}
+		case len("Cache-Control"): // Authorization, If-None-Match too
+			switch {
+			case fieldIs(k, "Cache-Control"):
+				if ccLines {
+					f.cc = append(f.cc, ", "...)
+				}
+				f.cc, ccLines = append(f.cc, v...), true
+			case !auth && fieldIs(k, "Authorization"):
+				f.authorization, auth = v, true
+			case !inm && fieldIs(k, "If-None-Match"):
+				f.inm, inm = v, true
+			}
+		case len("If-Modified-Since"):
+			if !ims && fieldIs(k, "If-Modified-Since") {
+				f.ims, ims = v, true
+			}
+		}
+	}
+	return f
+}
+
+var noCache = []byte("no-cache")
 
 // hasBody reports a GET or HEAD that carries a body. Its answer may depend on the body, which
 // is not in the key, so storing it would poison the entry for every plain request: such
@@ -209,9 +266,17 @@ func (m *middleware) get(key []byte, now int64) *Entry {
 // serve answers from e, with 304 when the request's conditions match it. The stored Date goes
 // out unchanged and Age says how old the response is (RFC 9111 §4, §5.1).
 func (m *middleware) serve(x *proxy.Exchange, e *Entry, now int64, how []byte) {
+	req := &x.Ctx.Request.Header
+	m.serveWith(x, e, now, how, conditions{inm: req.PeekBytes(hINM), ims: req.PeekBytes(hIMS)})
+}
+
+// serveWith is serve with the request's conditions already read.
+func (m *middleware) serveWith(x *proxy.Exchange, e *Entry, now int64, how []byte, c conditions) {
 	resp := &x.Ctx.Response
 	resp.Reset()
-	if notModified(&x.Ctx.Request.Header, e) {
+	fromTemplate := false
+	switch {
+	case c.match(e):
 		resp.SetStatusCode(fasthttp.StatusNotModified)
 		for _, kv := range e.Header {
 			if slices.Contains(notModifiedHeaders, string(kv.Key)) {
@@ -219,32 +284,39 @@ func (m *middleware) serve(x *proxy.Exchange, e *Entry, now int64, how []byte) {
 			}
 		}
 		resp.SkipBody = true
-	} else {
-		if e.header != nil {
-			e.header.CopyTo(&resp.Header)
-		} else {
-			resp.SetStatusCode(e.Status)
-			for _, kv := range e.Header {
-				resp.Header.AddBytesKV(kv.Key, kv.Value)
-			}
+	case e.header != nil:
+		e.header.CopyTo(&resp.Header)
+		resp.SetBodyRaw(e.Body)
+		fromTemplate = true
+	default:
+		resp.SetStatusCode(e.Status)
+		for _, kv := range e.Header {
+			resp.Header.AddBytesKV(kv.Key, kv.Value)
 		}
 		resp.SetBodyRaw(e.Body)
 	}
 	var num [20]byte
 	resp.Header.SetCanonical(hAge, strconv.AppendInt(num[:0], e.Age(now), 10))
-	resp.Header.SetCanonical(hXCache, how)
+	if !fromTemplate || !bytes.Equal(how, vHit) { // the template says HIT already
+		resp.Header.SetCanonical(hXCache, how)
+	}
 }
 
-// notModified evaluates If-None-Match, or else If-Modified-Since, against e (RFC 9110 §13.2.2).
+// notModified evaluates the request's If-None-Match, or else If-Modified-Since, against e.
 func notModified(req *fasthttp.RequestHeader, e *Entry) bool {
+	return conditions{inm: req.PeekBytes(hINM), ims: req.PeekBytes(hIMS)}.match(e)
+}
+
+// match evaluates If-None-Match, or else If-Modified-Since, against e (RFC 9110 §13.2.2).
+func (c conditions) match(e *Entry) bool {
 	if e.Status != fasthttp.StatusOK {
 		return false
 	}
-	if inm := req.PeekBytes(hINM); len(inm) > 0 {
-		return etagMatches(inm, e.ETag)
+	if len(c.inm) > 0 {
+		return etagMatches(c.inm, e.ETag)
 	}
-	if ims := req.PeekBytes(hIMS); len(ims) > 0 && e.LastMod > 0 {
-		t, ok := parseHTTPDate(ims, time.Now().UnixNano())
+	if len(c.ims) > 0 && e.LastMod > 0 {
+		t, ok := parseHTTPDate(c.ims, time.Now().UnixNano())
 		return ok && e.LastMod <= t
 	}
 	return false
