@@ -244,14 +244,17 @@ func (e *Entry) finish(x *Exchange) {
 			applyResponseOps(resp, &r.ResponseHeaders)
 		}
 	}
-	if len(security) <= 64 {
+	switch {
+	case len(security) == 0:
+		// None to add (server.security_headers: {}): no pass over the response's fields.
+	case len(security) <= 64:
 		present := securityPresent(resp, security)
 		for i := range security {
 			if present&(1<<i) == 0 {
 				resp.SetCanonical(security[i].Key, security[i].Value)
 			}
 		}
-	} else {
+	default:
 		for i := range security {
 			if len(resp.PeekBytes(security[i].Key)) == 0 {
 				resp.SetCanonical(security[i].Key, security[i].Value)
