@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -497,5 +498,42 @@ func TestCacheHitBehindTrustedProxyAllocatesNothing(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(1000, serve); n != 0 {
 		t.Fatalf("a cache hit behind a trusted proxy allocates %.1f times", n)
+	}
+}
+
+// TestCacheHitAddsDateWhenUpstreamSentNone: a response stored without Date gets the time it was
+// received (RFC 9110 §6.6.1), so every hit carries exactly one Date, the same on each hit.
+func TestCacheHitAddsDateWhenUpstreamSentNone(t *testing.T) {
+	h := newHarness(t, config.Cache{}, func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("Cache-Control", "max-age=3600")
+		ctx.Response.SetBodyString("1")
+	})
+	before := time.Now().Add(-time.Second)
+	h.do("GET", "/p")
+	dates := map[string]bool{}
+	for range 2 {
+		r := h.do("GET", "/p")
+		if xcache(r) != "HIT" {
+			t.Fatalf("X-Cache %q", xcache(r))
+		}
+		var wire bytes.Buffer
+		w := bufio.NewWriter(&wire)
+		if err := r.Write(w); err != nil {
+			t.Fatal(err)
+		}
+		_ = w.Flush()
+		got := wire.String()
+		if strings.Count(got, "Date: ") != 1 {
+			t.Fatalf("a hit of a response stored without Date must carry one Date; wrote:\n%s", got)
+		}
+		d := string(r.Header.Peek("Date"))
+		when, err := http.ParseTime(d)
+		if err != nil || when.Before(before.Truncate(time.Second)) || when.After(time.Now()) {
+			t.Fatalf("Date %q (%v): want the time the response was stored", d, err)
+		}
+		dates[d] = true
+	}
+	if len(dates) != 1 {
+		t.Fatalf("two hits of one stored response carried different Dates: %v", dates)
 	}
 }

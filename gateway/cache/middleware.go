@@ -598,6 +598,12 @@ func (m *middleware) newEntry(key, path string, status int, hdrs []KV, body []by
 	}
 	e.StaleUntil = e.FreshUntil + lt.swr
 	e.ErrorUntil = e.FreshUntil + lt.staleIfError
+	if _, n := field(hdrs, "Date"); n == 0 {
+		// RFC 9110 §6.6.1: a recipient with a clock that caches a response without Date records
+		// when it received it and adds that Date. Hits send the stored fields as they are, so
+		// without it they would carry no Date at all (a miss gets the gateway's own).
+		e.Header = append(e.Header, KV{Key: []byte("Date"), Value: fasthttp.AppendHTTPDate(nil, time.Unix(0, now))})
+	}
 	for _, kv := range hdrs {
 		name := string(kv.Key) // canonical already; the compiler does not allocate for the lookup
 		if slices.Contains(notStored, name) && (name != "Set-Cookie" || !m.setCookie) {
