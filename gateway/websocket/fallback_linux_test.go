@@ -84,7 +84,7 @@ func TestTunnelWithoutDescriptors(t *testing.T) {
 			toUp += len(up)
 			toDown += len(down)
 		}
-		// Small frames, then 1 MiB frames (several buffers per read), both ways at once.
+		// Small frames, then frames up to 1 MiB (several buffers each), both ways at once.
 		send(stream(rng, 500, 200, true), stream(rng, 500, 200, false), 1)
 		send(stream(rng, 4, 1<<20, true), stream(rng, 4, 1<<20, false), 2)
 		// Idle: no buffer held; then active again.
