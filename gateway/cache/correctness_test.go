@@ -262,14 +262,7 @@ func TestCacheHitKeepsStoredDate(t *testing.T) {
 	if xcache(r) != "HIT" {
 		t.Fatalf("X-Cache %q", xcache(r))
 	}
-	// What fasthttp's server would write for this response.
-	var wire bytes.Buffer
-	w := bufio.NewWriter(&wire)
-	if err := r.Write(w); err != nil {
-		t.Fatal(err)
-	}
-	_ = w.Flush()
-	got := wire.String()
+	got := onWire(t, r)
 	if strings.Count(got, "Date: ") != 1 || !strings.Contains(got, "Date: "+date+"\r\n") || !strings.Contains(got, "Age: 0\r\n") {
 		t.Fatalf("a hit must carry the stored Date %q and an Age; wrote:\n%s", date, got)
 	}
@@ -278,6 +271,18 @@ func TestCacheHitKeepsStoredDate(t *testing.T) {
 	if r.ConnectionClose() || strings.Contains(got, "Connection: close") {
 		t.Fatalf("a hit closes the client's connection; wrote:\n%s", got)
 	}
+}
+
+// onWire is what fasthttp's server writes for r.
+func onWire(t *testing.T, r *fasthttp.Response) string {
+	t.Helper()
+	var wire bytes.Buffer
+	w := bufio.NewWriter(&wire)
+	if err := r.Write(w); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Flush()
+	return wire.String()
 }
 
 func TestCacheRevalidatesWithValidators(t *testing.T) {
@@ -516,13 +521,7 @@ func TestCacheHitAddsDateWhenUpstreamSentNone(t *testing.T) {
 		if xcache(r) != "HIT" {
 			t.Fatalf("X-Cache %q", xcache(r))
 		}
-		var wire bytes.Buffer
-		w := bufio.NewWriter(&wire)
-		if err := r.Write(w); err != nil {
-			t.Fatal(err)
-		}
-		_ = w.Flush()
-		got := wire.String()
+		got := onWire(t, r)
 		if strings.Count(got, "Date: ") != 1 {
 			t.Fatalf("a hit of a response stored without Date must carry one Date; wrote:\n%s", got)
 		}

@@ -51,5 +51,19 @@ func (d *LazyDeadline) Arm(t time.Time, slack time.Duration) (time.Time, bool) {
 	return t, true
 }
 
+// Set arms t through set (the socket's SetReadDeadline or SetWriteDeadline) when Arm says so,
+// and forgets what is armed when that fails.
+func (d *LazyDeadline) Set(t time.Time, slack time.Duration, set func(time.Time) error) error {
+	at, arm := d.Arm(t, slack)
+	if !arm {
+		return nil
+	}
+	err := set(at)
+	if err != nil {
+		d.Forget()
+	}
+	return err
+}
+
 // Forget records that the socket's deadline is not known any more: the next Arm sets it.
 func (d *LazyDeadline) Forget() { d.unknown = true }

@@ -203,15 +203,7 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 		}
 	}
 	c.w.start = true
-	at, arm := c.wd.Arm(t, c.wdSlack)
-	if !arm {
-		return nil
-	}
-	err := c.Conn.SetWriteDeadline(at)
-	if err != nil {
-		c.wd.Forget()
-	}
-	return err
+	return c.wd.Set(t, c.wdSlack, c.Conn.SetWriteDeadline)
 }
 
 // SetDeadline implements net.Conn (fasthttp clears both deadlines before a hijack).

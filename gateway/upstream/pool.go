@@ -112,15 +112,7 @@ func (pc *pconn) setDeadline(t time.Time, slack time.Duration) error {
 
 // setReadDeadline is setDeadline for the read side alone (a streamed body's next read).
 func (pc *pconn) setReadDeadline(t time.Time, slack time.Duration) error {
-	rt, arm := pc.rd.Arm(t, slack)
-	if !arm {
-		return nil
-	}
-	err := pc.conn.SetReadDeadline(rt)
-	if err != nil {
-		pc.rd.Forget()
-	}
-	return err
+	return pc.rd.Set(t, slack, pc.conn.SetReadDeadline)
 }
 
 func newPool(addr string, s Settings) *pool {

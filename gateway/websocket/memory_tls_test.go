@@ -5,13 +5,9 @@
 package websocket
 
 import (
-	"bytes"
 	"crypto/tls"
 	"net"
-	"os"
-	"os/exec"
 	"runtime"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -24,15 +20,7 @@ import (
 // out: after the tunnels idle, the clients' tls.Conns are dropped and what remains above the
 // sockets is the gateway's share.
 func TestIdleWssTunnelMemory(t *testing.T) {
-	const setting = "adaptivestackstart=0"
-	if !strings.Contains(os.Getenv("GODEBUG"), setting) {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestIdleWssTunnelMemory$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), "GODEBUG="+setting)
-		out, err := cmd.CombinedOutput()
-		t.Logf("%s", out)
-		if err != nil || !bytes.Contains(out, []byte("an idle wss tunnel (")) {
-			t.Fatalf("the measure in a child process failed: %v", err)
-		}
+	if !measuringChild(t, "TestIdleWssTunnelMemory", "an idle wss tunnel (") {
 		return
 	}
 	// Four sockets a tunnel; fewer tunnels where the open-file limit is lower (the figure is per
