@@ -49,6 +49,25 @@ type RouteStats struct {
 // Record counts one finished request that arrived over wire. method is an index into Methods
 // (-1 for other methods).
 func (s *RouteStats) Record(wire protocol.Wire, method, code int, d, upstream time.Duration, in, out int64) {
+	s.count(wire, method, code, upstream, in, out)
+	s.duration.Observe(d.Seconds())
+}
+
+// RecordTraced is Record for a request that was traced: the duration sample carries the trace
+// id as its exemplar (OpenMetrics), so a dashboard jumps from a slow bucket to a trace. Only
+// sampled requests get here; building the exemplar allocates, so each bucket takes a new one
+// at most every 100 ms (exemplar.go).
+func (s *RouteStats) RecordTraced(wire protocol.Wire, method, code int, d, upstream time.Duration, in, out int64, traceID [16]byte) {
+	s.count(wire, method, code, upstream, in, out)
+	if sec := d.Seconds(); s.exemplars.due(sec, time.Now().UnixNano()) {
+		s.duration.(prometheus.ExemplarObserver).ObserveWithExemplar(sec, prometheus.Labels{"trace_id": hex.EncodeToString(traceID[:])})
+	} else {
+		s.duration.Observe(sec)
+	}
+}
+
+// count is what Record and RecordTraced share: everything but the duration sample.
+func (s *RouteStats) count(wire protocol.Wire, method, code int, upstream time.Duration, in, out int64) {
 	if wire >= protocol.NumWires {
 		wire = protocol.WireHTTP1
 	}
@@ -66,34 +85,6 @@ func (s *RouteStats) Record(wire protocol.Wire, method, code int, d, upstream ti
 	}
 	if out > 0 {
 		s.bytesOut.Add(uint64(out))
-	}
-	s.duration.Observe(d.Seconds())
-	if upstream > 0 {
-		s.upstream.Observe(upstream.Seconds())
-	}
-}
-
-// RecordTraced is Record for a request that was traced: the duration sample carries the trace
-// id as its exemplar (OpenMetrics), so a dashboard jumps from a slow bucket to a trace. Only
-// sampled requests get here; building the exemplar allocates, so each bucket takes a new one
-// at most every 100 ms (exemplar.go).
-func (s *RouteStats) RecordTraced(wire protocol.Wire, method, code int, d, upstream time.Duration, in, out int64, traceID [16]byte) {
-	if wire >= protocol.NumWires {
-		wire = protocol.WireHTTP1
-	}
-	if method < 0 || method >= len(Methods) {
-		method = len(Methods) - 1
-	}
-	if code < 0 || code >= numCodes {
-		code = 0
-	}
-	s.requests[wire][method][code].Add(1)
-	s.bytesIn.Add(uint64(max(in, 0)))
-	s.bytesOut.Add(uint64(max(out, 0)))
-	if sec := d.Seconds(); s.exemplars.due(sec, time.Now().UnixNano()) {
-		s.duration.(prometheus.ExemplarObserver).ObserveWithExemplar(sec, prometheus.Labels{"trace_id": hex.EncodeToString(traceID[:])})
-	} else {
-		s.duration.Observe(sec)
 	}
 	if upstream > 0 {
 		s.upstream.Observe(upstream.Seconds())
