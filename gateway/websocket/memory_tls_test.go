@@ -49,16 +49,7 @@ func TestIdleWssTunnelMemory(t *testing.T) {
 	cliConf := &tls.Config{InsecureSkipVerify: true}
 	for i := range conns {
 		e := &conns[i]
-		cli, srv := tls.Client(e.client, cliConf), tls.Server(e.clientSide, srvConf)
-		errc := make(chan error, 1)
-		go func() { errc <- srv.Handshake() }()
-		if err := cli.Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-errc; err != nil {
-			t.Fatal(err)
-		}
-		e.client, e.clientSide = cli, srv
+		e.client, e.clientSide = tlsOver(t, e.client, e.clientSide, srvConf, cliConf)
 	}
 	handshaken := memoryInUse()
 

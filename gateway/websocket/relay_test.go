@@ -38,8 +38,15 @@ var transports = []struct {
 func tlsPair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
 	a, b := tcpPair(t)
-	srv := tls.Server(b, &tls.Config{Certificates: []tls.Certificate{testCertificate(t)}})
-	cli := tls.Client(a, &tls.Config{InsecureSkipVerify: true})
+	return tlsOver(t, a, b, &tls.Config{Certificates: []tls.Certificate{testCertificate(t)}}, &tls.Config{InsecureSkipVerify: true})
+}
+
+// tlsOver completes a TLS handshake over the connected a (client) and b (server) and returns
+// the client's and the server's TLS connections.
+func tlsOver(t testing.TB, a, b net.Conn, srvConf, cliConf *tls.Config) (net.Conn, net.Conn) {
+	t.Helper()
+	srv := tls.Server(b, srvConf)
+	cli := tls.Client(a, cliConf)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Handshake() }()
 	if err := cli.Handshake(); err != nil {
