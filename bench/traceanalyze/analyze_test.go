@@ -41,6 +41,12 @@ func TestAnalyzeFindsNetpollWakeUpsAndHandOffs(t *testing.T) {
 		t.Fatal(err)
 	}
 	const roundTrips, handOffs = 200, 100
+	// Almost every round trip parks the echo server in Read and wakes it through the netpoller,
+	// but not every one is certain to: the server's first park may come before the trace starts
+	// and its last after it stops, and a server descheduled between its write and its next read
+	// finds the client's next byte already there (seen once: 199 of 200). The analyzer must find
+	// nearly all of them; one that found none, or half, fails.
+	const mostRoundTrips = roundTrips * 9 / 10
 	b := []byte{0}
 	for range roundTrips {
 		if _, err := conn.Write(b); err != nil {
@@ -79,8 +85,8 @@ func TestAnalyzeFindsNetpollWakeUpsAndHandOffs(t *testing.T) {
 		}
 		return n
 	}
-	if n := count(rep.Parks, "TestAnalyzeFindsNetpollWakeUpsAndHandOffs.func1", "[network]"); n < roundTrips {
-		t.Errorf("the echo server parked in Read %d times, want at least %d: %v", n, roundTrips, rep.Parks)
+	if n := count(rep.Parks, "TestAnalyzeFindsNetpollWakeUpsAndHandOffs.func1", "[network]"); n < mostRoundTrips {
+		t.Errorf("the echo server parked in Read %d times, want at least %d: %v", n, mostRoundTrips, rep.Parks)
 	}
 	netpoll := 0
 	for _, w := range rep.Waits {
@@ -88,15 +94,15 @@ func TestAnalyzeFindsNetpollWakeUpsAndHandOffs(t *testing.T) {
 			netpoll++
 		}
 	}
-	if netpoll < roundTrips {
-		t.Errorf("%d goroutines woken by the netpoller, want at least %d", netpoll, roundTrips)
+	if netpoll < mostRoundTrips {
+		t.Errorf("%d goroutines woken by the netpoller, want at least %d", netpoll, mostRoundTrips)
 	}
 	batched := 0
 	for size, n := range rep.Batches {
 		batched += size * n
 	}
-	if batched < roundTrips {
-		t.Errorf("the netpoller's batches hold %d goroutines, want at least %d: %v", batched, roundTrips, rep.Batches)
+	if batched < mostRoundTrips {
+		t.Errorf("the netpoller's batches hold %d goroutines, want at least %d: %v", batched, mostRoundTrips, rep.Batches)
 	}
 	if n := count(rep.Readiers, "TestAnalyzeFindsNetpollWakeUpsAndHandOffs"); n < handOffs {
 		t.Errorf("%d goroutines readied by the test's goroutines, want at least %d: %v", n, handOffs, rep.Readiers)
