@@ -56,7 +56,7 @@ func startProxy(t *testing.T, yaml string) string {
 	reg := upstream.NewRegistry(nil, logger)
 	stats := metrics.NewRegistry()
 	s := &Snapshot{Config: cfg, Upstreams: map[string]*upstream.Upstream{}, MaxBodyBytes: cfg.Server.MaxBodyBytes.Bytes(),
-		HealthPath: []byte(cfg.Server.HealthPath), Unmatched: stats.Route("_none"), Tunnels: NewTunnels()}
+		HealthPath: []byte(cfg.Server.HealthPath), Unmatched: stats.Route("_none"), Tunnels: NewTunnels(t.Context(), nil)}
 	for name, uc := range cfg.Upstreams {
 		u, err := reg.Build(name, uc, nil)
 		if err != nil {

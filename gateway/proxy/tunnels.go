@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,9 @@ type Tunnels struct {
 	// keepsHijacked: the servers leave hijacked connections open (KeepHijackedConns), so a
 	// tunnel runs on its own goroutines after its hijack handler returned.
 	keepsHijacked atomic.Bool
+	// poller holds the idle directions of every tunnel without a goroutine; nil where it could
+	// not be made (each direction then keeps a goroutine).
+	poller *websocket.Poller
 }
 
 // KeepHijackedConns makes s leave a hijacked connection open when its handler returns, and
@@ -52,9 +56,20 @@ type openTunnel struct {
 	tunnel *websocket.Tunnel
 }
 
-// NewTunnels returns an empty registry.
-func NewTunnels() *Tunnels {
-	return &Tunnels{open: map[*openTunnel]struct{}{}, total: map[string]uint64{}, closed: make(chan struct{}, 1)}
+// NewTunnels returns an empty registry whose tunnels wait, while idle, in a websocket.Poller
+// that stops when ctx ends. Without one (no epoll: not Linux, or no descriptor left) each
+// tunnel direction keeps a goroutine, which logger is told once.
+func NewTunnels(ctx context.Context, logger *slog.Logger) *Tunnels {
+	ts := &Tunnels{open: map[*openTunnel]struct{}{}, total: map[string]uint64{}, closed: make(chan struct{}, 1)}
+	p, err := websocket.NewPoller(ctx)
+	if err != nil {
+		if logger != nil {
+			logger.Warn("idle WebSocket tunnels keep a goroutine per direction", "error", err.Error())
+		}
+		return ts
+	}
+	ts.poller = p
+	return ts
 }
 
 // add registers a tunnel. If a reload removed its route or target while the upgrade was under
@@ -151,6 +166,14 @@ func (ts *Tunnels) SocketReaders() int {
 		}
 	}
 	return n
+}
+
+// Waiting is the number of tunnel directions that wait in the poller, holding no goroutine.
+func (ts *Tunnels) Waiting() int {
+	if ts.poller == nil {
+		return 0
+	}
+	return ts.poller.Armed()
 }
 
 // Counts returns the open and total tunnels by route.

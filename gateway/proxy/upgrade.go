@@ -132,7 +132,7 @@ func (f *Forwarder) serveUpgrade(x *Exchange, raw []byte) {
 		client, pending := detachClient(hijacked)
 		// Registered before the client learns of the upgrade, so a reload that follows cannot
 		// miss it.
-		tun := websocket.New(websocket.End{Conn: client, Pending: pending}, upstreamEnd, policy.Limits)
+		tun := websocket.New(clientEnd(client, pending), upstreamEnd, policy.Limits, tunnels.poller)
 		o := tunnels.add(routeName, t, tun, policy.CloseGrace)
 		closed := func(websocket.Stats) {
 			tunnels.remove(o)
@@ -194,6 +194,16 @@ func detachClient(hijacked net.Conn) (net.Conn, []byte) {
 		c = pc.NetConn()
 	}
 	return tunnelClient{c}, pending
+}
+
+// clientEnd is the tunnel's client side: a wss:// client's connection is read through TLS, and
+// the socket under it is given for the tunnel to wait on.
+func clientEnd(client net.Conn, pending []byte) websocket.End {
+	under := client
+	if tc, ok := client.(tunnelClient); ok {
+		under = tc.Conn
+	}
+	return websocket.End{Conn: client, Pending: pending, Readable: protocol.SocketUnderTLS(under)}
 }
 
 // tunnelClient is the client connection as the tunnel sees it. It has no CloseWrite, as the

@@ -81,7 +81,7 @@ routes:
 				t.Fatalf("dial: %v (%v)", err, resp)
 			}
 			defer c.Close()
-			for i := range 3 {
+			for i := range 6 {
 				msg := fmt.Sprintf("hello %d", i)
 				if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
 					t.Fatal(err)
@@ -89,7 +89,17 @@ routes:
 				if _, got, err := c.ReadMessage(); err != nil || string(got) != msg {
 					t.Fatalf("echo %q, %v", got, err)
 				}
+				if i == 2 {
+					// Quiet between messages, the tunnel's directions hold no goroutine: they wait in
+					// the gateway's poller, the wss:// client's on the socket under TLS. (Over h2c
+					// the client's connection replays the bytes the demux read to classify it, so
+					// its direction keeps a goroutine.)
+					want := map[string]int{"h2": 2, "h2c": 1}[name]
+					waitUntil(t, fmt.Sprintf("%d directions of the tunnel wait in the poller", want), func() bool { return g.Snapshot().Tunnels.Waiting() == want })
+				}
 			}
+			c.Close()
+			waitUntil(t, "the tunnel's directions leave the poller", func() bool { return g.Snapshot().Tunnels.Waiting() == 0 })
 		})
 	}
 }

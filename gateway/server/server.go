@@ -104,7 +104,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			discovery: newDiscoveryManager(ctx, registry, opts.Logger),
 			metrics:   metrics.NewRegistry(),
 			policies:  opts.Policies,
-			tunnels:   proxy.NewTunnels(),
+			tunnels:   proxy.NewTunnels(ctx, opts.Logger),
 			logger:    opts.Logger,
 		},
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),

@@ -304,7 +304,7 @@ func TestShutdownClosesTunnelsWith1001(t *testing.T) {
 }
 
 // TestWebSocketTunnelWaitsOnItsSockets: through the listener's real connection wrappers, a
-// tunnel reads both sockets itself, so an idle one holds no read buffer (a wrapper that hid the
+// tunnel reads both sockets itself, so an idle one holds no read buffer and no goroutine (a wrapper that hid the
 // socket would make it wait in a small read instead, at more cost per message). After the
 // client leaves, the tunnel and its connections are gone.
 func TestWebSocketTunnelWaitsOnItsSockets(t *testing.T) {
@@ -321,6 +321,8 @@ func TestWebSocketTunnelWaitsOnItsSockets(t *testing.T) {
 	if n := tunnels.SocketReaders(); n != 1 {
 		t.Fatalf("tunnels reading their sockets: %d, want 1", n)
 	}
+	// Quiet, it holds no goroutine either: both directions wait in the gateway's poller.
+	waitUntil(t, "both directions wait in the poller", func() bool { return tunnels.Waiting() == 2 })
 	c.Close()
 	target := gw.Snapshot().Upstreams["orders"].Targets()[0]
 	for target.Tunnels() != 0 || gw.OpenConnections() != 0 {

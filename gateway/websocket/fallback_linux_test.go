@@ -17,10 +17,10 @@ import (
 // body: it lowers its own open-file limit, which must not touch the other tests' process.
 const fallbackChildEnv = "ARCHWAY_WEBSOCKET_FALLBACK_CHILD"
 
-// A tunnel between two sockets whose watcher cannot get its epoll descriptor (the process is at
-// its open-file limit: EMFILE) relays with its two pumps from the start. Forced for real: a
-// child process lowers RLIMIT_NOFILE and fills every descriptor below it before the tunnels
-// start, so epoll_create1 fails as it does in a gateway out of descriptors. Bytes then pass
+// Tunnels without a poller (the gateway could not make its epoll set: the process was at its
+// open-file limit, EMFILE) relay with their two pumps from the start. Forced for real: a child
+// process lowers RLIMIT_NOFILE and fills every descriptor below it before the poller is made, so
+// epoll_create1 fails as it does in a gateway out of descriptors. Bytes then pass
 // exactly both ways, idle then active, and the tunnel ends cleanly when either side closes.
 func TestTunnelWithoutDescriptors(t *testing.T) {
 	if os.Getenv(fallbackChildEnv) == "" {
@@ -57,19 +57,26 @@ func TestTunnelWithoutDescriptors(t *testing.T) {
 		release()
 		t.Fatalf("with every descriptor taken, epoll_create1 returned %v, want EMFILE", err)
 	}
+	// The gateway makes its poller at start; out of descriptors it gets none and its tunnels
+	// start without one.
+	poller, err := NewPoller(t.Context())
+	if !errors.Is(err, syscall.EMFILE) || poller != nil {
+		release()
+		t.Fatalf("with every descriptor taken, NewPoller returned %v, want EMFILE", err)
+	}
 	for i := range tunnels {
 		e := &tunnels[i]
-		e.tun = New(End{Conn: sides[i][0]}, End{Conn: sides[i][1]}, Limits{IdleTimeout: time.Minute, MaxMessageBytes: 4 << 20})
+		e.tun = New(End{Conn: sides[i][0]}, End{Conn: sides[i][1]}, Limits{IdleTimeout: time.Minute, MaxMessageBytes: 4 << 20}, poller)
 		e.done = make(chan Stats, 1)
 		e.tun.Start(func(s Stats) { e.done <- s })
 	}
 	release()
 	for i, e := range tunnels {
 		if !e.tun.ReadsSockets() {
-			t.Fatalf("tunnel %d: does not wait on its sockets, so it would never have tried to watch them", i)
+			t.Fatalf("tunnel %d: does not wait on its sockets, so it would never have tried the poller", i)
 		}
-		if e.tun.watching.Load() != nil {
-			t.Fatalf("tunnel %d: watched by one goroutine although no descriptor was left", i)
+		if e.tun.Polled() {
+			t.Fatalf("tunnel %d: waits in a poller although none could be made", i)
 		}
 	}
 

@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,6 +12,7 @@ import (
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -83,10 +85,51 @@ func testCertificate(t testing.TB) tls.Certificate {
 func startTunnel(t testing.TB, pair func(testing.TB) (net.Conn, net.Conn), l Limits) (client, upstream net.Conn, tun *Tunnel, done chan Stats) {
 	client, clientSide := pair(t)
 	upstream, upstreamSide := pair(t)
-	tun = New(End{Conn: clientSide}, End{Conn: upstreamSide}, l)
+	tun = New(endOf(clientSide, nil), endOf(upstreamSide, nil), l, testPoller(t))
 	done = make(chan Stats, 1)
 	tun.Start(func(s Stats) { done <- s })
 	return client, upstream, tun, done
+}
+
+// endOf is the End of a tunnel's side: a TLS connection's socket is given as Readable, as the
+// gateway does for a wss:// client.
+func endOf(c net.Conn, pending []byte) End {
+	e := End{Conn: c, Pending: pending}
+	if tc, ok := c.(*tls.Conn); ok {
+		e.Readable = socketOf(tc.NetConn())
+	}
+	return e
+}
+
+// testPoller is a Poller for one test (none where there is no epoll), stopped at its end.
+func testPoller(t testing.TB) *Poller {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := NewPoller(ctx)
+	if err != nil {
+		cancel()
+		if runtime.GOOS == "linux" {
+			t.Fatal(err)
+		}
+		return nil
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-p.Done()
+	})
+	return p
+}
+
+// waitArmed waits until n directions wait in p.
+func waitArmed(t testing.TB, p *Poller, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Armed() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d directions wait in the poller, want %d", p.Armed(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // waitIdle waits until neither direction holds a relay buffer.
@@ -216,7 +259,7 @@ func TestTunnelRelaysPendingBytesFirst(t *testing.T) {
 			toUp := append(frame(true, 1, []byte("first"), true), frame(true, 1, bytes.Repeat([]byte("s"), 300), true)...)
 			toDown := append(frame(true, 1, []byte("hello"), false), frame(true, 2, bytes.Repeat([]byte("d"), 70000), false)...)
 			const split = 7 + 2 // the second header, 4 bytes, is cut after its first 2
-			tun := New(End{Conn: clientSide, Pending: toUp[:11+2]}, End{Conn: upstreamSide, Pending: toDown[:split+2]}, Limits{})
+			tun := New(endOf(clientSide, toUp[:11+2]), endOf(upstreamSide, toDown[:split+2]), Limits{}, testPoller(t))
 			done := make(chan Stats, 1)
 			tun.Start(func(s Stats) { done <- s })
 			go func() { _, _ = client.Write(toUp[11+2:]) }()
@@ -303,42 +346,148 @@ func TestTunnelIdleTimeoutBoundsAStuckWrite(t *testing.T) {
 	}
 }
 
-// A quiet tunnel between two sockets is watched by one goroutine; a busy one hands over to its
-// two pumps. Either way a side that closes half-closes the other (the destination has
-// CloseWrite), and the other side's bytes still pass until it closes too.
-func TestQuietTunnelOneGoroutineThenPumps(t *testing.T) {
-	for _, busy := range []bool{false, true} {
-		client, upstream, tun, done := startTunnel(t, tcpPair, Limits{IdleTimeout: time.Minute})
-		msg := frame(true, 1, []byte("quiet"), true)
-		rounds := 1
-		if busy {
-			rounds = 200
+// A quiet tunnel waits in the poller with no goroutine (both directions armed), over plain
+// sockets and over TLS; a busy direction keeps its goroutine as a pump. Either way a side that
+// closes half-closes the other (the destination has CloseWrite), and the other side's bytes still
+// pass until it closes too.
+func TestQuietTunnelWaitsInThePollerBusyKeepsAPump(t *testing.T) {
+	for _, tr := range []struct {
+		name string
+		pair func(testing.TB) (net.Conn, net.Conn)
+	}{{"socket", tcpPair}, {"tls", tlsClientPair}} {
+		for _, busy := range []bool{false, true} {
+			poller := testPoller(t)
+			client, clientSide := tr.pair(t)
+			upstream, upstreamSide := tcpPair(t)
+			tun := New(endOf(clientSide, nil), End{Conn: upstreamSide}, Limits{IdleTimeout: time.Minute}, poller)
+			done := make(chan Stats, 1)
+			tun.Start(func(s Stats) { done <- s })
+			if !tun.Polled() {
+				t.Fatalf("%s: the tunnel cannot wait in the poller", tr.name)
+			}
+			waitArmed(t, poller, 2)
+			msg := frame(true, 1, []byte("quiet"), true)
+			rounds := 1
+			if busy {
+				rounds = 200
+			}
+			for range rounds {
+				client.Write(msg)
+				readFull(t, upstream, len(msg))
+			}
+			// Quiet: both directions wait again. Busy: the client's direction is a pump now, the
+			// upstream's (which carried nothing) still waits.
+			want := 2
+			if busy {
+				want = 1
+			}
+			waitArmed(t, poller, want)
+			closeWrite(t, client)
+			_ = upstream.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := upstream.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+				t.Fatalf("%s, busy %v: the client's end did not reach the upstream: %d, %v", tr.name, busy, n, err)
+			}
+			reply := frame(true, 1, []byte("still open"), false)
+			upstream.Write(reply)
+			if got := readFull(t, client, len(reply)); !bytes.Equal(got, reply) {
+				t.Fatalf("%s, busy %v: after the half-close the client got %x", tr.name, busy, got)
+			}
+			upstream.Close()
+			select {
+			case st := <-done:
+				if st.CloseCode != 0 || st.ClientToUpstream != int64(rounds*len(msg)) || st.UpstreamToClient != int64(len(reply)) {
+					t.Fatalf("%s, busy %v: stats %+v", tr.name, busy, st)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s, busy %v: the tunnel did not end", tr.name, busy)
+			}
+			waitArmed(t, poller, 0)
 		}
-		for range rounds {
-			client.Write(msg)
-			readFull(t, upstream, len(msg))
+	}
+}
+
+// tlsClientPair is a TLS connection over loopback TCP: the outside end is the client, the
+// tunnel's end the server's *tls.Conn, as a wss:// client reaches the gateway.
+func tlsClientPair(t testing.TB) (net.Conn, net.Conn) {
+	a, b := tcpPair(t)
+	return tlsOver(t, a, b, &tls.Config{Certificates: []tls.Certificate{testCertificate(t)}}, &tls.Config{InsecureSkipVerify: true})
+}
+
+// closeWrite half-closes an outside end: TCP's FIN, or TLS's close_notify and then FIN.
+func closeWrite(t testing.TB, c net.Conn) {
+	t.Helper()
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if tc, ok := c.(*tls.Conn); ok {
+		_ = tc.NetConn().(*net.TCPConn).CloseWrite()
+	}
+}
+
+// Directions waiting in the poller when it stops (the gateway shuts down with tunnels open)
+// carry on as pumps: bytes still pass both ways, and Shutdown still closes the tunnel properly.
+func TestPollerStopHandsIdleDirectionsToPumps(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	poller, err := NewPoller(ctx)
+	if err != nil {
+		cancel()
+		t.Skipf("no poller here: %v", err)
+	}
+	client, clientSide := tlsClientPair(t)
+	upstream, upstreamSide := tcpPair(t)
+	tun := New(endOf(clientSide, nil), End{Conn: upstreamSide}, Limits{IdleTimeout: time.Minute}, poller)
+	done := make(chan Stats, 1)
+	tun.Start(func(s Stats) { done <- s })
+	waitArmed(t, poller, 2)
+	cancel()
+	<-poller.Done()
+	if n := poller.Armed(); n != 0 {
+		t.Fatalf("%d directions still wait in a stopped poller", n)
+	}
+	up, down := frame(true, 1, []byte("after stop"), true), frame(true, 1, []byte("still here"), false)
+	client.Write(up)
+	if got := readFull(t, upstream, len(up)); !bytes.Equal(got, up) {
+		t.Fatalf("upstream got %x", got)
+	}
+	upstream.Write(down)
+	if got := readFull(t, client, len(down)); !bytes.Equal(got, down) {
+		t.Fatalf("client got %x", got)
+	}
+	tun.Shutdown(CloseGoingAway)
+	expectClose(t, client, false, CloseGoingAway)
+	expectClose(t, upstream, true, CloseGoingAway)
+	select {
+	case st := <-done:
+		if st.CloseCode != CloseGoingAway {
+			t.Fatalf("stats %+v", st)
 		}
-		if watched := tun.watching.Load() != nil; watched == busy {
-			t.Fatalf("busy %v: watched by one goroutine: %v", busy, watched)
-		}
-		client.(*net.TCPConn).CloseWrite()
-		_ = upstream.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if n, err := upstream.Read(make([]byte, 1)); n != 0 || err != io.EOF {
-			t.Fatalf("busy %v: the client's end did not reach the upstream: %d, %v", busy, n, err)
-		}
-		reply := frame(true, 1, []byte("still open"), false)
-		upstream.Write(reply)
-		if got := readFull(t, client, len(reply)); !bytes.Equal(got, reply) {
-			t.Fatalf("busy %v: after the half-close the client got %x", busy, got)
-		}
-		upstream.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tunnel did not end")
+	}
+}
+
+// Shutdown reaches directions that wait in the poller: each sends its close frame and the
+// tunnel ends, for a plain and a TLS client.
+func TestShutdownClosesIdleTunnelsInThePoller(t *testing.T) {
+	for _, pair := range []func(testing.TB) (net.Conn, net.Conn){tcpPair, tlsClientPair} {
+		poller := testPoller(t)
+		client, clientSide := pair(t)
+		upstream, upstreamSide := tcpPair(t)
+		tun := New(endOf(clientSide, nil), End{Conn: upstreamSide}, Limits{}, poller)
+		done := make(chan Stats, 1)
+		tun.Start(func(s Stats) { done <- s })
+		waitArmed(t, poller, 2)
+		tun.Shutdown(CloseGoingAway)
+		expectClose(t, client, false, CloseGoingAway)
+		expectClose(t, upstream, true, CloseGoingAway)
 		select {
 		case st := <-done:
-			if st.CloseCode != 0 || st.ClientToUpstream != int64(rounds*len(msg)) || st.UpstreamToClient != int64(len(reply)) {
-				t.Fatalf("busy %v: stats %+v", busy, st)
+			if st.CloseCode != CloseGoingAway || st.ClientToUpstream != 0 || st.UpstreamToClient != 0 {
+				t.Fatalf("stats %+v", st)
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatalf("busy %v: the tunnel did not end", busy)
+			t.Fatal("the tunnel did not end")
 		}
+		waitArmed(t, poller, 0)
 	}
 }

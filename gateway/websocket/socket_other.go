@@ -11,3 +11,5 @@ import (
 func socketOf(net.Conn) syscall.RawConn { return nil }
 
 func (p *pump) readRaw(uintptr) bool { return true }
+
+func (p *pump) readNow(uintptr) bool { return true }

@@ -38,3 +38,21 @@ func (p *pump) readRaw(fd uintptr) bool {
 		return true
 	}
 }
+
+// readNow is the callback of src's RawConn.Read in a burst (runPolled): one non-blocking read,
+// never a wait.
+func (p *pump) readNow(fd uintptr) bool {
+	copy(p.buf[:], p.head[:p.have])
+	for {
+		n, err := syscall.Read(int(fd), p.buf[p.have:])
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			p.again = true
+			return true
+		}
+		p.n, p.rerr = max(n, 0), err
+		return true
+	}
+}

@@ -152,7 +152,7 @@ func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 func tunnelFixture(t testing.TB, l Limits) (client, upstream net.Conn, tun *Tunnel, done chan Stats) {
 	client, clientSide := tcpPair(t)
 	upstreamSide, upstream := tcpPair(t)
-	tun = New(End{Conn: clientSide}, End{Conn: upstreamSide}, l)
+	tun = New(End{Conn: clientSide}, End{Conn: upstreamSide}, l, testPoller(t))
 	done = make(chan Stats, 1)
 	go func() { done <- tun.Run() }()
 	return client, upstream, tun, done
