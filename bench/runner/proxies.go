@@ -384,7 +384,7 @@ func waitParked(admin string, n int, limit time.Duration) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("archway-park: %v of %d connections parked, %v memory releases after %v (%v)", parked, n, rel, limit, err)
+			return fmt.Errorf("waiting for parked connections: %v of %d parked, %v memory releases after %v (%v)", parked, n, rel, limit, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -881,11 +881,16 @@ func (r *Runner) holdIdle(pl placement, px *proxyProc, c contender, d time.Durat
 }
 
 // waitsForParking reports whether an idle scenario measures the contender label only once its
-// connections have parked: archway-park's keep-alive connections do; an upgraded WebSocket is
-// a tunnel, which never parks, so there it is measured as it holds them (waiting would time
-// out and end the run).
+// connections have parked: this build's keep-alive connections do, by default after
+// server.idle_park_after's 5 s and archway-park's after ParkAfter (so do its -archway-env
+// variants); archway-before is an older build, which may not park, and is measured as it holds
+// them. An upgraded WebSocket is a tunnel, which never parks, so there every contender is
+// measured as it holds them (waiting would time out and end the run).
 func waitsForParking(label string, webSocket bool) bool {
-	return label == stats.ArchwayPark && !webSocket
+	if webSocket || label == stats.ArchwayBefore {
+		return false
+	}
+	return label == stats.Archway || strings.HasPrefix(label, stats.Archway+"-")
 }
 
 // reloadLoad drives the proxy with the classifying closed-loop generator (archway-bench

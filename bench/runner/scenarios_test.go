@@ -128,8 +128,9 @@ archway_requests_total{route="plain"} 99
 	}
 }
 
-// TestIdleWebSocketsDoNotWaitForParking: archway-park's idle keep-alive connections are measured
-// once parked, but its idle WebSockets never park, and waiting for them ended a whole run.
+// TestIdleWebSocketsDoNotWaitForParking: this build's idle keep-alive connections are measured
+// once parked (by default and as archway-park), but idle WebSockets never park, and waiting for
+// them ended a whole run.
 func TestIdleWebSocketsDoNotWaitForParking(t *testing.T) {
 	for _, tc := range []struct {
 		label string
@@ -138,7 +139,11 @@ func TestIdleWebSocketsDoNotWaitForParking(t *testing.T) {
 	}{
 		{stats.ArchwayPark, false, true},
 		{stats.ArchwayPark, true, false},
-		{stats.Archway, false, false},
+		{stats.Archway, false, true}, // parks by default (server.idle_park_after: 5s)
+		{stats.Archway, true, false},
+		{"archway-ww", false, true},
+		{stats.ArchwayBefore, false, false},
+		{stats.Nginx, false, false},
 		{stats.Nginx, true, false},
 	} {
 		if got := waitsForParking(tc.label, tc.ws); got != tc.want {

@@ -66,7 +66,8 @@ type Server struct {
 	// MaxConnections and MaxConnectionsPerIP cap client connections (see connections.go).
 	MaxConnections      int `yaml:"max_connections"`
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
-	// IdleParkAfter parks idle keep-alive connections (see park.go); 0 is off.
+	// IdleParkAfter parks idle keep-alive connections (see park.go); 0 is off. Left out, it is
+	// DefaultIdleParkAfter on Linux.
 	IdleParkAfter Duration `yaml:"idle_park_after,omitempty"`
 	// WriteAndWait writes keep-alive responses as the connection starts waiting (writewait.go); 0 is off.
 	WriteAndWait Duration `yaml:"write_and_wait,omitempty"`

@@ -79,6 +79,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&s.EncodedSlashes, DefaultEncodedSlashes)
 	setDefault(&s.HealthPath, DefaultHealthPath)
 	s.applyConnectionDefaults()
+	c.parkingDefault()
 	if s.SecurityHeaders == nil {
 		s.SecurityHeaders = DefaultSecurityHeaders()
 	}

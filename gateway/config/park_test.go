@@ -13,11 +13,28 @@ func TestIdleParkAfter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Server.IdleParkAfter != 0 {
-		t.Fatalf("default %v, want 0 (off)", cfg.Server.IdleParkAfter)
-	}
-	if strings.Contains(string(cfg.Redacted()), "idle_park_after") {
-		t.Fatal("the effective configuration shows idle_park_after while it is off")
+	if runtime.GOOS == "linux" {
+		if cfg.Server.IdleParkAfter != DefaultIdleParkAfter {
+			t.Fatalf("default %v, want %v", cfg.Server.IdleParkAfter, DefaultIdleParkAfter)
+		}
+		if !strings.Contains(string(cfg.Redacted()), "idle_park_after: 5s") {
+			t.Fatalf("the effective configuration does not show the default park delay:\n%s", cfg.Redacted())
+		}
+		// Left out, it yields to the settings it must be shorter than; written out, 0 is off.
+		for _, server := range []string{"{idle_park_after: 0s}", "{idle_timeout: 5s}", "{write_and_wait: 5s}", "{idle_timeout: 4s, write_and_wait: 1s}"} {
+			cfg, err := Parse([]byte("server: "+server+"\n"+base), "routes.yaml")
+			if err != nil {
+				t.Fatalf("server %s: %v", server, err)
+			}
+			if cfg.Server.IdleParkAfter != 0 {
+				t.Errorf("server %s: idle_park_after %v, want 0 (off)", server, cfg.Server.IdleParkAfter)
+			}
+			if strings.Contains(string(cfg.Redacted()), "idle_park_after") {
+				t.Errorf("server %s: the effective configuration shows idle_park_after while it is off", server)
+			}
+		}
+	} else if cfg.Server.IdleParkAfter != 0 {
+		t.Fatalf("default on %s: %v, want 0 (off: parking needs Linux)", runtime.GOOS, cfg.Server.IdleParkAfter)
 	}
 	if runtime.GOOS != "linux" {
 		_, err := Parse([]byte("server: {idle_park_after: 1s}\n"+base), "routes.yaml")

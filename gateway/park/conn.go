@@ -24,7 +24,9 @@ const (
 
 // Conn is a connection of a parking listener. fasthttp's serving goroutine calls Read,
 // SetReadDeadline and ConnState; Close may come from fasthttp's shutdown too. While parked,
-// the Parker owns it (its fields below state are guarded by Parker.mu).
+// the Parker owns it (its fields below state are guarded by Parker.mu). Once hijacked, a
+// WebSocket tunnel calls Read, the deadlines and Close from goroutines of its own: the serving
+// goroutine's fields are then only read.
 //
 // It is transparent (protocol.Transparent): its Read only turns a timeout into end-of-file. So
 // a WebSocket tunnel may read the socket around it (a hijacked connection went through
@@ -66,7 +68,12 @@ func (c *Conn) ConnState(st fasthttp.ConnState) {
 // SetReadDeadline is where fasthttp arms the idle timeout at a request boundary: the deadline
 // is shortened to the park delay, and fasthttp's is kept for the Parker.
 func (c *Conn) SetReadDeadline(t time.Time) error {
-	c.armed = false
+	// armed is only ever true on the serving goroutine, between a request boundary and the read
+	// that follows; once a connection is hijacked (StateActive cleared it) a tunnel sets its
+	// deadlines from any goroutine, so they must write nothing here.
+	if c.armed {
+		c.armed = false
+	}
 	if c.idle && !c.noPark && !t.IsZero() {
 		if park := time.Now().Add(c.l.after); park.Before(t) {
 			c.idleDeadline, c.armed = t, true
@@ -78,7 +85,9 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 
 // SetDeadline: see SetReadDeadline (fasthttp clears both deadlines before a tunnel).
 func (c *Conn) SetDeadline(t time.Time) error {
-	c.armed = false
+	if c.armed {
+		c.armed = false
+	}
 	return c.Conn.SetDeadline(t)
 }
 
