@@ -8,26 +8,6 @@ import (
 	"testing"
 )
 
-// tcpConn is one end of a loopback TCP connection; the other end is closed with the test.
-func tcpConn(t *testing.T) *net.TCPConn {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return s.(*net.TCPConn)
-}
-
 // SocketUnderTLS finds the socket only under a TLS connection reached and left through
 // transparent wrappers: anything that may keep bytes on either side of TLS hides it.
 func TestSocketUnderTLS(t *testing.T) {
@@ -49,9 +29,14 @@ func TestSocketUnderTLS(t *testing.T) {
 		{"TLS under a wrapper that may keep bytes", func(s *net.TCPConn) net.Conn { return opaque(server(s)) }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := SocketUnderTLS(tc.build(tcpConn(t))) != nil; got != tc.found {
+			if got := SocketUnderTLS(tc.build(gatewaySide(t))) != nil; got != tc.found {
 				t.Fatalf("found a socket: %v, want %v", got, tc.found)
 			}
 		})
 	}
+}
+
+func gatewaySide(t *testing.T) *net.TCPConn {
+	server, _ := socketPair(t)
+	return server
 }

@@ -24,24 +24,23 @@ func (p *pump) readRaw(fd uintptr) bool {
 	if p.buf == nil {
 		return true
 	}
-	copy(p.buf[:], p.head[:p.have])
-	for {
-		n, err := syscall.Read(int(fd), p.buf[p.have:])
-		switch err {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			p.giveBack()
-			return false
-		}
-		p.n, p.rerr = max(n, 0), err
-		return true
+	if p.readOnce(fd) {
+		p.giveBack()
+		return false
 	}
+	return true
 }
 
 // readNow is the callback of src's RawConn.Read in a burst (runPolled): one non-blocking read,
 // never a wait.
 func (p *pump) readNow(fd uintptr) bool {
+	p.again = p.readOnce(fd)
+	return true
+}
+
+// readOnce reads the socket into the buffer, after the frame header held back, without
+// blocking: the result in p.n and p.rerr, or again when the socket had nothing.
+func (p *pump) readOnce(fd uintptr) (again bool) {
 	copy(p.buf[:], p.head[:p.have])
 	for {
 		n, err := syscall.Read(int(fd), p.buf[p.have:])
@@ -49,10 +48,9 @@ func (p *pump) readNow(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			p.again = true
 			return true
 		}
 		p.n, p.rerr = max(n, 0), err
-		return true
+		return false
 	}
 }
