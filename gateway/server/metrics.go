@@ -105,17 +105,20 @@ var (
 	descUpChecks    = prometheus.NewDesc("archway_upstream_health_checks_total", "Active health check probes of a target, by result.", []string{"upstream", "target", "result"}, nil)
 	descWSOpen      = prometheus.NewDesc("archway_websocket_tunnels_open", "WebSocket tunnels open, by route.", []string{"route"}, nil)
 	descWSTotal     = prometheus.NewDesc("archway_websocket_tunnels_total", "WebSocket tunnels opened, by route.", []string{"route"}, nil)
+	descWSWaiting   = prometheus.NewDesc("archway_websocket_directions_waiting", "Directions of open WebSocket tunnels waiting in the gateway's epoll set for tunnels, holding no goroutine.", nil, nil)
 )
 
-// tunnelCollector reports open and opened WebSocket tunnels.
+// tunnelCollector reports open and opened WebSocket tunnels, and their idle directions.
 type tunnelCollector struct{ g *Gateway }
 
 func (tunnelCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descWSOpen
 	ch <- descWSTotal
+	ch <- descWSWaiting
 }
 
 func (c tunnelCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descWSWaiting, prometheus.GaugeValue, float64(c.g.build.tunnels.Waiting()))
 	open, total := c.g.build.tunnels.Counts()
 	for route, n := range total {
 		ch <- prometheus.MustNewConstMetric(descWSTotal, prometheus.CounterValue, float64(n), route)

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/gateway/server"
 	"github.com/fasthttp/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // wsEcho is a real WebSocket server (net/http + fasthttp/websocket) that echoes messages.
@@ -309,7 +311,8 @@ func TestShutdownClosesTunnelsWith1001(t *testing.T) {
 // client leaves, the tunnel and its connections are gone.
 func TestWebSocketTunnelWaitsOnItsSockets(t *testing.T) {
 	echo := startWSEcho(t)
-	gw := startGateway(t, wsConfig(echo.Addr, ""))
+	reg := prometheus.NewRegistry()
+	gw := startGateway(t, wsConfig(echo.Addr, ""), func(o *server.Options) { o.Registerer = reg })
 	c := dialWS(t, "ws://"+gw.Addr+"/api/ws/orders")
 	if err := c.WriteMessage(websocket.TextMessage, []byte("ping")); err != nil {
 		t.Fatal(err)
@@ -323,6 +326,9 @@ func TestWebSocketTunnelWaitsOnItsSockets(t *testing.T) {
 	}
 	// Quiet, it holds no goroutine either: both directions wait in the gateway's poller.
 	waitUntil(t, "both directions wait in the poller", func() bool { return tunnels.Waiting() == 2 })
+	if v := metricValue(t, reg, "archway_websocket_directions_waiting"); v != 2 {
+		t.Fatalf("archway_websocket_directions_waiting %v, want 2", v)
+	}
 	c.Close()
 	target := gw.Snapshot().Upstreams["orders"].Targets()[0]
 	for target.Tunnels() != 0 || gw.OpenConnections() != 0 {
