@@ -1,6 +1,6 @@
-//go:build !race && (linux || darwin || freebsd || netbsd || openbsd)
+//go:build linux && !race
 
-// Like memory_test.go, without the race detector.
+// Like memory_test.go: Linux (the Poller), without the race detector.
 
 package websocket
 
