@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/server"
+	"github.com/archway-gateway/archway/internal/testenv"
 	"github.com/valyala/fasthttp"
 )
 
@@ -135,8 +136,12 @@ func TestSlowReadersDoNotPinUpstreamConnections(t *testing.T) {
 			if err := syscall.Statfs(tempDir, &fs); err == nil {
 				need := uint64(readers) * uint64(size)
 				if free := fs.Bavail * uint64(fs.Bsize); free < need+need/10 {
-					t.Skipf("%d readers of %d MiB need %d MiB of temporary files; %s has %d MiB free",
+					msg := fmt.Sprintf("%d readers of %d MiB need %d MiB of temporary files; %s has %d MiB free",
 						readers, size>>20, need>>20, tempDir, free>>20)
+					if testenv.InCI() {
+						t.Fatalf("CI=true: %s", msg) // a CI machine has the room: never pass by skipping
+					}
+					t.Skip(msg)
 				}
 			}
 			gw := startGatewaySmallSendBuffers(t, fmt.Sprintf(`
