@@ -174,15 +174,18 @@ func TestConsulSourceUnknownDatacenterIsAnError(t *testing.T) {
 // index starts far below the one the watch last saw.
 func TestConsulSourceSurvivesConsulRestart(t *testing.T) {
 	env := startConsul(t)
-	for i, id := range []string{"products-1", "products-2", "products-3"} {
-		env.register(t, "products", id, 9001+i)
-	}
 	// Push the Raft index well above where a fresh agent starts, so a watch that kept blocking on
-	// the old index after the restart would sit there for the whole Wait.
+	// the old index after the restart would sit there for the whole Wait. The registrations come
+	// after it: a service's health query reports its own entries' index, not the KV's, so
+	// registered first they left it where the restarted agent's empty catalog can reach (once
+	// 17 against 17).
 	for i := range 100 {
 		if _, err := env.client.KV().Put(&api.KVPair{Key: fmt.Sprintf("bump/%d", i), Value: []byte("x")}, nil); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for i, id := range []string{"products-1", "products-2", "products-3"} {
+		env.register(t, "products", id, 9001+i)
 	}
 	out := env.watch(t, ConsulOptions{Service: "products", Wait: 30 * time.Second, Backoff: fastBackoff})
 	tracker, err := NewTracker("products", Policy{OnEmpty: OnEmptyFail}, nil)
