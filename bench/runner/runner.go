@@ -550,7 +550,12 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 			if s.idle {
 				// Memory is measured from a fresh process each run: a Go heap does not shrink
 				// back at once, so a second 10 000 on the same process would measure the first.
-				px.stop()
+				// It is also measured alone: PSS divides a file's pages among the processes
+				// mapping it, so a sibling contender of the same binary (archway-park, an
+				// -archway-env variant) left running would halve the measured one's binary pages.
+				for _, other := range proxies {
+					other.stop()
+				}
 				var err error
 				if px, err = r.startProxy(ctx, pl, c.proxy, s); err != nil {
 					return err
