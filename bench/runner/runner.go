@@ -548,19 +548,10 @@ func (r *Runner) runScenario(ctx context.Context, pl placement, s *scenario) err
 			}
 			px := proxies[c.proxy]
 			if s.idle {
-				// Memory is measured from a fresh process each run: a Go heap does not shrink
-				// back at once, so a second 10 000 on the same process would measure the first.
-				// It is also measured alone: PSS divides a file's pages among the processes
-				// mapping it, so a sibling contender of the same binary (archway-park, an
-				// -archway-env variant) left running would halve the measured one's binary pages.
-				for _, other := range proxies {
-					other.stop()
-				}
 				var err error
-				if px, err = r.startProxy(ctx, pl, c.proxy, s); err != nil {
+				if px, err = startAlone(proxies, c.proxy, func() (*proxyProc, error) { return r.startProxy(ctx, pl, c.proxy, s) }); err != nil {
 					return err
 				}
-				proxies[c.proxy] = px
 			}
 			m, err := r.measure(pl, px, c, s, d)
 			if err != nil {
@@ -825,6 +816,24 @@ func handshakeLoad(resume bool) func(*Runner, placement, *proxyProc, contender, 
 		}
 		return m, nil
 	}
+}
+
+// startAlone stops every proxy of the scenario and starts kind's afresh (through start), as the
+// one proxy running, and records it in proxies. The memory scenarios measure this way: from a
+// fresh process, because a Go heap does not shrink back at once and a second 10 000 connections
+// on the same process would measure the first; and alone, because PSS divides a file's pages
+// among the processes mapping it, so a sibling contender of the same binary (archway-park, an
+// -archway-env variant) left running would halve the measured one's binary pages.
+func startAlone(proxies map[string]*proxyProc, kind string, start func() (*proxyProc, error)) (*proxyProc, error) {
+	for _, px := range proxies {
+		px.stop()
+	}
+	px, err := start()
+	if err != nil {
+		return nil, err
+	}
+	proxies[kind] = px
+	return px, nil
 }
 
 // idleConns is how many idle connections the memory scenarios hold.
