@@ -1,0 +1,148 @@
+package h2
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// countingListener counts the writes made to the connections it accepts.
+type countingListener struct {
+	net.Listener
+	writes *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, l.writes}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestResponsesReadyTogetherLeaveInFewWrites: when many streams of one connection have their
+// responses ready at once (as when one network poll wakes the handlers whose upstreams answered),
+// the connection sends them in a few writes, not one or more per response. One P, as the
+// gateway pinned to a core runs.
+func TestResponsesReadyTogetherLeaveInFewWrites(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const streams = 99 // and the warm-up: testSettings.MaxConcurrentStreams, all on one connection
+	var arrived sync.WaitGroup
+	release := make(chan struct{})
+	body := []byte(`{"ok":true}`)
+	handler := func(ctx *fasthttp.RequestCtx) {
+		arrived.Done()
+		<-release
+		ctx.SetContentType("application/json")
+		ctx.SetBody(body)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writes atomic.Int64
+	srv := NewServer(testSettings, Handler{Serve: handler, Logger: quiet{}})
+	counted := countingListener{ln, &writes}
+	go func() {
+		for {
+			c, err := counted.Accept()
+			if err != nil {
+				return
+			}
+			go srv.ServeConn(c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+
+	client := &http.Client{Transport: h2cTransport(t)}
+	url := "http://" + ln.Addr().String() + "/"
+	// One stream first, so the connection exists and the others share it.
+	arrived.Add(1)
+	warm := make(chan error, 1)
+	go func() {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+		}
+		warm <- err
+	}()
+	arrived.Wait() // the warm-up stream is in its handler: the connection is open
+	arrived.Add(streams)
+	errs := make(chan error, streams)
+	var done sync.WaitGroup
+	for range streams {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			resp, err := client.Get(url)
+			if err == nil {
+				_, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.ProtoMajor != 2 {
+					err = fmt.Errorf("served over %s", resp.Proto)
+				}
+			}
+			errs <- err
+		}()
+	}
+	arrived.Wait()
+	before := writes.Load()
+	close(release)
+	done.Wait()
+	if err := <-warm; err != nil {
+		t.Fatal(err)
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := writes.Load() - before
+	t.Logf("%d responses in %d writes, %d connections", streams+1, got, srv.Accepted())
+	if srv.Accepted() != 1 {
+		t.Fatalf("the streams came over %d connections, want one", srv.Accepted())
+	}
+	if got > streams/5 {
+		t.Errorf("%d responses ready together took %d writes to the connection, want at most %d", streams+1, got, streams/5)
+	}
+}
+
+// TestYieldingKeepsWhatXNetChecks: x/net/http2 checks the TLS version and cipher suite through
+// the connection it is given; the wrapper keeps that for a TLS connection and does not make a
+// plain one look like TLS.
+func TestYieldingKeepsWhatXNetChecks(t *testing.T) {
+	type stater interface{ ConnectionState() tls.ConnectionState }
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	if _, ok := yielding(server).(stater); ok {
+		t.Error("a plain connection wrapped offers a TLS state")
+	}
+	tc := tls.Server(server, &tls.Config{})
+	w, ok := yielding(tc).(stater)
+	if !ok {
+		t.Fatal("a TLS connection wrapped hides its TLS state")
+	}
+	if got, want := w.ConnectionState(), tc.ConnectionState(); got.HandshakeComplete != want.HandshakeComplete || got.Version != want.Version {
+		t.Errorf("wrapped TLS state %+v, want %+v", got, want)
+	}
+}
