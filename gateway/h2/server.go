@@ -142,7 +142,7 @@ func (srv *Server) ServeConn(c net.Conn) {
 	defer srv.forget(c)
 
 	g := srv.gen.Load()
-	g.h2.ServeConn(yielding(c), &http2.ServeConnOpts{
+	g.h2.ServeConn(forXNet(c), &http2.ServeConnOpts{
 		BaseConfig: g.base,
 		Handler: &connHandler{srv: srv, conn: c, maxHead: g.settings.MaxHeaderListBytes,
 			readTimeout: g.settings.ReadTimeout},

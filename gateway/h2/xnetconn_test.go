@@ -14,10 +14,10 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// countingListener counts the writes made to the connections it accepts.
+// countingListener counts the reads and writes made to the connections it accepts.
 type countingListener struct {
 	net.Listener
-	writes *atomic.Int64
+	reads, writes *atomic.Int64
 }
 
 func (l countingListener) Accept() (net.Conn, error) {
@@ -25,17 +25,45 @@ func (l countingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return countingConn{c, l.writes}, nil
+	return countingConn{c, l.reads, l.writes}, nil
 }
 
 type countingConn struct {
 	net.Conn
-	writes *atomic.Int64
+	reads, writes *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	return c.Conn.Read(p)
 }
 
 func (c countingConn) Write(p []byte) (int, error) {
 	c.writes.Add(1)
 	return c.Conn.Write(p)
+}
+
+// serveCounted serves srv's HTTP/2 (prior knowledge, no TLS) on a loopback listener whose
+// connections count their reads and writes.
+func serveCounted(t *testing.T, srv *Server) (url string, reads, writes *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads, writes = new(atomic.Int64), new(atomic.Int64)
+	counted := countingListener{ln, reads, writes}
+	go func() {
+		for {
+			c, err := counted.Accept()
+			if err != nil {
+				return
+			}
+			go srv.ServeConn(c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return "http://" + ln.Addr().String() + "/", reads, writes
 }
 
 // TestResponsesReadyTogetherLeaveInFewWrites: when many streams of one connection have their
@@ -54,26 +82,9 @@ func TestResponsesReadyTogetherLeaveInFewWrites(t *testing.T) {
 		ctx.SetContentType("application/json")
 		ctx.SetBody(body)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var writes atomic.Int64
 	srv := NewServer(testSettings, Handler{Serve: handler, Logger: quiet{}})
-	counted := countingListener{ln, &writes}
-	go func() {
-		for {
-			c, err := counted.Accept()
-			if err != nil {
-				return
-			}
-			go srv.ServeConn(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-
+	url, _, writes := serveCounted(t, srv)
 	client := &http.Client{Transport: h2cTransport(t)}
-	url := "http://" + ln.Addr().String() + "/"
 	// One stream first, so the connection exists and the others share it.
 	arrived.Add(1)
 	warm := make(chan error, 1)
@@ -134,15 +145,47 @@ func TestYieldingKeepsWhatXNetChecks(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
 	defer server.Close()
-	if _, ok := yielding(server).(stater); ok {
+	if _, ok := forXNet(server).(stater); ok {
 		t.Error("a plain connection wrapped offers a TLS state")
 	}
 	tc := tls.Server(server, &tls.Config{})
-	w, ok := yielding(tc).(stater)
+	w, ok := forXNet(tc).(stater)
 	if !ok {
 		t.Fatal("a TLS connection wrapped hides its TLS state")
 	}
 	if got, want := w.ConnectionState(), tc.ConnectionState(); got.HandshakeComplete != want.HandshakeComplete || got.Version != want.Version {
 		t.Errorf("wrapped TLS state %+v, want %+v", got, want)
+	}
+}
+
+// TestH2CFramesAreReadInFewCalls: without TLS, x/net/http2 would read each frame's header and
+// its payload with a system call each; through the buffer a request that arrives in one
+// segment is read with one.
+func TestH2CFramesAreReadInFewCalls(t *testing.T) {
+	srv := NewServer(testSettings, Handler{Serve: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }, Logger: quiet{}})
+	url, reads, _ := serveCounted(t, srv)
+	client := &http.Client{Transport: h2cTransport(t)}
+	get := func() {
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("served over %s", resp.Proto)
+		}
+	}
+	get() // the connection, its preface and SETTINGS
+	const requests = 200
+	before := reads.Load()
+	for range requests {
+		get()
+	}
+	got := reads.Load() - before
+	t.Logf("%d requests one after another in %d reads", requests, got)
+	// One read per request and the odd WINDOW_UPDATE or PING; without the buffer it is two or more.
+	if got > requests*5/4 {
+		t.Errorf("%d requests took %d reads of the connection, want at most %d", requests, got, requests*5/4)
 	}
 }
