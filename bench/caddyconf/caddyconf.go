@@ -53,8 +53,10 @@ type Options struct {
 	// Admin is the admin API's address (reloads POST the new Caddyfile to it); "off" when empty.
 	Admin string
 	// TLS, when both are set, serves HTTPS with this certificate and key (TLS 1.2 minimum,
-	// ALPN http/1.1 only, so the comparison stays HTTP/1.1).
+	// ALPN http/1.1 only unless HTTP2 is set, so the comparison stays HTTP/1.1).
 	TLSCert, TLSKey string
+	// HTTP2 offers h2 on the TLS listener too (protocols h1 h2); the upstreams stay HTTP/1.1.
+	HTTP2 bool
 }
 
 // Unsupported lists what the generated Caddyfile leaves out of cfg's routes, as
@@ -122,9 +124,12 @@ func Write(w io.Writer, cfg *config.Config, o Options) error {
 	p(3, "idle %s", dur(s.IdleTimeout.D()))
 	p(2, "}")
 	p(2, "max_header_size %d", s.MaxHeaderBytes.Bytes())
-	if tls {
+	switch {
+	case tls && o.HTTP2:
+		p(2, "protocols h1 h2")
+	case tls:
 		p(2, "protocols h1")
-	} else {
+	default:
 		p(2, "protocols h1 h2c")
 	}
 	p(1, "}")

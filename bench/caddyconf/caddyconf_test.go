@@ -69,6 +69,28 @@ func TestDirectives(t *testing.T) {
 	}
 }
 
+// TestProtocols: HTTP/1.1 alone over TLS unless the h2 scenario asks for HTTP/2 too; h2c beside
+// HTTP/1.1 without TLS, as Archway's plain listener has it.
+func TestProtocols(t *testing.T) {
+	cfg := peerconftest.LoadBenchConfig(t)
+	for _, c := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{TLSCert: "/d/c.pem", TLSKey: "/d/k.pem"}, "protocols h1\n"},
+		{Options{TLSCert: "/d/c.pem", TLSKey: "/d/k.pem", HTTP2: true}, "protocols h1 h2\n"},
+		{Options{}, "protocols h1 h2c\n"},
+	} {
+		var buf bytes.Buffer
+		if err := Write(&buf, cfg, c.o); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), c.want) {
+			t.Errorf("%+v: missing %q in:\n%s", c.o, c.want, buf.String())
+		}
+	}
+}
+
 func TestRefusesWhatItDoesNotTranslate(t *testing.T) {
 	for _, yml := range []string{
 		"upstreams: {a: {targets: [\"127.0.0.1:1\"]}}\nroutes: [{name: r, match: {path_prefix: /s}, static: {root: /srv}}]\n",
@@ -105,6 +127,7 @@ func TestCaddyAcceptsTheConfig(t *testing.T) {
 		"plain":     {cfg, Options{Listen: testenv.FreeAddr(t), Admin: testenv.FreeAddr(t)}},
 		"accesslog": {logged, Options{Listen: testenv.FreeAddr(t)}},
 		"tls":       {cfg, Options{Listen: testenv.FreeAddr(t), TLSCert: cert.Cert, TLSKey: cert.Key}},
+		"h2":        {cfg, Options{Listen: testenv.FreeAddr(t), TLSCert: cert.Cert, TLSKey: cert.Key, HTTP2: true}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var buf bytes.Buffer

@@ -73,8 +73,10 @@ type Options struct {
 	// udp@host:port). Required then: HAProxy cannot write a file itself.
 	LogAddr string
 	// TLS, when set, makes the frontend terminate TLS with this PEM file (certificate and key
-	// concatenated), TLS 1.2 minimum, ALPN http/1.1.
+	// concatenated), TLS 1.2 minimum, ALPN http/1.1 unless HTTP2 is set.
 	TLS string
+	// HTTP2 offers h2 on the TLS frontend too (ALPN h2,http/1.1); the backends stay HTTP/1.1.
+	HTTP2 bool
 	// FDLimit is the open-file limit HAProxy will run under (0: unknown). HAProxy refuses to
 	// start when maxconn needs more descriptors than that (two per connection plus a few), so
 	// maxconn is capped to fit it.
@@ -174,7 +176,11 @@ func Write(w io.Writer, cfg *config.Config, o Options) error {
 	p(0, "frontend archway_equivalent")
 	bind := "bind " + o.Listen
 	if o.TLS != "" {
-		bind += " ssl crt " + o.TLS + " alpn http/1.1"
+		alpn := "http/1.1"
+		if o.HTTP2 {
+			alpn = "h2,http/1.1"
+		}
+		bind += " ssl crt " + o.TLS + " alpn " + alpn
 	}
 	p(1, "%s", bind)
 	p(1, "maxconn %d", maxconn)

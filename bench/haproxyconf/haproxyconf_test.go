@@ -72,6 +72,23 @@ func TestDirectives(t *testing.T) {
 	}
 }
 
+// TestALPN: the TLS frontend offers HTTP/1.1 alone unless the h2 scenario asks for HTTP/2 too.
+func TestALPN(t *testing.T) {
+	cfg := peerconftest.LoadBenchConfig(t)
+	for _, c := range []struct {
+		http2 bool
+		want  string
+	}{{false, " alpn http/1.1\n"}, {true, " alpn h2,http/1.1\n"}} {
+		var buf bytes.Buffer
+		if err := Write(&buf, cfg, Options{Dir: "/d", TLS: "/d/bench.pem", HTTP2: c.http2}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), c.want) {
+			t.Errorf("HTTP2 %v: missing %q in:\n%s", c.http2, c.want, buf.String())
+		}
+	}
+}
+
 func TestAccessLogNeedsASocket(t *testing.T) {
 	cfg := peerconftest.LoadBenchConfig(t)
 	on := true
@@ -127,6 +144,7 @@ func TestHAProxyAcceptsTheConfig(t *testing.T) {
 		"plain":     {cfg, Options{Listen: testenv.FreeAddr(t), Dir: dir}},
 		"accesslog": {logged, Options{Listen: testenv.FreeAddr(t), Dir: dir, LogAddr: filepath.Join(dir, "log.sock")}},
 		"tls":       {cfg, Options{Listen: testenv.FreeAddr(t), Dir: dir, TLS: pem, Threads: 2}},
+		"h2":        {cfg, Options{Listen: testenv.FreeAddr(t), Dir: dir, TLS: pem, HTTP2: true}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var buf bytes.Buffer

@@ -184,6 +184,7 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 		o := haproxyconf.Options{Listen: px.addr, Threads: pl.gomaxprocs, Dir: dir, FDLimit: fileLimit()}
 		if s.tls {
 			o.TLS = r.cert.Combined
+			o.HTTP2 = s.h2
 		}
 		if s.accessLog {
 			o.LogAddr = filepath.Join(dir, "log.sock")
@@ -211,6 +212,7 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 		o := caddyconf.Options{Listen: px.addr, Admin: px.admin}
 		if s.tls {
 			o.TLSCert, o.TLSKey = r.cert.Cert, r.cert.Key
+			o.HTTP2 = s.h2
 		}
 		px.conf = filepath.Join(dir, "Caddyfile")
 		px.render = func(routes []byte) ([]byte, error) {

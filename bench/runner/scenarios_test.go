@@ -27,7 +27,7 @@ func TestEveryScenarioHasEveryPeer(t *testing.T) {
 			if slices.Contains(labels, peer) {
 				continue
 			}
-			explained := s.h2 || s.name == stats.ScenarioH2H1 // h2: nginx is the peer that speaks it here
+			explained := false
 			for _, n := range s.notes {
 				if strings.HasPrefix(strings.ToLower(n), peer+":") {
 					explained = true
