@@ -148,7 +148,11 @@ func Write(w io.Writer, cfg *config.Config, o Options) error {
 	if tls {
 		p(1, "tls %s %s {", o.TLSCert, o.TLSKey)
 		p(2, "protocols tls1.2 tls1.3")
-		p(2, "alpn http/1.1")
+		if o.HTTP2 {
+			p(2, "alpn h2 http/1.1")
+		} else {
+			p(2, "alpn http/1.1")
+		}
 		p(1, "}")
 	}
 	if cfg.AccessLog.On() {

@@ -75,18 +75,20 @@ func TestProtocols(t *testing.T) {
 	cfg := peerconftest.LoadBenchConfig(t)
 	for _, c := range []struct {
 		o    Options
-		want string
+		want []string
 	}{
-		{Options{TLSCert: "/d/c.pem", TLSKey: "/d/k.pem"}, "protocols h1\n"},
-		{Options{TLSCert: "/d/c.pem", TLSKey: "/d/k.pem", HTTP2: true}, "protocols h1 h2\n"},
-		{Options{}, "protocols h1 h2c\n"},
+		{Options{TLSCert: "/d/c.pem", TLSKey: "/d/k.pem"}, []string{"protocols h1\n", "alpn http/1.1\n"}},
+		{Options{TLSCert: "/d/c.pem", TLSKey: "/d/k.pem", HTTP2: true}, []string{"protocols h1 h2\n", "alpn h2 http/1.1\n"}},
+		{Options{}, []string{"protocols h1 h2c\n"}},
 	} {
 		var buf bytes.Buffer
 		if err := Write(&buf, cfg, c.o); err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(buf.String(), c.want) {
-			t.Errorf("%+v: missing %q in:\n%s", c.o, c.want, buf.String())
+		for _, want := range c.want {
+			if !strings.Contains(buf.String(), want) {
+				t.Errorf("%+v: missing %q in:\n%s", c.o, want, buf.String())
+			}
 		}
 	}
 }
