@@ -75,7 +75,8 @@ type Options struct {
 	// TLS, when set, makes the frontend terminate TLS with this PEM file (certificate and key
 	// concatenated), TLS 1.2 minimum, ALPN http/1.1 unless HTTP2 is set.
 	TLS string
-	// HTTP2 offers h2 on the TLS frontend too (ALPN h2,http/1.1); the backends stay HTTP/1.1.
+	// HTTP2 offers h2 on the TLS frontend too (ALPN h2,http/1.1); without TLS it makes the
+	// frontend HTTP/2 with prior knowledge (h2c, proto h2) only. The backends stay HTTP/1.1.
 	HTTP2 bool
 	// FDLimit is the open-file limit HAProxy will run under (0: unknown). HAProxy refuses to
 	// start when maxconn needs more descriptors than that (two per connection plus a few), so
@@ -181,6 +182,8 @@ func Write(w io.Writer, cfg *config.Config, o Options) error {
 			alpn = "h2,http/1.1"
 		}
 		bind += " ssl crt " + o.TLS + " alpn " + alpn
+	} else if o.HTTP2 {
+		bind += " proto h2"
 	}
 	p(1, "%s", bind)
 	p(1, "maxconn %d", maxconn)

@@ -72,19 +72,25 @@ func TestDirectives(t *testing.T) {
 	}
 }
 
-// TestALPN: the TLS frontend offers HTTP/1.1 alone unless the h2 scenario asks for HTTP/2 too.
-func TestALPN(t *testing.T) {
+// TestBindProtocols: the TLS frontend offers HTTP/1.1 alone unless the h2 scenario asks for
+// HTTP/2 too; the plain one speaks HTTP/1.1, or h2c alone for the h2c scenario.
+func TestBindProtocols(t *testing.T) {
 	cfg := peerconftest.LoadBenchConfig(t)
 	for _, c := range []struct {
-		http2 bool
-		want  string
-	}{{false, " alpn http/1.1\n"}, {true, " alpn h2,http/1.1\n"}} {
+		o    Options
+		want string
+	}{
+		{Options{Listen: ":1", Dir: "/d", TLS: "/d/bench.pem"}, "bind 0.0.0.0:1 ssl crt /d/bench.pem alpn http/1.1\n"},
+		{Options{Listen: ":1", Dir: "/d", TLS: "/d/bench.pem", HTTP2: true}, "bind 0.0.0.0:1 ssl crt /d/bench.pem alpn h2,http/1.1\n"},
+		{Options{Listen: ":1", Dir: "/d"}, "bind 0.0.0.0:1\n"},
+		{Options{Listen: ":1", Dir: "/d", HTTP2: true}, "bind 0.0.0.0:1 proto h2\n"},
+	} {
 		var buf bytes.Buffer
-		if err := Write(&buf, cfg, Options{Dir: "/d", TLS: "/d/bench.pem", HTTP2: c.http2}); err != nil {
+		if err := Write(&buf, cfg, c.o); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(buf.String(), c.want) {
-			t.Errorf("HTTP2 %v: missing %q in:\n%s", c.http2, c.want, buf.String())
+			t.Errorf("%+v: missing %q in:\n%s", c.o, c.want, buf.String())
 		}
 	}
 }
@@ -145,6 +151,7 @@ func TestHAProxyAcceptsTheConfig(t *testing.T) {
 		"accesslog": {logged, Options{Listen: testenv.FreeAddr(t), Dir: dir, LogAddr: filepath.Join(dir, "log.sock")}},
 		"tls":       {cfg, Options{Listen: testenv.FreeAddr(t), Dir: dir, TLS: pem, Threads: 2}},
 		"h2":        {cfg, Options{Listen: testenv.FreeAddr(t), Dir: dir, TLS: pem, HTTP2: true}},
+		"h2c":       {cfg, Options{Listen: testenv.FreeAddr(t), Dir: dir, HTTP2: true}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var buf bytes.Buffer

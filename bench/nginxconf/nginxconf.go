@@ -66,7 +66,8 @@ type Options struct {
 	// and 1.3, the AEAD suites and curves Go's crypto/tls prefers (as Archway's listener),
 	// session tickets for resumption, HTTP/1.1 only unless HTTP2 is set.
 	TLSCert, TLSKey string
-	// HTTP2 adds http2 to the TLS listener (ALPN h2, nginx 1.22's listen ... http2).
+	// HTTP2 adds http2 to the listener: with TLS, ALPN h2 beside HTTP/1.1; without, HTTP/2 with
+	// prior knowledge (h2c) only, as nginx 1.22's plain listen ... http2 has it.
 	HTTP2 bool
 }
 
@@ -221,6 +222,8 @@ func Write(w io.Writer, cfg *config.Config, o Options) error {
 		p(2, "ssl_prefer_server_ciphers off;")
 		p(2, "ssl_session_tickets on;")
 		p(2, "ssl_session_timeout 1d;")
+	} else if o.HTTP2 {
+		p(2, "listen %s http2 reuseport backlog=4096;", listen)
 	} else {
 		p(2, "listen %s reuseport backlog=4096;", listen)
 	}

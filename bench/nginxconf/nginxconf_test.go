@@ -164,17 +164,22 @@ func TestNginxAcceptsTheConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			dir := t.TempDir()
-			var buf bytes.Buffer
-			if err := Write(&buf, cfg, Options{Listen: testenv.FreeAddr(t), Dir: dir}); err != nil {
-				t.Fatal(err)
-			}
-			conf := filepath.Join(dir, "nginx.conf")
-			if err := os.WriteFile(conf, buf.Bytes(), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			out, err := exec.Command(nginx, "-t", "-q", "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log")).CombinedOutput()
-			if err != nil {
-				t.Fatalf("nginx -t: %v\n%s\n%s", err, out, buf.String())
+			for _, http2 := range []bool{false, true} { // true: the h2c scenario's listen ... http2
+				var buf bytes.Buffer
+				if err := Write(&buf, cfg, Options{Listen: testenv.FreeAddr(t), Dir: dir, HTTP2: http2}); err != nil {
+					t.Fatal(err)
+				}
+				if got := strings.Contains(buf.String(), " http2 reuseport"); got != http2 {
+					t.Errorf("HTTP2 %v: listen ... http2 = %v", http2, got)
+				}
+				conf := filepath.Join(dir, "nginx.conf")
+				if err := os.WriteFile(conf, buf.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				out, err := exec.Command(nginx, "-t", "-q", "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log")).CombinedOutput()
+				if err != nil {
+					t.Fatalf("nginx -t: %v\n%s\n%s", err, out, buf.String())
+				}
 			}
 		})
 	}

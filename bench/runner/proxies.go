@@ -87,6 +87,12 @@ func (r *Runner) routesFor(s *scenario, dir string) ([]byte, error) {
 			return nil, err
 		}
 	}
+	if s.h2c {
+		if err := replace(`  listen: "${BENCH_LISTEN:-:18080}"`+"\n",
+			"  listeners:\n    - addr: \"${BENCH_LISTEN:-:18080}\"\n      http2: true\n"); err != nil {
+			return nil, err
+		}
+	}
 	return src, nil
 }
 
@@ -159,8 +165,8 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 		}
 		if s.tls {
 			o.TLSCert, o.TLSKey = r.cert.Cert, r.cert.Key
-			o.HTTP2 = s.h2
 		}
+		o.HTTP2 = s.h2 || s.h2c
 		px.conf = filepath.Join(dir, "nginx.conf")
 		px.render = func(routes []byte) ([]byte, error) {
 			cfg, err := r.parseRoutes(routes)
@@ -184,8 +190,8 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 		o := haproxyconf.Options{Listen: px.addr, Threads: pl.gomaxprocs, Dir: dir, FDLimit: fileLimit()}
 		if s.tls {
 			o.TLS = r.cert.Combined
-			o.HTTP2 = s.h2
 		}
+		o.HTTP2 = s.h2 || s.h2c
 		if s.accessLog {
 			o.LogAddr = filepath.Join(dir, "log.sock")
 			if px.sink, err = newLogSink(o.LogAddr, px.accessLog); err != nil {
@@ -278,6 +284,13 @@ func postReload(url, contentType string, body []byte) error {
 func (r *Runner) client(timeout time.Duration) *http.Client {
 	tr := &http.Transport{TLSClientConfig: r.tlsClient(), DisableKeepAlives: true}
 	return &http.Client{Timeout: timeout, Transport: tr}
+}
+
+// h2cClient speaks HTTP/2 with prior knowledge (h2c) only, as the h2c scenario's load does.
+func h2cClient(timeout time.Duration) *http.Client {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{Protocols: &protocols}}
 }
 
 func (r *Runner) tlsClient() *tls.Config {

@@ -184,7 +184,7 @@ func Report(results []*Result, verdicts []stats.Verdict, profiles []profileSumma
 		case stats.ScenarioTracing:
 			cols = append([]string{stats.CPUPerReq, stats.Rate}, slices.DeleteFunc(cols, func(c string) bool { return c == stats.CPUPerReq })...)
 			cols = append(cols, stats.SpansExported, stats.SpansDropped)
-		case stats.ScenarioH2, stats.ScenarioH2H1:
+		case stats.ScenarioH2, stats.ScenarioH2H1, stats.ScenarioH2C:
 			// h2load reports a mean time per request, no percentiles.
 			cols = []string{stats.RPS, "mean_ms", stats.Errors, stats.CPUPerReq, stats.Capacity, stats.ProxyCPU, stats.PeakRSS, stats.Steal, stats.Others}
 		}

@@ -89,6 +89,7 @@ type scenario struct {
 	accessLog   bool // every contender logs each request to a file
 	tls         bool // every contender serves HTTPS with the benchmark's certificate
 	h2          bool // the TLS listeners offer h2; a contender that does not negotiate it is left out, with a note
+	h2c         bool // the plain listeners speak HTTP/2 with prior knowledge (h2c); the preflight speaks it too
 	notes       []string
 	load        func(r *Runner, pl placement, px *proxyProc, c contender, d time.Duration) (map[string]float64, error)
 	check       func(resp *http.Response) error
@@ -151,6 +152,8 @@ func scenarios(quick bool) []*scenario {
 			contenders: everyProxy("/plain"), tls: true, h2: true, load: h2Load(16, 100, false)},
 		{name: stats.ScenarioH2H1, title: "HTTP/1.1 over TLS, 64 connections (h2load --h1): the h2 scenario's reference", headline: stats.RPS,
 			contenders: everyProxy("/plain"), tls: true, load: h2Load(64, 1, true)},
+		{name: stats.ScenarioH2C, title: "HTTP/2 without TLS (h2c, prior knowledge): 16 connections × 100 concurrent streams (h2load)", headline: stats.RPS,
+			contenders: everyProxy("/plain"), h2c: true, load: h2Load(16, 100, false)},
 		{name: stats.ScenarioTLSIdle, title: "10 000 idle TLS keep-alive connections held open: memory", headline: stats.PSS,
 			contenders: everyProxy("/plain"), tls: true, idle: true, load: idleLoad},
 		{name: stats.ScenarioTracing, title: "GET at one fixed rate with tracing on (every request sampled, OTLP to Jaeger) against tracing off", headline: stats.CPUPerReq,
@@ -633,6 +636,10 @@ func (r *Runner) preflight(px *proxyProc, c contender, s *scenario) error {
 		return nil // the load itself fails on a bad handshake
 	}
 	client := r.client(5 * time.Second)
+	if s.h2c {
+		client = h2cClient(5 * time.Second)
+		defer client.CloseIdleConnections()
+	}
 	var resp *http.Response
 	var err error
 	for range 2 { // the second answer of a cache scenario is a hit
@@ -649,6 +656,9 @@ func (r *Runner) preflight(px *proxyProc, c contender, s *scenario) error {
 	}
 	if resp.StatusCode != 200 {
 		return fmt.Errorf("%s preflight: GET %s: %s", c.label, c.path, resp.Status)
+	}
+	if s.h2c && resp.ProtoMajor != 2 {
+		return fmt.Errorf("%s preflight: GET %s over %s, want HTTP/2 (h2c)", c.label, c.path, resp.Proto)
 	}
 	if s.check != nil {
 		if err := s.check(resp); err != nil {

@@ -52,7 +52,7 @@ func TestScenarioRoutesParse(t *testing.T) {
 	r := &Runner{cfg: Config{Repo: testenv.RepoRoot()}, cert: cert, env: map[string]string{
 		"BENCH_LISTEN": "127.0.0.1:18080", "BENCH_ADMIN": "127.0.0.1:19901", "BENCH_UPSTREAM_1": "127.0.0.1:18001",
 		"BENCH_UPSTREAM_2": "127.0.0.1:18002", "BENCH_PRODUCTS_1": "127.0.0.1:18003", "BENCH_PRODUCTS_2": "127.0.0.1:18004"}}
-	for _, s := range []*scenario{{name: "plain"}, {name: stats.ScenarioAccessLog, accessLog: true}, {name: stats.ScenarioTLS, tls: true}} {
+	for _, s := range []*scenario{{name: "plain"}, {name: stats.ScenarioAccessLog, accessLog: true}, {name: stats.ScenarioTLS, tls: true}, {name: stats.ScenarioH2C, h2c: true}} {
 		src, err := r.routesFor(s, dir)
 		if err != nil {
 			t.Fatal(err)
@@ -70,6 +70,10 @@ func TestScenarioRoutesParse(t *testing.T) {
 		tls := len(cfg.Server.Listeners) == 1 && cfg.Server.Listeners[0].TLS != nil
 		if tls != s.tls {
 			t.Errorf("%s: TLS listener = %v (%+v)", s.name, tls, cfg.Server.Listeners)
+		}
+		h2c := len(cfg.Server.Listeners) == 1 && cfg.Server.Listeners[0].TLS == nil && cfg.Server.Listeners[0].HTTP2On()
+		if h2c != s.h2c {
+			t.Errorf("%s: h2c listener = %v (%+v)", s.name, h2c, cfg.Server.Listeners)
 		}
 	}
 }

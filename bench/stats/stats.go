@@ -240,6 +240,7 @@ const (
 	ScenarioTLSIdle   = "tls_idle"
 	ScenarioH2        = "h2"
 	ScenarioH2H1      = "h2_h1"
+	ScenarioH2C       = "h2c"
 	ScenarioTracing   = "tracing"
 	PlacementPinned   = "A"
 	PlacementUnpined  = "U"
