@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"net"
 	"os"
 	"os/exec"
@@ -93,8 +94,12 @@ func (b *tailBuffer) String() string {
 
 // waitHTTP waits until GET url answers 200.
 func (r *Runner) waitHTTP(ctx context.Context, url string, p *process, timeout time.Duration) error {
+	return waitHTTPWith(ctx, r.client(time.Second), url, p, timeout)
+}
+
+// waitHTTPWith is waitHTTP asking with client.
+func waitHTTPWith(ctx context.Context, client *http.Client, url string, p *process, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	client := r.client(time.Second)
 	for {
 		resp, err := client.Get(url)
 		if err == nil {

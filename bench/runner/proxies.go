@@ -34,6 +34,8 @@ type proxyProc struct {
 	dir   string
 	conf  string // the config file it reads
 	tls   bool
+	// h2c: the listener speaks HTTP/2 with prior knowledge, and for nginx and HAProxy only that.
+	h2c bool
 	// render turns a routes.yaml into this proxy's configuration file (Archway: itself).
 	render func(routes []byte) ([]byte, error)
 	// reload makes the running proxy apply the file at conf.
@@ -112,7 +114,7 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 	if err != nil {
 		return nil, err
 	}
-	px := &proxyProc{kind: kind, dir: dir, tls: s.tls}
+	px := &proxyProc{kind: kind, dir: dir, tls: s.tls, h2c: s.h2c}
 	if s.accessLog {
 		px.accessLog = filepath.Join(dir, "access.log")
 	}
@@ -259,7 +261,9 @@ func (r *Runner) startProxy(ctx context.Context, pl placement, kind string, s *s
 	if px.proc, err = start(kind, pl.proxyCPU, env, path, args...); err != nil {
 		return nil, err
 	}
-	if err := r.waitHTTP(ctx, px.url("/health"), px.proc, 20*time.Second); err != nil {
+	client := r.clientFor(px, time.Second)
+	defer client.CloseIdleConnections()
+	if err := waitHTTPWith(ctx, client, px.url("/health"), px.proc, 20*time.Second); err != nil {
 		px.stop()
 		return nil, err
 	}
@@ -284,6 +288,14 @@ func postReload(url, contentType string, body []byte) error {
 func (r *Runner) client(timeout time.Duration) *http.Client {
 	tr := &http.Transport{TLSClientConfig: r.tlsClient(), DisableKeepAlives: true}
 	return &http.Client{Timeout: timeout, Transport: tr}
+}
+
+// clientFor is an HTTP client for px: h2c when px speaks it (the h2c scenario), else r.client.
+func (r *Runner) clientFor(px *proxyProc, timeout time.Duration) *http.Client {
+	if px.h2c {
+		return h2cClient(timeout)
+	}
+	return r.client(timeout)
 }
 
 // h2cClient speaks HTTP/2 with prior knowledge (h2c) only, as the h2c scenario's load does.

@@ -635,11 +635,8 @@ func (r *Runner) preflight(px *proxyProc, c contender, s *scenario) error {
 	if s.name == "websocket" || s.name == stats.ScenarioIdleWS {
 		return nil // the load itself fails on a bad handshake
 	}
-	client := r.client(5 * time.Second)
-	if s.h2c {
-		client = h2cClient(5 * time.Second)
-		defer client.CloseIdleConnections()
-	}
+	client := r.clientFor(px, 5*time.Second)
+	defer client.CloseIdleConnections()
 	var resp *http.Response
 	var err error
 	for range 2 { // the second answer of a cache scenario is a hit
