@@ -16,7 +16,7 @@ TEST_GO_PREREQS :=
 
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: help deps test test-go test-alloc lint vet staticcheck fuzz bench build run run-consul
+.PHONY: help deps test test-go test-alloc lint fmt-check vet staticcheck fuzz bench build run run-consul
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,7 +32,11 @@ vet: ## go vet
 staticcheck: $(BIN)/staticcheck ## staticcheck
 	$(BIN)/staticcheck ./...
 
-lint: vet staticcheck ## go vet and staticcheck
+lint: fmt-check vet staticcheck ## gofmt, go vet and staticcheck
+
+fmt-check: ## fail when a Go file is not as gofmt writes it
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './storefront/*')); \
+	  if [ -n "$$out" ]; then echo "not gofmt'ed (run gofmt -w):"; echo "$$out"; exit 1; fi
 
 test-go: $(TEST_GO_PREREQS) ## go test -race -shuffle=on ./...
 	$(GO) test -race -shuffle=on -timeout 20m ./...
