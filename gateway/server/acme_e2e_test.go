@@ -323,6 +323,11 @@ func TestACMEReplicasShareOneOrder(t *testing.T) {
 		wg.Go(func() { gws[i] = startACMEGateway(t, fmt.Sprint("replica-", i), s.config(p, "")) })
 	}
 	wg.Wait()
+	if t.Failed() || gws[0] == nil || gws[1] == nil {
+		// A replica that could not start failed the test from its goroutine, which ends only
+		// that goroutine: end the test here rather than wait for a certificate nobody orders.
+		t.FailNow()
+	}
 	la := waitServed(t, a.secure, "shop.test", roots, "replica 0's certificate", anyCert)
 	lb := waitServed(t, b.secure, "shop.test", roots, "replica 1's certificate", anyCert)
 	if la.SerialNumber.Cmp(lb.SerialNumber) != 0 {

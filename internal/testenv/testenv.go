@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -98,15 +99,12 @@ func postgresBinDir() string {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. There is an unavoidable
-// window between this call and the caller's bind; the helpers below retry on a lost race.
+// window between this call and the caller's bind; the helpers below retry on a lost race. The
+// port comes from below the kernel's ephemeral range (testPorts), so in that window no outgoing
+// connection of another test can take it as its local port.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv: free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return FreePorts(t, 1)[0]
 }
 
 // FreePorts returns n distinct free ports. Each listener stays open until all n are chosen:
@@ -120,8 +118,9 @@ func FreePorts(t testing.TB, n int) []int {
 			l.Close()
 		}
 	}()
+	lo, hi := testPorts()
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := listenFree(lo, hi)
 		if err != nil {
 			t.Fatalf("testenv: free port: %v", err)
 		}
@@ -129,6 +128,40 @@ func FreePorts(t testing.TB, n int) []int {
 		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
 	return ports
+}
+
+// testPorts is the range test ports are chosen from: the ports below the kernel's ephemeral
+// range (net.ipv4.ip_local_port_range, from which every outgoing connection takes its local
+// port and every listener on port 0 its port), down to 10000. A port chosen from the ephemeral
+// range itself can be taken, between FreePort and the bind, by any connection a parallel test
+// makes: that happened in CI (bind: address already in use). lo is 0 where the range cannot be
+// read or leaves no room: the kernel then chooses, as before.
+func testPorts() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	var first, last int
+	if n, _ := fmt.Sscan(string(b), &first, &last); n != 2 || first <= 11000 {
+		return 0, 0
+	}
+	return 10000, first - 1
+}
+
+// listenFree listens on a free port of 127.0.0.1 in [lo, hi], tried at random, or on one the
+// kernel chooses when lo is 0.
+func listenFree(lo, hi int) (net.Listener, error) {
+	if lo == 0 {
+		return net.Listen("tcp", "127.0.0.1:0")
+	}
+	var err error
+	for range 200 {
+		var l net.Listener
+		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo+1))); err == nil {
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("no free port in %d-%d after 200 tries: %w", lo, hi, err)
 }
 
 // FreeAddr returns "127.0.0.1:<free port>".

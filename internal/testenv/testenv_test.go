@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -137,5 +138,38 @@ func TestPostgresCreateDatabaseIsFreshAndDropped(t *testing.T) {
 	// The subtest's cleanup dropped the database, even though nothing closed it explicitly.
 	if _, err := pgx.Connect(context.Background(), dsn); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("connect after cleanup: err = %v; want database does not exist", err)
+	}
+}
+
+// TestFreePortsStayOutOfTheEphemeralRange: test ports come from below the range the kernel
+// takes outgoing connections' local ports from, so no connection can take one between
+// FreePorts and the bind; they are distinct and free.
+func TestFreePortsStayOutOfTheEphemeralRange(t *testing.T) {
+	lo, hi := testPorts()
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var first int
+		if _, err := fmt.Sscan(string(b), &first); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case first > 11000 && (lo != 10000 || hi != first-1):
+			t.Fatalf("test ports %d-%d, want 10000-%d below the ephemeral range", lo, hi, first-1)
+		case first <= 11000 && lo != 0:
+			t.Fatalf("test ports %d-%d with an ephemeral range from %d: want the kernel's choice", lo, hi, first)
+		}
+	}
+	ports := FreePorts(t, 20)
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if (lo != 0 && (p < lo || p > hi)) || seen[p] {
+			t.Errorf("port %d: outside %d-%d or repeated in %v", p, lo, hi, ports)
+		}
+		seen[p] = true
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			t.Errorf("port %d is not free: %v", p, err)
+			continue
+		}
+		l.Close()
 	}
 }
