@@ -75,7 +75,7 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 		c.armed = false
 	}
 	if c.idle && !c.noPark && !t.IsZero() {
-		if park := time.Now().Add(c.l.after); park.Before(t) {
+		if park := time.Now().Add(c.l.delay()); park.Before(t) {
 			c.idleDeadline, c.armed = t, true
 			return c.Conn.SetReadDeadline(park)
 		}

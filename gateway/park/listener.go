@@ -17,6 +17,11 @@ type Listener struct {
 	p     *Parker
 	after time.Duration // park delay: idle this long at a request boundary
 
+	// Crowding (see CrowdedAfter): served counts the connections its fasthttp server serves
+	// now; nil leaves the delay as it is. Set before serving.
+	served func() int32
+	crowd  int32
+
 	inner     net.Listener
 	accepted  chan accepted
 	wake      chan struct{} // a parked connection was queued in woken
@@ -46,6 +51,22 @@ type accepted struct {
 // being idle for after at a request boundary. Wrap gives it the listener to accept from.
 func (p *Parker) Listener(after time.Duration) *Listener {
 	return &Listener{p: p, after: after, accepted: make(chan accepted), wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// Crowding makes l's connections park after CrowdedAfter, not after l's delay, while served
+// (its fasthttp server's count of the connections it serves: waiting for a request or busy)
+// is above crowd. Call it once, before serving.
+func (l *Listener) Crowding(served func() int32, crowd int32) {
+	l.served, l.crowd = served, crowd
+}
+
+// delay is how long a connection at a request boundary may wait before it parks: one atomic
+// load per request.
+func (l *Listener) delay() time.Duration {
+	if l.after > CrowdedAfter && l.served != nil && l.served() > l.crowd {
+		return CrowdedAfter
+	}
+	return l.after
 }
 
 // Wrap sets the listener l accepts new connections from and returns l; call it once, before

@@ -202,3 +202,67 @@ func TestStopClosesParked(t *testing.T) {
 		t.Fatalf("%v, want the connection closed at its park", err)
 	}
 }
+
+// TestCrowdedConnectionsParkSooner: while the server serves more connections than the crowd
+// bound, a connection that goes idle parks after CrowdedAfter instead of the listener's delay;
+// below the bound the delay holds.
+func TestCrowdedConnectionsParkSooner(t *testing.T) {
+	const long = time.Minute // the listener's delay: nothing parks after it within the test
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := park.New(ctx, delay, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	pl := p.Listener(long)
+	srv := &fasthttp.Server{
+		Handler: hello, ReadTimeout: 10 * time.Second, IdleTimeout: 2 * long,
+		ReduceMemoryUsage: true, StreamRequestBody: true, MaxIdleWorkerDuration: delay,
+		ConnState: func(c net.Conn, st fasthttp.ConnState) {
+			if pc, ok := c.(*park.Conn); ok {
+				pc.ConnState(st)
+			}
+		},
+	}
+	pl.Crowding(srv.GetOpenConnectionsCount, 2)
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(pl.Wrap(ln)) }()
+	defer func() { _ = srv.Shutdown(); <-served }()
+
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, bufio.NewReader(c)
+	}
+	// Two connections: the server serves two, not above the bound, so neither parks soon.
+	for _, uri := range []string{"/1", "/2"} {
+		c, br := dial()
+		roundTrip(t, c, br, uri)
+	}
+	time.Sleep(3 * park.CrowdedAfter)
+	if s := pl.Stats(); s.Parks != 0 {
+		t.Fatalf("parked below the crowd bound: %+v", s)
+	}
+	// A third: three served, above the bound, so it parks after CrowdedAfter.
+	c, br := dial()
+	roundTrip(t, c, br, "/3")
+	waitFor(t, "the third connection to park", func() bool { return pl.Parked() == 1 })
+	if got := roundTrip(t, c, br, "/4"); got != "hello /4" {
+		t.Fatalf("woken connection answered %q", got)
+	}
+	// Woken, it is served again beside the first two (above the bound): it parks soon again,
+	// and the first two still wait for their delay.
+	waitFor(t, "the third connection to park again", func() bool { return pl.Parked() == 1 })
+	time.Sleep(3 * park.CrowdedAfter)
+	if s := pl.Stats(); s.Parks != 2 || s.Wakes != 1 || s.Parked != 1 {
+		t.Fatalf("%+v", s)
+	}
+}

@@ -31,6 +31,7 @@ func (g *Gateway) newParker(s config.Server) *park.Parker {
 // after the same delay instead of fasthttp's default 10 s, so that its stack is freed too.
 func parkOn(rt *listenerRuntime, p *park.Parker, s config.Server) {
 	rt.park = p.Listener(s.IdleParkAfter.D())
+	rt.park.Crowding(rt.server.GetOpenConnectionsCount, park.DefaultCrowd)
 	rt.parker = p
 	rt.server.ConnState = parkConnState
 	rt.server.MaxIdleWorkerDuration = s.IdleParkAfter.D()
