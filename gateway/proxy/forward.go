@@ -91,7 +91,12 @@ func (f *Forwarder) Serve(x *Exchange) {
 			x.traceUpstreamAt(tr, t, start)
 		}
 		err := up.Do(t, req, &ctx.Response, &x.up)
-		took := time.Since(start)
+		var took time.Duration
+		if released := x.up.Released; !released.IsZero() {
+			took = released.Sub(start) // read by Do as it released the connection
+		} else {
+			took = time.Since(start)
+		}
 		x.UpstreamDuration += took
 		if x.trace.attempt != nil {
 			x.endAttemptAfter(ctx.Response.StatusCode(), err, took)

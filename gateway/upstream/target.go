@@ -218,7 +218,11 @@ type RoundTrip struct {
 	Informational func(h *fasthttp.ResponseHeader)
 	// Fresh makes Do dial a new connection instead of reusing an idle one: the repeat of a
 	// request that met a stale keep-alive connection.
-	Fresh     bool
+	Fresh bool
+	// Released is when Do read a whole answer and returned its connection to the pool (zero
+	// when the body still streams, or on an error): the pool stamps the connection's idle time
+	// with it and the caller may take the exchange's duration from it, one clock read for both.
+	Released  time.Time
 	policy    passivePolicy
 	buffering *Buffering // the upstream's response buffering; nil: off
 }
@@ -233,6 +237,7 @@ type RoundTrip struct {
 // req must carry no hop-by-hop headers and must not ask for a protocol upgrade: the connection
 // goes back to a shared pool.
 func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip) error {
+	x.Released = time.Time{}
 	t.inflight.Add(1)
 	t.requests.Add(1)
 	pc, err := t.pool.acquire(x.Deadline, x.Now, x.Fresh)
@@ -290,7 +295,7 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 	code := resp.Header.StatusCode()
 	if x.Head || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified {
 		resp.SkipBody = true
-		t.finish(pc, reusable, x.Now)
+		t.finishAnswer(pc, reusable, x)
 		t.recordSuccess()
 		return nil
 	}
@@ -304,7 +309,7 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 			}
 			return t.fail(pc, x, kind, err)
 		}
-		t.finish(pc, reusable, x.Now)
+		t.finishAnswer(pc, reusable, x)
 	case cl > 0 && int64(cl) > limit:
 		return t.fail(pc, x, KindTooLarge, errTooLarge)
 	default:
@@ -352,6 +357,15 @@ func (t *Target) fail(pc *pconn, x *RoundTrip, kind Kind, err error) error {
 		t.recordFailure(x.Now, x.policy)
 	}
 	return &Error{Kind: kind, Addr: t.Addr, Err: err}
+}
+
+// finishAnswer ends an exchange whose answer Do read whole. The connection's idle time starts
+// now, not when the exchange started: an exchange that waited on a slow or busy upstream
+// would otherwise come back looking idle for that long, and its next checkout would ask the
+// kernel whether the upstream closed it (idleCheckAfter) although it was released a moment ago.
+func (t *Target) finishAnswer(pc *pconn, reusable bool, x *RoundTrip) {
+	x.Released = time.Now()
+	t.finish(pc, reusable, x.Released.UnixNano())
 }
 
 // finish ends an exchange whose response was read completely (or abandoned); now stamps the

@@ -499,3 +499,48 @@ func TestDeadlinesAreArmedLazily(t *testing.T) {
 		t.Fatalf("a shorter timeout set the socket's deadline %d times in all, want 2", n)
 	}
 }
+
+// TestSlowAnswerIdlesFromItsRelease: a connection's idle time starts when Do releases it, not
+// when the exchange started, so an answer slower than idleCheckAfter does not make the next
+// checkout ask the kernel about a connection released a moment ago. Do reports the release
+// time, which the proxy takes the exchange's duration from.
+func TestSlowAnswerIdlesFromItsRelease(t *testing.T) {
+	const slow = 3 * idleCheckAfter
+	b := startBackend(t, func(ctx *fasthttp.RequestCtx) {
+		time.Sleep(slow)
+		ctx.WriteString("late")
+	})
+	tg := newTarget("app", b.addr, 1, testSettings())
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI("/")
+	req.Header.SetHost("backend")
+	var resp fasthttp.Response
+	x := newRoundTrip(2 * time.Second)
+	if err := tg.Do(req, &resp, x); err != nil {
+		t.Fatal(err)
+	}
+	if took := x.Released.Sub(time.Unix(0, x.Now)); took < slow {
+		t.Fatalf("released %v after the start, before the answer came (%v)", took, slow)
+	}
+	pc := tg.pool.popIdle(x.Released.UnixNano())
+	if pc == nil {
+		t.Fatal("the connection is not idle in the pool")
+	}
+	defer tg.pool.release(pc, true, time.Now().UnixNano())
+	if pc.lastUsed != x.Released.UnixNano() {
+		t.Fatalf("idle since %v, released at %v: stamped with the exchange's start", time.Unix(0, pc.lastUsed), x.Released)
+	}
+	// A failed exchange leaves Released zero, so the caller never reads the one before.
+	b.handler = func(ctx *fasthttp.RequestCtx) {
+		ctx.HijackSetNoResponse(true)
+		ctx.Hijack(func(c net.Conn) {})
+	}
+	x.Now = time.Now().UnixNano()
+	if err := tg.Do(req, &resp, x); err == nil {
+		t.Fatal("an exchange with no answer succeeded")
+	}
+	if !x.Released.IsZero() {
+		t.Fatalf("Released %v after a failed exchange", x.Released)
+	}
+}
