@@ -135,8 +135,8 @@ func FreePorts(t testing.TB, n int) []int {
 // port and every listener on port 0 its port), down to 10000. A port chosen from the ephemeral
 // range itself can be taken, between FreePort and the bind, by any connection a parallel test
 // makes: that happened in CI (bind: address already in use). lo is 0 where the range cannot be
-// read or leaves no room: the kernel then chooses, as before.
-func testPorts() (lo, hi int) {
+// read or leaves no room: the kernel then chooses, as before. Read once per test binary.
+var testPorts = sync.OnceValues(func() (lo, hi int) {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
 		return 0, 0
@@ -146,7 +146,7 @@ func testPorts() (lo, hi int) {
 		return 0, 0
 	}
 	return 10000, first - 1
-}
+})
 
 // listenFree listens on a free port of 127.0.0.1 in [lo, hi], tried at random, or on one the
 // kernel chooses when lo is 0.
