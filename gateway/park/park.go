@@ -76,7 +76,7 @@ const (
 // The park delay keeps a client that pauses between requests from being parked and woken each
 // time, but when thousands of connections go quiet together (clients that connect, ask once
 // and idle; a reconnect wave after a deploy) it also holds every one of them on a goroutine for
-// the whole delay: 10 000 such connections took 211 MiB at their peak with a 5 s delay. Beyond
+// the whole delay: 9 800 such connections took 211 MiB at their peak with a 5 s delay. Beyond
 // DefaultCrowd connections served at once by one listener, a connection that reaches a request
 // boundary parks after CrowdedAfter instead, so the wave holds goroutines and buffers for a
 // tenth of a second each. The goroutine records the runtime keeps for ever, and the span and
