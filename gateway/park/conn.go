@@ -43,6 +43,9 @@ type Conn struct {
 	armed        bool      // the read deadline was shortened to the park delay
 	noPark       bool      // no socket descriptor found: never parks
 	idleDeadline time.Time // fasthttp's idle deadline while armed
+	// crowdArmed: the delay armed is CrowdedAfter; crowdParked: the connection once parked
+	// after it, so it came back and is not parked early again (Listener.delay).
+	crowdArmed, crowdParked bool
 
 	// Parker.mu while parked.
 	key      uint32
@@ -75,8 +78,9 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 		c.armed = false
 	}
 	if c.idle && !c.noPark && !t.IsZero() {
-		if park := time.Now().Add(c.l.delay()); park.Before(t) {
-			c.idleDeadline, c.armed = t, true
+		delay, crowded := c.l.delay(c.crowdParked)
+		if park := time.Now().Add(delay); park.Before(t) {
+			c.idleDeadline, c.armed, c.crowdArmed = t, true, crowded
 			return c.Conn.SetReadDeadline(park)
 		}
 	}
@@ -98,6 +102,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if n == 0 && c.armed && err != nil {
 		c.armed = false
 		if errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(c.idleDeadline) && c.state.CompareAndSwap(connServing, connParking) {
+			c.crowdParked = c.crowdParked || c.crowdArmed
 			return 0, io.EOF
 		}
 	}

@@ -60,13 +60,15 @@ func (l *Listener) Crowding(served func() int32, crowd int32) {
 	l.served, l.crowd = served, crowd
 }
 
-// delay is how long a connection at a request boundary may wait before it parks: one atomic
-// load per request.
-func (l *Listener) delay() time.Duration {
-	if l.after > CrowdedAfter && l.served != nil && l.served() > l.crowd {
-		return CrowdedAfter
+// delay is how long a connection at a request boundary may wait before it parks, and whether
+// that is the crowded delay: one atomic load per request. A connection that was parked early
+// once (crowdParked) and came back gets l's delay from then on: it is one that asks again
+// within seconds, which parking at every pause would cost a park and a wake per request.
+func (l *Listener) delay(crowdParked bool) (time.Duration, bool) {
+	if !crowdParked && l.after > CrowdedAfter && l.served != nil && l.served() > l.crowd {
+		return CrowdedAfter, true
 	}
-	return l.after
+	return l.after, false
 }
 
 // Wrap sets the listener l accepts new connections from and returns l; call it once, before

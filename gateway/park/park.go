@@ -78,10 +78,10 @@ const (
 // and idle; a reconnect wave after a deploy) it also holds every one of them on a goroutine for
 // the whole delay: 9 800 such connections took 211 MiB at their peak with a 5 s delay. Beyond
 // DefaultCrowd connections served at once by one listener, a connection that reaches a request
-// boundary parks after CrowdedAfter instead, so the wave holds goroutines and buffers for a
-// tenth of a second each. The goroutine records the runtime keeps for ever, and the span and
-// GC metadata sized by the peak, shrink with it. A busy connection is not affected: its next
-// request comes well within CrowdedAfter.
+// boundary parks after CrowdedAfter instead, once (Listener.delay), so the wave holds goroutines
+// and buffers for a tenth of a second each. The goroutine records the runtime keeps for ever,
+// and the span and GC metadata sized by the peak, shrink with it. A busy connection is not
+// affected: its next request comes well within CrowdedAfter.
 const (
 	DefaultCrowd = 1024
 	CrowdedAfter = 100 * time.Millisecond

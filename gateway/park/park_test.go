@@ -204,8 +204,8 @@ func TestStopClosesParked(t *testing.T) {
 }
 
 // TestCrowdedConnectionsParkSooner: while the server serves more connections than the crowd
-// bound, a connection that goes idle parks after CrowdedAfter instead of the listener's delay;
-// below the bound the delay holds.
+// bound, a connection that goes idle parks after CrowdedAfter instead of the listener's delay,
+// once: woken, it waits for the listener's delay again. Below the bound the delay holds.
 func TestCrowdedConnectionsParkSooner(t *testing.T) {
 	const long = time.Minute // the listener's delay: nothing parks after it within the test
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -258,11 +258,18 @@ func TestCrowdedConnectionsParkSooner(t *testing.T) {
 	if got := roundTrip(t, c, br, "/4"); got != "hello /4" {
 		t.Fatalf("woken connection answered %q", got)
 	}
-	// Woken, it is served again beside the first two (above the bound): it parks soon again,
-	// and the first two still wait for their delay.
-	waitFor(t, "the third connection to park again", func() bool { return pl.Parked() == 1 })
+	// Woken, it is served again beside the first two (above the bound), but it came back: it
+	// now waits for the listener's delay, as the first two do, instead of parking at every
+	// pause between its requests.
 	time.Sleep(3 * park.CrowdedAfter)
-	if s := pl.Stats(); s.Parks != 2 || s.Wakes != 1 || s.Parked != 1 {
-		t.Fatalf("%+v", s)
+	if s := pl.Stats(); s.Parks != 1 || s.Wakes != 1 || s.Parked != 0 {
+		t.Fatalf("a woken connection parked early again: %+v", s)
+	}
+	// A fourth connection still parks early: the exemption is the returning connection's own.
+	c4, br4 := dial()
+	roundTrip(t, c4, br4, "/5")
+	waitFor(t, "the fourth connection to park", func() bool { return pl.Parked() == 1 })
+	if got := roundTrip(t, c4, br4, "/6"); got != "hello /6" {
+		t.Fatalf("woken connection answered %q", got)
 	}
 }
