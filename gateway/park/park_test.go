@@ -251,13 +251,19 @@ func TestCrowdedConnectionsParkSooner(t *testing.T) {
 	if s := pl.Stats(); s.Parks != 0 {
 		t.Fatalf("parked below the crowd bound: %+v", s)
 	}
-	// A third: three served, above the bound, so it parks after CrowdedAfter.
-	c, br := dial()
-	roundTrip(t, c, br, "/3")
-	waitFor(t, "the third connection to park", func() bool { return pl.Parked() == 1 })
-	if got := roundTrip(t, c, br, "/4"); got != "hello /4" {
-		t.Fatalf("woken connection answered %q", got)
+	// parksEarly opens a connection, asks first on it, waits for it to park (with the one-minute
+	// delay only the crowded one can have passed) and asks next, which wakes it.
+	parksEarly := func(which, first, next string) {
+		t.Helper()
+		c, br := dial()
+		roundTrip(t, c, br, first)
+		waitFor(t, which+" connection to park", func() bool { return pl.Parked() == 1 })
+		if got := roundTrip(t, c, br, next); got != "hello "+next {
+			t.Fatalf("woken %s connection answered %q", which, got)
+		}
 	}
+	// A third: three served, above the bound, so it parks after CrowdedAfter.
+	parksEarly("the third", "/3", "/4")
 	// Woken, it is served again beside the first two (above the bound), but it came back: it
 	// now waits for the listener's delay, as the first two do, instead of parking at every
 	// pause between its requests.
@@ -266,10 +272,5 @@ func TestCrowdedConnectionsParkSooner(t *testing.T) {
 		t.Fatalf("a woken connection parked early again: %+v", s)
 	}
 	// A fourth connection still parks early: the exemption is the returning connection's own.
-	c4, br4 := dial()
-	roundTrip(t, c4, br4, "/5")
-	waitFor(t, "the fourth connection to park", func() bool { return pl.Parked() == 1 })
-	if got := roundTrip(t, c4, br4, "/6"); got != "hello /6" {
-		t.Fatalf("woken connection answered %q", got)
-	}
+	parksEarly("the fourth", "/5", "/6")
 }
