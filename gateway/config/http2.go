@@ -1,5 +1,7 @@
 package config
 
+import "slices"
+
 // HTTP2 is the server-wide HTTP/2 settings: they apply to every listener that speaks HTTP/2
 // (listener http2). They can change on reload; connections opened after the reload use the new
 // values, and HTTP/2 connections opened before it are told to go away gracefully (GOAWAY, their
@@ -24,7 +26,26 @@ type HTTP2 struct {
 	// bounds the sum over a connection's streams.
 	MaxUploadBufferPerStream     Size `yaml:"max_upload_buffer_per_stream"`
 	MaxUploadBufferPerConnection Size `yaml:"max_upload_buffer_per_connection"`
+	// Engine is the HTTP/2 implementation serving the connections (see HTTP2Engine). It follows
+	// reloads like the fields above: connections opened after one use the new engine.
+	Engine HTTP2Engine `yaml:"engine"`
 }
+
+// HTTP2Engine is the implementation of HTTP/2 to clients: server.http2.engine.
+type HTTP2Engine string
+
+// HTTP/2 engines.
+const (
+	// HTTP2EngineNative is the gateway's own HTTP/2 frame layer: the responses of many streams
+	// leave in one write, and a stream needs no goroutine-to-goroutine hand-off, http.Request or
+	// header map on its way to the fasthttp request.
+	HTTP2EngineNative HTTP2Engine = "native"
+	// HTTP2EngineXNet is golang.org/x/net/http2's server behind a bridge to fasthttp, kept as a
+	// fallback.
+	HTTP2EngineXNet HTTP2Engine = "xnet"
+)
+
+var http2Engines = []HTTP2Engine{HTTP2EngineNative, HTTP2EngineXNet}
 
 // HTTP/2 defaults.
 const (
@@ -34,6 +55,9 @@ const (
 	DefaultHTTP2MaxUploadBufferPerStream = Size(1 << 20)
 	// DefaultHTTP2MaxUploadBufferPerConnection is 4 MiB: four streams at full window.
 	DefaultHTTP2MaxUploadBufferPerConnection = Size(4 << 20)
+	// DefaultHTTP2Engine is the native engine: over TLS it serves HTTP/2 at about 0.6× the
+	// CPU per request of the bridge to x/net/http2 and passes h2spec whole (docs/benchmarks.md).
+	DefaultHTTP2Engine = HTTP2EngineNative
 
 	// maxHTTP2Window is the largest flow-control window HTTP/2 allows (RFC 9113 section 6.9.1).
 	maxHTTP2Window = Size(1<<31 - 1)
@@ -60,6 +84,7 @@ func (c *Config) applyHTTP2Defaults() {
 	setDefault(&h.ReadTimeout, s.ReadTimeout)
 	setDefault(&h.MaxUploadBufferPerStream, DefaultHTTP2MaxUploadBufferPerStream)
 	setDefault(&h.MaxUploadBufferPerConnection, DefaultHTTP2MaxUploadBufferPerConnection)
+	setDefault(&h.Engine, DefaultHTTP2Engine)
 }
 
 func (v *validator) http2() {
@@ -81,5 +106,8 @@ func (v *validator) http2() {
 	window("server.http2.max_upload_buffer_per_connection", h.MaxUploadBufferPerConnection)
 	if h.MaxUploadBufferPerConnection < h.MaxUploadBufferPerStream {
 		v.errorf("server.http2.max_upload_buffer_per_connection", "must be at least max_upload_buffer_per_stream (%d), got %d", h.MaxUploadBufferPerStream, h.MaxUploadBufferPerConnection)
+	}
+	if !slices.Contains(http2Engines, h.Engine) {
+		v.errorf("server.http2.engine", "must be native or xnet, got %q%s", h.Engine, suggest(string(h.Engine), names(http2Engines)))
 	}
 }

@@ -23,6 +23,9 @@ routes:
 		{"window below HTTP/2's", "server:\n  http2: {max_upload_buffer_per_stream: 1KiB}\n", "server.http2.max_upload_buffer_per_stream: must be between 65535 bytes"},
 		{"connection below stream", "server:\n  http2: {max_upload_buffer_per_stream: 8MiB}\n", "server.http2.max_upload_buffer_per_connection: must be at least max_upload_buffer_per_stream"},
 		{"misspelt field", "server:\n  http2: {max_concurent_streams: 10}\n", "max_concurent_streams"},
+		{"native engine", "server:\n  http2: {engine: native}\n", ""},
+		{"xnet engine", "server:\n  http2: {engine: xnet}\n", ""},
+		{"unknown engine", "server:\n  http2:\n    engine: nativ\n", `routes.yaml:3:13: server.http2.engine: must be native or xnet, got "nativ" (did you mean "native"?)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml+tail), "routes.yaml")
@@ -64,6 +67,9 @@ server:
 	h := cfg.Server.HTTP2
 	if h.MaxConcurrentStreams != 250 || h.MaxHeaderListBytes != 32<<10 || h.IdleTimeout.D() != 2*time.Minute || h.ReadTimeout.D() != 30*time.Second {
 		t.Errorf("defaults %+v", h)
+	}
+	if h.Engine != DefaultHTTP2Engine {
+		t.Errorf("engine %q, want the default %q", h.Engine, DefaultHTTP2Engine)
 	}
 }
 

@@ -35,7 +35,21 @@ type Settings struct {
 	WriteTimeout                 time.Duration
 	MaxUploadBufferPerStream     int32
 	MaxUploadBufferPerConnection int32
+	// Engine is the HTTP/2 implementation that serves the connections.
+	Engine Engine
 }
+
+// Engine is an HTTP/2 implementation (server.http2.engine).
+type Engine uint8
+
+const (
+	// EngineNative is the gateway's own frame layer (native.go): no goroutine, http.Request or
+	// header map between a stream and the fasthttp request, responses of many streams in one
+	// write.
+	EngineNative Engine = iota
+	// EngineXNet is golang.org/x/net/http2's server behind a bridge to fasthttp (stream.go).
+	EngineXNet
+)
 
 // Handler is what serves a stream once it is a fasthttp request: the same handler the listener's
 // fasthttp server calls, and the handler for a request head that does not parse.
@@ -67,6 +81,51 @@ type generation struct {
 	settings Settings
 	h2       *http2.Server
 	base     *http.Server
+
+	// The native engine's connections, to send them GOAWAY when the generation ends.
+	nmu    sync.Mutex
+	nconns map[*nconn]struct{}
+	ended  bool
+}
+
+// register adds a native connection; false when the generation has ended (the connection is
+// then told to go away at once).
+func (g *generation) register(c *nconn) bool {
+	g.nmu.Lock()
+	defer g.nmu.Unlock()
+	if g.ended {
+		return false
+	}
+	if g.nconns == nil {
+		g.nconns = map[*nconn]struct{}{}
+	}
+	g.nconns[c] = struct{}{}
+	return true
+}
+
+func (g *generation) unregister(c *nconn) {
+	g.nmu.Lock()
+	defer g.nmu.Unlock()
+	delete(g.nconns, c)
+}
+
+// end sends every connection of the generation a graceful GOAWAY: x/net's through base, the
+// native engine's directly. Their streams in flight finish; then they close.
+func (g *generation) end(ctx context.Context) {
+	_ = g.base.Shutdown(ctx)
+	g.nmu.Lock()
+	g.ended = true
+	conns := make([]*nconn, 0, len(g.nconns))
+	for c := range g.nconns {
+		conns = append(conns, c)
+	}
+	g.nmu.Unlock()
+	for _, c := range conns {
+		c.mu.Lock()
+		c.goAwayLocked(http2.ErrCodeNo)
+		c.mu.Unlock()
+		c.flush()
+	}
 }
 
 // NewServer returns a server serving streams with h.
@@ -122,7 +181,7 @@ func (srv *Server) Store(s Settings) {
 	srv.gen.Store(newGeneration(s, srv.handler.Logger, srv.countError))
 	// No listener or connection is registered with base itself, so Shutdown returns once the
 	// GOAWAYs are queued; the connections then end when their last stream does.
-	_ = old.base.Shutdown(context.Background())
+	old.end(context.Background())
 }
 
 // Settings returns the settings new connections get.
@@ -142,6 +201,11 @@ func (srv *Server) ServeConn(c net.Conn) {
 	defer srv.forget(c)
 
 	g := srv.gen.Load()
+	if g.settings.Engine == EngineNative {
+		srv.serveNative(g, c)
+		_ = c.Close()
+		return
+	}
 	g.h2.ServeConn(forXNet(c), &http2.ServeConnOpts{
 		BaseConfig: g.base,
 		Handler: &connHandler{srv: srv, conn: c, maxHead: g.settings.MaxHeaderListBytes,
@@ -187,7 +251,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	srv.mu.Unlock()
-	_ = srv.gen.Load().base.Shutdown(ctx)
+	srv.gen.Load().end(ctx)
 	// Connections of an older generation had their GOAWAY when it was replaced.
 	select {
 	case <-srv.drained:

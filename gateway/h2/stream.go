@@ -63,8 +63,10 @@ var streamPool = sync.Pool{New: func() any { return &stream{buf: make([]byte, 32
 // to label the request HTTP/2 and to send interim responses as HEADERS frames.
 type StreamConn struct {
 	net.Conn
+	// w and trailer are the stream's under x/net's engine; ns under the native one.
 	w       http.ResponseWriter
 	trailer http.Header
+	ns      *nstream
 }
 
 // errStreamConn is returned to anything that tries to use a stream's connection as a byte
@@ -78,7 +80,14 @@ func (c *StreamConn) Close() error              { return nil }
 // RequestTrailer is the request's trailer section: the names the client declared, their values
 // filled in once the request body has been read to its end (nil when none was declared). The
 // HTTP/2 upstream transport sends it on after the body it streams from the same stream.
-func (c *StreamConn) RequestTrailer() http.Header { return c.trailer }
+func (c *StreamConn) RequestTrailer() http.Header {
+	if c.ns != nil {
+		c.ns.c.mu.Lock()
+		defer c.ns.c.mu.Unlock()
+		return c.ns.trailer
+	}
+	return c.trailer
+}
 
 // NetConn is the client's connection, for code that looks through wrappers for TLS state.
 func (c *StreamConn) NetConn() net.Conn { return c.Conn }
@@ -91,6 +100,10 @@ func (c *StreamConn) HTTP2() bool { return true }
 func (c *StreamConn) WriteInterim(h *fasthttp.ResponseHeader) {
 	code := h.StatusCode()
 	if code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
+		return
+	}
+	if c.ns != nil {
+		c.ns.writeInterim(h)
 		return
 	}
 	hdr := c.w.Header()
@@ -187,7 +200,14 @@ func (st *stream) readHead(r *http.Request, maxHead int) error {
 	}
 	b = append(b, "\r\n"...)
 	st.head = b
-	st.rd.Reset(b)
+	return st.parseHead(maxHead)
+}
+
+// parseHead has fasthttp parse the HTTP/1.1 head in st.head into the stream's request, through a
+// reader of maxHead bytes: a longer head fails with fasthttp.ErrSmallBuffer (431), as over
+// HTTP/1.1.
+func (st *stream) parseHead(maxHead int) error {
+	st.rd.Reset(st.head)
 	if st.br == nil || st.br.Size() != max(maxHead, 16) {
 		st.br = bufio.NewReaderSize(&st.rd, maxHead)
 	} else {

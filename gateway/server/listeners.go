@@ -320,7 +320,20 @@ func http2Settings(cfg *config.Config) h2.Settings {
 		WriteTimeout:                 s.WriteTimeout.D(),
 		MaxUploadBufferPerStream:     int32(h.MaxUploadBufferPerStream.Bytes()),
 		MaxUploadBufferPerConnection: int32(h.MaxUploadBufferPerConnection.Bytes()),
+		Engine:                       http2Engine(h.Engine),
 	}
+}
+
+// http2Engine is the h2 engine of server.http2.engine. The validator refuses unknown values; an
+// empty one (a Config not built by the loader) gets the default, as the loader would give it.
+func http2Engine(e config.HTTP2Engine) h2.Engine {
+	switch e {
+	case config.HTTP2EngineNative:
+		return h2.EngineNative
+	case config.HTTP2EngineXNet:
+		return h2.EngineXNet
+	}
+	return http2Engine(config.DefaultHTTP2Engine)
 }
 
 // AdminTLSConfig is the admin listener's TLS configuration (it follows reloads), or nil when
