@@ -39,8 +39,8 @@ const (
 	// acknowledgements, RST_STREAM, WINDOW_UPDATE) before it gives up on a client that sends
 	// them without reading the answers (x/net's bound too).
 	maxQueuedControl = 10000
-	// maxKeptOutput is the largest output buffer a connection without streams keeps.
-	maxKeptOutput = 64 << 10
+	// maxPooledOutput is the largest output buffer given back to outPool.
+	maxPooledOutput = 1 << 20
 	// nativeReadBuffer is the connection's read buffer: several small frames in one read.
 	nativeReadBuffer = 8 << 10
 )
@@ -72,8 +72,11 @@ type nconn struct {
 	maxClientID uint32 // the highest stream id the client has opened
 	running     int    // handlers running, those of reset streams included
 	queued      []*nstream
-	// Output: frames wait in out; the writer swaps it with spare and writes it.
-	out, spare  []byte
+	// Output: frames wait in out, a buffer from outPool (held in outBox) while there are any;
+	// the writer takes it, writes it and gives it back, so a connection with nothing to send
+	// holds no buffer.
+	out         []byte
+	outBox      *outBuffer
 	writing     bool
 	ctrlQueued  int
 	werr        error // the first write error; nothing more is written
@@ -126,9 +129,9 @@ func (c *nconn) serve() {
 	c.hdec.SetMaxStringLength(int(advertisedHeaderList(c.settings)))
 
 	c.mu.Lock()
-	c.out = appendSettings(c.out, c.settings)
+	c.out = appendSettings(c.outBuf(), c.settings)
 	if grow := int64(c.settings.MaxUploadBufferPerConnection) - defaultWindow; grow > 0 {
-		c.out = appendWindowUpdate(c.out, 0, uint32(grow))
+		c.out = appendWindowUpdate(c.outBuf(), 0, uint32(grow))
 	}
 	c.idleSince = time.Now()
 	c.idleTimer = time.AfterFunc(c.settings.IdleTimeout, c.idleCheck)
@@ -216,7 +219,7 @@ func (c *nconn) handle(f http2.Frame) (http2.ErrCode, bool) {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		c.out = appendPing(c.out, f.Data)
+		c.out = appendPing(c.outBuf(), f.Data)
 		return c.owe()
 	case *http2.RSTStreamFrame:
 		c.mu.Lock()
@@ -291,7 +294,7 @@ func (c *nconn) onSettings(f *http2.SettingsFrame) (http2.ErrCode, bool) {
 	if errors.As(err, &ce) {
 		return http2.ErrCode(ce), false
 	}
-	c.out = appendFrameHeader(c.out, 0, http2.FrameSettings, http2.FlagSettingsAck, 0)
+	c.out = appendFrameHeader(c.outBuf(), 0, http2.FrameSettings, http2.FlagSettingsAck, 0)
 	return c.owe()
 }
 
@@ -437,7 +440,7 @@ func (c *nconn) onHeaders(f *headerBlock) (http2.ErrCode, bool) {
 
 // resetLocked sends RST_STREAM for id with code and forgets the stream.
 func (c *nconn) resetLocked(id uint32, code http2.ErrCode) {
-	c.out = appendRSTStream(c.out, id, code)
+	c.out = appendRSTStream(c.outBuf(), id, code)
 	c.ctrlQueued++
 	if ns := c.streams[id]; ns != nil {
 		c.dropLocked(ns)
@@ -465,7 +468,7 @@ func (c *nconn) creditLocked(ns *nstream, n int64) {
 	c.pendingCredit += n
 	c.inflow += n
 	if c.pendingCredit >= int64(c.settings.MaxUploadBufferPerConnection)/4 {
-		c.out = appendWindowUpdate(c.out, 0, uint32(c.pendingCredit))
+		c.out = appendWindowUpdate(c.outBuf(), 0, uint32(c.pendingCredit))
 		c.pendingCredit = 0
 	}
 	if ns == nil || ns.reset {
@@ -474,7 +477,7 @@ func (c *nconn) creditLocked(ns *nstream, n int64) {
 	ns.pendingCredit += n
 	ns.inflow += n
 	if ns.pendingCredit >= int64(c.settings.MaxUploadBufferPerStream)/4 && !ns.remoteClosed {
-		c.out = appendWindowUpdate(c.out, ns.id, uint32(ns.pendingCredit))
+		c.out = appendWindowUpdate(c.outBuf(), ns.id, uint32(ns.pendingCredit))
 		ns.pendingCredit = 0
 	}
 }
@@ -513,7 +516,7 @@ func (c *nconn) idleCheck() {
 // the connection closes once its streams have ended (at once for an error).
 func (c *nconn) goAwayLocked(code http2.ErrCode) {
 	if !c.goingAway || code != http2.ErrCodeNo {
-		c.out = appendGoAway(c.out, c.maxClientID, code)
+		c.out = appendGoAway(c.outBuf(), c.maxClientID, code)
 	}
 	c.goingAway = true
 	c.lastID = c.maxClientID
@@ -634,16 +637,13 @@ func (c *nconn) flush() {
 	runtime.Gosched()
 	c.mu.Lock()
 	for len(c.out) > 0 && c.werr == nil {
-		buf := c.out
-		c.out = c.spare[:0]
+		buf, box := c.out, c.outBox
+		c.out, c.outBox = nil, nil
 		c.ctrlQueued = 0
 		c.mu.Unlock()
 		err := c.write(buf)
+		box.put(buf)
 		c.mu.Lock()
-		c.spare = buf[:0]
-		if cap(buf) > maxKeptOutput && len(c.streams) == 0 {
-			c.spare = nil // a burst is over: an idle connection does not keep its buffer
-		}
 		if err != nil && c.werr == nil {
 			c.werr = err
 			c.closeLocked()
@@ -651,8 +651,9 @@ func (c *nconn) flush() {
 		c.cond.Broadcast() // room in the buffer
 	}
 	c.writing = false
-	if c.werr != nil {
-		c.out = c.out[:0]
+	if c.werr != nil && c.outBox != nil {
+		c.outBox.put(c.out)
+		c.out, c.outBox = nil, nil
 	}
 	if c.closeOnIdle {
 		c.closeLocked()
@@ -691,7 +692,7 @@ func (c *nconn) streamDone(ns *nstream) {
 		if !ns.remoteClosed {
 			// The response is whole before the request: the client may stop sending
 			// (section 8.1).
-			c.out = appendRSTStream(c.out, ns.id, http2.ErrCodeNo)
+			c.out = appendRSTStream(c.outBuf(), ns.id, http2.ErrCodeNo)
 		}
 		delete(c.streams, ns.id)
 		if n := int64(len(ns.body)); n > 0 {
@@ -712,6 +713,30 @@ func (c *nconn) streamDone(ns *nstream) {
 	c.noteIdleLocked()
 	c.closeIfDoneLocked()
 	c.mu.Unlock()
+}
+
+// outBuffer is an output buffer in outPool (a pointer, so that pooling it allocates nothing).
+type outBuffer struct{ b []byte }
+
+var outPool = sync.Pool{New: func() any { return &outBuffer{b: make([]byte, 0, 16<<10)} }}
+
+// outBuf is the output buffer to append to, taken from the pool when there is none. Called with
+// mu held.
+func (c *nconn) outBuf() []byte {
+	if c.outBox == nil {
+		c.outBox = outPool.Get().(*outBuffer)
+		c.out = c.outBox.b[:0]
+	}
+	return c.out
+}
+
+// put gives the written buffer b (grown from o's) back to the pool.
+func (o *outBuffer) put(b []byte) {
+	if cap(b) > maxPooledOutput {
+		return // a rare huge burst: not kept for every connection after it
+	}
+	o.b = b[:0]
+	outPool.Put(o)
 }
 
 // Frame encoding (RFC 9113, section 4.1 and 6).

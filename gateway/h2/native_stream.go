@@ -52,7 +52,9 @@ type nstream struct {
 // maxPooledBody is the largest request body buffer a pooled stream keeps.
 const maxPooledBody = 64 << 10
 
-var nstreamPool = sync.Pool{New: func() any { return &nstream{stream: stream{buf: make([]byte, 16<<10)}} }}
+// The copy buffer (stream.buf) is made when a stream first streams a body: most responses are
+// whole, and each pooled stream would otherwise hold 16 KiB.
+var nstreamPool = sync.Pool{New: func() any { return &nstream{} }}
 
 func newNStream(c *nconn, id uint32) *nstream {
 	ns := nstreamPool.Get().(*nstream)
@@ -440,7 +442,7 @@ func (ns *nstream) send(block, body []byte, end bool) error {
 		return c.werr
 	}
 	if block != nil {
-		c.out = appendHeaders(c.out, ns.id, block, end && len(body) == 0, c.peerMaxFrame)
+		c.out = appendHeaders(c.outBuf(), ns.id, block, end && len(body) == 0, c.peerMaxFrame)
 		if end && len(body) == 0 {
 			return nil
 		}
@@ -466,7 +468,7 @@ func (ns *nstream) sendDataLocked(body []byte, end bool) error {
 		}
 		if len(body) == 0 {
 			if end {
-				c.out = appendFrameHeader(c.out, 0, http2.FrameData, http2.FlagDataEndStream, ns.id)
+				c.out = appendFrameHeader(c.outBuf(), 0, http2.FrameData, http2.FlagDataEndStream, ns.id)
 			}
 			return nil
 		}
@@ -498,8 +500,8 @@ func (ns *nstream) sendDataLocked(body []byte, end bool) error {
 		if end && int(n) == len(body) {
 			flags = http2.FlagDataEndStream
 		}
-		c.out = appendFrameHeader(c.out, int(n), http2.FrameData, flags, ns.id)
-		c.out = append(c.out, body[:n]...)
+		c.out = appendFrameHeader(c.outBuf(), int(n), http2.FrameData, flags, ns.id)
+		c.out = append(c.outBuf(), body[:n]...)
 		body = body[n:]
 		c.sendWindow -= n
 		ns.sendWindow -= n
@@ -515,6 +517,9 @@ func (ns *nstream) sendDataLocked(body []byte, end bool) error {
 // copyBody sends a streamed body: a read that fills the buffer means more is waiting, so it is
 // sent without a flush; a short read means the producer paused, so what there is goes out now.
 func (ns *nstream) copyBody(src io.Reader) error {
+	if ns.buf == nil {
+		ns.buf = make([]byte, 16<<10)
+	}
 	buf := ns.buf
 	for {
 		n, err := src.Read(buf)
@@ -570,7 +575,7 @@ func (ns *nstream) endWithTrailers(h *fasthttp.ResponseHeader) error {
 	if c.werr != nil {
 		return c.werr
 	}
-	c.out = appendHeaders(c.out, ns.id, block, true, c.peerMaxFrame)
+	c.out = appendHeaders(c.outBuf(), ns.id, block, true, c.peerMaxFrame)
 	return nil
 }
 

@@ -138,11 +138,17 @@ func TestRapidResetClosesTheConnection(t *testing.T) {
 		if maxStreams != s.MaxConcurrentStreams {
 			t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d", maxStreams)
 		}
+		attacked := make(chan struct{})
+		defer func() { c.conn.Close(); <-attacked }()
 		go func() { // the attacker writes while the server answers
+			defer close(attacked)
 			for i := uint32(0); i < 10*maxStreams; i++ {
 				id := 2*i + 1
-				c.open(id, "/block", true)
-				if err := c.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+				err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.headerBlock("/block"), EndStream: true, EndHeaders: true})
+				if err == nil {
+					err = c.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+				}
+				if err != nil {
 					return // the server closed the connection
 				}
 			}
