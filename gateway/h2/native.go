@@ -363,14 +363,23 @@ func (c *nconn) onData(f *http2.DataFrame) (http2.ErrCode, bool) {
 	}
 	ns.body = append(ns.body, data...)
 	if f.StreamEnded() {
-		ns.remoteClosed = true
-		if ns.declared >= 0 && ns.received != ns.declared {
-			c.resetLocked(id, http2.ErrCodeProtocol)
-			return 0, true
-		}
+		c.endRequestLocked(ns)
+		return 0, true
 	}
 	c.cond.Broadcast()
 	return 0, true
+}
+
+// endRequestLocked marks the end of a stream's request (END_STREAM after its body or with its
+// trailers): a body of another length than its Content-Length resets the stream (section
+// 8.1.1); otherwise a reader waiting for the body's end is woken.
+func (c *nconn) endRequestLocked(ns *nstream) {
+	ns.remoteClosed = true
+	if ns.declared >= 0 && ns.received != ns.declared {
+		c.resetLocked(ns.id, http2.ErrCodeProtocol)
+		return
+	}
+	c.cond.Broadcast()
 }
 
 // onHeaders opens a stream, or ends one with its trailer section.
@@ -387,12 +396,7 @@ func (c *nconn) onHeaders(f *headerBlock) (http2.ErrCode, bool) {
 			return 0, true
 		}
 		ns.setTrailers(f.regularFields())
-		ns.remoteClosed = true
-		if ns.declared >= 0 && ns.received != ns.declared {
-			c.resetLocked(id, http2.ErrCodeProtocol)
-			return 0, true
-		}
-		c.cond.Broadcast()
+		c.endRequestLocked(ns)
 		return 0, true
 	}
 	if id <= c.maxClientID {

@@ -543,40 +543,12 @@ func (ns *nstream) copyBody(src io.Reader) error {
 // endWithTrailers ends the stream: with the response's trailer fields as a HEADERS frame when
 // there are any, otherwise with an empty DATA frame.
 func (ns *nstream) endWithTrailers(h *fasthttp.ResponseHeader) error {
-	t := h.TrailerHeader()
-	block := ns.block[:0]
-	for len(t) > 0 {
-		i := bytes.Index(t, []byte("\r\n"))
-		if i < 0 {
-			break
-		}
-		line := t[:i]
-		t = t[i+2:]
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			continue
-		}
-		name := bytes.TrimSpace(line[:colon])
-		if connectionSpecific(name) {
-			continue
-		}
-		block = ns.enc.appendField(block, name, bytes.TrimSpace(line[colon+1:]))
-	}
-	ns.block = block
-	if len(block) == 0 {
+	ns.block = ns.block[:0]
+	forEachTrailer(h, func(name, value []byte) { ns.block = ns.enc.appendField(ns.block, name, value) })
+	if len(ns.block) == 0 {
 		return ns.send(nil, nil, true)
 	}
-	c := ns.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ns.reset {
-		return errStreamClosed
-	}
-	if c.werr != nil {
-		return c.werr
-	}
-	c.out = appendHeaders(c.outBuf(), ns.id, block, true, c.peerMaxFrame)
-	return nil
+	return ns.send(ns.block, nil, true)
 }
 
 // writeInterim sends a 1xx response head on the stream.

@@ -401,6 +401,14 @@ func closeStream(resp *fasthttp.Response, werr error) {
 // writeTrailers passes the response's trailer fields (an upstream's, read after its chunked
 // body) on as the stream's trailers.
 func writeTrailers(hdr http.Header, h *fasthttp.ResponseHeader) {
+	forEachTrailer(h, func(name, value []byte) {
+		key := http.TrailerPrefix + string(name)
+		hdr[key] = append(hdr[key], string(value))
+	})
+}
+
+// forEachTrailer calls f with each trailer field of h that HTTP/2 may carry.
+func forEachTrailer(h *fasthttp.ResponseHeader, f func(name, value []byte)) {
 	t := h.TrailerHeader()
 	for len(t) > 0 {
 		i := bytes.Index(t, []byte("\r\n"))
@@ -413,12 +421,11 @@ func writeTrailers(hdr http.Header, h *fasthttp.ResponseHeader) {
 		if colon <= 0 {
 			continue
 		}
-		name := string(bytes.TrimSpace(line[:colon]))
-		if connectionSpecific([]byte(name)) {
+		name := bytes.TrimSpace(line[:colon])
+		if connectionSpecific(name) {
 			continue
 		}
-		key := http.TrailerPrefix + name
-		hdr[key] = append(hdr[key], string(bytes.TrimSpace(line[colon+1:])))
+		f(name, bytes.TrimSpace(line[colon+1:]))
 	}
 }
 
