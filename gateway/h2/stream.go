@@ -36,7 +36,6 @@ type stream struct {
 	conn StreamConn
 	head []byte
 	rd   bytes.Reader
-	br   *bufio.Reader
 	buf  []byte
 	body bodyReader
 	// vals and fields gather the response's fields before they become the head's strings.
@@ -206,15 +205,26 @@ func (st *stream) readHead(r *http.Request, maxHead int) error {
 // parseHead has fasthttp parse the HTTP/1.1 head in st.head into the stream's request, through a
 // reader of maxHead bytes: a longer head fails with fasthttp.ErrSmallBuffer (431), as over
 // HTTP/1.1.
+//
+// The reader is pooled, not the stream's: it is needed only while fasthttp parses (which copies
+// what it keeps), and a stream in flight would otherwise hold max_header_bytes (16 KiB by
+// default) for the whole upstream exchange.
 func (st *stream) parseHead(maxHead int) error {
 	st.rd.Reset(st.head)
-	if st.br == nil || st.br.Size() != max(maxHead, 16) {
-		st.br = bufio.NewReaderSize(&st.rd, maxHead)
+	br, _ := headReaders.Get().(*bufio.Reader)
+	if br == nil || br.Size() != max(maxHead, 16) {
+		br = bufio.NewReaderSize(&st.rd, maxHead)
 	} else {
-		st.br.Reset(&st.rd)
+		br.Reset(&st.rd)
 	}
-	return st.ctx.Request.Header.Read(st.br)
+	err := st.ctx.Request.Header.Read(br)
+	br.Reset(nil)
+	headReaders.Put(br)
+	return err
 }
+
+// headReaders are the readers fasthttp parses rebuilt request heads through.
+var headReaders sync.Pool
 
 // writeResponse writes resp to the stream: status, fields without the connection-specific ones,
 // the body (a streamed body is copied as it arrives and flushed whenever the producer pauses),
