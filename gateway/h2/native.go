@@ -182,6 +182,9 @@ func (c *nconn) readError(err error) bool {
 	var ce http2.ConnectionError
 	switch {
 	case errors.As(err, &se):
+		// A HEADERS frame refused before its block was decoded may be continued; its
+		// CONTINUATION frames cannot be decoded either, so they end the connection.
+		c.hb = headerBlock{id: se.StreamID, invalid: errSkippedBlock, fields: c.hb.fields[:0]}
 		c.mu.Lock()
 		if se.StreamID > c.maxClientID && se.StreamID%2 == 1 {
 			c.maxClientID = se.StreamID // a HEADERS frame refused: its id is used up

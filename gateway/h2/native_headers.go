@@ -36,6 +36,7 @@ var (
 	errInvalidFieldName   = errors.New("invalid field name")
 	errInvalidFieldValue  = errors.New("invalid field value")
 	errPseudoField        = errors.New("unknown, repeated or response pseudo-field")
+	errSkippedBlock       = errors.New("continuation of a refused header block")
 )
 
 // emit receives each decoded field (hpack.Decoder's callback).

@@ -225,3 +225,39 @@ func TestNativeControlFloodClosesTheConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestContinuationOfARefusedHeaderBlockEndsTheConnection: a HEADERS frame refused before its
+// block could be decoded (a pad length beyond the frame: a stream error) and continued with
+// CONTINUATION leaves the HPACK state unknown, so the connection ends with GOAWAY
+// PROTOCOL_ERROR instead of decoding the rest as part of another block.
+func TestContinuationOfARefusedHeaderBlockEndsTheConnection(t *testing.T) {
+	s := testSettings
+	s.Engine = EngineNative
+	addr, _ := serveH2CWith(t, s, func(ctx *fasthttp.RequestCtx) {
+		_, _ = io.ReadAll(ctx.RequestBodyStream())
+	})
+	c := dialRaw(t, addr)
+	c.open(1, "/first", false) // open, its body still to come: CONTINUATION must not end it
+	block := c.headerBlock("/second")
+	// PADDED (0x8) without END_HEADERS: pad length 200 in a frame shorter than that.
+	payload := append([]byte{200}, block...)
+	if err := c.fr.WriteRawFrame(http2.FrameHeaders, http2.FlagHeadersPadded, 3, payload); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.fr.WriteContinuation(3, true, c.headerBlock("/third")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.fr.WritePing(false, [8]byte{7}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.readUntil(func(f http2.Frame) bool {
+		p, ok := f.(*http2.PingFrame)
+		return isGoAway(f) || (ok && p.IsAck())
+	})
+	if err != nil || !isGoAway(f) {
+		t.Fatalf("the connection went on after the continued block (%v, %v)", f, err)
+	}
+	if code := f.(*http2.GoAwayFrame).ErrCode; code != http2.ErrCodeProtocol {
+		t.Fatalf("GOAWAY %v, want PROTOCOL_ERROR", code)
+	}
+}
