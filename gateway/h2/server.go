@@ -124,7 +124,9 @@ func (g *generation) end(ctx context.Context) {
 		c.mu.Lock()
 		c.goAwayLocked(http2.ErrCodeNo)
 		c.mu.Unlock()
-		c.flush()
+		// Each on its own goroutine, which ends with the write: a client that does not read
+		// would otherwise hold the reload (or the shutdown) for write_timeout per connection.
+		go c.flush()
 	}
 }
 
