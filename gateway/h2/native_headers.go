@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/archway-gateway/archway/gateway/protocol"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -77,16 +78,12 @@ func (c *nconn) emit(hf hpack.HeaderField) {
 
 // validFieldName reports a lowercase token, as HTTP/2 requires of field names (section 8.2.1).
 func validFieldName(s string) bool {
-	if s == "" {
-		return false
-	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !httpguts.IsTokenRune(rune(c)) || ('A' <= c && c <= 'Z') {
+		if 'A' <= s[i] && s[i] <= 'Z' {
 			return false
 		}
 	}
-	return true
+	return protocol.IsToken(s)
 }
 
 // onHeadersFrame starts a header block.

@@ -114,7 +114,7 @@ func (ns *nstream) buildHead(f *headerBlock, maxHead int) error {
 			return errMalformed(hf.Name)
 		}
 	}
-	if method == "" || !validToken(method) {
+	if !protocol.IsToken(method) {
 		return errMalformed(":method")
 	}
 	if method == http.MethodConnect {
@@ -218,17 +218,6 @@ func (ns *nstream) buildHead(f *headerBlock, maxHead int) error {
 	b = append(b, "\r\n"...)
 	ns.head = b
 	return nil
-}
-
-// validToken reports whether s is a method token.
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // validTarget reports whether a :path can stand in an HTTP/1.1 request line.

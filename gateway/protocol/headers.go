@@ -278,6 +278,16 @@ func EqualFold(b []byte, s string) bool { return equalFold(b, s) }
 // isTokenChar reports whether c is an RFC 9110 tchar.
 func isTokenChar(c byte) bool { return tokenTable[c] }
 
+// IsToken reports whether s is a non-empty RFC 9110 token (a method, a field name).
+func IsToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !tokenTable[s[i]] {
+			return false
+		}
+	}
+	return s != ""
+}
+
 var tokenTable = func() (t [256]bool) {
 	for c := 'a'; c <= 'z'; c++ {
 		t[c] = true
