@@ -355,23 +355,9 @@ func (b *nbody) readLocked(p []byte) (int, error) {
 // windows allow, then trailers; a streamed body is sent as it arrives and flushed whenever its
 // producer pauses.
 func (ns *nstream) writeResponse(resp *fasthttp.Response) error {
-	code := resp.StatusCode()
-	noBody := ns.isHead || code == http.StatusNoContent || code == http.StatusNotModified || (code >= 100 && code < 200)
-	bodyStream := resp.BodyStream()
-	var body []byte
-	if bodyStream == nil && !noBody {
-		body = resp.Body()
-	}
-	clen := -1
-	switch {
-	case bodyStream == nil && !noBody:
-		clen = len(body)
-	case ns.isHead || bodyStream != nil:
-		if cl := resp.Header.ContentLength(); cl >= 0 && code != http.StatusNoContent && code != http.StatusNotModified {
-			clen = cl
-		}
-	}
-	ns.block = ns.appendHead(ns.block[:0], code, &resp.Header, clen)
+	f := framingOf(resp, ns.isHead)
+	noBody, bodyStream, body := f.noBody, f.stream, f.body
+	ns.block = ns.appendHead(ns.block[:0], resp.StatusCode(), &resp.Header, f.length)
 	// TrailerHeader is the trailer section as text, ending with its empty line: "\r\n" when
 	// there is none.
 	hasTrailer := len(resp.Header.TrailerHeader()) > 2

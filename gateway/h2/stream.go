@@ -234,21 +234,8 @@ var headReaders sync.Pool
 func writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Response, st *stream) error {
 	hdr := w.Header()
 	code := resp.StatusCode()
-	noBody := r.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || (code >= 100 && code < 200)
-	stream := resp.BodyStream()
-	var body []byte
-	if stream == nil && !noBody {
-		body = resp.Body()
-	}
-	clen := -1
-	switch {
-	case stream == nil && !noBody:
-		clen = len(body)
-	case r.Method == http.MethodHead || stream != nil:
-		if cl := resp.Header.ContentLength(); cl >= 0 && code != http.StatusNoContent && code != http.StatusNotModified {
-			clen = cl
-		}
-	}
+	f := framingOf(resp, r.Method == http.MethodHead)
+	noBody, stream, body, clen := f.noBody, f.stream, f.body, f.length
 	setHead(hdr, &resp.Header, clen, st, time.Now())
 	w.WriteHeader(code)
 
@@ -272,6 +259,33 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Respon
 		writeTrailers(hdr, &resp.Header)
 	}
 	return werr
+}
+
+// framing is how a response travels on a stream: with no body at all (HEAD, 204, 304, 1xx),
+// as a streamed body, or as bytes; and the Content-Length it declares (-1 for none).
+type framing struct {
+	noBody bool
+	stream io.Reader
+	body   []byte
+	length int
+}
+
+// framingOf is resp's framing; head reports a HEAD request, whose answer keeps the length it
+// declares but sends no body.
+func framingOf(resp *fasthttp.Response, head bool) framing {
+	code := resp.StatusCode()
+	f := framing{length: -1, stream: resp.BodyStream()}
+	f.noBody = head || code == http.StatusNoContent || code == http.StatusNotModified || (code >= 100 && code < 200)
+	switch {
+	case f.stream == nil && !f.noBody:
+		f.body = resp.Body()
+		f.length = len(f.body)
+	case head || f.stream != nil:
+		if cl := resp.Header.ContentLength(); cl >= 0 && code != http.StatusNoContent && code != http.StatusNotModified {
+			f.length = cl
+		}
+	}
+	return f
 }
 
 // setHead fills the stream's response fields from h, with Content-Length clen (none when
