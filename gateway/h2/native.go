@@ -46,9 +46,8 @@ const (
 )
 
 var (
-	errStreamClosed  = errors.New("h2: stream closed")
-	errConnClosed    = errors.New("h2: connection closed")
-	errWindowTimeout = errors.New("h2: client did not open the flow-control window in time")
+	errStreamClosed = errors.New("h2: stream closed")
+	errConnClosed   = errors.New("h2: connection closed")
 )
 
 // nconn is one client connection served by the native engine. The reader (serve) owns the
@@ -75,17 +74,16 @@ type nconn struct {
 	// Output: frames wait in out, a buffer from outPool (held in outBox) while there are any;
 	// the writer takes it, writes it and gives it back, so a connection with nothing to send
 	// holds no buffer.
-	out         []byte
-	outBox      *outBuffer
-	writing     bool
-	ctrlQueued  int
-	werr        error // the first write error; nothing more is written
-	closeOnIdle bool  // close once out is written (after a GOAWAY)
-	closed      bool
-	readerDone  bool
-	lingering   atomic.Bool
-	goingAway   bool
-	lastID      uint32 // streams above it are ignored once goingAway
+	out              []byte
+	outBox           *outBuffer
+	writing          bool
+	ctrlQueued       int
+	werr             error // the first write error; nothing more is written
+	closeWhenFlushed bool  // close once out is written (after a GOAWAY)
+	closed           bool
+	readerDone       bool
+	lingering        atomic.Bool
+	goingAway        bool
 	// Flow control: what the client lets the gateway send, and what it may still send us.
 	sendWindow    int64
 	peerInitial   int64
@@ -250,7 +248,6 @@ func (c *nconn) handle(f http2.Frame) (http2.ErrCode, bool) {
 		// The client opens no more streams; the ones open finish, and it closes the
 		// connection when it is done with them (or idle_timeout does).
 		c.goingAway = true
-		c.lastID = c.maxClientID
 		return 0, true
 	case *http2.PushPromiseFrame:
 		return http2.ErrCodeProtocol, false // a client cannot push (section 8.4)
@@ -526,9 +523,8 @@ func (c *nconn) goAwayLocked(code http2.ErrCode) {
 		c.out = appendGoAway(c.outBuf(), c.maxClientID, code)
 	}
 	c.goingAway = true
-	c.lastID = c.maxClientID
 	if code != http2.ErrCodeNo {
-		c.closeOnIdle = true
+		c.closeWhenFlushed = true
 		return
 	}
 	c.closeIfDoneLocked()
@@ -538,7 +534,7 @@ func (c *nconn) goAwayLocked(code http2.ErrCode) {
 // and nothing runs on it any more.
 func (c *nconn) closeIfDoneLocked() {
 	if c.goingAway && len(c.streams) == 0 && c.running == 0 && len(c.queued) == 0 {
-		c.closeOnIdle = true
+		c.closeWhenFlushed = true
 		if !c.writing && len(c.out) == 0 {
 			c.closeLocked()
 		}
@@ -662,7 +658,7 @@ func (c *nconn) flush() {
 		c.outBox.put(c.out)
 		c.out, c.outBox = nil, nil
 	}
-	if c.closeOnIdle {
+	if c.closeWhenFlushed {
 		c.closeLocked()
 	}
 	c.mu.Unlock()

@@ -457,7 +457,6 @@ func (ns *nstream) sendDataLocked(body []byte, end bool) error {
 					c.mu.Lock()
 					if ns.seq.Load() == seq && !ns.reset {
 						c.resetLocked(ns.id, http2.ErrCodeFlowControl)
-						ns.bodyErr = errWindowTimeout
 					}
 					c.mu.Unlock()
 				})
