@@ -32,14 +32,17 @@ var staticNames = map[string]uint64{
 // Not safe for concurrent use; each stream has its own.
 type headEncoder struct{ lower []byte }
 
-// appendStatus appends the :status pseudo-header.
+// appendStatus appends the :status pseudo-header. The upstream transports refuse a code
+// outside 100-999; should one come here anyway, the block stays valid HPACK (the field's
+// length is that of its digits), so a client rejects that one response, not the connection's
+// header compression state.
 func appendStatus(b []byte, code int) []byte {
 	if idx, ok := staticStatus[code]; ok {
 		return append(b, 0x80|idx) // indexed field
 	}
 	b = append(b, 0x08) // literal without indexing, name :status (index 8)
-	b = append(b, 3)
-	return strconv.AppendInt(b, int64(code)%1000, 10)
+	var digits [20]byte
+	return appendString(b, strconv.AppendInt(digits[:0], int64(code), 10))
 }
 
 // appendField appends the field name: value, the name lowercased as HTTP/2 requires.

@@ -180,3 +180,44 @@ routes:
 		})
 	}
 }
+
+// TestUpstreamStatusOutsideThreeDigitsIs502: an upstream's "099" status line (three digits,
+// which the HTTP/1.1 parser takes) reaches no client: it is a bad gateway, to an HTTP/1.1
+// client and to an HTTP/2 one. Before, HTTP/2 clients got a :status whose header block broke
+// the connection's header compression, failing every stream on it; the same client's next
+// request on the same connection now succeeds.
+func TestUpstreamStatusOutsideThreeDigitsIs502(t *testing.T) {
+	odd := startRawUpstream(t, "HTTP/1.1 099 Odd\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	app := startHTTPUpstream(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "app") })
+	g := startH2Gateway(t, "", fmt.Sprintf(`
+access_log: {enabled: false}
+upstreams:
+  odd: {targets: ["%s"], max_fails: 0}
+  app: {targets: ["%s"]}
+routes:
+  - {name: odd, match: {path_prefix: /odd}, upstream: odd}
+  - {name: app, match: {path_prefix: /}, upstream: app}
+`, odd, app))
+
+	if r := rawRequest(t, g.plain, "GET /odd HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"); r.Status != 502 || strings.Contains(r.Body, odd) {
+		t.Fatalf("HTTP/1.1: %d %q, want 502 naming no upstream", r.Status, r.Body)
+	}
+	for kind, base := range map[string]string{"h2c": "http://" + g.plain, "h2": "https://" + g.tls} {
+		c := g.client(kind)
+		for _, path := range []string{"/odd", "/next", "/odd", "/next"} {
+			resp, err := c.Get(base + path)
+			if err != nil {
+				t.Fatalf("%s %s: %v", kind, path, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := 200
+			if path == "/odd" {
+				want = 502
+			}
+			if resp.ProtoMajor != 2 || resp.StatusCode != want {
+				t.Fatalf("%s %s: %s %d %q, want %d", kind, path, resp.Proto, resp.StatusCode, body, want)
+			}
+		}
+	}
+}

@@ -95,6 +95,7 @@ var (
 	errDialNoTime  = errors.New("request deadline passed before connecting")
 	errUpgrade     = errors.New("101 Switching Protocols on a request that asked for no upgrade")
 	errTooLarge    = errors.New("response body over max_response_bytes")
+	errStatus      = errors.New("status code outside 100-999")
 )
 
 func dialError(addr string, err error) *Error {

@@ -187,6 +187,14 @@ func (u *Upstream) DoH2(t *Target, req *fasthttp.Request, resp *fasthttp.Respons
 		return e
 	}
 
+	if res.StatusCode < 100 || res.StatusCode > 999 {
+		// x/net takes any number for :status; the gateway takes what HTTP/1.1 allows.
+		_ = res.Body.Close()
+		cancel()
+		t.inflight.Add(-1)
+		t.recordFailure(x.Now, u.passive)
+		return &Error{Kind: KindProtocol, Addr: t.Addr, Err: errStatus}
+	}
 	resp.SetStatusCode(res.StatusCode)
 	hdr := &resp.Header
 	for k, vs := range res.Header {

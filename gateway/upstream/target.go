@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
@@ -264,6 +265,9 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 	}
 
 	for {
+		if zeroStatus(pc.br) {
+			return t.fail(pc, x, KindProtocol, errStatus)
+		}
 		if err := resp.Header.Read(pc.br); err != nil {
 			switch {
 			case isTimeout(err):
@@ -278,6 +282,9 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 			return t.fail(pc, x, KindProtocol, err)
 		}
 		code := resp.Header.StatusCode()
+		if code < 100 {
+			return t.fail(pc, x, KindProtocol, errStatus)
+		}
 		if code == fasthttp.StatusSwitchingProtocols {
 			return t.fail(pc, x, KindProtocol, errUpgrade)
 		}
@@ -413,4 +420,12 @@ func (t *Target) Tunnels() int64 { return t.tunnels.Load() }
 func IsNotSent(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.NotSent()
+}
+
+// zeroStatus reports whether the status line buffered in br has a code from 000 to 099, which
+// fasthttp accepts (three digits) and, for 000, reports as 200. It looks at what the next read
+// of the head would read anyway.
+func zeroStatus(br *bufio.Reader) bool {
+	b, err := br.Peek(len("HTTP/1.1 0"))
+	return err == nil && b[len(b)-2] == ' ' && b[len(b)-1] == '0'
 }

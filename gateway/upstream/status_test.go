@@ -1,0 +1,159 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// TestStatusOutsideThreeDigitsIsAProtocolError: a status line whose code is not three digits
+// from 100 to 999 (RFC 9110, section 15) is not HTTP; the gateway fails the exchange as a
+// protocol error (502 to the client) rather than pass it on, as nginx does ("upstream sent no
+// valid HTTP/1.0 header"). HTTP/2 could not carry it (:status is three digits), and a
+// forwarded one would corrupt the header block of every stream on the client's connection.
+func TestStatusOutsideThreeDigitsIsAProtocolError(t *testing.T) {
+	for _, tc := range []struct {
+		status string
+		ok     bool
+	}{
+		{"200 OK", true},
+		{"299 Unregistered", true},
+		{"599 Unregistered", true},
+		{"999 Highest", true},
+		{"42 Short", false},
+		{"099 Leading zero", false},
+		{"0 Zero", false},
+		{"000 Zeros", false}, // fasthttp reports 000 as 200
+		{"001 One", false},
+		{"1005 Long", false},
+	} {
+		t.Run(tc.status, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						br := bufio.NewReader(c)
+						for {
+							line, err := br.ReadString('\n')
+							if err != nil {
+								return
+							}
+							if line == "\r\n" {
+								_, _ = c.Write([]byte("HTTP/1.1 " + tc.status + "\r\nContent-Length: 2\r\n\r\nok"))
+							}
+						}
+					}()
+				}
+			}()
+			tg := newTarget("app", ln.Addr().String(), 1, testSettings())
+			resp, err := get(t, tg, "/")
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("status %q: %v, want the response", tc.status, err)
+			case tc.ok && string(resp.Body()) != "ok":
+				t.Fatalf("status %q: body %q", tc.status, resp.Body())
+			case !tc.ok && kindOf(err) != KindProtocol:
+				t.Fatalf("status %q: %v (status %d), want KindProtocol", tc.status, err, resp.StatusCode())
+			}
+		})
+	}
+}
+
+// TestH2StatusOutsideThreeDigitsIsAProtocolError: the same over HTTP/2, where x/net's
+// transport takes any number for :status. The server is x/net's Framer writing the head by
+// hand: no HTTP/2 server library sends such a status.
+func TestH2StatusOutsideThreeDigitsIsAProtocolError(t *testing.T) {
+	for _, tc := range []struct {
+		status string
+		ok     bool
+	}{{"204", true}, {"099", false}, {"42", false}, {"1005", false}} {
+		t.Run(tc.status, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go serveRawH2Status(c, tc.status)
+				}
+			}()
+			reg := NewRegistry(nil, nil)
+			t.Cleanup(reg.Close)
+			u := buildH2(t, reg, config.ProtocolH2C, ln.Addr().String())
+			req := fasthttp.AcquireRequest()
+			defer fasthttp.ReleaseRequest(req)
+			req.SetRequestURI("/")
+			req.Header.SetHost("backend")
+			resp := &fasthttp.Response{}
+			err = u.DoH2(u.Targets()[0], req, resp, newRoundTrip(2*time.Second), &H2RoundTrip{})
+			switch {
+			case tc.ok && (err != nil || resp.StatusCode() != 204):
+				t.Fatalf(":status %s: %v, status %d", tc.status, err, resp.StatusCode())
+			case !tc.ok && kindOf(err) != KindProtocol:
+				t.Fatalf(":status %s: %v (status %d), want KindProtocol", tc.status, err, resp.StatusCode())
+			}
+			if !tc.ok && u.Targets()[0].Stats().Failures != 1 {
+				t.Fatalf(":status %s counted as %d failures, want 1", tc.status, u.Targets()[0].Stats().Failures)
+			}
+		})
+	}
+}
+
+// serveRawH2Status answers every request on the h2c connection c with :status status and no
+// body.
+func serveRawH2Status(c net.Conn, status string) {
+	defer c.Close()
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(c, preface); err != nil {
+		return
+	}
+	fr := http2.NewFramer(c, c)
+	if fr.WriteSettings() != nil {
+		return
+	}
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() && fr.WriteSettingsAck() != nil {
+				return
+			}
+		case *http2.HeadersFrame:
+			if !f.StreamEnded() {
+				continue
+			}
+			block.Reset()
+			_ = enc.WriteField(hpack.HeaderField{Name: ":status", Value: status})
+			if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true}) != nil {
+				return
+			}
+		}
+	}
+}
