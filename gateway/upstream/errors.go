@@ -96,6 +96,7 @@ var (
 	errUpgrade     = errors.New("101 Switching Protocols on a request that asked for no upgrade")
 	errTooLarge    = errors.New("response body over max_response_bytes")
 	errStatus      = errors.New("status code outside 100-999")
+	errFieldName   = errors.New("a space in a response field name")
 )
 
 func dialError(addr string, err error) *Error {

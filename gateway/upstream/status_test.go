@@ -36,33 +36,8 @@ func TestStatusOutsideThreeDigitsIsAProtocolError(t *testing.T) {
 		{"1005 Long", false},
 	} {
 		t.Run(tc.status, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						br := bufio.NewReader(c)
-						for {
-							line, err := br.ReadString('\n')
-							if err != nil {
-								return
-							}
-							if line == "\r\n" {
-								_, _ = c.Write([]byte("HTTP/1.1 " + tc.status + "\r\nContent-Length: 2\r\n\r\nok"))
-							}
-						}
-					}()
-				}
-			}()
-			tg := newTarget("app", ln.Addr().String(), 1, testSettings())
+			addr := startRawH1Backend(t, "HTTP/1.1 "+tc.status+"\r\nContent-Length: 2\r\n\r\nok")
+			tg := newTarget("app", addr, 1, testSettings())
 			resp, err := get(t, tg, "/")
 			switch {
 			case tc.ok && err != nil:
@@ -156,4 +131,59 @@ func serveRawH2Status(c net.Conn, status string) {
 			}
 		}
 	}
+}
+
+// TestSpaceInResponseFieldNameIsAProtocolError: fasthttp takes "X Y: 1" in a response head (it
+// only marks the head Connection: close); the gateway refuses the response, as nginx and
+// HAProxy do. A space before the colon is removed, as RFC 9112 (section 5.1) has a proxy do.
+func TestSpaceInResponseFieldNameIsAProtocolError(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		ok    bool
+	}{{"X-A: 1", true}, {"X-A : 1", true}, {"X Y: 1", false}, {"X  Y : 1", false}, {"Connection: close", true}} {
+		t.Run(tc.field, func(t *testing.T) {
+			addr := startRawH1Backend(t, "HTTP/1.1 200 OK\r\n"+tc.field+"\r\nContent-Length: 2\r\n\r\nok")
+			resp, err := get(t, newTarget("app", addr, 1, testSettings()), "/")
+			switch {
+			case tc.ok && (err != nil || string(resp.Body()) != "ok"):
+				t.Fatalf("%q: %v %q, want the response", tc.field, err, resp.Body())
+			case tc.ok && tc.field == "X-A : 1" && string(resp.Header.Peek("X-A")) != "1":
+				t.Fatalf("%q: X-A is %q", tc.field, resp.Header.Peek("X-A"))
+			case !tc.ok && kindOf(err) != KindProtocol:
+				t.Fatalf("%q: %v, want KindProtocol", tc.field, err)
+			}
+		})
+	}
+}
+
+// startRawH1Backend answers every request head on its connections with answer, as written.
+func startRawH1Backend(t *testing.T, answer string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						_, _ = c.Write([]byte(answer))
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }

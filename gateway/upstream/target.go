@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -285,6 +286,11 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 		if code < 100 {
 			return t.fail(pc, x, KindProtocol, errStatus)
 		}
+		// fasthttp tolerates a space inside a field name and marks such a head
+		// Connection: close, so only a head so marked is looked at.
+		if resp.Header.ConnectionClose() && spaceInName(&resp.Header) {
+			return t.fail(pc, x, KindProtocol, errFieldName)
+		}
 		if code == fasthttp.StatusSwitchingProtocols {
 			return t.fail(pc, x, KindProtocol, errUpgrade)
 		}
@@ -428,4 +434,16 @@ func IsNotSent(err error) bool {
 func zeroStatus(br *bufio.Reader) bool {
 	b, err := br.Peek(len("HTTP/1.1 0"))
 	return err == nil && b[len(b)-2] == ' ' && b[len(b)-1] == '0'
+}
+
+// spaceInName reports whether a field name of h holds a space. A field name is a token (RFC
+// 9110, section 5.1), and such a name would reach an HTTP/1.1 client as the upstream wrote it
+// and fail the response for an HTTP/2 one; nginx's and HAProxy's parsers refuse it too.
+func spaceInName(h *fasthttp.ResponseHeader) bool {
+	for name := range h.All() {
+		if bytes.IndexByte(name, ' ') >= 0 {
+			return true
+		}
+	}
+	return false
 }
