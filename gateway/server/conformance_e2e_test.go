@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/archway-gateway/archway/internal/testenv"
 	"github.com/valyala/fasthttp"
 )
 
@@ -285,29 +286,13 @@ func TestEarlyHintsForwarded(t *testing.T) {
 
 // startRawUpstream answers every request on a connection with the given bytes, then closes.
 func startRawUpstream(t *testing.T, answer string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				_, _ = io.WriteString(c, answer)
-			}()
+	return testenv.ServeTCP(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String()
+		_, _ = io.WriteString(c, answer)
+	})
 }
 
 // Extension methods (valid tokens) are forwarded on routes that allow every method, and get 405

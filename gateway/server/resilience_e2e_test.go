@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/upstream"
+	"github.com/archway-gateway/archway/internal/testenv"
 	"github.com/valyala/fasthttp"
 )
 
@@ -79,29 +80,13 @@ func TestRetriesGoToAnotherTarget(t *testing.T) {
 // crashingUpstream reads a whole request, then closes the connection without answering: the
 // request reached it and may have been processed.
 func crashingUpstream(t *testing.T, received *atomic.Int64) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err == nil {
-					received.Add(1)
-					_ = req.Body.Close()
-				}
-			}()
+	return testenv.ServeTCP(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err == nil {
+			received.Add(1)
+			_ = req.Body.Close()
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // TestRetriesNeverRepeatAPostThatReachedTheUpstream: a POST that reached a target that then

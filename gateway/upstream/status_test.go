@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/archway-gateway/archway/gateway/config"
+	"github.com/archway-gateway/archway/internal/testenv"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -60,29 +61,16 @@ func TestH2StatusOutsideThreeDigitsIsAProtocolError(t *testing.T) {
 		ok     bool
 	}{{"204", true}, {"099", false}, {"42", false}, {"1005", false}} {
 		t.Run(tc.status, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go serveRawH2Status(c, tc.status)
-				}
-			}()
+			addr := testenv.ServeTCP(t, func(c net.Conn) { serveRawH2Status(c, tc.status) })
 			reg := NewRegistry(nil, nil)
 			t.Cleanup(reg.Close)
-			u := buildH2(t, reg, config.ProtocolH2C, ln.Addr().String())
+			u := buildH2(t, reg, config.ProtocolH2C, addr)
 			req := fasthttp.AcquireRequest()
 			defer fasthttp.ReleaseRequest(req)
 			req.SetRequestURI("/")
 			req.Header.SetHost("backend")
 			resp := &fasthttp.Response{}
-			err = u.DoH2(u.Targets()[0], req, resp, newRoundTrip(2*time.Second), &H2RoundTrip{})
+			err := u.DoH2(u.Targets()[0], req, resp, newRoundTrip(2*time.Second), &H2RoundTrip{})
 			switch {
 			case tc.ok && (err != nil || resp.StatusCode() != 204):
 				t.Fatalf(":status %s: %v, status %d", tc.status, err, resp.StatusCode())
@@ -99,7 +87,6 @@ func TestH2StatusOutsideThreeDigitsIsAProtocolError(t *testing.T) {
 // serveRawH2Status answers every request on the h2c connection c with :status status and no
 // body.
 func serveRawH2Status(c net.Conn, status string) {
-	defer c.Close()
 	preface := make([]byte, len(http2.ClientPreface))
 	if _, err := io.ReadFull(c, preface); err != nil {
 		return
@@ -158,32 +145,16 @@ func TestSpaceInResponseFieldNameIsAProtocolError(t *testing.T) {
 
 // startRawH1Backend answers every request head on its connections with answer, as written.
 func startRawH1Backend(t *testing.T, answer string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return testenv.ServeTCP(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						_, _ = c.Write([]byte(answer))
-					}
-				}
-			}()
+			if line == "\r\n" {
+				_, _ = c.Write([]byte(answer))
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
