@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -171,5 +172,33 @@ func TestFreePortsStayOutOfTheEphemeralRange(t *testing.T) {
 			continue
 		}
 		l.Close()
+	}
+}
+
+// TestServeTCPEndsItsHandlersAtCleanup: a handler blocked reading a connection its client keeps
+// open ends when the test that started the server does, before its cleanup returns.
+func TestServeTCPEndsItsHandlersAtCleanup(t *testing.T) {
+	ended := make(chan struct{})
+	var client net.Conn
+	t.Run("serve", func(t *testing.T) {
+		addr := ServeTCP(t, func(c net.Conn) {
+			defer close(ended)
+			_, _ = c.Write([]byte("hello"))
+			_, _ = c.Read(make([]byte, 1)) // the client never sends
+		})
+		var err error
+		if client, err = net.Dial("tcp", addr); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 5)
+		if _, err := io.ReadFull(client, got); err != nil || string(got) != "hello" {
+			t.Fatalf("read %q, %v", got, err)
+		}
+	})
+	defer client.Close()
+	select {
+	case <-ended:
+	default:
+		t.Fatal("the handler was still running after the test's cleanup")
 	}
 }
