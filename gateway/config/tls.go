@@ -117,7 +117,7 @@ func (v *validator) tls(p string, t *TLS) {
 		}
 	}
 	if t.HSTS != "" {
-		if !strings.HasPrefix(strings.ToLower(t.HSTS), "max-age=") || strings.ContainsAny(t.HSTS, "\r\n") {
+		if !strings.HasPrefix(strings.ToLower(t.HSTS), "max-age=") || fieldValueProblem(t.HSTS) != "" {
 			v.errorf(p+".hsts", "must be a Strict-Transport-Security value starting with max-age= (e.g. \"max-age=31536000; includeSubDomains\"), got %q", t.HSTS)
 		}
 	}

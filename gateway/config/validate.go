@@ -283,8 +283,8 @@ func (v *validator) routes() {
 			if r.Respond.Status < 200 || r.Respond.Status > 599 {
 				v.errorf(p+".respond.status", "must be between 200 and 599, got %d", r.Respond.Status)
 			}
-			if strings.ContainsAny(r.Respond.ContentType, "\r\n") {
-				v.errorf(p+".respond.content_type", "contains a line break")
+			if problem := fieldValueProblem(r.Respond.ContentType); problem != "" {
+				v.errorf(p+".respond.content_type", "%s", problem)
 			}
 		case r.Upstream == "":
 		case v.c.Upstreams[r.Upstream] == nil:
@@ -480,9 +480,25 @@ func (v *validator) headerField(path, name, value string) {
 	if !validHeaderName(name) {
 		v.errorf(path, "invalid header name %q", name)
 	}
-	if strings.ContainsAny(value, "\r\n\x00") {
-		v.errorf(path, "header value contains a line break or NUL")
+	if problem := fieldValueProblem(value); problem != "" {
+		v.errorf(path, "header value %s", problem)
 	}
+}
+
+// fieldValueProblem says what makes s unfit to be sent as a header field value, or "". A value
+// is visible characters (and obs-text) with spaces and tabs between them (RFC 9110, section
+// 5.5); HTTP/2 clients refuse a response with a control character in a value, and nghttp2 (so
+// curl) one that starts or ends with whitespace (RFC 9113, section 8.2.1).
+func fieldValueProblem(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return fmt.Sprintf("contains the control character %q at byte %d", c, i)
+		}
+	}
+	if strings.Trim(s, " \t") != s {
+		return "starts or ends with a space or tab"
+	}
+	return ""
 }
 
 // validHeaderName accepts RFC 9110 tokens without '_' (the gateway refuses underscores in
