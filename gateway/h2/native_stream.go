@@ -46,7 +46,13 @@ type nstream struct {
 	body          []byte // request body bytes received and not yet read
 	bodyOff       int
 	bodyErr       error
-	trailer       http.Header
+	// trailer is the request's declared trailer map (StreamConn.RequestTrailer). An upstream's
+	// transport holds it from the start of its round trip, iterating it at once and reading
+	// the values once the body has ended; so the reader keeps the trailer section it receives
+	// in trailerIn, and the goroutine reading the body moves it into the map just before that
+	// read returns io.EOF (readLocked).
+	trailer   http.Header
+	trailerIn []hpack.HeaderField
 }
 
 // maxPooledBody is the largest request body buffer a pooled stream keeps.
@@ -83,6 +89,8 @@ func (ns *nstream) release() {
 		ns.body = nil // an upload's buffer is not kept for every later GET
 	}
 	ns.trailer = nil
+	clear(ns.trailerIn)
+	ns.trailerIn = ns.trailerIn[:0]
 	ns.block = ns.block[:0]
 	nstreamPool.Put(ns)
 }
@@ -243,17 +251,25 @@ func validAuthority(s string) bool {
 	return true
 }
 
-// setTrailers fills the declared trailer map (RequestTrailer) from the request's trailer
-// section; without a declaration the section is dropped, as x/net's server does. Called with
-// c.mu held.
+// setTrailers keeps the request's trailer section for the declared trailer map
+// (RequestTrailer); without a declaration the section is dropped, as x/net's server does.
+// Called by the reader with c.mu held.
 func (ns *nstream) setTrailers(fields []hpack.HeaderField) {
 	if ns.trailer == nil {
 		return
 	}
-	for _, hf := range fields {
+	ns.trailerIn = append(ns.trailerIn, fields...)
+}
+
+// publishTrailersLocked moves the trailer section received into the declared trailer map. It
+// runs on the goroutine reading the body, as the body's end is read, with c.mu held.
+func (ns *nstream) publishTrailersLocked() {
+	for _, hf := range ns.trailerIn {
 		k := http.CanonicalHeaderKey(hf.Name)
 		ns.trailer[k] = append(ns.trailer[k], hf.Value)
 	}
+	clear(ns.trailerIn)
+	ns.trailerIn = ns.trailerIn[:0]
 }
 
 // serve runs the stream's handler on its own goroutine and writes its response.
@@ -339,6 +355,7 @@ func (b *nbody) readLocked(p []byte) (int, error) {
 			return n, nil
 		}
 		if ns.remoteClosed {
+			ns.publishTrailersLocked()
 			return 0, io.EOF
 		}
 		if ns.bodyErr != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // TestResponseKeepsToTheClientsWindows: a client that opens a 1 000-byte window per stream
@@ -259,5 +260,67 @@ func TestContinuationOfARefusedHeaderBlockEndsTheConnection(t *testing.T) {
 	}
 	if code := f.(*http2.GoAwayFrame).ErrCode; code != http2.ErrCodeProtocol {
 		t.Fatalf("GOAWAY %v, want PROTOCOL_ERROR", code)
+	}
+}
+
+// TestRequestTrailersAppearAtTheBodysEnd: an upstream's transport holds the request's trailer
+// map (RequestTrailer) from the start of its round trip, iterating it at once, while the
+// client's trailer section may arrive at any time. The native engine fills the map only as the
+// body's end is read, on the goroutine reading it: a handler that iterates the map while the
+// trailers arrive, as net/http's transport does, is no data race (-race found one in the
+// end-to-end test before), and finds the values once it has read the body.
+func TestRequestTrailersAppearAtTheBodysEnd(t *testing.T) {
+	s := testSettings
+	s.Engine = EngineNative
+	iterating := make(chan struct{})
+	addr, _ := serveH2CWith(t, s, func(ctx *fasthttp.RequestCtx) {
+		tr := ctx.Conn().(*StreamConn).RequestTrailer()
+		close(iterating)
+		deadline := time.Now().Add(50 * time.Millisecond)
+		for time.Now().Before(deadline) { // while the client's trailers arrive
+			for k := range tr {
+				_ = k
+			}
+		}
+		if len(tr["X-Sum"]) != 0 {
+			ctx.Error("trailer values before the body's end", fasthttp.StatusInternalServerError)
+			return
+		}
+		body, err := io.ReadAll(ctx.RequestBodyStream())
+		if err != nil {
+			ctx.Error(err.Error(), fasthttp.StatusBadRequest)
+			return
+		}
+		ctx.SetBodyString(string(body) + " " + strings.Join(tr["X-Sum"], ","))
+	})
+	c := dialRaw(t, addr)
+	c.hbuf.Reset()
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "test"}, {":path", "/up"}, {"trailer", "x-sum"}} {
+		_ = c.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: append([]byte(nil), c.hbuf.Bytes()...), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.fr.WriteData(1, false, []byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	<-iterating
+	c.hbuf.Reset()
+	_ = c.enc.WriteField(hpack.HeaderField{Name: "x-sum", Value: "7"})
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: append([]byte(nil), c.hbuf.Bytes()...), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	if _, err := c.readUntil(func(f http2.Frame) bool {
+		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == 1 {
+			got = append(got, d.Data()...)
+			return d.StreamEnded()
+		}
+		return false
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "abc 7" {
+		t.Fatalf("body %q, want \"abc 7\"", got)
 	}
 }
