@@ -6,9 +6,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,6 +45,7 @@ const (
 	opReset
 	opPing
 	opPriority
+	opTrailers
 	numOps
 )
 
@@ -57,10 +60,22 @@ func fuzzHandler(ctx *fasthttp.RequestCtx) {
 			ctx.SetBody(ctx.PostBody())
 			return
 		}
+		// As an HTTP/2 upstream's transport uses the trailer map: its names at once, while the
+		// client may be sending the section, its values once the body has ended.
+		var trailer http.Header
+		if sc, ok := ctx.Conn().(*StreamConn); ok {
+			trailer = sc.RequestTrailer()
+		}
+		for name := range trailer {
+			ctx.Response.Header.Set("X-Declared", name)
+		}
 		b, err := io.ReadAll(stream)
 		if err != nil {
 			ctx.SetStatusCode(fasthttp.StatusRequestTimeout)
 			return
+		}
+		for name, values := range trailer {
+			ctx.Response.Header.Set("X-Trailer-"+name, strings.Join(values, ","))
 		}
 		ctx.SetBody(b)
 	case "/big":
@@ -152,7 +167,7 @@ func (c *fuzzClient) step() (bool, error) {
 			fields = append(fields, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(int(c.byte()))})
 		}
 		if flags&0x08 != 0 {
-			fields = append(fields, hpack.HeaderField{Name: "te", Value: "trailers"})
+			fields = append(fields, hpack.HeaderField{Name: "te", Value: "trailers"}, hpack.HeaderField{Name: "trailer", Value: "x-sum"})
 		}
 		if flags&0x10 != 0 { // a field that makes the request malformed
 			fields = append(fields, [...]hpack.HeaderField{
@@ -201,6 +216,13 @@ func (c *fuzzClient) step() (bool, error) {
 		var data [8]byte
 		copy(data[:], c.bytes(8))
 		return true, c.fr.WritePing(c.byte()&1 != 0, data)
+	case opTrailers:
+		id := c.stream()
+		c.hb.Reset()
+		if err := c.enc.WriteField(hpack.HeaderField{Name: "x-sum", Value: strconv.Itoa(int(c.byte()))}); err != nil {
+			return false, err
+		}
+		return true, c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hb.Bytes(), EndStream: true, EndHeaders: true})
 	case opPriority:
 		id := c.stream()
 		return true, c.fr.WritePriority(id, http2.PriorityParam{StreamDep: c.stream(), Weight: c.byte(), Exclusive: c.byte()&1 != 0})
@@ -223,6 +245,7 @@ var fuzzSeeds = [][]byte{
 	{opWindowUpdate, 0x80, 0x7f, 0xff, 0xff, 0xff, opWindowUpdate, 0x80, 0x7f, 0xff, 0xff, 0xff}, // the connection window overflows
 	{opRequest, 0, 0x11, 0, 1},                                                                   // a field name with an upper-case letter
 	{opPriority, 0, 0, 16, 0},                                                                    // a stream depending on itself
+	{opRequest, 0, 0x28, 1, opData, 0, 0x01, opTrailers, 0, 7},                                   // POST /echo declaring a trailer, a body, the trailer section
 }
 
 func FuzzNativeConn(f *testing.F) { fuzzConn(f, EngineNative) }
