@@ -94,10 +94,15 @@ func TestBufferingFreesTheConnectionBeforeTheClientReads(t *testing.T) {
 				t.Errorf("content length %d, want %d (the upstream's framing)", got, tc.cl)
 			}
 			settled(t, resp)
-			st := tg.Stats()
 			wantInFlight := int64(1)
 			if tc.buffered {
 				wantInFlight = 0
+			}
+			// The filler marks the spool done, then gives the connection back: wait for that
+			// too (the client still reads nothing), or the check races the filler's last step.
+			st := tg.Stats()
+			for deadline := time.Now().Add(10 * time.Second); st.InFlight != wantInFlight && time.Now().Before(deadline); st = tg.Stats() {
+				time.Sleep(time.Millisecond)
 			}
 			if st.InFlight != wantInFlight || (st.Buffered == 1) != tc.buffered || (st.Spilled == 1) != tc.spilled {
 				t.Fatalf("before the client read: in flight %d, buffered %d, spilled %d; want %d, %v, %v",
