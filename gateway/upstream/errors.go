@@ -97,6 +97,7 @@ var (
 	errTooLarge    = errors.New("response body over max_response_bytes")
 	errStatus      = errors.New("status code outside 100-999")
 	errFieldName   = errors.New("a space in a response field name")
+	errInterim     = errors.New("more than 5 interim (1xx) responses")
 )
 
 func dialError(addr string, err error) *Error {

@@ -3,8 +3,10 @@ package upstream
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,4 +159,40 @@ func startRawH1Backend(t *testing.T, answer string) string {
 			}
 		}
 	})
+}
+
+// TestInterimResponsesAreBounded: an upstream may send a few 1xx heads before its answer (100
+// Continue, 103 Early Hints); one that keeps sending them is failed as a protocol error once
+// there are more than maxInterim, instead of holding the exchange until its timeout.
+func TestInterimResponsesAreBounded(t *testing.T) {
+	const hint = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+	for _, tc := range []struct {
+		interim int
+		ok      bool
+	}{{0, true}, {maxInterim, true}, {maxInterim + 1, false}, {1000, false}} {
+		t.Run(fmt.Sprint(tc.interim), func(t *testing.T) {
+			addr := startRawH1Backend(t, strings.Repeat(hint, tc.interim)+"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			tg := newTarget("app", addr, 1, testSettings())
+			var seen int
+			x := newRoundTrip(2 * time.Second)
+			x.Informational = func(*fasthttp.ResponseHeader) { seen++ }
+			req := fasthttp.AcquireRequest()
+			defer fasthttp.ReleaseRequest(req)
+			req.SetRequestURI("/")
+			req.Header.SetHost("backend")
+			resp := &fasthttp.Response{}
+			start := time.Now()
+			err := tg.Do(req, resp, x)
+			switch {
+			case tc.ok && (err != nil || string(resp.Body()) != "ok" || seen != tc.interim):
+				t.Fatalf("%d interim: %v %q, %d passed on", tc.interim, err, resp.Body(), seen)
+			case !tc.ok && kindOf(err) != KindProtocol:
+				t.Fatalf("%d interim: %v, want KindProtocol", tc.interim, err)
+			case !tc.ok && seen != maxInterim:
+				t.Fatalf("%d interim: %d passed on, want %d", tc.interim, seen, maxInterim)
+			case time.Since(start) > time.Second:
+				t.Fatalf("%d interim: took %v", tc.interim, time.Since(start))
+			}
+		})
+	}
 }

@@ -265,7 +265,7 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 		return t.failWrite(pc, x, reused, err)
 	}
 
-	for {
+	for interim := 0; ; interim++ {
 		if zeroStatus(pc.br) {
 			return t.fail(pc, x, KindProtocol, errStatus)
 		}
@@ -299,6 +299,9 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 		}
 		// 1xx interim responses: 100 Continue answers the gateway's own request; the others
 		// (103 Early Hints) are the client's, when the caller passes them on.
+		if interim == maxInterim {
+			return t.fail(pc, x, KindProtocol, errInterim)
+		}
 		if code != fasthttp.StatusContinue && x.Informational != nil {
 			x.Informational(&resp.Header)
 		}
@@ -427,6 +430,11 @@ func IsNotSent(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.NotSent()
 }
+
+// maxInterim bounds the interim (1xx) responses read before the final one, as Go's HTTP/1.1
+// client does: an upstream that sends them without end would otherwise hold the exchange until
+// its timeout, each one passed on to the client.
+const maxInterim = 5
 
 // zeroStatus reports whether the status line buffered in br has a code from 000 to 099, which
 // fasthttp accepts (three digits) and, for 000, reports as 200. It looks at what the next read
