@@ -256,6 +256,34 @@ func TestAbsoluteFormRoutedByAuthority(t *testing.T) {
 	}
 }
 
+// An upstream answer with both Content-Length and Transfer-Encoding: chunked reaches the client
+// read as chunked, and the upstream connection is not used again: bytes the upstream sends
+// after the chunked body (here a whole second response, in a later segment) never become the
+// answer to another client's request.
+func TestLengthBesideChunkedCannotSmuggleAnAnswer(t *testing.T) {
+	products := startUpstream(t, "products", nil)
+	users := testenv.ServeTCP(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+			time.Sleep(2 * time.Millisecond)
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
+		}
+	})
+	gw := startGateway(t, conformanceConfig(products.Addr, users))
+	for i := range 3 {
+		time.Sleep(5 * time.Millisecond) // the smuggled bytes arrive; the pool's idle check does not run yet
+		r := rawRequest(t, gw.Addr, "GET /page HTTP/1.1\r\nHost: a.users.test\r\nConnection: close\r\n\r\n")
+		if r.Status != 200 || r.Body != "ok" || r.Headers.Get("Content-Length") == "2" && r.Headers.Get("Transfer-Encoding") != "" {
+			t.Fatalf("request %d: %d %q %v, want 200 \"ok\" with one framing", i+1, r.Status, r.Body, r.Headers)
+		}
+	}
+}
+
 // An upstream's 103 Early Hints reaches an HTTP/1.1 client before the final response, without
 // hop-by-hop fields; an HTTP/1.0 client gets the final response only.
 func TestEarlyHintsForwarded(t *testing.T) {

@@ -265,10 +265,12 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 		return t.failWrite(pc, x, reused, err)
 	}
 
+	var head []byte // the head's bytes as buffered before fasthttp parses them (lengthBesideChunked)
 	for interim := 0; ; interim++ {
 		if zeroStatus(pc.br) {
 			return t.fail(pc, x, KindProtocol, errStatus)
 		}
+		head, _ = pc.br.Peek(pc.br.Buffered())
 		if err := resp.Header.Read(pc.br); err != nil {
 			switch {
 			case isTimeout(err):
@@ -334,6 +336,10 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 		case cl >= 0:
 			s = newBodyStream(pc, t, framingFixed, int64(cl), limit, x.Timeout, reusable)
 		case cl == -1:
+			// fasthttp reads a head with both framings as chunked and drops the length, as
+			// RFC 9112 (section 6.3) has a proxy do; but where the two disagree, the bytes
+			// after the chunked body would be taken for the next exchange's answer.
+			reusable = reusable && !lengthBesideChunked(head)
 			s = newBodyStream(pc, t, framingChunked, 0, limit, x.Timeout, reusable)
 		default:
 			s = newBodyStream(pc, t, framingClose, 0, limit, x.Timeout, false)
@@ -443,6 +449,37 @@ func zeroStatus(br *bufio.Reader) bool {
 	b, err := br.Peek(len("HTTP/1.1 0"))
 	return err == nil && b[len(b)-2] == ' ' && b[len(b)-1] == '0'
 }
+
+// lengthBesideChunked reports whether a chunked response's head, as buffered before it was
+// parsed, also had a Content-Length field, or may have had one: a head that did not come whole
+// in the bytes buffered then cannot be looked at, and counts as having one. Only chunked
+// responses are looked at, so a response with a length costs nothing.
+func lengthBesideChunked(buffered []byte) bool {
+	end := bytes.Index(buffered, headEnd)
+	if end < 0 {
+		return true
+	}
+	fields := buffered[:end+2]
+	fields = fields[bytes.IndexByte(fields, '\n')+1:] // after the status line
+	for len(fields) > 0 {
+		i := bytes.IndexByte(fields, '\n')
+		if i < 0 {
+			return false
+		}
+		name, _, ok := bytes.Cut(fields[:i], colon)
+		if ok && bytes.EqualFold(bytes.TrimRight(name, " \t"), contentLengthName) {
+			return true
+		}
+		fields = fields[i+1:]
+	}
+	return false
+}
+
+var (
+	headEnd           = []byte("\r\n\r\n")
+	colon             = []byte(":")
+	contentLengthName = []byte("content-length")
+)
 
 // spaceInName reports whether a field name of h holds a space. A field name is a token (RFC
 // 9110, section 5.1), and such a name would reach an HTTP/1.1 client as the upstream wrote it
