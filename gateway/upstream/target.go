@@ -453,7 +453,7 @@ func zeroStatus(br *bufio.Reader) bool {
 // lengthBesideChunked reports whether a chunked response's head, as buffered before it was
 // parsed, also had a Content-Length field, or may have had one: a head that did not come whole
 // in the bytes buffered then cannot be looked at, and counts as having one. Only chunked
-// responses are looked at, so a response with a length costs nothing.
+// responses are looked at: a response with a length pays for the Peek that keeps the bytes.
 func lengthBesideChunked(buffered []byte) bool {
 	end := bytes.Index(buffered, headEnd)
 	if end < 0 {
