@@ -148,7 +148,16 @@ func TestSpaceInResponseFieldNameIsAProtocolError(t *testing.T) {
 
 // startRawH1Backend answers every request head on its connections with answer, as written.
 func startRawH1Backend(t *testing.T, answer string) string {
-	return testenv.ServeTCP(t, func(c net.Conn) {
+	addr, _ := serveRawH1(t, func(c net.Conn) { _, _ = c.Write([]byte(answer)) })
+	return addr
+}
+
+// serveRawH1 calls answer for every request head on its connections, and counts the
+// connections.
+func serveRawH1(t *testing.T, answer func(c net.Conn)) (string, *atomic.Int32) {
+	conns := new(atomic.Int32)
+	addr := testenv.ServeTCP(t, func(c net.Conn) {
+		conns.Add(1)
 		br := bufio.NewReader(c)
 		for {
 			line, err := br.ReadString('\n')
@@ -156,10 +165,11 @@ func startRawH1Backend(t *testing.T, answer string) string {
 				return
 			}
 			if line == "\r\n" {
-				_, _ = c.Write([]byte(answer))
+				answer(c)
 			}
 		}
 	})
+	return addr, conns
 }
 
 // TestInterimResponsesAreBounded: an upstream may send a few 1xx heads before its answer (100
@@ -215,24 +225,13 @@ func TestContentLengthBesideChunkedIsNotReused(t *testing.T) {
 		{"chunked alone", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Content-Length: 5\r\n\r\n", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var conns atomic.Int32
-			addr := testenv.ServeTCP(t, func(c net.Conn) {
-				conns.Add(1)
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						_, _ = c.Write([]byte(tc.head + "5\r\nhello\r\n0\r\n\r\n"))
-						if tc.conns == 2 {
-							// The smuggled answer comes in a later segment: one that came
-							// with the body would be found left over in the read buffer.
-							time.Sleep(2 * time.Millisecond)
-							_, _ = c.Write([]byte(smuggled))
-						}
-					}
+			addr, conns := serveRawH1(t, func(c net.Conn) {
+				_, _ = c.Write([]byte(tc.head + "5\r\nhello\r\n0\r\n\r\n"))
+				if tc.conns == 2 {
+					// The smuggled answer comes in a later segment: one that came with the
+					// body would be found left over in the read buffer.
+					time.Sleep(2 * time.Millisecond)
+					_, _ = c.Write([]byte(smuggled))
 				}
 			})
 			tg := newTarget("app", addr, 1, testSettings())
@@ -264,7 +263,7 @@ func TestLengthBesideChunked(t *testing.T) {
 		{"HTTP/1.1 200 OK\r\nCONTENT-LENGTH\t: 5\r\nTransfer-Encoding: chunked\r\n\r\n", true},
 		{"HTTP/1.1 200 OK\r\nContent-Lengths: 5\r\nX: content-length: 5\r\n\r\n", false},
 		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nContent-Length: 5\r\n\r\n", false}, // in the body
-		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Long: aaaa", true},                // the head goes on: unknown
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Long: aaaa", true},                   // the head goes on: unknown
 	} {
 		if got := lengthBesideChunked([]byte(tc.buffered)); got != tc.want {
 			t.Errorf("%q: %v, want %v", tc.buffered, got, tc.want)
