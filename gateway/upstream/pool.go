@@ -78,6 +78,10 @@ type pconn struct {
 	fd       int    // the socket, for the idle check at checkout; -1 where there is none
 	lastUsed int64  // unix nanoseconds of the last release
 	uses     uint64 // completed exchanges on this connection; > 0 means it was reused
+	// bodiless is set when the last answer had no body by rule (HEAD, 204, 304): an upstream
+	// that sends one anyway leaves it on the connection, so the next checkout asks the kernel
+	// whatever the connection's idle time.
+	bodiless bool
 	// out is bw's destination; raw, for plain TCP connections, lets send write a request and
 	// wait for its answer in one step (send.go); await is pc.awaitAnswer, bound once.
 	out     sendBuffer
@@ -189,8 +193,13 @@ func (p *pool) popIdle(now int64) *pconn {
 		// connection idle for idleCheckAfter: under load connections come back sooner, and the
 		// call cost 5 % of a proxied request's CPU (bench plain), while keep-alive timeouts that
 		// close idle connections are seconds long (Node's: 5 s). A close inside that window is
-		// still caught: the request repeats on a newly dialled connection.
-		if pc.fd >= 0 && now-pc.lastUsed >= int64(idleCheckAfter) && idleConnDead(pc.fd) {
+		// still caught: the request repeats on a newly dialled connection. Stray bytes inside
+		// it are not, unless they came with the answer (release finds them buffered) or the
+		// answer had no body by rule (bodiless: a body sent after a HEAD answer, the usual way
+		// an upstream gets framing wrong).
+		bodiless := pc.bodiless
+		pc.bodiless = false
+		if pc.fd >= 0 && (bodiless || now-pc.lastUsed >= int64(idleCheckAfter)) && idleConnDead(pc.fd) {
 			p.peerClosed.Add(1)
 			p.discard(pc)
 			continue

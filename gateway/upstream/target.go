@@ -313,6 +313,7 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 	code := resp.Header.StatusCode()
 	if x.Head || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified {
 		resp.SkipBody = true
+		pc.bodiless = true
 		t.finishAnswer(pc, reusable, x)
 		t.recordSuccess()
 		return nil
