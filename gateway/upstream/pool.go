@@ -264,6 +264,7 @@ func (p *pool) dial(i int, deadline time.Time) (*pconn, error) {
 	pc.raw = rawConn(conn)
 	pc.fd = fd
 	pc.uses = 0
+	pc.bodiless = false
 	p.dials.Add(1)
 	p.open.Add(1)
 	return pc, nil
