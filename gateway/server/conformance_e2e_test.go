@@ -284,6 +284,19 @@ func TestLengthBesideChunkedCannotSmuggleAnAnswer(t *testing.T) {
 	}
 }
 
+// An upstream answer whose chunked body breaks the framing in its first chunk-size line gets the
+// client a 502 with the gateway's error body, not a connection cut before any byte: the line
+// comes with the head, so it is checked before the head is sent on.
+func TestBrokenFirstChunkIsA502(t *testing.T) {
+	products := startUpstream(t, "products", nil)
+	users := startRawUpstream(t, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n 2\r\nok\r\n0\r\n\r\n")
+	gw := startGateway(t, conformanceConfig(products.Addr, users))
+	r := rawRequest(t, gw.Addr, "GET /page HTTP/1.1\r\nHost: a.users.test\r\nConnection: close\r\n\r\n")
+	if r.Status != 502 || !strings.Contains(r.Body, `"error":"upstream error"`) {
+		t.Fatalf("%d %q, want 502 with the error body", r.Status, r.Body)
+	}
+}
+
 // An upstream's 103 Early Hints reaches an HTTP/1.1 client before the final response, without
 // hop-by-hop fields; an HTTP/1.0 client gets the final response only.
 func TestEarlyHintsForwarded(t *testing.T) {

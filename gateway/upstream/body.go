@@ -159,6 +159,14 @@ func readChunkSize(br *bufio.Reader) (int64, error) {
 		}
 		return 0, err
 	}
+	return parseChunkSize(line)
+}
+
+// parseChunkSize is readChunkSize on a line already in hand, its LF included.
+func parseChunkSize(line []byte) (int64, error) {
+	if len(line) > maxChunkLine {
+		return 0, errChunkSyntax
+	}
 	if len(line) < 2 || line[len(line)-2] != '\r' {
 		return 0, errChunkSyntax // bare LF
 	}

@@ -270,3 +270,33 @@ func TestLengthBesideChunked(t *testing.T) {
 		}
 	}
 }
+
+// TestBrokenFirstChunkIsAProtocolError: a chunked body whose first chunk-size line came with
+// the head and breaks the framing rules fails the exchange before the head goes anywhere (the
+// client gets a 502, not a cut connection); a good one streams as before.
+func TestBrokenFirstChunkIsAProtocolError(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{
+		{"2\r\nok\r\n0\r\n\r\n", true},
+		{"2;name=value\r\nok\r\n0\r\n\r\n", true},
+		{"2 \r\nok\r\n0\r\n\r\n", true}, // whitespace at the very end, as net/http allows
+		{" 2\r\nok\r\n0\r\n\r\n", false},
+		{"2\nok\n0\n\n", false},
+		{"0x2\r\nok\r\n0\r\n\r\n", false},
+		{"zz\r\nok\r\n0\r\n\r\n", false},
+		{"2\r\r\nok\r\n0\r\n\r\n", false},
+	} {
+		t.Run(strings.TrimSpace(strings.SplitN(tc.body, "\n", 2)[0]), func(t *testing.T) {
+			addr := startRawH1Backend(t, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"+tc.body)
+			resp, err := get(t, newTarget("app", addr, 1, testSettings()), "/")
+			switch {
+			case tc.ok && (err != nil || string(resp.Body()) != "ok"):
+				t.Fatalf("%q: %v %q, want the body", tc.body, err, resp.Body())
+			case !tc.ok && kindOf(err) != KindProtocol:
+				t.Fatalf("%q: %v, want KindProtocol before the body streams", tc.body, err)
+			}
+		})
+	}
+}

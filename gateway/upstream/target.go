@@ -341,6 +341,9 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response, x *RoundTrip
 			// RFC 9112 (section 6.3) has a proxy do; but where the two disagree, the bytes
 			// after the chunked body would be taken for the next exchange's answer.
 			reusable = reusable && !lengthBesideChunked(head)
+			if err := firstChunkBroken(pc.br); err != nil {
+				return t.fail(pc, x, KindProtocol, err)
+			}
 			s = newBodyStream(pc, t, framingChunked, 0, limit, x.Timeout, reusable)
 		default:
 			s = newBodyStream(pc, t, framingClose, 0, limit, x.Timeout, false)
@@ -474,6 +477,20 @@ func lengthBesideChunked(buffered []byte) bool {
 		fields = fields[i+1:]
 	}
 	return false
+}
+
+// firstChunkBroken checks the first chunk-size line of a chunked body when it came with the
+// head (it usually does): a broken one fails the exchange now, while the client can still get
+// a 502, instead of once the body streams, when the head is gone and all that is left is to
+// cut the connection (which a client sees as an empty reply). Nothing is consumed.
+func firstChunkBroken(br *bufio.Reader) error {
+	buffered, _ := br.Peek(br.Buffered())
+	i := bytes.IndexByte(buffered, '\n')
+	if i < 0 {
+		return nil // not here yet: the body stream reads it
+	}
+	_, err := parseChunkSize(buffered[:i+1])
+	return err
 }
 
 var (
