@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/archway-gateway/archway/internal/testenv"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -265,28 +266,11 @@ func fuzzConn(f *testing.F, engine Engine) {
 	srv := NewServer(s, Handler{Serve: fuzzHandler, ParseError: func(ctx *fasthttp.RequestCtx, err error) {
 		ctx.SetStatusCode(fasthttp.StatusBadRequest)
 	}, Logger: quiet{}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	var serving sync.WaitGroup
-	serving.Add(1)
-	go func() {
-		defer serving.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			serving.Add(1)
-			go func() { defer serving.Done(); srv.ServeConn(c) }()
-		}
-	}()
-	f.Cleanup(func() { ln.Close(); serving.Wait() })
+	addr := testenv.ServeTCP(f, srv.ServeConn)
 
 	f.Fuzz(func(t *testing.T, program []byte) {
 		before := runtime.NumGoroutine()
-		conn, err := net.Dial("tcp", ln.Addr().String())
+		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}

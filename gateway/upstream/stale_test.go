@@ -157,38 +157,24 @@ func get2(tg *Target, path string) error {
 // fasthttp servers never produce.
 func rawServer(t *testing.T, answer func(n int) []string) (addr string, wrote chan struct{}) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
 	wrote = make(chan struct{}, 64)
-	go func() {
-		for {
-			c, err := ln.Accept()
+	addr = testenv.ServeTCP(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for n := 0; ; n++ {
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for n := 0; ; n++ {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					_ = req.Body.Close()
-					for _, part := range answer(n) {
-						if _, err := io.WriteString(c, part); err != nil {
-							return
-						}
-					}
-					wrote <- struct{}{}
+			_ = req.Body.Close()
+			for _, part := range answer(n) {
+				if _, err := io.WriteString(c, part); err != nil {
+					return
 				}
-			}()
+			}
+			wrote <- struct{}{}
 		}
-	}()
-	return ln.Addr().String(), wrote
+	})
+	return addr, wrote
 }
 
 // TestBytesPastContentLengthCloseTheConnection: an upstream that sends more than its
