@@ -8,13 +8,15 @@ import (
 	"runtime/trace"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestAnalyzeFindsNetpollWakeUpsAndHandOffs traces a workload with each kind of wait the
 // analysis separates, made certain by construction rather than timing: an echo server whose
-// goroutine must park in Read before each of 200 one-byte round trips (the client sends the
-// next byte only after the echo), so the netpoller wakes it 200 times; 100 values over an
-// unbuffered channel, each of which readies one of the two goroutines from the other; one GC.
+// goroutine is parked in Read before each of 200 one-byte round trips (the client sends the
+// next byte only once the runtime reports the server in "IO wait"), so the netpoller wakes it
+// 200 times; 100 values over an unbuffered channel, each of which readies one of the two
+// goroutines from the other; one GC.
 func TestAnalyzeFindsNetpollWakeUpsAndHandOffs(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -41,14 +43,15 @@ func TestAnalyzeFindsNetpollWakeUpsAndHandOffs(t *testing.T) {
 		t.Fatal(err)
 	}
 	const roundTrips, handOffs = 200, 100
-	// Almost every round trip parks the echo server in Read and wakes it through the netpoller,
-	// but not every one is certain to: the server's first park may come before the trace starts
-	// and its last after it stops, and a server descheduled between its write and its next read
-	// finds the client's next byte already there (seen once: 199 of 200). The analyzer must find
-	// nearly all of them; one that found none, or half, fails.
+	// Sending only after the server is seen parked is what makes the count certain: a client
+	// that merely waits for the echo races the server's next Read, and on a loaded CI machine a
+	// server descheduled between its write and that Read found the next byte already there in
+	// 95 of 200 round trips. The server's first park comes before the trace starts, so the
+	// analyzer must find nearly all of them; one that found none, or half, fails.
 	const mostRoundTrips = roundTrips * 9 / 10
 	b := []byte{0}
 	for range roundTrips {
+		waitParkedInRead(t, "TestAnalyzeFindsNetpollWakeUpsAndHandOffs.func1")
 		if _, err := conn.Write(b); err != nil {
 			t.Fatal(err)
 		}
@@ -117,6 +120,31 @@ func TestAnalyzeFindsNetpollWakeUpsAndHandOffs(t *testing.T) {
 			t.Errorf("the report lacks %q:\n%s", want, text.String())
 		}
 	}
+}
+
+// waitParkedInRead returns once the goroutine whose stack names fn is parked on the network
+// ("IO wait"), as the runtime's own goroutine dump reports it.
+func waitParkedInRead(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<16)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if strings.Contains(g, fn) && strings.Contains(firstLine(g), "[IO wait") {
+				return
+			}
+		}
+		runtime.Gosched()
+	}
+	t.Fatalf("the goroutine running %s never parked on the network", fn)
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
 
 func containsAll(s string, substr ...string) bool {
